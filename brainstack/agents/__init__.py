@@ -1,0 +1,1 @@
+"""Agents: specialists, the AutoGen group chat, and the chat-model providers."""

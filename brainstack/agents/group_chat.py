@@ -1,0 +1,140 @@
+"""The group chat: an AutoGen AgentChat SelectorGroupChat of CTO, CMO and CFO, as a LangGraph node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from brainstack.graphs.state import RouterState
+
+if TYPE_CHECKING:
+    from brainstack.agents.providers import ModelProvider
+    from brainstack.config import GroupChatSpec, Settings
+
+__all__ = ["GroupChat"]
+
+TEAM_RULES = (
+    "You are in a meeting with {others}. Keep each message under 120 words and add "
+    "something new. When the team has reached its decision, state the final decision "
+    "and end that message with the word {word}."
+)
+
+
+class GroupChat:
+    """Runs one AutoGen team per task; transcript and decision go back into the state."""
+
+    name = "group_chat"
+
+    def __init__(self, spec: GroupChatSpec, provider: ModelProvider, settings: Settings) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.settings = settings
+
+    def _build(self) -> tuple[Any, list[Any]]:
+        from autogen_agentchat.agents import AssistantAgent
+        from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
+        from autogen_agentchat.teams import SelectorGroupChat
+
+        spec = self.spec
+        names = [role.name for role in spec.roles]
+        clients = []
+        agents = []
+        for role in spec.roles:
+            client = self.provider.autogen_client(role.model)
+            clients.append(client)
+            others = ", ".join(n for n in names if n != role.name)
+            rules = TEAM_RULES.format(others=others, word=spec.termination_word)
+            agents.append(
+                AssistantAgent(
+                    role.name,
+                    model_client=client,
+                    description=role.description,
+                    system_message=f"{role.system_prompt}\n\n{rules}",
+                )
+            )
+        selector = self.provider.autogen_client(spec.selector_model)
+        clients.append(selector)
+        termination = TextMentionTermination(spec.termination_word, sources=names) | (
+            MaxMessageTermination(spec.max_rounds + 1)  # +1: the task message counts
+        )
+        team = SelectorGroupChat(
+            agents,
+            model_client=selector,
+            termination_condition=termination,
+            selector_func=None if self.provider.can_classify else _in_turn(names),
+        )
+        return team, clients
+
+    async def __call__(self, state: RouterState) -> dict[str, Any]:
+        from autogen_agentchat.base import TaskResult
+        from autogen_agentchat.messages import TextMessage
+        from langgraph.config import get_stream_writer
+
+        write = get_stream_writer()
+        team, clients = self._build()
+        transcript: list[dict[str, str]] = []
+        stop_reason = ""
+        try:
+            async for item in team.run_stream(task=_brief(state)):
+                if isinstance(item, TaskResult):
+                    stop_reason = item.stop_reason or ""
+                elif isinstance(item, TextMessage) and item.source != "user":
+                    transcript.append({"speaker": item.source, "content": item.content})
+                    write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
+            usage = _usage(clients, transcript)
+        finally:
+            for client in clients:
+                await client.close()
+        decision = _decision(transcript, self.spec.termination_word)
+        if self.spec.termination_word.lower() not in stop_reason.lower() and transcript:
+            decision += f"\n\n(The meeting ended without agreement: {stop_reason}.)"
+        return {
+            "answer": decision,
+            "active_agent": self.name,
+            "transcript": transcript,
+            "speakers": [*state.get("speakers", []), *(t["speaker"] for t in transcript)],
+            "usage": _add(state.get("usage") or {}, usage),
+            "review": {**state.get("review", {}), "stop_reason": stop_reason},
+        }
+
+
+def _in_turn(names: Sequence[str]) -> Any:
+    """Speaker selection without a model (offline): each role in the agents file's order."""
+
+    def select(messages: Sequence[Any]) -> str:
+        spoken = [m.source for m in messages if getattr(m, "source", None) in names]
+        return names[(names.index(spoken[-1]) + 1) % len(names)] if spoken else names[0]
+
+    return select
+
+
+def _brief(state: RouterState) -> str:
+    earlier = [m for m in state.get("messages", [])[:-1]][-4:]
+    if not earlier:
+        return state["task"]
+    lines = "\n".join(f"- {m.type}: {str(m.content)[:300]}" for m in earlier)
+    return f"{state['task']}\n\nEarlier in this conversation:\n{lines}"
+
+
+def _decision(transcript: list[dict[str, str]], word: str) -> str:
+    if not transcript:
+        return ""
+    text = transcript[-1]["content"].replace(word, "").strip()
+    return f"{transcript[-1]['speaker']}: {text}" if text else ""
+
+
+def _usage(clients: list[Any], transcript: list[dict[str, str]]) -> dict[str, int]:
+    prompt = sum(c.total_usage().prompt_tokens for c in clients)
+    completion = sum(c.total_usage().completion_tokens for c in clients)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "model_calls": len(transcript),
+    }
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    from brainstack.graphs.state import add_usage
+
+    return add_usage(a, b)

@@ -1,0 +1,178 @@
+"""The offline model: a deterministic stand-in that speaks the OpenAI wire format.
+
+It runs in process behind an ``httpx2.MockTransport``, so the real
+langchain-openai and AutoGen clients, the graph, the tools and the group chat
+all run exactly as they do against a real endpoint. It does not pretend to be
+a language model: every answer says it is offline and is assembled only from
+what the request carries — the task, the agent's role, the thread's earlier
+messages and tool results. It calls the calculator when a task contains
+arithmetic, so tool calling is exercised too. It refuses structured-output
+(classification) requests: routing without a model is left to the semantic
+router and the fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["OFFLINE_MODEL_NAME", "OfflineModel"]
+
+OFFLINE_MODEL_NAME = "brainstack-offline"
+_ARITHMETIC = re.compile(
+    r"(?:[-(]\s*)*\d[\d,]*(?:\.\d+)?\s*%?\s*(?:(?:[-+*/×÷^]|\*\*|//|%\s*of)\s*[(\s]*"
+    r"\d[\d,]*(?:\.\d+)?\s*%?\s*\)*\s*)+",
+    re.IGNORECASE,
+)
+_ROLE = re.compile(r"you are (?:the |an? )?([^.:\n]{1,60})", re.IGNORECASE)
+
+
+class OfflineModel:
+    """Answers chat-completions requests deterministically from their content."""
+
+    def __init__(self, *, termination_word: str = "TERMINATE", team: Sequence[str] = ()) -> None:
+        self.termination_word = termination_word
+        self.team = list(team)
+
+    # The transport entry point -------------------------------------------------
+    def handle(self, request: Any) -> Any:
+        """``httpx2.MockTransport`` handler."""
+        import httpx2
+
+        body = json.loads(request.content or b"{}")
+        if not request.url.path.endswith("/chat/completions"):
+            return _error(
+                httpx2, 404, f"the offline model serves only chat completions, not {request.url.path}"
+            )
+        if body.get("response_format", {}).get("type") == "json_schema":
+            return _error(
+                httpx2,
+                400,
+                "the offline model does not classify or produce structured output; "
+                "configure OPENAI_API_KEY or OPENAI_BASE_URL for that",
+            )
+        message = self.reply(body.get("messages", []), body.get("tools") or [])
+        return httpx2.Response(200, json=_completion(body.get("model", OFFLINE_MODEL_NAME), message, body))
+
+    # What it says ----------------------------------------------------------------
+    def reply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        system = " ".join(_text(m) for m in messages if m.get("role") in ("system", "developer"))
+        role = _role(system)
+        last = messages[-1] if messages else {}
+        if last.get("role") == "tool":
+            return {"role": "assistant", "content": self._after_tool(role, messages)}
+        users = [m for m in messages if m.get("role") == "user"]
+        task = _text(users[-1]) if users else ""
+        tool_names = {t.get("function", {}).get("name") for t in tools}
+        expression = _find_arithmetic(task)
+        if "calculator" in tool_names and expression:
+            return {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_offline_{zlib.crc32(expression.encode()):08x}",
+                        "type": "function",
+                        "function": {
+                            "name": "calculator",
+                            "arguments": json.dumps({"expression": expression}),
+                        },
+                    }
+                ],
+            }
+        if self.team and role.split()[0] in self.team:
+            return {"role": "assistant", "content": self._team_turn(role.split()[0], users, system)}
+        return {"role": "assistant", "content": self._answer(role, task, users[:-1], system)}
+
+    def _answer(self, role: str, task: str, earlier: list[dict[str, Any]], system: str) -> str:
+        lines = [f"[offline model, no LLM configured] {role.capitalize()} on: \u201c{_clip(task, 200)}\u201d"]
+        focus = _focus(system)
+        if focus:
+            lines.append(f"- What this agent weighs: {focus}")
+        if earlier:
+            lines.append(f"- Earlier in this thread: \u201c{_clip(_text(earlier[-1]), 120)}\u201d")
+        lines.append("Set OPENAI_API_KEY (or OPENAI_BASE_URL) for a model-written answer.")
+        return "\n".join(lines)
+
+    def _after_tool(self, role: str, messages: list[dict[str, Any]]) -> str:
+        results = []
+        calls = {c["id"]: c for m in messages for c in (m.get("tool_calls") or [])}
+        for m in messages:
+            if m.get("role") == "tool":
+                call = calls.get(m.get("tool_call_id", ""), {})
+                args = json.loads(call.get("function", {}).get("arguments", "{}") or "{}")
+                results.append(f"{args.get('expression', '?')} = {_text(m)}")
+        return (
+            f"[offline model, no LLM configured] {role.capitalize()} computed with the calculator: "
+            + "; ".join(results)
+        )
+
+    def _team_turn(self, name: str, users: list[dict[str, Any]], system: str) -> str:
+        task = _text(users[0]) if users else ""
+        spoken = {m.get("name") for m in users[1:]} | {name}
+        if all(member in spoken for member in self.team):
+            views = "; ".join(f"{m.get('name')}: {_clip(_first_line(_text(m)), 90)}" for m in users[1:])
+            return (
+                f"{name} (offline model): all views are in ({views}). No model is configured to "
+                f"weigh them, so no recommendation is made on \u201c{_clip(task, 120)}\u201d. "
+                f"{self.termination_word}"
+            )
+        return f"{name} (offline model) on \u201c{_clip(task, 120)}\u201d: my brief is to {_focus(system) or 'give my view'}"
+
+
+def _error(httpx2: Any, status: int, message: str) -> Any:
+    return httpx2.Response(status, json={"error": {"message": message, "type": "offline_model"}})
+
+
+def _completion(model: str, message: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    prompt = sum(len(_text(m).split()) for m in body.get("messages", []))
+    completion = len((message.get("content") or "").split()) + 8 * len(message.get("tool_calls") or [])
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
+    return {
+        "id": "chatcmpl-offline",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def _role(system: str) -> str:
+    match = _ROLE.search(system)
+    return match.group(1).strip() if match else "assistant"
+
+
+def _focus(system: str) -> str:
+    """The sentence of the system prompt that says what the agent judges."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", system) if s.strip()]
+    rest = [s for s in sentences[1:] if not s.lower().startswith(("you are", "work as", "keep each"))]
+    return _clip(rest[0].rstrip("."), 160).lower() if rest else ""
+
+
+def _find_arithmetic(task: str) -> str | None:
+    candidates = [m.group(0).strip().rstrip(",") for m in _ARITHMETIC.finditer(task)]
+    return max(candidates, key=len) if candidates else None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

@@ -1,0 +1,99 @@
+"""A specialist: one tool-calling agent, as a LangGraph node."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+from brainstack.graphs.state import RouterState
+from brainstack.tools import get_tools
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+    from brainstack.agents.providers import ModelProvider
+    from brainstack.config import AgentSpec, Settings
+
+__all__ = ["Specialist", "usage_of"]
+
+
+def usage_of(message: BaseMessage) -> dict[str, int]:
+    """Token usage of one LangChain model reply, as a usage delta."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    return {
+        "prompt_tokens": int(meta.get("input_tokens", 0)),
+        "completion_tokens": int(meta.get("output_tokens", 0)),
+        "total_tokens": int(meta.get("total_tokens", 0)),
+        "model_calls": 1,
+    }
+
+
+class Specialist:
+    """Answers a task with its system prompt, the thread's history and its tools."""
+
+    def __init__(self, name: str, spec: AgentSpec, provider: ModelProvider, settings: Settings) -> None:
+        self.name = name
+        self.spec = spec
+        self.settings = settings
+        self.tools = {tool.name: tool for tool in get_tools(spec.tools)}
+        model = provider.chat_model(spec.model)
+        self.model: Runnable[Any, BaseMessage] = (
+            model.bind_tools(list(self.tools.values())) if self.tools else model
+        )
+
+    def prompt(self, state: RouterState) -> list[BaseMessage]:
+        history = state.get("messages", [])[:-1][-self.settings.history_messages :]
+        if self.settings.history_messages == 0:
+            history = []
+        return [SystemMessage(self.spec.system_prompt), *history, HumanMessage(state["task"])]
+
+    async def __call__(self, state: RouterState) -> dict[str, Any]:
+        from langgraph.config import get_stream_writer
+
+        write = get_stream_writer()
+        messages = self.prompt(state)
+        usage: dict[str, int] = {}
+        records: list[dict[str, Any]] = []
+        reply: BaseMessage = AIMessage("")
+        for _ in range(self.settings.max_tool_rounds + 1):
+            reply = await self.model.ainvoke(messages)
+            usage = _sum(usage, usage_of(reply))
+            messages.append(reply)
+            calls = getattr(reply, "tool_calls", None) or []
+            if not calls:
+                break
+            for call in calls:
+                result = await self._call_tool(call["name"], call["args"])
+                records.append(
+                    {"agent": self.name, "tool": call["name"], "arguments": call["args"], "result": result}
+                )
+                write({"type": "tool_call", **records[-1]})
+                messages.append(ToolMessage(result, tool_call_id=call["id"], name=call["name"]))
+        answer = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
+        if getattr(reply, "tool_calls", None):
+            answer = ""  # ran out of tool rounds without a final answer; review decides
+        write({"type": "agent_message", "agent": self.name, "content": answer})
+        return {
+            "answer": answer,
+            "active_agent": self.name,
+            "speakers": [*state.get("speakers", []), self.name],
+            "tool_calls": [*state.get("tool_calls", []), *records],
+            "usage": _sum(state.get("usage") or {}, usage),
+        }
+
+    async def _call_tool(self, name: str, args: dict[str, Any]) -> str:
+        tool = self.tools.get(name)
+        if tool is None:  # the model named a tool this agent does not have
+            return f"error: no tool named {name!r}; available: {sorted(self.tools)}"
+        try:
+            return str(await tool.ainvoke(args))
+        except Exception as exc:  # a tool's failure is the model's to handle, not the run's
+            return f"error: {type(exc).__name__}: {exc}"
+
+
+def _sum(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    from brainstack.graphs.state import add_usage
+
+    return add_usage(a, b)

@@ -1,0 +1,88 @@
+"""Typed settings, read once from ``BRAINSTACK_*`` environment variables.
+
+No other module reads the environment: a :class:`Settings` instance is built
+by the caller (or :meth:`Settings.from_env`) and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("brainstack"))
+
+
+def _default_cache() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("brainstack"))
+
+
+class Settings(BaseSettings):
+    """Everything a :class:`~brainstack.Runtime` can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="BRAINSTACK_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=_default_home)
+    """Where the SQLite checkpoints (and, later, local memory) live."""
+    cache_dir: Path = Field(default_factory=_default_cache)
+    """Where prepared artefacts (the ONNX embedding model) are cached."""
+    agents_file: Path | None = None
+    """A user agents.yaml; the built-in one when unset."""
+
+    provider: Literal["auto", "openai", "offline"] = "auto"
+    """``auto`` uses OpenAI when a key or base URL is set, the offline model otherwise."""
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BRAINSTACK_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BRAINSTACK_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    model: str = "gpt-4o-mini"
+    """Default chat model; agents.yaml can name another per agent or role."""
+    model_max_retries: int = Field(default=2, ge=0, le=10)
+    model_timeout_s: float = Field(default=60.0, gt=0)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+
+    checkpoint_url: str | None = None
+    """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
+
+    router_threshold: float = Field(default=0.55, ge=-1, le=1)
+    """Semantic route accepted when the best route scores at least this (cosine)."""
+    router_margin: float = Field(default=0.04, ge=0, le=2)
+    """…and beats the runner-up route by at least this much."""
+
+    max_task_chars: int = Field(default=8000, ge=1)
+    history_messages: int = Field(default=8, ge=0)
+    """How many earlier messages of the thread the agents see."""
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the environment, with keyword overrides on top."""
+        return cls(**overrides)  # type: ignore[arg-type]
+
+    @property
+    def resolved_provider(self) -> Literal["openai", "offline"]:
+        if self.provider != "auto":
+            return self.provider
+        return "openai" if (self.openai_api_key or self.openai_base_url) else "offline"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "checkpoints.sqlite"

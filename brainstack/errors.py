@@ -1,0 +1,137 @@
+"""The exceptions brainstack raises.
+
+Every error says what happened and what to do next. Misuse (bad input, bad
+configuration) is told apart from failures during a run::
+
+    BrainstackError
+    ├── UsageError                  the caller asked for something invalid
+    │   ├── InvalidTaskError        empty or oversized task
+    │   ├── UnknownAgentError       an agent name that is not configured
+    │   └── ConfigurationError      settings or agents file are wrong
+    └── RunError                    a run could not complete
+        ├── ModelError              the model endpoint failed or answered badly
+        │   └── ModelUnavailableError   the endpoint could not be reached at all
+        └── BackendError            a storage backend (checkpointer, memory) failed
+
+Foreign exceptions (openai, httpx, psycopg, ...) are translated into these in
+exactly one place: :func:`translate`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BrainstackError",
+    "ConfigurationError",
+    "InvalidTaskError",
+    "ModelError",
+    "ModelUnavailableError",
+    "RunError",
+    "UnknownAgentError",
+    "UsageError",
+    "translate",
+]
+
+
+class BrainstackError(Exception):
+    """Root of every brainstack error."""
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: The thread the failed run belongs to, when there was one: resume it with this id.
+        self.thread_id = thread_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(BrainstackError):
+    """The caller asked for something brainstack cannot do as asked."""
+
+
+class InvalidTaskError(UsageError):
+    """The task is empty or longer than the configured limit."""
+
+
+class UnknownAgentError(UsageError):
+    """An agent name that the agents file does not define."""
+
+
+class ConfigurationError(UsageError):
+    """Settings or the agents file are invalid."""
+
+
+class RunError(BrainstackError):
+    """A run started but could not complete."""
+
+
+class ModelError(RunError):
+    """The chat-model endpoint returned an error or unusable output."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, thread_id: str | None = None) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.status_code = status_code
+
+
+class ModelUnavailableError(ModelError):
+    """The chat-model endpoint could not be reached."""
+
+
+class BackendError(RunError):
+    """A storage backend (checkpointer, Redis, Chroma) failed."""
+
+
+def translate(exc: BaseException, *, thread_id: str | None = None) -> BrainstackError:
+    """Map a foreign exception raised during a run to a brainstack error.
+
+    This is the one place that knows about other libraries' exception types;
+    it imports them lazily because most runs never need it.
+    """
+    if isinstance(exc, BrainstackError):
+        if exc.thread_id is None:
+            exc.thread_id = thread_id
+        return exc
+    resume = f" The run's progress is saved on thread {thread_id!r}." if thread_id else ""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a core dependency
+        openai = None  # type: ignore[assignment]
+    if openai is not None:
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelUnavailableError(
+                f"Cannot reach the model endpoint ({exc}). Check OPENAI_BASE_URL and the "
+                f"network, or unset OPENAI_API_KEY to run with the offline model.{resume}",
+                thread_id=thread_id,
+            )
+        if isinstance(exc, openai.AuthenticationError):
+            return ModelError(
+                f"The model endpoint rejected the API key (HTTP 401). Check OPENAI_API_KEY.{resume}",
+                status_code=401,
+                thread_id=thread_id,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return ModelError(
+                f"The model endpoint returned HTTP {exc.status_code} after retries: "
+                f"{_short(exc.message)}. Try again later or raise BRAINSTACK_MODEL_MAX_RETRIES."
+                f"{resume}",
+                status_code=exc.status_code,
+                thread_id=thread_id,
+            )
+    if _is_backend_error(exc):
+        return BackendError(
+            f"A storage backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that "
+            f"the server in BRAINSTACK_CHECKPOINT_URL / BRAINSTACK_REDIS_URL is up.{resume}",
+            thread_id=thread_id,
+        )
+    return RunError(f"The run failed: {type(exc).__name__}: {_short(str(exc))}.{resume}", thread_id=thread_id)
+
+
+def _is_backend_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in {"psycopg", "psycopg_pool", "sqlite3", "aiosqlite", "redis", "chromadb"}
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,73 @@
+"""Typed events that a run streams as it happens."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from brainstack.results import RouteDecision, RunResult
+
+__all__ = [
+    "AgentMessageEvent",
+    "Event",
+    "GroupChatTurnEvent",
+    "ResultEvent",
+    "RouteEvent",
+    "ToolCallEvent",
+    "event_from_custom",
+]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RouteEvent(_Event):
+    type: Literal["route"] = "route"
+    decision: RouteDecision
+
+
+class ToolCallEvent(_Event):
+    type: Literal["tool_call"] = "tool_call"
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    result: str
+
+
+class AgentMessageEvent(_Event):
+    type: Literal["agent_message"] = "agent_message"
+    agent: str
+    content: str
+
+
+class GroupChatTurnEvent(_Event):
+    type: Literal["group_chat_turn"] = "group_chat_turn"
+    speaker: str
+    content: str
+
+
+class ResultEvent(_Event):
+    type: Literal["result"] = "result"
+    result: RunResult
+
+
+Event = RouteEvent | ToolCallEvent | AgentMessageEvent | GroupChatTurnEvent | ResultEvent
+
+
+def event_from_custom(payload: Any) -> Event | None:
+    """Turn a node's ``get_stream_writer()`` payload into a typed event."""
+    if not isinstance(payload, dict):
+        return None
+    data = dict(payload)
+    kind = data.pop("type", None)
+    if kind == "route":
+        return RouteEvent(decision=RouteDecision(**data))
+    if kind == "tool_call":
+        return ToolCallEvent(**data)
+    if kind == "agent_message":
+        return AgentMessageEvent(**data)
+    if kind == "group_chat_turn":
+        return GroupChatTurnEvent(**data)
+    return None

@@ -1,0 +1,73 @@
+"""``create_router_graph``: wires the named nodes into an uncompiled StateGraph."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from langgraph.graph import END, START, StateGraph
+
+from brainstack.agents.group_chat import GroupChat
+from brainstack.agents.specialist import Specialist
+from brainstack.config.agents import GROUP_CHAT
+from brainstack.graphs.nodes import Review, Route, after_review, after_route, node_name
+from brainstack.graphs.state import RouterState
+
+if TYPE_CHECKING:
+    from brainstack.agents.providers import ModelProvider
+    from brainstack.config import AgentsConfig, Settings
+    from brainstack.graphs.router import SemanticRouter
+
+__all__ = ["create_router_graph"]
+
+Node = Callable[[RouterState], Any]
+
+
+def create_router_graph(
+    agents: AgentsConfig,
+    *,
+    provider: ModelProvider,
+    router: SemanticRouter,
+    settings: Settings,
+) -> StateGraph[Any]:
+    """START → route → specialist_<name> | group_chat → review → END.
+
+    Returns the graph uncompiled, so the caller chooses the checkpointer.
+    """
+    graph: StateGraph[Any] = StateGraph(RouterState)
+    graph.add_node("route", timed("route", Route(agents, router, provider)))
+    targets = {}
+    for name, spec in agents.agents.items():
+        node = node_name(name)
+        graph.add_node(node, timed(node, Specialist(name, spec, provider, settings)))
+        targets[node] = node
+    graph.add_node(GROUP_CHAT, timed(GROUP_CHAT, GroupChat(agents.group_chat, provider, settings)))
+    targets[GROUP_CHAT] = GROUP_CHAT
+    graph.add_node("review", timed("review", Review(agents.default_agent)))
+
+    graph.add_edge(START, "route")
+    graph.add_conditional_edges("route", after_route, targets)
+    for node in targets:
+        graph.add_edge(node, "review")
+    graph.add_conditional_edges("review", after_review, {**targets, END: END})
+    return graph
+
+
+def timed(name: str, node: Node) -> Callable[[RouterState], Awaitable[dict[str, Any]]]:
+    """Wrap a node so its wall time (ms) is added to ``state['timings'][name]``."""
+
+    @functools.wraps(node)
+    async def run(state: RouterState) -> dict[str, Any]:
+        start = time.perf_counter()
+        update = node(state)
+        if inspect.isawaitable(update):
+            update = await update
+        elapsed = (time.perf_counter() - start) * 1000
+        timings = dict(state.get("timings") or {})
+        timings[name] = round(timings.get(name, 0.0) + elapsed, 3)
+        return {**update, "timings": timings}
+
+    return run

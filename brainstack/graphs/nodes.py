@@ -1,0 +1,198 @@
+"""The graph's own nodes: route (hybrid semantic/LLM) and review."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from brainstack.config.agents import GROUP_CHAT
+from brainstack.graphs.state import RouterState
+
+if TYPE_CHECKING:
+    from brainstack.agents.providers import ModelProvider
+    from brainstack.config import AgentsConfig
+    from brainstack.graphs.router import SemanticRouter
+
+__all__ = ["MAX_ANSWER_CHARS", "Review", "Route", "node_name"]
+
+MAX_ANSWER_CHARS = 20_000
+
+
+def node_name(target: str) -> str:
+    """The graph node of a route target (``:`` is reserved in LangGraph node names)."""
+    return GROUP_CHAT if target == GROUP_CHAT else f"specialist_{target}"
+
+
+def _decision(target: str, confidence: float, decided_by: str, reason: str) -> dict[str, Any]:
+    kind = "group_chat" if target == GROUP_CHAT else "specialist"
+    return {
+        "target": target,
+        "kind": kind,
+        "confidence": round(min(max(confidence, 0.0), 1.0), 4),
+        "decided_by": decided_by,
+        "reason": reason,
+    }
+
+
+class Route:
+    """Semantic router when it is confident; otherwise the model, with one retry; else fallback."""
+
+    def __init__(self, agents: AgentsConfig, router: SemanticRouter, provider: ModelProvider) -> None:
+        self.agents = agents
+        self.router = router
+        self.provider = provider
+        self.targets = [*agents.agents, GROUP_CHAT]
+        self._classifier: Any = None
+
+    async def __call__(self, state: RouterState) -> dict[str, Any]:
+        from langgraph.config import get_stream_writer
+
+        usage: dict[str, int] = {}
+        requested = state.get("requested_agent")
+        if requested:
+            decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
+        else:
+            match = await asyncio.to_thread(self.router.best, state["task"])
+            summary = f"semantic {match.name} {match.score:.2f} (margin {match.margin:.2f})"
+            if self.router.accepts(match):
+                decision = _decision(match.name, match.score, "semantic", summary)
+            elif self.provider.can_classify:
+                decision, usage = await self._classify(state["task"], summary)
+            else:
+                decision = _decision(
+                    self.agents.default_agent,
+                    match.score,
+                    "fallback",
+                    f"{summary} is below the router's confidence (threshold "
+                    f"{self.router.threshold:.2f}, margin {self.router.margin:.2f}) and the "
+                    f"offline model does not classify",
+                )
+        get_stream_writer()({"type": "route", **decision})
+        from brainstack.graphs.state import add_usage
+
+        return {"route": decision, "usage": add_usage(state.get("usage"), usage)}
+
+    def _classifier_model(self) -> Any:
+        if self._classifier is None:
+            schema = {
+                "title": "RouteChoice",
+                "description": "Which agent should handle the request.",
+                "type": "object",
+                "properties": {
+                    "target": {"type": "string", "enum": self.targets},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "reason": {"type": "string"},
+                },
+                "required": ["target", "confidence", "reason"],
+                "additionalProperties": False,
+            }
+            model = self.provider.chat_model()
+            self._classifier = model.with_structured_output(
+                schema, method="json_schema", include_raw=True, strict=True
+            )
+        return self._classifier
+
+    def _instructions(self) -> str:
+        lines = [f"- {name}: {spec.description}" for name, spec in self.agents.agents.items()]
+        lines.append(f"- {GROUP_CHAT}: {self.agents.group_chat.description}")
+        return (
+            "You route requests to the one agent best placed to handle them. Agents:\n"
+            + "\n".join(lines)
+            + "\nAnswer with the target, your confidence between 0 and 1, and a short reason."
+        )
+
+    async def _classify(self, task: str, summary: str) -> tuple[dict[str, Any], dict[str, int]]:
+        from brainstack.agents.specialist import usage_of
+        from brainstack.graphs.state import add_usage
+
+        messages: list[Any] = [SystemMessage(self._instructions()), HumanMessage(task)]
+        usage: dict[str, int] = {}
+        problem = ""
+        for _attempt in range(2):
+            out = await self._classifier_model().ainvoke(messages)
+            raw = out.get("raw")
+            if raw is not None:
+                usage = add_usage(usage, usage_of(raw))
+            choice, problem = self._validate(out)
+            if choice is not None:
+                reason = f"{choice['reason']} ({summary} was not confident)"
+                return _decision(choice["target"], choice["confidence"], "llm", reason), usage
+            messages += [
+                AIMessage(str(getattr(raw, "content", "")) or "(no content)"),
+                HumanMessage(
+                    f"That answer was invalid: {problem}. Answer again with a "
+                    f"JSON object whose target is one of {self.targets}."
+                ),
+            ]
+        reason = f"the model's route was invalid twice ({problem}); {summary}"
+        return _decision(self.agents.default_agent, 0.0, "fallback", reason), usage
+
+    def _validate(self, out: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        parsed = out.get("parsed")
+        if out.get("parsing_error") is not None or not isinstance(parsed, dict):
+            return None, f"not the requested JSON ({out.get('parsing_error') or 'no object'})"
+        if parsed.get("target") not in self.targets:
+            return None, f"unknown target {parsed.get('target')!r}"
+        try:
+            confidence = float(parsed.get("confidence", 0.0))
+        except (TypeError, ValueError):
+            return None, f"confidence {parsed.get('confidence')!r} is not a number"
+        return {
+            "target": parsed["target"],
+            "confidence": confidence,
+            "reason": str(parsed.get("reason", "")).strip() or "no reason given",
+        }, ""
+
+
+class Review:
+    """Accepts the answer, or sends the task back once, then to the default agent."""
+
+    def __init__(self, default_agent: str) -> None:
+        self.default_agent = default_agent
+
+    def __call__(self, state: RouterState) -> dict[str, Any]:
+        review = dict(state.get("review") or {})
+        attempts = int(review.get("attempts", 0))
+        notes = list(review.get("notes", []))
+        answer = (state.get("answer") or "").strip()
+        active = state.get("active_agent", "")
+        if answer:
+            if len(answer) > MAX_ANSWER_CHARS:
+                notes.append(f"answer cut from {len(answer)} to {MAX_ANSWER_CHARS} characters")
+                answer = answer[:MAX_ANSWER_CHARS]
+            status = review.get("status") or "ok"
+            return {
+                "answer": answer,
+                "messages": [AIMessage(answer, name=active)],
+                "review": {**review, "status": status, "notes": notes, "next": None},
+            }
+        notes.append(f"{active} returned an empty answer")
+        if attempts == 0:
+            next_node, status = active, "retried"
+        elif active != f"specialist_{self.default_agent}":
+            next_node, status = f"specialist_{self.default_agent}", "fallback"
+            notes.append(f"falling back to {self.default_agent}")
+        else:
+            next_node, status = None, "failed"
+        return {
+            "review": {
+                **review,
+                "status": status,
+                "attempts": attempts + 1,
+                "notes": notes,
+                "next": next_node,
+            }
+        }
+
+
+def after_review(state: RouterState) -> str:
+    from langgraph.graph import END
+
+    return (state.get("review") or {}).get("next") or END
+
+
+def after_route(state: RouterState) -> str:
+    route = state.get("route") or {}
+    return node_name(route["target"])

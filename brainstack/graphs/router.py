@@ -1,0 +1,88 @@
+"""Semantic routing: pick a route by comparing a request with example utterances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from brainstack.memory.embeddings import Embedder
+
+__all__ = ["RouteMatch", "SemanticRouter"]
+
+DEFAULT_THRESHOLD = 0.55
+TOP_K = 2
+"""A route's score is the mean of its ``TOP_K`` best example similarities:
+steadier than the single best match, sharper than the mean of all."""
+
+
+class RouteMatch(NamedTuple):
+    name: str
+    score: float
+    """Cosine similarity (mean of the route's best examples)."""
+    margin: float
+    """How far ahead of the runner-up route it is."""
+
+
+class SemanticRouter:
+    """Routes text to the route whose example utterances it resembles most.
+
+    ``route()`` answers ``None`` when the best score is under ``threshold`` or
+    does not beat the runner-up by ``margin``; the graph then asks the model.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Sequence[str]],
+        embedder: Embedder | None = None,
+        threshold: float | None = None,
+        *,
+        margin: float = 0.0,
+    ) -> None:
+        if not routes or any(not examples for examples in routes.values()):
+            raise ValueError("every route needs at least one example utterance")
+        if embedder is None:
+            from brainstack.memory.embeddings import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder()
+        self.embedder = embedder
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.margin = margin
+        self.names = list(routes)
+        examples = [text for name in self.names for text in routes[name]]
+        self._owner = np.repeat(np.arange(len(self.names)), [len(routes[n]) for n in self.names])
+        self._vectors = embedder.embed(examples)
+
+    def scores_many(self, texts: Sequence[str]) -> np.ndarray:
+        """Score matrix (texts × routes)."""
+        sims = self.embedder.embed(texts) @ self._vectors.T
+        out = np.empty((len(texts), len(self.names)), dtype=np.float32)
+        for index in range(len(self.names)):
+            own = sims[:, self._owner == index]
+            k = min(TOP_K, own.shape[1])
+            out[:, index] = np.sort(own, axis=1)[:, -k:].mean(axis=1)
+        return out
+
+    def best_many(self, texts: Sequence[str]) -> list[RouteMatch]:
+        """The top route for each text, whatever its score."""
+        matches = []
+        for row in self.scores_many(texts):
+            order = np.argsort(row)[::-1]
+            runner_up = float(row[order[1]]) if len(order) > 1 else -1.0
+            top = float(row[order[0]])
+            matches.append(RouteMatch(self.names[order[0]], top, top - runner_up))
+        return matches
+
+    def best(self, text: str) -> RouteMatch:
+        return self.best_many([text])[0]
+
+    def accepts(self, match: RouteMatch) -> bool:
+        return match.score >= self.threshold and match.margin >= self.margin
+
+    def route_many(self, texts: Sequence[str]) -> list[RouteMatch | None]:
+        return [m if self.accepts(m) else None for m in self.best_many(texts)]
+
+    def route(self, text: str) -> RouteMatch | None:
+        return self.route_many([text])[0]

@@ -1,0 +1,41 @@
+"""The graph's state. Values are plain JSON-like data so every checkpointer stores them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+__all__ = ["RouterState", "add_usage"]
+
+
+class RouterState(TypedDict, total=False):
+    """One thread's state. Per-run fields are reset by each run's input."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    """The thread's conversation across runs: each task and its final answer."""
+    task: str
+    user_id: str
+    requested_agent: str | None
+    """A route the caller forced, if any."""
+    route: dict[str, Any] | None
+    """A :class:`~brainstack.results.RouteDecision` as a dict."""
+    active_agent: str
+    """The node that produced (or is producing) the answer."""
+    answer: str
+    speakers: list[str]
+    transcript: list[dict[str, str]]
+    tool_calls: list[dict[str, Any]]
+    usage: dict[str, int]
+    timings: dict[str, float]
+    review: dict[str, Any]
+    model: str
+
+
+def add_usage(total: dict[str, int] | None, delta: dict[str, int]) -> dict[str, int]:
+    """Sum two usage dicts (prompt/completion/total tokens, model calls)."""
+    out = dict(total or {})
+    for key, value in delta.items():
+        out[key] = out.get(key, 0) + value
+    return out
