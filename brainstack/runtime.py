@@ -88,9 +88,9 @@ class Runtime:
         return self._router
 
     def _default_embedder(self) -> Embedder:
-        from brainstack.memory.embeddings import MiniLMEmbedder
+        from brainstack.memory.embeddings import default_embedder
 
-        return MiniLMEmbedder(self.settings.cache_dir)
+        return default_embedder(self.settings)
 
     @property
     def graph(self) -> StateGraph[Any]:
@@ -125,7 +125,7 @@ class Runtime:
 
         from brainstack.graphs.checkpointers import open_checkpointer
 
-        inputs = {
+        inputs: dict[str, Any] = {
             "messages": [HumanMessage(task)],
             "task": task,
             "user_id": user_id,

@@ -38,7 +38,7 @@ class GroupChat:
         spec = self.spec
         names = [role.name for role in spec.roles]
         clients = []
-        agents = []
+        agents: list[Any] = []
         for role in spec.roles:
             client = self.provider.autogen_client(role.model)
             clients.append(client)

@@ -113,14 +113,21 @@ class OfflineModel:
     def _team_turn(self, name: str, users: list[dict[str, Any]], system: str) -> str:
         task = _text(users[0]) if users else ""
         spoken = {m.get("name") for m in users[1:]} | {name}
+        brief = _focus(system) or "give my view"
         if all(member in spoken for member in self.team):
-            views = "; ".join(f"{m.get('name')}: {_clip(_first_line(_text(m)), 90)}" for m in users[1:])
+            views = [f"{m.get('name')} would {_brief_of(_text(m))}" for m in users[1:] if m.get("name")]
+            views.append(f"{name} would {brief}")
             return (
-                f"{name} (offline model): all views are in ({views}). No model is configured to "
-                f"weigh them, so no recommendation is made on \u201c{_clip(task, 120)}\u201d. "
-                f"{self.termination_word}"
+                f"{name} (offline model) closing the discussion of \u201c{_clip(task, 120)}\u201d. "
+                f"Perspectives on the table: {'; '.join(views)}. Weighing them takes a language model and "
+                f"none is configured, so the team makes no recommendation. {self.termination_word}"
             )
-        return f"{name} (offline model) on \u201c{_clip(task, 120)}\u201d: my brief is to {_focus(system) or 'give my view'}"
+        return f"{name} (offline model) on \u201c{_clip(task, 120)}\u201d: my brief is to {brief}"
+
+
+def _brief_of(turn: str) -> str:
+    marker = "my brief is to "
+    return turn.split(marker, 1)[1].strip() if marker in turn else _clip(_first_line(turn), 90)
 
 
 def _error(httpx2: Any, status: int, message: str) -> Any:

@@ -104,11 +104,11 @@ class ModelProvider:
         kwargs: dict[str, Any] = {k: v for k, v in self._connection().items() if v is not None}
         if info is not None:
             kwargs["model_info"] = info
+        kwargs["http_client"] = async_client
         return OpenAIChatCompletionClient(
             model=name,
             temperature=self.settings.temperature,
             max_retries=self.settings.model_max_retries,
             timeout=self.settings.model_timeout_s,
-            http_client=async_client,
             **kwargs,
         )

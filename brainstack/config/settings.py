@@ -54,10 +54,15 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(default=60.0, gt=0)
     temperature: float = Field(default=0.2, ge=0, le=2)
 
+    embeddings: Literal["local", "openai"] = "local"
+    """``local`` runs all-MiniLM-L6-v2 offline (the router is tuned on it); ``openai`` uses the endpoint."""
+    embedding_model: str = "text-embedding-3-small"
+    """The OpenAI embedding model when ``embeddings == "openai"``."""
+
     checkpoint_url: str | None = None
     """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
 
-    router_threshold: float = Field(default=0.55, ge=-1, le=1)
+    router_threshold: float = Field(default=0.32, ge=-1, le=1)
     """Semantic route accepted when the best route scores at least this (cosine)."""
     router_margin: float = Field(default=0.04, ge=0, le=2)
     """…and beats the runner-up route by at least this much."""

