@@ -99,8 +99,13 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
         openai = None  # type: ignore[assignment]
     if openai is not None:
         if isinstance(exc, openai.APIConnectionError):
+            request = getattr(exc, "_request", None) or getattr(exc, "request", None)
+            url = getattr(request, "url", None)
+            where = f" at {url.scheme}://{url.host}:{url.port or ''}" if url is not None else ""
+            cause = exc.__cause__ or exc.__context__
+            detail = f"{exc}" + (f": {_short(str(cause), 160)}" if cause and str(cause) else "")
             return ModelUnavailableError(
-                f"Cannot reach the model endpoint ({exc}). Check OPENAI_BASE_URL and the "
+                f"Cannot reach the model endpoint{where} ({detail}). Check OPENAI_BASE_URL and the "
                 f"network, or unset OPENAI_API_KEY to run with the offline model.{resume}",
                 thread_id=thread_id,
             )
@@ -118,18 +123,32 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
                 status_code=exc.status_code,
                 thread_id=thread_id,
             )
-    if _is_backend_error(exc):
+    backend = _backend_of(exc)
+    if backend is not None:
+        name, setting = backend
+        retry = f" Run again with thread {thread_id!r} once it is back." if thread_id else ""
         return BackendError(
-            f"A storage backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that "
-            f"the server in BRAINSTACK_CHECKPOINT_URL / BRAINSTACK_REDIS_URL is up.{resume}",
+            f"The {name} backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that it is "
+            f"up and that {setting} is right.{retry}",
             thread_id=thread_id,
         )
     return RunError(f"The run failed: {type(exc).__name__}: {_short(str(exc))}.{resume}", thread_id=thread_id)
 
 
-def _is_backend_error(exc: BaseException) -> bool:
-    module = type(exc).__module__ or ""
-    return module.split(".")[0] in {"psycopg", "psycopg_pool", "sqlite3", "aiosqlite", "redis", "chromadb"}
+_BACKENDS = {
+    "psycopg": ("PostgreSQL", "BRAINSTACK_CHECKPOINT_URL"),
+    "psycopg_pool": ("PostgreSQL", "BRAINSTACK_CHECKPOINT_URL"),
+    "sqlite3": ("SQLite", "BRAINSTACK_HOME"),
+    "aiosqlite": ("SQLite", "BRAINSTACK_HOME"),
+    "redis": ("Redis", "BRAINSTACK_REDIS_URL"),
+    "chromadb": ("Chroma", "BRAINSTACK_CHROMA_URL"),
+}
+
+
+def _backend_of(exc: BaseException) -> tuple[str, str] | None:
+    """(backend name, the setting that points at it) when ``exc`` comes from a storage library."""
+    module = (type(exc).__module__ or "").split(".")[0]
+    return _BACKENDS.get(module)
 
 
 def _short(text: str, limit: int = 300) -> str:

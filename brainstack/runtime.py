@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -192,14 +194,52 @@ class Runtime:
         thread_id: str | None = None,
         agent: str | None = None,
     ) -> Iterator[Event]:
-        """Blocking :meth:`astream` (events arrive when the run has finished)."""
+        """Blocking :meth:`astream`: events are yielded as they happen (the run works on a thread)."""
+        done = object()
+        events: queue.Queue[Any] = queue.Queue()
 
-        async def collect() -> list[Event]:
-            return [e async for e in self.astream(task, user_id=user_id, thread_id=thread_id, agent=agent)]
+        async def pump() -> None:
+            try:
+                async for event in self.astream(task, user_id=user_id, thread_id=thread_id, agent=agent):
+                    events.put(event)
+            except BaseException as exc:  # handed to the caller's thread below
+                events.put(exc)
+            finally:
+                events.put(done)
 
-        return iter(_blocking(collect()))
+        worker = threading.Thread(target=asyncio.run, args=(pump(),), name="brainstack-stream", daemon=True)
+        worker.start()
+        try:
+            while (item := events.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            worker.join()
 
-    # Helpers -----------------------------------------------------------------
+    async def amessages(self, thread_id: str) -> list[dict[str, str]]:
+        """The conversation stored for ``thread_id`` (``role``, ``content``, ``name``), oldest first."""
+        from brainstack.graphs.checkpointers import open_checkpointer
+
+        try:
+            async with open_checkpointer(self.settings) as saver:
+                snapshot = await self.graph.compile(checkpointer=saver).aget_state(
+                    {"configurable": {"thread_id": thread_id}}
+                )
+        except BrainstackError:
+            raise
+        except Exception as exc:
+            raise translate(exc, thread_id=thread_id) from exc
+        return [
+            {"role": m.type, "content": str(m.content), "name": getattr(m, "name", None) or ""}
+            for m in snapshot.values.get("messages", [])
+        ]
+
+    def messages(self, thread_id: str) -> list[dict[str, str]]:
+        """Blocking :meth:`amessages`."""
+        result: list[dict[str, str]] = _blocking(self.amessages(thread_id))
+        return result
+
     def _check(self, task: str, user_id: str, thread_id: str | None, agent: str | None) -> str:
         if not isinstance(task, str) or not task.strip():
             raise InvalidTaskError("The task is empty: pass the question or instruction to run.")

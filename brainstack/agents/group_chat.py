@@ -40,7 +40,7 @@ class GroupChat:
         clients = []
         agents: list[Any] = []
         for role in spec.roles:
-            client = self.provider.autogen_client(role.model)
+            client = _counted(self.provider.autogen_client(role.model))
             clients.append(client)
             others = ", ".join(n for n in names if n != role.name)
             rules = TEAM_RULES.format(others=others, word=spec.termination_word)
@@ -52,7 +52,7 @@ class GroupChat:
                     system_message=f"{role.system_prompt}\n\n{rules}",
                 )
             )
-        selector = self.provider.autogen_client(spec.selector_model)
+        selector = _counted(self.provider.autogen_client(spec.selector_model))
         clients.append(selector)
         termination = TextMentionTermination(spec.termination_word, sources=names) | (
             MaxMessageTermination(spec.max_rounds + 1)  # +1: the task message counts
@@ -81,7 +81,7 @@ class GroupChat:
                 elif isinstance(item, TextMessage) and item.source != "user":
                     transcript.append({"speaker": item.source, "content": item.content})
                     write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
-            usage = _usage(clients, transcript)
+            usage = _usage(clients)
         finally:
             for client in clients:
                 await client.close()
@@ -123,14 +123,27 @@ def _decision(transcript: list[dict[str, str]], word: str) -> str:
     return f"{transcript[-1]['speaker']}: {text}" if text else ""
 
 
-def _usage(clients: list[Any], transcript: list[dict[str, str]]) -> dict[str, int]:
+def _counted(client: Any) -> Any:
+    """Count the model calls an autogen client makes (its usage totals only count tokens)."""
+    create = client.create
+    client.brainstack_calls = 0
+
+    async def counting_create(*args: Any, **kwargs: Any) -> Any:
+        client.brainstack_calls += 1
+        return await create(*args, **kwargs)
+
+    client.create = counting_create
+    return client
+
+
+def _usage(clients: list[Any]) -> dict[str, int]:
     prompt = sum(c.total_usage().prompt_tokens for c in clients)
     completion = sum(c.total_usage().completion_tokens for c in clients)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "model_calls": len(transcript),
+        "model_calls": sum(c.brainstack_calls for c in clients),
     }
 
 

@@ -8,6 +8,7 @@ replay harness, a test) may pass any ``httpx2`` transport instead.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from brainstack.agents.offline import OFFLINE_MODEL_NAME, OfflineModel
@@ -94,6 +95,9 @@ class ModelProvider:
         from autogen_ext.models.openai import OpenAIChatCompletionClient
         from autogen_ext.models.openai._model_info import get_info
 
+        # autogen compares the response's dated model name (gpt-4o-mini-2024-07-18) with its own
+        # mapping and warns on every call for OpenAI-compatible servers; the warning is not actionable.
+        warnings.filterwarnings("ignore", message="Resolved model mismatch", category=UserWarning)
         name = self.model_name(model)
         try:
             get_info(name)

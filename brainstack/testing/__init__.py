@@ -1,0 +1,146 @@
+"""Test brainstack agents against replayed OpenAI conversations: no network, no key.
+
+Setup (once, in your ``tests/conftest.py``; openai talks through ``httpx2`` and
+respx patches ``httpx``, so the two must be made one before anything imports them)::
+
+    import httpx2; httpx2.alias_httpx()          # first line of conftest.py
+    pytest_plugins = ["respx.plugin"]
+
+and ``addopts = "-p no:respx"`` in the pytest configuration (so respx loads after the alias).
+
+Then, in a test::
+
+    from brainstack.testing import replay, replay_settings
+    from brainstack import Runtime
+
+    def test_my_agents(tmp_path):
+        with replay("tests/replays/pricing.yaml"):
+            result = Runtime(replay_settings(tmp_path), agents="my_agents.yaml").run("...")
+        assert result.route.target == "finance"
+
+Leaving the ``with`` block fails the test if a request did not match the cassette
+(the request is shown) or if a response was never requested. Run with
+``BRAINSTACK_RECORD=1`` and a real ``OPENAI_API_KEY`` to (re)write the cassette
+from the real endpoint, credentials scrubbed. See :mod:`brainstack.testing.cassette`
+for the file format. Runtime code never imports this package.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from brainstack.testing.cassette import Cassette, Interaction, ReplayError, summarize_request
+
+__all__ = ["Cassette", "Interaction", "ReplayError", "replay", "replay_settings", "summarize_request"]
+
+REPLAY_API_KEY = "replay-key-not-a-secret"
+OPENAI_PATHS = r"/(chat/completions|completions|embeddings|responses)$"
+
+
+def replay_settings(home: str | Path, **overrides: Any) -> Any:
+    """Settings for a replayed run: the ``openai`` provider with a dummy key, state under ``home``.
+
+    When recording (``BRAINSTACK_RECORD=1``) the real key and base URL from the environment are used.
+    """
+    from brainstack.config import Settings
+
+    values: dict[str, Any] = {"provider": "openai", "home": Path(home)}
+    if not _recording(None):
+        values.update(openai_api_key=REPLAY_API_KEY, openai_base_url="https://api.openai.com/v1")
+    values.update(overrides)
+    return Settings.from_env(**values)
+
+
+@contextmanager
+def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") -> Iterator[Cassette]:
+    """Serve the cassette at ``path`` to every OpenAI call made inside the block (through respx).
+
+    ``record`` (default: ``BRAINSTACK_RECORD=1`` in the environment) sends the calls to the real
+    endpoint instead and writes what happened to ``path``.
+    """
+    path = Path(path)
+    if _recording(record):
+        with _recorder() as calls:
+            yield Cassette(path)
+        from brainstack.testing.cassette import interactions_from_calls, write_cassette
+
+        secrets = [os.environ.get("OPENAI_API_KEY", ""), os.environ.get("BRAINSTACK_OPENAI_API_KEY", "")]
+        write_cassette(path, scenario, interactions_from_calls(calls, secrets))
+        return
+
+    _require_alias()
+    import respx
+
+    cassette = Cassette.load(path)
+    with respx.mock(assert_all_called=False, assert_all_mocked=False) as router:
+        router.route(path__regex=OPENAI_PATHS).mock(side_effect=cassette.handle)
+        router.route().pass_through()  # anything else (a local Chroma server, ...) is not ours
+        try:
+            yield cassette
+        except BaseException as exc:
+            if cassette.unexpected:
+                raise ReplayError("\n\n".join(cassette.unexpected)) from exc
+            raise
+    cassette.check()
+
+
+@contextmanager
+def _recorder() -> Iterator[list[tuple[Any, Any]]]:
+    """Let OpenAI calls reach the real endpoint and keep each (request, response) pair.
+
+    Patches the httpx2 transports for the duration of the block (respx's pass-through
+    does not keep responses).
+    """
+    import re
+
+    import httpx2
+
+    calls: list[tuple[Any, Any]] = []
+    wanted = re.compile(OPENAI_PATHS)
+    sync_send = httpx2.HTTPTransport.handle_request
+    async_send = httpx2.AsyncHTTPTransport.handle_async_request
+
+    def handle_request(self: Any, request: Any) -> Any:
+        response = sync_send(self, request)
+        if wanted.search(request.url.path):
+            response.read()
+            calls.append((request, response))
+        return response
+
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        response = await async_send(self, request)
+        if wanted.search(request.url.path):
+            await response.aread()
+            calls.append((request, response))
+        return response
+
+    httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    httpx2.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        httpx2.HTTPTransport.handle_request = sync_send  # type: ignore[method-assign]
+        httpx2.AsyncHTTPTransport.handle_async_request = async_send  # type: ignore[method-assign]
+
+
+def _recording(record: bool | None) -> bool:
+    if record is not None:
+        return record
+    return os.environ.get("BRAINSTACK_RECORD", "").strip().lower() in ("1", "true", "yes")
+
+
+def _require_alias() -> None:
+    import httpx2
+
+    if sys.modules.get("httpx") is not httpx2:
+        raise ReplayError(
+            "brainstack.testing.replay needs `httpx2.alias_httpx()` to run before anything imports "
+            "httpx (openai uses httpx2; respx patches httpx). Put `import httpx2; httpx2.alias_httpx()` "
+            'on the first line of tests/conftest.py and `addopts = "-p no:respx"` in the pytest '
+            "configuration, or pass `Cassette.load(path).transport()` to `Runtime(transport=...)`."
+        )

@@ -1,0 +1,358 @@
+"""Replay fixtures ("cassettes"): OpenAI chat-completions requests to expect, responses to return.
+
+A cassette is one YAML file per scenario. Interactions are played **in order**:
+each request the code under test makes must match the next interaction; a
+request that does not is answered with HTTP 400 and reported (with the request
+itself) when the replay ends, and so is any interaction left unplayed::
+
+    # tests/replays/llm_route.yaml
+    scenario: the semantic router is unsure, the model picks the route
+    interactions:
+      - match:                          # every key is optional
+          response_format: json_schema  # request.response_format.type
+          last_user: "Tell me about"    # substring of the last user message
+        response:
+          content: '{"target": "marketing", "confidence": 0.8, "reason": "..."}'
+      - match:
+          system: "You are the marketing"   # substring of the system message
+          tools: [calculator]               # these tools are offered
+        response:
+          tool_calls: [{name: calculator, arguments: {expression: "2 + 2"}}]
+      - response: {status: 429, headers: {retry-after-ms: "1"}, body: {error: {message: slow down}}}
+        times: 1                            # serve this interaction N times in a row
+
+``response`` is either the shorthand above (``content``, ``tool_calls``,
+``usage``, ``model``, ``finish_reason``) or a raw ``body`` with ``status`` and
+``headers``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Cassette", "Interaction", "ReplayError", "summarize_request"]
+
+MATCH_KEYS = {"path", "method", "model", "last_user", "system", "contains", "response_format", "tools"}
+RESPONSE_KEYS = {"status", "headers", "body", "content", "tool_calls", "usage", "model", "finish_reason"}
+DEFAULT_PATH = "/chat/completions"
+
+
+class ReplayError(AssertionError):
+    """A replay went differently from its cassette (unexpected request, unplayed response, bad file)."""
+
+
+@dataclass
+class Interaction:
+    match: dict[str, Any]
+    response: dict[str, Any]
+    times: int = 1
+    index: int = 0
+
+    def mismatches(self, request: dict[str, Any]) -> list[str]:
+        """Why ``request`` (see :func:`summarize_request`) does not match; empty when it does."""
+        problems = []
+        want_path = self.match.get("path", DEFAULT_PATH)
+        if not request["path"].endswith(want_path):
+            problems.append(f"path {request['path']!r} does not end with {want_path!r}")
+        if "method" in self.match and request["method"] != str(self.match["method"]).upper():
+            problems.append(f"method {request['method']} is not {self.match['method']}")
+        if "model" in self.match and request.get("model") != self.match["model"]:
+            problems.append(f"model {request.get('model')!r} is not {self.match['model']!r}")
+        for key in ("last_user", "system"):
+            if (
+                key in self.match
+                and str(self.match[key]).casefold() not in (request.get(key) or "").casefold()
+            ):
+                problems.append(
+                    f"{key} {_clip(request.get(key) or '')!r} does not contain {self.match[key]!r}"
+                )
+        if "contains" in self.match:
+            text = json.dumps(request.get("messages", []), ensure_ascii=False).casefold()
+            for needle in _as_list(self.match["contains"]):
+                if str(needle).casefold() not in text:
+                    problems.append(f"no message contains {needle!r}")
+        if (
+            "response_format" in self.match
+            and request.get("response_format") != self.match["response_format"]
+        ):
+            problems.append(
+                f"response_format {request.get('response_format')!r} is not {self.match['response_format']!r}"
+            )
+        if "tools" in self.match:
+            missing = set(_as_list(self.match["tools"])) - set(request.get("tools") or [])
+            if missing:
+                problems.append(f"tools {request.get('tools')} lack {sorted(missing)}")
+        return problems
+
+    def build_response(self, request_model: str | None) -> tuple[int, dict[str, str], Any]:
+        spec = self.response
+        status = int(spec.get("status", 200))
+        headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        if "body" in spec:
+            return status, headers, spec["body"]
+        message: dict[str, Any] = {"role": "assistant", "content": spec.get("content")}
+        calls = spec.get("tool_calls") or []
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.get("id") or f"call_{self.index}_{n}",
+                    "type": "function",
+                    "function": {
+                        "name": call["name"],
+                        "arguments": call["arguments"]
+                        if isinstance(call.get("arguments"), str)
+                        else json.dumps(call.get("arguments") or {}),
+                    },
+                }
+                for n, call in enumerate(calls)
+            ]
+        usage = spec.get("usage") or {}
+        prompt, completion = int(usage.get("prompt_tokens", 10)), int(usage.get("completion_tokens", 5))
+        body = {
+            "id": f"chatcmpl-replay-{self.index}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": spec.get("model") or request_model or "replay",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": spec.get("finish_reason") or ("tool_calls" if calls else "stop"),
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+        return status, headers, body
+
+
+@dataclass
+class Cassette:
+    """The interactions of one scenario, and what happened while replaying them."""
+
+    path: Path
+    interactions: list[Interaction] = field(default_factory=list)
+    scenario: str = ""
+    played: list[dict[str, Any]] = field(default_factory=list)
+    """Summaries of the requests that were answered from the cassette, in order."""
+    unexpected: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queue = [i for i in self.interactions for _ in range(i.times)]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Cassette:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ReplayError(f"{path}: no such cassette (record it with BRAINSTACK_RECORD=1)") from None
+        except yaml.YAMLError as exc:
+            raise ReplayError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+            raise ReplayError(f"{path}: expected a mapping with an 'interactions' list")
+        interactions = []
+        for index, raw in enumerate(data["interactions"]):
+            where = f"{path}: interactions[{index}]"
+            if not isinstance(raw, dict) or not isinstance(raw.get("response"), dict):
+                raise ReplayError(f"{where}: each interaction needs a 'response' mapping")
+            match = raw.get("match") or {}
+            if unknown := set(match) - MATCH_KEYS:
+                raise ReplayError(f"{where}.match: unknown keys {sorted(unknown)}; use {sorted(MATCH_KEYS)}")
+            if unknown := set(raw["response"]) - RESPONSE_KEYS:
+                raise ReplayError(
+                    f"{where}.response: unknown keys {sorted(unknown)}; use {sorted(RESPONSE_KEYS)}"
+                )
+            times = raw.get("times", 1)
+            if not isinstance(times, int) or times < 1:
+                raise ReplayError(f"{where}.times: must be a positive integer")
+            interactions.append(Interaction(dict(match), dict(raw["response"]), times, index))
+        return cls(path, interactions, str(data.get("scenario", "")))
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def handle(self, request: Any) -> Any:
+        """Answer one ``httpx2.Request`` (a MockTransport handler and a respx side effect)."""
+        import httpx2
+
+        summary = summarize_request(request)
+        with self._lock:
+            position = len(self.played) + len(self.unexpected)
+            if self._next >= len(self._queue):
+                problem = "the cassette has no interaction left"
+                expected = None
+            else:
+                expected = self._queue[self._next]
+                problems = expected.mismatches(summary)
+                problem = "; ".join(problems)
+                if not problems:
+                    self._next += 1
+                    self.played.append(summary)
+                    status, headers, body = expected.build_response(summary.get("model"))
+                    return httpx2.Response(status, headers=headers, json=body)
+            where = f"interactions[{expected.index}]" if expected else "end of cassette"
+            shown = {k: v for k, v in summary.items() if k != "system"}
+            shown["messages"] = [
+                m | {"content": _clip(m.get("content", ""), 300)} for m in summary["messages"]
+            ]
+            report = (
+                f"request #{position + 1} does not match {where} of {self.path}: {problem}\n"
+                f"the request was:\n{_indent(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True))}"
+            )
+            self.unexpected.append(report)
+        message = f"brainstack replay: unexpected request ({problem})"
+        return httpx2.Response(400, json={"error": {"message": message, "type": "replay_mismatch"}})
+
+    def transport(self) -> Any:
+        """An ``httpx2.MockTransport`` serving this cassette (for ``Runtime(transport=...)``)."""
+        import httpx2
+
+        return httpx2.MockTransport(self.handle)
+
+    @property
+    def unplayed(self) -> list[Interaction]:
+        seen: list[Interaction] = []
+        for interaction in self._queue[self._next :]:
+            if not any(interaction is s for s in seen):
+                seen.append(interaction)
+        return seen
+
+    def check(self) -> None:
+        """Raise :class:`ReplayError` if a request was unexpected or a response was left unplayed."""
+        problems = list(self.unexpected)
+        left = len(self._queue) - self._next
+        if left:
+            indices = ", ".join(str(i.index) for i in self.unplayed)
+            problems.append(
+                f"{left} response(s) of {self.path} were never requested: interactions[{indices}]"
+            )
+        if problems:
+            raise ReplayError("\n\n".join(problems))
+
+
+def summarize_request(request: Any) -> dict[str, Any]:
+    """The parts of an OpenAI request that cassettes match on (also what mismatch reports show)."""
+    summary: dict[str, Any] = {"method": request.method, "path": request.url.path}
+    try:
+        body = json.loads(request.content or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        body = {}
+    if not isinstance(body, dict):
+        return summary
+    messages = body.get("messages") or []
+    summary["model"] = body.get("model")
+    system = [_content(m) for m in messages if m.get("role") in ("system", "developer")]
+    users = [_content(m) for m in messages if m.get("role") == "user"]
+    if system:
+        summary["system"] = system[0]
+    if users:
+        summary["last_user"] = users[-1]
+    if isinstance(body.get("response_format"), dict):
+        summary["response_format"] = body["response_format"].get("type")
+    tools = [t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+    if tools:
+        summary["tools"] = tools
+    summary["messages"] = [  # always present: the report and `contains` use it
+        {k: v for k, v in (("role", m.get("role")), ("name", m.get("name")), ("content", _content(m))) if v}
+        | (
+            {"tool_calls": [c.get("function", {}).get("name") for c in m["tool_calls"]]}
+            if m.get("tool_calls")
+            else {}
+        )
+        for m in messages
+    ]
+    return summary
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _indent(text: str) -> str:
+    return "".join("    " + line for line in text.splitlines(keepends=True))
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9_\-.]{8,})")
+
+
+def scrub(value: Any, secrets: list[str]) -> Any:
+    """Replace API keys (``sk-…``, bearer tokens, and the given literal secrets) with ``<scrubbed>``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret:
+                value = value.replace(secret, "<scrubbed>")
+        return _SECRET.sub("<scrubbed>", value)
+    if isinstance(value, dict):
+        return {k: scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def interactions_from_calls(calls: list[tuple[Any, Any]], secrets: list[str]) -> list[dict[str, Any]]:
+    """Cassette interactions for recorded ``(request, response)`` pairs; credentials scrubbed.
+
+    Request headers are never written (that is where keys travel); bodies are scrubbed.
+    """
+    out = []
+    for request, response in calls:
+        summary = summarize_request(request)
+        match: dict[str, Any] = {}
+        if not summary["path"].endswith(DEFAULT_PATH):
+            match["path"] = "/" + summary["path"].rstrip("/").rsplit("/v1/", 1)[-1].lstrip("/")
+        for key in ("model", "response_format", "tools"):
+            if summary.get(key):
+                match[key] = summary[key]
+        if summary.get("system"):
+            match["system"] = _clip(summary["system"], 80).rstrip("\u2026")
+        if summary.get("last_user"):
+            match["last_user"] = _clip(summary["last_user"], 80).rstrip("\u2026")
+        try:
+            body = json.loads(response.content or b"null")
+        except ValueError:
+            body = {"raw": response.text}
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "retry-after-ms")
+        }
+        reply: dict[str, Any] = {"status": response.status_code, "body": body}
+        if headers:
+            reply["headers"] = headers
+        out.append(scrub({"match": match, "response": reply}, secrets))
+    return out
+
+
+def write_cassette(path: Path, scenario: str, interactions: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"scenario": scenario or path.stem.replace("_", " "), "interactions": interactions}
+    path.write_text(
+        "# Recorded by brainstack.testing (credentials scrubbed).\n"
+        "# Edit freely: the format is described in brainstack/testing/cassette.py\n"
+        + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110),
+        encoding="utf-8",
+    )

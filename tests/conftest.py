@@ -1,0 +1,87 @@
+import httpx2
+
+httpx2.alias_httpx()  # first: openai uses httpx2, respx patches httpx; make them one (see brainstack.testing)
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["respx.plugin"]
+
+IN_CI = bool(os.environ.get("CI"))
+POSTGRES_URL = os.environ.get("BRAINSTACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BRAINSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's key, endpoint or brainstack settings."""
+    for name in list(os.environ):
+        if name.startswith(("BRAINSTACK_", "OPENAI_")) and not name.startswith("BRAINSTACK_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding-model cache for the whole session (the ONNX export is built once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def embedder(cache_dir: Path):
+    from brainstack.memory import MiniLMEmbedder
+
+    model = MiniLMEmbedder(cache_dir)
+    model.warm_up()
+    return model
+
+
+@pytest.fixture
+def settings(tmp_path: Path, cache_dir: Path):
+    """Offline settings with state in a fresh folder."""
+    from brainstack import Settings
+
+    return Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
+
+
+@pytest.fixture
+def env_home(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    """Environment for a brainstack subprocess: offline, state under tmp_path, shared model cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINSTACK_", "OPENAI_"))}
+    env.update(BRAINSTACK_HOME=str(tmp_path / "home"), BRAINSTACK_CACHE_DIR=str(cache_dir))
+    return env
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Tests against real servers fail in CI when the server is missing; locally they skip."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not answering on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI must provide it: see .ci/run)")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(POSTGRES_URL)
+    require_server("PostgreSQL", parsed.hostname or "127.0.0.1", parsed.port or 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def replays() -> Iterator[Path]:
+    yield Path(__file__).parent / "replay" / "cassettes"

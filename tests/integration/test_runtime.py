@@ -1,0 +1,181 @@
+"""Offline end-to-end runs through the real graph, on both checkpoint backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import brainstack
+from brainstack import (
+    InvalidTaskError,
+    Runtime,
+    Settings,
+    UnknownAgentError,
+    UsageError,
+)
+from brainstack.errors import BackendError, ConfigurationError, ModelUnavailableError
+from brainstack.events import GroupChatTurnEvent, ResultEvent, RouteEvent, ToolCallEvent
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_settings(request, settings):
+    if request.param == "postgres":
+        return settings.model_copy(update={"checkpoint_url": request.getfixturevalue("postgres_url")})
+    return settings
+
+
+def unique(name: str) -> str:
+    """Thread ids unique per test run: the PostgreSQL database outlives the test session."""
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def runtime(backend_settings, embedder):
+    return Runtime(backend_settings, embedder=embedder)
+
+
+def test_specialist_with_calculator(runtime):
+    result = runtime.run("What is 17.5% of 2340?")
+    assert result.model == "offline"
+    assert result.route.target == "finance" and result.route.decided_by == "semantic"
+    assert result.tool_calls[0].tool == "calculator" and result.tool_calls[0].result == "409.5"
+    assert "409.5" in result.answer
+    assert "[offline model" in result.answer  # never passes itself off as an LLM
+    assert result.usage.model_calls == 2 and result.usage.total_tokens > 0
+    assert set(result.timings) == {"route", "specialist_finance", "review"}
+    assert all(ms >= 0 for ms in result.timings.values())
+
+
+def test_group_chat_runs_the_autogen_team(runtime):
+    result = runtime.run("Should we launch a freemium tier?")
+    assert result.route.kind == "group_chat"
+    assert result.speakers == ["CTO", "CMO", "CFO"]
+    assert [t.speaker for t in result.transcript] == ["CTO", "CMO", "CFO"]
+    assert all("freemium" in t.content for t in result.transcript)
+    assert result.transcript[-1].content.endswith("TERMINATE")
+    assert "no recommendation" in result.answer and "TERMINATE" not in result.answer
+
+
+def test_second_run_on_a_thread_sees_the_first(runtime):
+    t1, t2 = unique("t1"), unique("t2")
+    first = runtime.run("How should we design the database schema for multi-tenant accounts?", thread_id=t1)
+    second = runtime.run("Which indexes should the accounts table have?", thread_id=t1)
+    assert first.thread_id == second.thread_id == t1
+    assert "Earlier in this thread" in second.answer
+    messages = runtime.messages(t1)
+    assert [m["role"] for m in messages] == ["human", "ai", "human", "ai"]
+    assert messages[0]["content"].startswith("How should we design the database schema")
+    other = runtime.run("Which indexes should the accounts table have?", thread_id=t2)
+    assert "Earlier in this thread" not in other.answer
+
+
+def test_thread_continues_in_a_new_process(backend_settings, embedder, env_home):
+    thread = unique("proc")
+    env = {**env_home, "BRAINSTACK_HOME": str(backend_settings.home)}
+    if backend_settings.checkpoint_url:
+        env["BRAINSTACK_CHECKPOINT_URL"] = backend_settings.checkpoint_url
+    code = (
+        "import brainstack, json; r = brainstack.run('Write a tagline for our analytics product.', "
+        f"thread_id={thread!r}); print(json.dumps(dict(answer=r.answer, target=r.route.target)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first["target"] == "marketing"
+
+    runtime = Runtime(backend_settings, embedder=embedder)
+    second = runtime.run("Now make it shorter.", thread_id=thread)
+    messages = runtime.messages(thread)
+    assert messages[0]["content"] == "Write a tagline for our analytics product."
+    assert messages[1]["content"] == first["answer"]
+    assert "Write a tagline for our analytics product." in second.answer  # the offline model quotes it
+
+
+def test_caller_can_choose_the_agent(runtime):
+    result = runtime.run("Should we launch a freemium tier?", agent="technical")
+    assert result.route.target == "technical" and result.route.decided_by == "caller"
+    assert result.transcript == []
+
+
+def test_unsure_router_falls_back_offline_with_reason(runtime):
+    result = runtime.run("What time zone is Tokyo in?")
+    assert result.route.decided_by == "fallback"
+    assert result.route.target == "general"
+    assert "below the router's confidence" in result.route.reason
+
+
+def test_stream_yields_events_in_order(runtime):
+    events = list(runtime.stream("Should we launch a freemium tier?"))
+    kinds = [type(e) for e in events]
+    assert kinds[0] is RouteEvent and kinds[-1] is ResultEvent
+    assert [e.speaker for e in events if isinstance(e, GroupChatTurnEvent)] == ["CTO", "CMO", "CFO"]
+    tool_events = [e for e in runtime.stream("What is 12 * 12?") if isinstance(e, ToolCallEvent)]
+    assert tool_events and tool_events[0].result == "144"
+
+
+async def test_arun_inside_an_event_loop(runtime):
+    result = await runtime.arun("What is 2 + 2?")
+    assert "4" in result.answer
+    # the blocking API works inside a running loop too (as in Jupyter)
+    assert "4" in runtime.run("What is 2 + 2?").answer
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "error", "message"),
+    [
+        ("", {}, InvalidTaskError, "empty"),
+        ("   \n\t", {}, InvalidTaskError, "empty"),
+        ("x" * 8001, {}, InvalidTaskError, "8001 characters; the limit is 8000"),
+        ("hello", {"agent": "lawyer"}, UnknownAgentError, "No agent named 'lawyer'"),
+        ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
+        ("hello", {"user_id": ""}, UsageError, "user_id"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(runtime, task, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        runtime.run(task, **{"thread_id": "never", **kwargs})
+    if "thread_id" not in kwargs:
+        assert runtime.messages("never") == []
+
+
+def test_checkpoint_backend_down_is_a_clear_error(settings, embedder):
+    down = settings.model_copy(update={"checkpoint_url": "postgresql://postgres@127.0.0.1:1/test"})
+    with pytest.raises(BackendError) as caught:
+        Runtime(down, embedder=embedder).run("What is 2 + 2?", thread_id="pg-down")
+    assert "PostgreSQL backend failed" in str(caught.value) and "port 1" in str(caught.value)
+    assert "BRAINSTACK_CHECKPOINT_URL" in str(caught.value)
+    assert caught.value.thread_id == "pg-down"
+
+
+def test_unwritable_home_is_a_configuration_error(settings, embedder, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigurationError, match="BRAINSTACK_HOME"):
+        Runtime(settings.model_copy(update={"home": blocker / "home"}), embedder=embedder).run(
+            "What is 2 + 2?"
+        )
+
+
+def test_unreachable_model_endpoint(settings, embedder):
+    dead = Settings(
+        home=settings.home,
+        cache_dir=settings.cache_dir,
+        provider="openai",
+        openai_api_key="k",
+        openai_base_url="http://127.0.0.1:9/v1",
+        model_max_retries=0,
+    )
+    with pytest.raises(ModelUnavailableError, match=r"127\.0\.0\.1:9"):
+        Runtime(dead, embedder=embedder).run("How can we improve the conversion rate of our landing page?")
+
+
+def test_module_level_run_uses_the_environment(monkeypatch, tmp_path, cache_dir):
+    monkeypatch.setenv("BRAINSTACK_HOME", str(tmp_path / "env-home"))
+    monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(cache_dir))
+    result = brainstack.run("What is 3 * 7?", user_id="ada", thread_id="env-thread")
+    assert "21" in result.answer and result.user_id == "ada"
+    assert (tmp_path / "env-home" / "checkpoints.sqlite").is_file()

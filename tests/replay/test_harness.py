@@ -1,0 +1,165 @@
+"""The replay harness itself: strict ordering, clear failures, transport injection, record mode."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import yaml
+
+from brainstack import ModelError, Runtime
+from brainstack.testing import Cassette, ReplayError, replay, replay_settings
+
+ROOT = Path(__file__).parent / "cassettes"
+TASK = "How can we improve the conversion rate of our landing page?"
+
+
+@pytest.fixture
+def runtime(tmp_path, cache_dir, embedder):
+    return Runtime(replay_settings(tmp_path / "home", cache_dir=cache_dir), embedder=embedder)
+
+
+def write(path: Path, document: dict) -> Path:
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_unexpected_request_fails_and_shows_the_request(runtime, tmp_path):
+    cassette = write(
+        tmp_path / "c.yaml",
+        {"interactions": [{"match": {"last_user": "something else"}, "response": {"content": "x"}}]},
+    )
+    with pytest.raises(ReplayError) as caught, replay(cassette):
+        runtime.run(TASK)
+    report = str(caught.value)
+    assert "request #1 does not match interactions[0]" in report
+    assert "last_user" in report and "does not contain 'something else'" in report
+    assert TASK in report  # the request itself is shown
+    assert "path: /v1/chat/completions" in report
+    assert isinstance(caught.value.__cause__, ModelError)  # the run saw a 400, not a hang or retry loop
+
+
+def test_request_past_the_end_of_the_cassette_fails(runtime, tmp_path):
+    cassette = write(tmp_path / "empty.yaml", {"interactions": []})
+    with pytest.raises(ReplayError, match="no interaction left"), replay(cassette):
+        runtime.run(TASK)
+
+
+def test_unplayed_response_fails(runtime, tmp_path):
+    document = yaml.safe_load((ROOT / "semantic_route.yaml").read_text())
+    document["interactions"].append({"match": {"system": "finance"}, "response": {"content": "never asked"}})
+    cassette = write(tmp_path / "extra.yaml", document)
+    never = r"1 response\(s\) .* never requested: interactions\[1\]"
+    with pytest.raises(ReplayError, match=never), replay(cassette):
+        runtime.run(TASK)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"nope": []}, "expected a mapping with an 'interactions' list"),
+        ({"interactions": [{"match": {}}]}, "needs a 'response' mapping"),
+        ({"interactions": [{"match": {"usr": "x"}, "response": {}}]}, "unknown keys ['usr']"),
+        ({"interactions": [{"response": {"text": "x"}}]}, "response: unknown keys ['text']"),
+        ({"interactions": [{"response": {}, "times": 0}]}, "times: must be a positive integer"),
+    ],
+)
+def test_invalid_cassette_is_reported_with_its_path(tmp_path, document, message):
+    path = write(tmp_path / "bad.yaml", document)
+    with pytest.raises(ReplayError) as caught:
+        Cassette.load(path)
+    assert str(path) in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_missing_cassette_says_how_to_record(tmp_path):
+    with pytest.raises(ReplayError, match="BRAINSTACK_RECORD=1"):
+        Cassette.load(tmp_path / "missing.yaml")
+
+
+def test_transport_injection_without_respx(tmp_path, cache_dir, embedder):
+    """The same cassette can be handed to Runtime(transport=...) directly."""
+    cassette = Cassette.load(ROOT / "tool_call.yaml")
+    runtime = Runtime(
+        replay_settings(tmp_path, cache_dir=cache_dir), embedder=embedder, transport=cassette.transport()
+    )
+    result = runtime.run("What is 17.5% of 2340?")
+    cassette.check()
+    assert result.tool_calls[0].result == "409.5"
+    assert len(cassette.played) == 2
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    """A real HTTP server speaking the chat-completions format, for record mode."""
+
+    seen_auth: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen_auth.append(self.headers.get("Authorization", ""))
+        task = body["messages"][-1]["content"]
+        reply = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {
+                        "role": "assistant",
+                        "content": f"Recorded answer to: {task} (key sk-live-0123456789abcdef)",
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Set-Cookie", "session=secret-cookie")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    key = "sk-live-0123456789abcdef"
+    try:
+        settings = replay_settings(
+            tmp_path / "home",
+            cache_dir=cache_dir,
+            openai_api_key=key,
+            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
+        )
+        path = tmp_path / "recorded.yaml"
+        with replay(path, record=True, scenario="recorded against a local server"):
+            recorded = Runtime(settings, embedder=embedder).run(TASK)
+    finally:
+        server.shutdown()
+    assert _FakeOpenAI.seen_auth == [f"Bearer {key}"]  # the real request carried the real key
+    text = path.read_text()
+    assert key not in text and "secret-cookie" not in text and "Bearer" not in text
+    assert "<scrubbed>" in text
+    document = yaml.safe_load(text)
+    assert document["scenario"] == "recorded against a local server"
+    [interaction] = document["interactions"]
+    assert interaction["match"]["last_user"] == TASK
+    assert interaction["response"]["status"] == 200
+
+    # Replaying the recording gives the same answer, with no server.
+    settings = replay_settings(tmp_path / "home2", cache_dir=cache_dir)
+    with replay(path):
+        replayed = Runtime(settings, embedder=embedder).run(TASK)
+    assert replayed.answer == recorded.answer.replace(key, "<scrubbed>")
+    assert replayed.route == recorded.route

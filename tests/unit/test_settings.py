@@ -1,0 +1,204 @@
+"""Settings: BRAINSTACK_* environment variables, the OpenAI aliases and the provider choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from brainstack import Settings
+
+
+def test_defaults_with_a_clean_environment() -> None:
+    settings = Settings()
+    assert settings.provider == "auto"
+    assert settings.resolved_provider == "offline"
+    assert settings.openai_api_key is None
+    assert settings.openai_base_url is None
+    assert settings.agents_file is None
+    assert settings.checkpoint_url is None
+    assert settings.model == "gpt-4o-mini"
+    assert settings.embeddings == "local"
+    assert settings.home.name == "brainstack"
+    assert settings.cache_dir.name == "brainstack"
+    assert settings.home.is_absolute()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("BRAINSTACK_HOME", "/srv/brain", "home", Path("/srv/brain")),
+        ("BRAINSTACK_CACHE_DIR", "/srv/cache", "cache_dir", Path("/srv/cache")),
+        ("BRAINSTACK_AGENTS_FILE", "/etc/agents.yaml", "agents_file", Path("/etc/agents.yaml")),
+        ("BRAINSTACK_MODEL", "gpt-4.1", "model", "gpt-4.1"),
+        ("BRAINSTACK_MODEL_MAX_RETRIES", "5", "model_max_retries", 5),
+        ("BRAINSTACK_MODEL_TIMEOUT_S", "2.5", "model_timeout_s", 2.5),
+        ("BRAINSTACK_TEMPERATURE", "0", "temperature", 0.0),
+        ("BRAINSTACK_EMBEDDINGS", "openai", "embeddings", "openai"),
+        ("BRAINSTACK_EMBEDDING_MODEL", "text-embedding-3-large", "embedding_model", "text-embedding-3-large"),
+        ("BRAINSTACK_CHECKPOINT_URL", "postgresql://db/x", "checkpoint_url", "postgresql://db/x"),
+        ("BRAINSTACK_ROUTER_THRESHOLD", "0.5", "router_threshold", 0.5),
+        ("BRAINSTACK_ROUTER_THRESHOLD", "-0.25", "router_threshold", -0.25),
+        ("BRAINSTACK_ROUTER_MARGIN", "0.1", "router_margin", 0.1),
+        ("BRAINSTACK_MAX_TASK_CHARS", "100", "max_task_chars", 100),
+        ("BRAINSTACK_HISTORY_MESSAGES", "0", "history_messages", 0),
+        ("BRAINSTACK_MAX_TOOL_ROUNDS", "3", "max_tool_rounds", 3),
+        ("BRAINSTACK_PROVIDER", "offline", "provider", "offline"),
+        (
+            "BRAINSTACK_OPENAI_BASE_URL",
+            "http://localhost:8000/v1",
+            "openai_base_url",
+            "http://localhost:8000/v1",
+        ),
+        ("OPENAI_BASE_URL", "http://localhost:11434/v1", "openai_base_url", "http://localhost:11434/v1"),
+    ],
+)
+def test_reads_environment(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(Settings(), field) == expected
+    assert getattr(Settings.from_env(), field) == expected
+
+
+def test_unprefixed_names_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL", "not-mine")
+    monkeypatch.setenv("HOME_DIR", "/nope")
+    monkeypatch.setenv("BRAINSTACK_NOT_A_SETTING", "ignored")
+    settings = Settings()
+    assert settings.model == "gpt-4o-mini"
+    assert not hasattr(settings, "not_a_setting")
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "BRAINSTACK_OPENAI_API_KEY"])
+def test_api_key_aliases_are_secret(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "sk-test-123")
+    settings = Settings()
+    assert isinstance(settings.openai_api_key, SecretStr)
+    assert settings.openai_api_key.get_secret_value() == "sk-test-123"
+    assert "sk-test-123" not in repr(settings)
+    assert "sk-test-123" not in str(settings.model_dump())
+
+
+def test_brainstack_prefixed_alias_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-generic")
+    monkeypatch.setenv("BRAINSTACK_OPENAI_API_KEY", "sk-brainstack")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://generic/v1")
+    monkeypatch.setenv("BRAINSTACK_OPENAI_BASE_URL", "http://brainstack/v1")
+    settings = Settings()
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-brainstack"
+    assert settings.openai_base_url == "http://brainstack/v1"
+
+
+def test_keyword_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BRAINSTACK_MODEL", "from-env")
+    monkeypatch.setenv("BRAINSTACK_HOME", "/from/env")
+    settings = Settings.from_env(model="from-kwarg", home=tmp_path)
+    assert settings.model == "from-kwarg"
+    assert settings.home == tmp_path
+
+
+def test_auto_provider_is_offline_with_nothing_set() -> None:
+    assert Settings().resolved_provider == "offline"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OPENAI_API_KEY": "sk-x"},
+        {"BRAINSTACK_OPENAI_API_KEY": "sk-x"},
+        {"OPENAI_BASE_URL": "http://localhost:8000/v1"},
+        {"BRAINSTACK_OPENAI_BASE_URL": "http://localhost:8000/v1"},
+    ],
+)
+def test_auto_provider_is_openai_with_a_key_or_base_url(monkeypatch: pytest.MonkeyPatch, env: dict) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.provider == "auto"
+    assert settings.resolved_provider == "openai"
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "OPENAI_BASE_URL"])
+def test_blank_key_or_url_counts_as_unset(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "")
+    assert Settings().resolved_provider == "offline"
+
+
+def test_explicit_offline_wins_over_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("BRAINSTACK_PROVIDER", "offline")
+    assert Settings().resolved_provider == "offline"
+    assert Settings(provider="offline", openai_base_url="http://x/v1").resolved_provider == "offline"
+
+
+def test_explicit_openai_wins_without_a_key() -> None:
+    assert Settings(provider="openai").resolved_provider == "openai"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BRAINSTACK_ROUTER_THRESHOLD", "5"),
+        ("BRAINSTACK_ROUTER_THRESHOLD", "-1.5"),
+        ("BRAINSTACK_ROUTER_THRESHOLD", "high"),
+        ("BRAINSTACK_ROUTER_MARGIN", "-0.1"),
+        ("BRAINSTACK_PROVIDER", "foo"),
+        ("BRAINSTACK_PROVIDER", "anthropic"),
+        ("BRAINSTACK_EMBEDDINGS", "sentence-transformers"),
+        ("BRAINSTACK_MODEL_MAX_RETRIES", "11"),
+        ("BRAINSTACK_MODEL_MAX_RETRIES", "-1"),
+        ("BRAINSTACK_MODEL_TIMEOUT_S", "0"),
+        ("BRAINSTACK_TEMPERATURE", "2.5"),
+        ("BRAINSTACK_MAX_TASK_CHARS", "0"),
+        ("BRAINSTACK_HISTORY_MESSAGES", "-1"),
+        ("BRAINSTACK_MAX_TOOL_ROUNDS", "0"),
+        ("BRAINSTACK_MAX_TOOL_ROUNDS", "21"),
+    ],
+)
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("BRAINSTACK_").lower()
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert [error["loc"][0] for error in caught.value.errors()] == [field]
+
+
+def test_invalid_keyword_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        Settings(router_threshold=5)
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.model = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.home = tmp_path / "elsewhere"  # type: ignore[misc]
+    assert settings.model == "gpt-4o-mini"
+    assert settings.home == tmp_path
+
+
+def test_equal_settings_hash_equal(tmp_path: Path) -> None:
+    # brainstack caches one Runtime per Settings (functools.lru_cache), so they must be hashable.
+    first = Settings(home=tmp_path, provider="offline")
+    second = Settings(home=tmp_path, provider="offline")
+    assert first == second
+    assert hash(first) == hash(second)
+    assert first != Settings(home=tmp_path, provider="openai")
+
+
+def test_sqlite_path_is_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(home=tmp_path / "state")
+    assert settings.sqlite_path == tmp_path / "state" / "checkpoints.sqlite"
+    assert settings.sqlite_path.parent == settings.home
+    monkeypatch.setenv("BRAINSTACK_HOME", str(tmp_path / "env-home"))
+    assert Settings().sqlite_path.is_relative_to(tmp_path / "env-home")
+
+
+def test_fixture_settings_are_offline_and_isolated(settings: Settings, tmp_path: Path) -> None:
+    assert settings.resolved_provider == "offline"
+    assert settings.home.is_relative_to(tmp_path)
+    assert settings.sqlite_path.is_relative_to(tmp_path)
