@@ -324,11 +324,6 @@ def test_eval_set_covers_the_default_routes(evaluation: dict[str, list[str]]) ->
     assert all(len(texts) >= 5 for texts in evaluation.values())
 
 
-@pytest.mark.xfail(
-    reason="BUG (test data): 3 'held-out' utterances of routing_eval.yaml are verbatim examples in "
-    "agents.yaml, which inflates the measured coverage the threshold was tuned on",
-    strict=True,
-)
 def test_eval_set_is_held_out(evaluation: dict[str, list[str]]) -> None:
     assert sorted(_leaked(evaluation, load_agents(None).routes)) == []
 
