@@ -50,6 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("brainstack: interrupted; the thread's last checkpoint is kept.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so in one line; BRAINSTACK_DEBUG=1 shows the traceback
+        import os
+
+        if os.environ.get("BRAINSTACK_DEBUG"):
+            raise
+        print(
+            f"brainstack: internal error {type(exc).__name__}: {exc} (BRAINSTACK_DEBUG=1 shows the "
+            "traceback; please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_RUN
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -79,8 +79,24 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from the environment, with keyword overrides on top."""
-        return cls(**overrides)  # type: ignore[arg-type]
+        """Settings from the environment, with keyword overrides on top.
+
+        Invalid values raise :class:`~brainstack.errors.ConfigurationError` naming the
+        variable and the problem (``Settings(...)`` itself raises pydantic's ValidationError).
+        """
+        from pydantic import ValidationError
+
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            from brainstack.errors import ConfigurationError
+
+            problems = []
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                name = field if field.isupper() else f"BRAINSTACK_{field.upper()}"
+                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+            raise ConfigurationError("Invalid setting: " + "; ".join(problems) + ".") from None
 
     @property
     def resolved_provider(self) -> Literal["openai", "offline"]:

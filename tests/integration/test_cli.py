@@ -1,0 +1,126 @@
+"""The ``brainstack`` command in real subprocesses, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+BRAINSTACK = str(Path(sys.executable).with_name("brainstack"))
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BRAINSTACK, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_clean_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.startswith("brainstack: ")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_help_lists_the_run_command(env_home):
+    done = cli("--help", env=env_home)
+    assert done.returncode == 0
+    assert "run" in done.stdout and "multi-agent runtime" in done.stdout
+    done = cli("run", "--help", env=env_home)
+    for flag in ("--user", "--thread", "--json", "--agent", "--agents"):
+        assert flag in done.stdout
+
+
+def test_specialist_run_shows_route_tool_answer_tokens_and_time(env_home):
+    done = cli("run", "What is 17.5% of 2340?", env=env_home)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "→ route: finance (specialist), decided by semantic" in out
+    assert "finance called calculator(expression='17.5% of 2340') → 409.5" in out
+    assert "409.5" in out.split("→ 409.5", 1)[1]  # the answer itself
+    assert "model: offline" in done.stderr  # the banner says no LLM is answering
+    assert "tokens (" in done.stderr and "model calls)" in done.stderr and "s\n" in done.stderr
+
+
+def test_group_chat_turns_are_printed_in_order(env_home):
+    done = cli("run", "Should we launch a freemium tier?", env=env_home)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    turns = [line.strip().split("]")[0] + "]" for line in lines if line.strip().startswith("[")]
+    assert turns == ["[CTO]", "[CMO]", "[CFO]"]
+    assert "decided by semantic" in lines[0]
+
+
+def test_json_output_is_the_run_result(env_home):
+    done = cli("run", "Should we launch a freemium tier?", "--json", "--user", "ada", env=env_home)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["route"]["kind"] == "group_chat"
+    assert result["speakers"] == ["CTO", "CMO", "CFO"]
+    assert result["user_id"] == "ada" and result["model"] == "offline"
+    assert {"prompt_tokens", "completion_tokens"} <= set(result["usage"])
+    assert set(result["timings"]) == {"route", "group_chat", "review"}
+
+
+def test_thread_continues_across_invocations(env_home):
+    thread = f"cli-{uuid.uuid4().hex[:8]}"
+    first = cli("run", "Write a tagline for our analytics product.", "--thread", thread, env=env_home)
+    assert first.returncode == 0, first.stderr
+    second = cli("run", "Now make it shorter.", "--thread", thread, "--json", env=env_home)
+    result = json.loads(second.stdout)
+    assert result["thread_id"] == thread
+    assert "Write a tagline for our analytics product." in result["answer"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["run", ""], 2, "The task is empty"),
+        (["run", "x" * 9000], 2, "9000 characters; the limit is 8000"),
+        (["run", "hello", "--agent", "lawyer"], 2, "No agent named 'lawyer'"),
+        (["run", "hello", "--agents", "/nonexistent/agents.yaml"], 2, "/nonexistent/agents.yaml"),
+        (["run", "hello", "--thread", "no spaces allowed"], 2, "thread_id"),
+    ],
+)
+def test_bad_input_is_one_clear_line(env_home, args, code, needle):
+    line = assert_one_clean_line(cli(*args, env=env_home), code)
+    assert needle in line
+
+
+def test_invalid_agents_file_names_file_and_field(env_home, tmp_path):
+    bad = tmp_path / "agents.yaml"
+    bad.write_text("agents:\n  finance:\n    description: money\n")
+    done = cli("run", "hello", "--agents", str(bad), env=env_home)
+    line = assert_one_clean_line(done, 2)
+    assert str(bad) in line
+    # one problem per line below the first: field and fix
+    assert "agents.finance.system_prompt" in done.stderr and "fix:" in done.stderr
+
+
+def test_invalid_setting_is_one_clear_line(env_home):
+    env = {**env_home, "BRAINSTACK_ROUTER_THRESHOLD": "5"}
+    line = assert_one_clean_line(cli("run", "hello", env=env), 2)
+    assert "BRAINSTACK_ROUTER_THRESHOLD" in line
+
+
+def test_unreachable_endpoint_is_one_clear_line(env_home):
+    env = {
+        **env_home,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "BRAINSTACK_MODEL_MAX_RETRIES": "0",
+    }
+    line = assert_one_clean_line(cli("run", "Write a tagline for our analytics product.", env=env), 1)
+    assert "Cannot reach the model endpoint at http://127.0.0.1:9" in line
+
+
+def test_module_entry_point(env_home):
+    done = subprocess.run(
+        [sys.executable, "-m", "brainstack.cli", "--help"], env=env_home, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "run" in done.stdout
+    assert os.path.exists(BRAINSTACK)
