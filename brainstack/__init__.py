@@ -9,20 +9,55 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from brainstack.config import AgentsConfig, Settings
-from brainstack.errors import (
-    BrainstackError,
-    ConfigurationError,
-    InvalidTaskError,
-    ModelError,
-    RunError,
-    UnknownAgentError,
-    UsageError,
-)
-from brainstack.results import ChatTurn, RouteDecision, RunResult, ToolCallRecord, Usage
-from brainstack.runtime import Runtime
+if TYPE_CHECKING:
+    from brainstack.config import AgentsConfig, Settings
+    from brainstack.errors import (
+        BrainstackError,
+        ConfigurationError,
+        InvalidTaskError,
+        ModelError,
+        RunError,
+        UnknownAgentError,
+        UsageError,
+    )
+    from brainstack.results import ChatTurn, RouteDecision, RunResult, ToolCallRecord, Usage
+    from brainstack.runtime import Runtime
+
+# Exports resolve on first use, so `import brainstack` (and `brainstack --help`) stays fast.
+_LAZY = {
+    "AgentsConfig": "brainstack.config",
+    "Settings": "brainstack.config",
+    "BrainstackError": "brainstack.errors",
+    "ConfigurationError": "brainstack.errors",
+    "InvalidTaskError": "brainstack.errors",
+    "ModelError": "brainstack.errors",
+    "RunError": "brainstack.errors",
+    "UnknownAgentError": "brainstack.errors",
+    "UsageError": "brainstack.errors",
+    "ChatTurn": "brainstack.results",
+    "RouteDecision": "brainstack.results",
+    "RunResult": "brainstack.results",
+    "ToolCallRecord": "brainstack.results",
+    "Usage": "brainstack.results",
+    "Runtime": "brainstack.runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'brainstack' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "AgentsConfig",
@@ -44,15 +79,12 @@ __all__ = [
     "run",
 ]
 
-AgentsArg = str | Path | AgentsConfig | None
-
-
 def run(
     task: str,
     *,
     user_id: str = "default",
     thread_id: str | None = None,
-    agents: AgentsArg = None,
+    agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
 ) -> RunResult:
     """Run one task with settings from the environment (see :class:`Runtime`)."""
@@ -64,14 +96,17 @@ async def arun(
     *,
     user_id: str = "default",
     thread_id: str | None = None,
-    agents: AgentsArg = None,
+    agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
 ) -> RunResult:
     """Async :func:`run`."""
     return await _runtime(agents).arun(task, user_id=user_id, thread_id=thread_id, agent=agent)
 
 
-def _runtime(agents: AgentsArg) -> Runtime:
+def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:
+    from brainstack.config import AgentsConfig, Settings
+    from brainstack.runtime import Runtime
+
     settings = Settings.from_env()
     if isinstance(agents, AgentsConfig):
         return Runtime(settings, agents=agents)
@@ -80,5 +115,7 @@ def _runtime(agents: AgentsArg) -> Runtime:
 
 @functools.lru_cache(maxsize=8)
 def _cached_runtime(settings: Settings, agents: str | Path | None) -> Runtime:
+    from brainstack.runtime import Runtime
+
     # One Runtime per (settings, agents file): the router's example embeddings are computed once.
     return Runtime(settings, agents=agents)
