@@ -85,3 +85,12 @@ def postgres_url() -> str:
 @pytest.fixture
 def replays() -> Iterator[Path]:
     yield Path(__file__).parent / "replay" / "cassettes"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(REDIS_URL)
+    require_server("Redis", parsed.hostname or "127.0.0.1", parsed.port or 6379)
+    return REDIS_URL

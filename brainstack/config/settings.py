@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     checkpoint_url: str | None = None
     """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
 
+    redis_url: str | None = None
+    """``redis://…`` for working memory in Redis; unset for the in-process store."""
+    working_memory_ttl_s: float = Field(default=3600.0, gt=0)
+    """How long preferences and session facts live (seconds)."""
+
     router_threshold: float = Field(default=0.32, ge=-1, le=1)
     """Semantic route accepted when the best route scores at least this (cosine)."""
     router_margin: float = Field(default=0.04, ge=0, le=2)
