@@ -1,0 +1,312 @@
+"""Episodic memory: what happened in earlier runs, per user, searchable by meaning and by keyword.
+
+Each user's episodes live in their own Chroma collection, so one user's search can never see
+another user's episodes, whatever the query or the metadata says. Text and metadata are masked
+for personal data (:mod:`brainstack.memory.pii`) before they are stored. Search is hybrid: the
+dense (embedding) ranking and a BM25 keyword ranking are fused with reciprocal rank fusion.
+
+>>> memory = EpisodicMemory.local("/tmp/episodes")                          # doctest: +SKIP
+>>> memory.add("ada", "Decided to launch freemium with strict usage limits")  # doctest: +SKIP
+>>> memory.search("ada", "what did we decide about the free plan?")[0].text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from brainstack.errors import ConfigurationError, translate
+from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
+from brainstack.memory.pii import mask_pii, mask_value
+
+if TYPE_CHECKING:
+    from brainstack.memory.embeddings import Embedder
+
+__all__ = ["Episode", "EpisodicMemory", "open_chroma"]
+
+SearchMode = Literal["hybrid", "dense", "keyword"]
+MAX_TEXT_CHARS = 4000
+RESERVED = ("user_id", "created_at")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One remembered episode, as returned by :meth:`EpisodicMemory.search`."""
+
+    id: str
+    text: str
+    score: float
+    """Fused relevance (higher is better); in ``dense`` mode the cosine similarity."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    dense_score: float | None = None
+    """Cosine similarity to the query, when the dense ranking found it."""
+    keyword_score: float | None = None
+    """BM25 score, when the keyword ranking found it."""
+
+
+def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> Any:
+    """A Chroma client: the server at ``url`` when given, else a persistent local folder."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    try:
+        if url:
+            from urllib.parse import urlparse
+
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ConfigurationError(f"BRAINSTACK_CHROMA_URL {url!r} is not an http(s)://host:port URL")
+            return chromadb.HttpClient(
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https",
+                settings=chroma_settings,
+            )
+        if path is None:
+            raise ConfigurationError("open_chroma needs a path or a url")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+class EpisodicMemory:
+    """Per-user episodes in Chroma with hybrid (dense + BM25) search."""
+
+    def __init__(
+        self, client: Any, *, embedder: Embedder | None = None, namespace: str = "brainstack"
+    ) -> None:
+        from brainstack.memory.embeddings import chroma_embedding_function, default_embedder
+
+        self.client = client
+        self.embedder = embedder or default_embedder()
+        self.namespace = namespace
+        self._function = chroma_embedding_function(self.embedder)
+        self._collections: dict[str, Any] = {}
+        self._keyword: dict[str, BM25Index] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def local(cls, path: str | Path, *, embedder: Embedder | None = None) -> EpisodicMemory:
+        """Episodes in a local Chroma folder."""
+        return cls(open_chroma(path=path), embedder=embedder)
+
+    # -- collections ---------------------------------------------------------------------------
+
+    def collection_name(self, user_id: str) -> str:
+        digest = hashlib.sha256(user_id.encode()).hexdigest()[:32]
+        return f"{self.namespace}-episodes-{digest}"
+
+    def _collection(self, user_id: str, *, create: bool) -> Any:
+        if not user_id:
+            raise ValueError("user_id must not be empty")
+        name = self.collection_name(user_id)
+        with self._lock:
+            if name in self._collections:
+                return self._collections[name]
+            try:
+                if create:
+                    collection = self.client.get_or_create_collection(
+                        name,
+                        embedding_function=self._function,
+                        metadata={"brainstack": "episodes", "user_id": user_id},
+                        configuration={"hnsw": {"space": "cosine"}},
+                    )
+                else:
+                    collection = self.client.get_collection(name, embedding_function=self._function)
+            except Exception as exc:
+                if not create and _is_not_found(exc):
+                    return None
+                raise translate(exc) from exc
+            self._collections[name] = collection
+            return collection
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(self, user_id: str, text: str, metadata: Mapping[str, Any] | None = None) -> str:
+        """Store one episode for ``user_id``; returns its id."""
+        return self.add_many(user_id, [(text, metadata)])[0]
+
+    def add_many(self, user_id: str, items: Sequence[tuple[str, Mapping[str, Any] | None]]) -> list[str]:
+        """Store several episodes at once (one embedding batch, one write)."""
+        if not items:
+            return []
+        texts, metadatas = [], []
+        now = time.time()
+        for text, metadata in items:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("an episode needs non-empty text")
+            texts.append(mask_pii(text.strip())[:MAX_TEXT_CHARS])
+            metadatas.append(_clean_metadata(metadata, user_id, now))
+        ids = [uuid.uuid4().hex for _ in texts]
+        vectors = self.embedder.embed(texts)
+        collection = self._collection(user_id, create=True)
+        try:
+            collection.add(ids=ids, documents=texts, metadatas=metadatas, embeddings=vectors)
+        except Exception as exc:
+            raise translate(exc) from exc
+        with self._lock:
+            index = self._keyword.get(collection.name)
+            if index is not None:
+                for doc_id, text in zip(ids, texts, strict=True):
+                    index.add(doc_id, text)
+        return ids
+
+    def forget(self, user_id: str) -> int:
+        """Delete every episode of ``user_id``; returns how many there were."""
+        collection = self._collection(user_id, create=False)
+        if collection is None:
+            return 0
+        try:
+            count = int(collection.count())
+            self.client.delete_collection(collection.name)
+        except Exception as exc:
+            raise translate(exc) from exc
+        with self._lock:
+            self._collections.pop(collection.name, None)
+            self._keyword.pop(collection.name, None)
+        return count
+
+    def count(self, user_id: str) -> int:
+        collection = self._collection(user_id, create=False)
+        if collection is None:
+            return 0
+        try:
+            return int(collection.count())
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def search(self, user_id: str, query: str, k: int = 5, *, mode: SearchMode = "hybrid") -> list[Episode]:
+        """The ``k`` episodes of ``user_id`` most relevant to ``query``, best first."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise ValueError(f"mode must be hybrid, dense or keyword, not {mode!r}")
+        collection = self._collection(user_id, create=False)
+        if collection is None or not query.strip():
+            return []
+        query = mask_pii(query)
+        pool = max(4 * k, 20)
+        try:
+            size = int(collection.count())
+            if size == 0:
+                return []
+            dense: dict[str, tuple[float, str, dict[str, Any]]] = {}
+            if mode != "keyword":
+                found = collection.query(
+                    query_embeddings=self.embedder.embed([query]),
+                    n_results=min(pool, size),
+                    include=["documents", "metadatas", "distances"],
+                )
+                for doc_id, doc, meta, distance in zip(
+                    found["ids"][0],
+                    found["documents"][0],
+                    found["metadatas"][0],
+                    found["distances"][0],
+                    strict=True,
+                ):
+                    dense[doc_id] = (1.0 - float(distance), doc, dict(meta or {}))
+            if mode == "dense":
+                ranked = sorted(dense.items(), key=lambda item: -item[1][0])[:k]
+                return [_episode(i, s, d, m, dense=s) for i, (s, d, m) in ranked]
+            keyword = dict(self._keyword_index(collection, size).search(query, pool))
+            if mode == "keyword":
+                order = [(doc_id, score) for doc_id, score in keyword.items()][:k]
+            else:
+                order = reciprocal_rank_fusion(list(dense), list(keyword))[:k]
+            missing = [doc_id for doc_id, _ in order if doc_id not in dense]
+            extra = {}
+            if missing:
+                got = collection.get(ids=missing, include=["documents", "metadatas"])
+                extra = {
+                    i: (doc, dict(m or {}))
+                    for i, doc, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+                }
+        except Exception as exc:
+            raise translate(exc) from exc
+        episodes = []
+        for doc_id, score in order:
+            if doc_id in dense:
+                similarity, doc, meta = dense[doc_id]
+            elif doc_id in extra:
+                similarity, (doc, meta) = None, extra[doc_id]  # type: ignore[assignment]
+            else:
+                continue
+            episodes.append(_episode(doc_id, score, doc, meta, dense=similarity, keyword=keyword.get(doc_id)))
+        return episodes
+
+    def _keyword_index(self, collection: Any, size: int) -> BM25Index:
+        """This process's BM25 index of the collection, rebuilt when another writer changed it."""
+        with self._lock:
+            index = self._keyword.get(collection.name)
+            if index is not None and len(index) == size:
+                return index
+            index = BM25Index()
+            offset, page = 0, 5000
+            while True:
+                got = collection.get(include=["documents"], limit=page, offset=offset)
+                for doc_id, doc in zip(got["ids"], got["documents"], strict=True):
+                    index.add(doc_id, doc or "")
+                if len(got["ids"]) < page:
+                    break
+                offset += page
+            self._keyword[collection.name] = index
+            return index
+
+    def __repr__(self) -> str:
+        return f"EpisodicMemory({type(self.client).__name__}, embedder={self.embedder.name})"
+
+
+def _episode(
+    doc_id: str,
+    score: float,
+    text: str,
+    meta: dict[str, Any],
+    *,
+    dense: float | None = None,
+    keyword: float | None = None,
+) -> Episode:
+    metadata = {k: _decode(v) for k, v in meta.items()}
+    return Episode(doc_id, text, float(score), metadata, dense, keyword)
+
+
+def _clean_metadata(metadata: Mapping[str, Any] | None, user_id: str, now: float) -> dict[str, Any]:
+    """Chroma-storable metadata: masked, scalars kept, the rest JSON; our keys always win."""
+    clean: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        if key in RESERVED or value is None:
+            continue
+        value = mask_value(value)
+        if isinstance(value, str | int | float | bool):
+            clean[str(key)] = value
+        else:
+            clean[str(key)] = "json:" + json.dumps(value, ensure_ascii=False, default=str)
+    clean["user_id"] = user_id
+    clean["created_at"] = now
+    return clean
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("json:"):
+        try:
+            return json.loads(value[5:])
+        except ValueError:
+            return value
+    return value
+
+
+def _is_not_found(exc: Exception) -> bool:
+    name = type(exc).__name__
+    return name in ("NotFoundError", "InvalidCollectionException") or "does not exist" in str(exc)
