@@ -238,10 +238,11 @@ class EpisodicMemory:
             raise translate(exc) from exc
         episodes = []
         for doc_id, score in order:
+            similarity: float | None = None
             if doc_id in dense:
                 similarity, doc, meta = dense[doc_id]
             elif doc_id in extra:
-                similarity, (doc, meta) = None, extra[doc_id]  # type: ignore[assignment]
+                doc, meta = extra[doc_id]
             else:
                 continue
             episodes.append(_episode(doc_id, score, doc, meta, dense=similarity, keyword=keyword.get(doc_id)))

@@ -216,7 +216,8 @@ class RedisWorkingMemory:
         base = self._base(scope, owner)
 
         def run() -> dict[str, Any]:
-            keys = [k.decode() for k in self._redis.zrangebyscore(f"{base}:index", self._now_ms(), "+inf")]
+            found: list[bytes] = self._redis.zrangebyscore(f"{base}:index", self._now_ms(), "+inf")
+            keys = [k.decode() for k in found]
             if not keys:
                 return {}
             values = self._redis.mget([f"{base}:k:{quote(k, safe='')}" for k in keys])
@@ -244,7 +245,8 @@ class RedisWorkingMemory:
         base = self._base(scope, owner)
 
         def run() -> int:
-            keys = [k.decode() for k in self._redis.zrange(f"{base}:index", 0, -1)]
+            found: list[bytes] = self._redis.zrange(f"{base}:index", 0, -1)
+            keys = [k.decode() for k in found]
             names = [f"{base}:k:{quote(k, safe='')}" for k in keys]
             removed = self._redis.delete(*names) if names else 0
             self._redis.delete(f"{base}:index")
