@@ -216,7 +216,7 @@ class RedisWorkingMemory:
         base = self._base(scope, owner)
 
         def run() -> dict[str, Any]:
-            found: list[bytes] = self._redis.zrangebyscore(f"{base}:index", self._now_ms(), "+inf")
+            found: Any = self._redis.zrangebyscore(f"{base}:index", self._now_ms(), "+inf")
             keys = [k.decode() for k in found]
             if not keys:
                 return {}
@@ -245,7 +245,7 @@ class RedisWorkingMemory:
         base = self._base(scope, owner)
 
         def run() -> int:
-            found: list[bytes] = self._redis.zrange(f"{base}:index", 0, -1)
+            found: Any = self._redis.zrange(f"{base}:index", 0, -1)
             keys = [k.decode() for k in found]
             names = [f"{base}:k:{quote(k, safe='')}" for k in keys]
             removed = self._redis.delete(*names) if names else 0
