@@ -34,6 +34,7 @@ __all__ = ["Episode", "EpisodicMemory", "open_chroma"]
 SearchMode = Literal["hybrid", "dense", "keyword"]
 MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
+KEYWORD_FLOOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,11 @@ class EpisodicMemory:
             if mode == "keyword":
                 order = [(doc_id, score) for doc_id, score in keyword.items()][:k]
             else:
-                order = reciprocal_rank_fusion(list(dense), list(keyword))[:k]
+                # Weak keyword matches (a shared common word) only add noise to the fusion: keep
+                # the ones scoring at least KEYWORD_FLOOR of the best keyword match.
+                best = max(keyword.values(), default=0.0)
+                strong = [doc_id for doc_id, score in keyword.items() if score >= KEYWORD_FLOOR * best]
+                order = reciprocal_rank_fusion(list(dense), strong)[:k]
             missing = [doc_id for doc_id, _ in order if doc_id not in dense]
             extra = {}
             if missing:

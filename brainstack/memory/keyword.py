@@ -79,16 +79,31 @@ STOPWORDS = frozenset(
 )
 
 
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper (decided → decid, decide → decid, plans → plan); digits are left alone."""
+    if len(word) <= 4 or not word.isalpha():
+        return word
+    if word.endswith("e"):
+        return word[:-1]
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens without stop words; ``INC-4412`` is kept whole and also split."""
+    """Lower-case, stemmed word tokens without stop words; ``INC-4412`` is kept whole and also split."""
     tokens = []
     for token in _TOKEN.findall(text.lower()):
         if token in STOPWORDS:
             continue
-        tokens.append(token)
+        tokens.append(stem(token))
         parts = re.split(r"[._'-]", token)
         if len(parts) > 1:
-            tokens.extend(p for p in parts if p and p not in STOPWORDS)
+            tokens.extend(stem(p) for p in parts if p and p not in STOPWORDS)
     return tokens
 
 
