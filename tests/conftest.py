@@ -94,3 +94,40 @@ def redis_url() -> str:
     parsed = urlparse(REDIS_URL)
     require_server("Redis", parsed.hostname or "127.0.0.1", parsed.port or 6379)
     return REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server (`chroma run`) for the session, on a free loopback port."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if chroma is None:
+        pytest.fail("the `chroma` command is not installed (it comes with chromadb)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("chroma-server") / "server.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [chroma, "run", "--path", str(log.parent / "data"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _reachable("127.0.0.1", port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Chroma server did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from brainstack.errors import ConfigurationError, translate
+from brainstack.errors import BackendError, ConfigurationError, translate
 from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
 from brainstack.memory.pii import mask_pii, mask_value
 
@@ -78,6 +78,11 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
     except ConfigurationError:
         raise
     except Exception as exc:
+        if url:
+            raise BackendError(
+                f"The Chroma backend at {url} cannot be reached ({type(exc).__name__}: {exc}). Start it "
+                "(`chroma run --path DIR --host 127.0.0.1 --port PORT`) or fix BRAINSTACK_CHROMA_URL."
+            ) from exc
         raise translate(exc) from exc
 
 

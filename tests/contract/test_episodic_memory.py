@@ -1,0 +1,127 @@
+"""One conformance suite for episodic memory on a local Chroma folder and on a real Chroma server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brainstack.errors import BackendError
+from brainstack.memory.episodic import Episode, EpisodicMemory, open_chroma
+
+EVAL = Path(__file__).parents[1] / "data" / "episodic_eval.yaml"
+
+
+@pytest.fixture(params=["local", "server"])
+def memory(request, tmp_path, embedder):
+    if request.param == "local":
+        client = open_chroma(path=tmp_path / "chroma")
+    else:
+        client = open_chroma(url=request.getfixturevalue("chroma_url"))
+    # A namespace per test: the server outlives each test.
+    return EpisodicMemory(client, embedder=embedder, namespace=f"t{uuid.uuid4().hex[:10]}")
+
+
+def test_add_and_search(memory):
+    first = memory.add(
+        "ada", "We decided to launch a freemium tier with strict usage limits.", {"route": "group_chat"}
+    )
+    memory.add("ada", "The billing API timed out after Tuesday's deploy.")
+    results = memory.search("ada", "what did we decide about a free plan?", k=2)
+    assert [type(r) for r in results] == [Episode, Episode]
+    assert results[0].id == first
+    assert results[0].text.startswith("We decided to launch a freemium tier")
+    assert results[0].metadata["route"] == "group_chat" and results[0].metadata["user_id"] == "ada"
+    assert results[0].score >= results[1].score
+    assert memory.count("ada") == 2
+
+
+def test_search_is_strictly_per_user(memory):
+    secret = "Ada's acquisition target is Globex, codename BLUEBIRD."
+    memory.add("ada", secret, {"user_id": "bob", "owner": "bob"})  # metadata cannot move it to bob
+    memory.add("bob", "Bob prefers short answers.")
+    for query in (secret, "BLUEBIRD", "Globex acquisition", "bob"):
+        for mode in ("hybrid", "dense", "keyword"):
+            found = memory.search("bob", query, k=10, mode=mode)
+            assert all("BLUEBIRD" not in episode.text for episode in found)
+            assert all(episode.metadata["user_id"] == "bob" for episode in found)
+    assert memory.search("ada", "BLUEBIRD")[0].metadata["user_id"] == "ada"
+    assert memory.search("nobody", secret) == []
+
+
+def test_personal_data_is_masked_before_it_is_stored(memory):
+    episode_id = memory.add(
+        "ada",
+        "Ada (ada.lovelace@example.com, +44 20 7946 0958) paid with 4111 1111 1111 1111.",
+        {"contact": "ada.lovelace@example.com", "notes": ["call +1 415 555 2671"]},
+    )
+    stored = memory._collection("ada", create=False).get(ids=[episode_id], include=["documents", "metadatas"])
+    text, meta = stored["documents"][0], stored["metadatas"][0]
+    for raw in ("ada.lovelace@example.com", "7946 0958", "4111 1111 1111 1111", "555 2671"):
+        assert raw not in text and raw not in str(meta)
+    assert text == "Ada ([email], [phone]) paid with [card]."
+    assert meta["contact"] == "[email]"
+
+
+def test_forget_removes_only_that_user(memory):
+    memory.add("ada", "one")
+    memory.add("ada", "two")
+    memory.add("bob", "three")
+    assert memory.forget("ada") == 2
+    assert memory.count("ada") == 0 and memory.search("ada", "one") == []
+    assert memory.count("bob") == 1
+    assert memory.forget("ada") == 0
+
+
+def test_another_writer_is_seen_by_keyword_search(memory):
+    memory.add("ada", "first episode")
+    assert memory.search("ada", "first", mode="keyword")  # builds this instance's keyword index
+    other = EpisodicMemory(memory.client, embedder=memory.embedder, namespace=memory.namespace)
+    other.add("ada", "Incident INC-9001 was caused by a full disk.")
+    found = memory.search("ada", "INC-9001", k=1, mode="keyword")
+    assert found and "INC-9001" in found[0].text
+
+
+def test_hybrid_beats_dense_only_on_the_retrieval_set(memory):
+    data = yaml.safe_load(EVAL.read_text())
+    labels = list(data["episodes"])
+    memory.add_many("eval", [(data["episodes"][label], {"label": label}) for label in labels])
+    recall = {}
+    for mode in ("dense", "hybrid"):
+        for k in (1, 5):
+            hits = sum(
+                query["relevant"]
+                in [e.metadata["label"] for e in memory.search("eval", query["query"], k, mode=mode)]
+                for query in data["queries"]
+            )
+            recall[mode, k] = hits / len(data["queries"])
+    assert recall["hybrid", 5] > recall["dense", 5]
+    assert recall["hybrid", 1] > recall["dense", 1]
+    assert recall["hybrid", 5] >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda m: m.add("ada", "   "), "non-empty text"),
+        (lambda m: m.add("", "text"), "user_id"),
+        (lambda m: m.search("ada", "q", k=0), "k must be"),
+        (lambda m: m.search("ada", "q", mode="fuzzy"), "mode"),
+    ],
+)
+def test_invalid_input(memory, call, error):
+    with pytest.raises(ValueError, match=error):
+        call(memory)
+
+
+def test_episodes_persist_across_clients(tmp_path, embedder):
+    EpisodicMemory.local(tmp_path / "c", embedder=embedder).add("ada", "Incident INC-4242: cache stampede.")
+    reopened = EpisodicMemory.local(tmp_path / "c", embedder=embedder)
+    assert reopened.search("ada", "INC-4242", k=1)[0].text == "Incident INC-4242: cache stampede."
+
+
+def test_server_down_is_a_backend_error(embedder):
+    with pytest.raises(BackendError, match="Chroma"):
+        EpisodicMemory(open_chroma(url="http://127.0.0.1:1"), embedder=embedder).add("ada", "x")
