@@ -1,0 +1,228 @@
+"""Semantic memory: a knowledge base of documents, a LlamaIndex ``VectorStoreIndex`` stored in Chroma.
+
+``add(path)`` ingests a file or a folder (Markdown and text). Each file is one LlamaIndex document
+whose id is its absolute path; its content hash is kept with its chunks, so re-adding an unchanged
+file writes nothing and a changed file replaces its chunks. ``search`` returns passages with
+their source, which the ``kb_search`` tool hands to the agents so they can cite them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from brainstack.errors import translate
+
+if TYPE_CHECKING:
+    from brainstack.memory.embeddings import Embedder
+
+__all__ = ["SUFFIXES", "IngestReport", "KnowledgeBase", "Passage"]
+
+SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+MAX_FILE_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Passage:
+    text: str
+    source: str
+    """The file the passage comes from."""
+    score: float
+    """Cosine similarity to the query."""
+    chunk: int = 0
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(path, why) for files that were not ingested."""
+    chunks: int = 0
+    """Chunks written by this call."""
+
+    def __str__(self) -> str:
+        parts = [
+            f"{len(self.added)} added",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+            f"{self.chunks} chunks written",
+        ]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return ", ".join(parts)
+
+
+class KnowledgeBase:
+    """A folder of documents, chunked and embedded into one Chroma collection through LlamaIndex."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        embedder: Embedder | None = None,
+        collection: str = "brainstack-knowledge",
+        chunk_size: int = 512,
+        chunk_overlap: int = 64,
+    ) -> None:
+        from brainstack.memory.embeddings import chroma_embedding_function, default_embedder
+
+        self.client = client
+        self.embedder = embedder or default_embedder()
+        self.chunk_size, self.chunk_overlap = chunk_size, chunk_overlap
+        try:
+            self.collection = client.get_or_create_collection(
+                collection,
+                embedding_function=chroma_embedding_function(self.embedder),
+                metadata={"brainstack": "knowledge"},
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        self._index: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> Any:
+        """The LlamaIndex ``VectorStoreIndex`` over the Chroma collection."""
+        if self._index is None:
+            from llama_index.core import StorageContext, VectorStoreIndex
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            from brainstack.memory.embeddings import llamaindex_embedding
+
+            store = ChromaVectorStore(chroma_collection=self.collection)
+            self._index = VectorStoreIndex.from_vector_store(
+                store,
+                embed_model=llamaindex_embedding(self.embedder),
+                storage_context=StorageContext.from_defaults(vector_store=store),
+            )
+        return self._index
+
+    # -- ingestion -----------------------------------------------------------------------------
+
+    def add(self, path: str | Path, *, progress: Callable[[str, str], None] | None = None) -> IngestReport:
+        """Ingest a file or every Markdown/text file under a folder. ``progress(path, status)``."""
+        from llama_index.core import Document
+        from llama_index.core.node_parser import SentenceSplitter
+
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+        report = IngestReport()
+        splitter = SentenceSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        for file in _files(root):
+            source = str(file.resolve())
+            try:
+                data = file.read_bytes()
+                if len(data) > MAX_FILE_BYTES:
+                    raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+                text = data.decode("utf-8")
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                report.skipped.append((source, str(exc)))
+                if progress:
+                    progress(source, "skipped")
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            stored = self._stored_hash(source)
+            if stored == digest:
+                report.unchanged.append(source)
+                if progress:
+                    progress(source, "unchanged")
+                continue
+            with self._lock:
+                try:
+                    if stored is not None:
+                        self.collection.delete(where={"source": source})
+                    document = Document(
+                        text=text,
+                        doc_id=source,
+                        metadata={"source": source, "sha256": digest, "name": file.name},
+                        excluded_embed_metadata_keys=["source", "sha256"],
+                        excluded_llm_metadata_keys=["sha256"],
+                    )
+                    nodes = splitter.get_nodes_from_documents([document])
+                    for number, node in enumerate(nodes):
+                        node.metadata["chunk"] = number
+                    self.index.insert_nodes(nodes)
+                except Exception as exc:
+                    raise translate(exc) from exc
+            report.chunks += len(nodes)
+            (report.updated if stored is not None else report.added).append(source)
+            if progress:
+                progress(source, "updated" if stored is not None else "added")
+        return report
+
+    def _stored_hash(self, source: str) -> str | None:
+        try:
+            found = self.collection.get(where={"source": source}, limit=1, include=["metadatas"])
+        except Exception as exc:
+            raise translate(exc) from exc
+        metadatas = found.get("metadatas") or []
+        return str(metadatas[0].get("sha256")) if metadatas and metadatas[0] else None
+
+    def remove(self, path: str | Path) -> int:
+        """Delete a file's chunks; how many there were."""
+        source = str(Path(path).expanduser().resolve())
+        try:
+            ids = self.collection.get(where={"source": source}, include=[])["ids"]
+            if ids:
+                self.collection.delete(ids=ids)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return len(ids)
+
+    # -- search --------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 4) -> list[Passage]:
+        """The ``k`` passages closest to ``query``, with their source files."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if not query.strip() or self.count() == 0:
+            return []
+        try:
+            nodes = self.index.as_retriever(similarity_top_k=k).retrieve(query)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return [
+            Passage(
+                text=n.node.get_content(),
+                source=str(n.node.metadata.get("source", "")),
+                score=float(n.score or 0.0),
+                chunk=int(n.node.metadata.get("chunk", 0)),
+            )
+            for n in nodes
+        ]
+
+    def count(self) -> int:
+        """Chunks stored."""
+        try:
+            return int(self.collection.count())
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def sources(self) -> list[str]:
+        """The files the knowledge base holds."""
+        try:
+            metadatas = self.collection.get(include=["metadatas"])["metadatas"] or []
+        except Exception as exc:
+            raise translate(exc) from exc
+        return sorted({str(m.get("source")) for m in metadatas if m})
+
+
+def _files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for file in sorted(root.rglob("*")):
+        if (
+            file.is_file()
+            and file.suffix.lower() in SUFFIXES
+            and not any(p.startswith(".") for p in file.parts)
+        ):
+            yield file
