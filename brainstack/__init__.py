@@ -79,6 +79,7 @@ __all__ = [
     "run",
 ]
 
+
 def run(
     task: str,
     *,

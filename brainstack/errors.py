@@ -117,9 +117,7 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
             )
         if isinstance(exc, openai.APIStatusError):
             return ModelError(
-                f"The model endpoint returned HTTP {exc.status_code} after retries: "
-                f"{_short(exc.message)}. Try again later or raise BRAINSTACK_MODEL_MAX_RETRIES."
-                f"{resume}",
+                _status_message(exc.status_code, _short(exc.message), _is_embeddings(exc)) + resume,
                 status_code=exc.status_code,
                 thread_id=thread_id,
             )
@@ -133,6 +131,40 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
             thread_id=thread_id,
         )
     return RunError(f"The run failed: {type(exc).__name__}: {_short(str(exc))}.{resume}", thread_id=thread_id)
+
+
+# The statuses the openai client retries (with backoff, BRAINSTACK_MODEL_MAX_RETRIES times).
+_RETRIED = frozenset({408, 409, 429})
+
+
+def _status_message(status: int, detail: str, embeddings: bool) -> str:
+    """What an HTTP error status from the model endpoint means, and what to do about it."""
+    if status in _RETRIED or status >= 500:
+        return (
+            f"The model endpoint returned HTTP {status} after retries: {detail}. "
+            f"Try again later or raise BRAINSTACK_MODEL_MAX_RETRIES."
+        )
+    if status == 404:
+        model = (
+            "BRAINSTACK_EMBEDDING_MODEL"
+            if embeddings
+            else "BRAINSTACK_MODEL (or the agent's `model:` in the agents file)"
+        )
+        return (
+            f"The model endpoint returned HTTP 404: {detail}. The model or the endpoint does not exist "
+            f"there: check the model name in {model} and OPENAI_BASE_URL."
+        )
+    return (
+        f"The model endpoint rejected the request (HTTP {status}): {detail}. Retrying will not help; "
+        f"check the model settings and the agents file."
+    )
+
+
+def _is_embeddings(exc: BaseException) -> bool:
+    """Whether the failed request went to an embeddings endpoint (not chat completions)."""
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    return str(getattr(url, "path", "")).rstrip("/").endswith("/embeddings")
 
 
 _BACKENDS = {

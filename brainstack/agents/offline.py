@@ -27,6 +27,15 @@ _ARITHMETIC = re.compile(
     r"\d[\d,]*(?:\.\d+)?\s*%?\s*\)*\s*)+",
     re.IGNORECASE,
 )
+# What makes a candidate an arithmetic question rather than a date, a range or a count:
+_SPACED_OPERATOR = re.compile(r"\s(?:[-+*/×÷^]|\*\*|//)\s")  # "2 + 2", "1,200,000 / 12"
+_ARITHMETIC_ONLY = re.compile(r"%|[*×÷^]|//")  # never in dates or ranges: "17.5% of 80", "2^10", "2*21"
+_ASKS_TO_COMPUTE = re.compile(
+    r"\b(?:what(?:'s|\s+is|\s+are)|calculate|compute|evaluate|solve|how\s+much\s+is)\b|=",
+    re.IGNORECASE,
+)
+# Years and their ranges ("2024-25", "2024-2025", "2024-05") and dates ("2024-05-01", "1/2/2024").
+_DATE_OR_RANGE = re.compile(r"[12]\d{3}-(?:\d{2}|\d{4})|\d{1,4}([-/.])\d{1,2}\1\d{1,4}")
 _ROLE = re.compile(r"you are (?:the |an? )?([^.:\n]{1,60})", re.IGNORECASE)
 
 
@@ -47,7 +56,7 @@ class OfflineModel:
             return _error(
                 httpx2, 404, f"the offline model serves only chat completions, not {request.url.path}"
             )
-        if body.get("response_format", {}).get("type") == "json_schema":
+        if (body.get("response_format") or {}).get("type") == "json_schema":
             return _error(
                 httpx2,
                 400,
@@ -172,7 +181,22 @@ def _focus(system: str) -> str:
 
 
 def _find_arithmetic(task: str) -> str | None:
-    candidates = [m.group(0).strip().rstrip(",") for m in _ARITHMETIC.finditer(task)]
+    """The longest arithmetic expression the task asks about, if it asks about one.
+
+    Numbers joined by an operator are not enough: "2024-2025", "2024-05-01" and "24/7"
+    are not questions. An expression counts when an operator stands between spaces
+    ("2 + 2"), when it uses a symbol only arithmetic uses (``%``, ``*``, ``^``, ...), or
+    when the task asks for a computation ("what is 10-4", "calculate 3/4") and the
+    expression is not a date or a year range.
+    """
+    asks = _ASKS_TO_COMPUTE.search(task) is not None
+    candidates = [
+        text
+        for text in (m.group(0).strip().rstrip(",") for m in _ARITHMETIC.finditer(task))
+        if _SPACED_OPERATOR.search(text)
+        or _ARITHMETIC_ONLY.search(text)
+        or (asks and not _DATE_OR_RANGE.fullmatch(text.strip("()")))
+    ]
     return max(candidates, key=len) if candidates else None
 
 

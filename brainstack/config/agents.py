@@ -13,8 +13,10 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from brainstack.errors import ConfigurationError
 
@@ -23,7 +25,11 @@ __all__ = ["GROUP_CHAT", "AgentSpec", "AgentsConfig", "GroupChatSpec", "RoleSpec
 GROUP_CHAT = "group_chat"
 """The route name of the group chat; no specialist may use it."""
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+_ROLE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
+_WORD_PATTERN = r"^[A-Z][A-Z_]{2,30}$"
+
+Name = Annotated[str, StringConstraints(pattern=_NAME_PATTERN)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -42,11 +48,25 @@ class AgentSpec(_Strict):
     model: str | None = None
     """Chat model for this agent; the settings' default when unset."""
 
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, tools: list[str]) -> list[str]:
+        from brainstack.tools import TOOL_NAMES
+
+        unknown = sorted(set(tools) - TOOL_NAMES)
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_tool",
+                "unknown tools {unknown}; available: {available}",
+                {"unknown": str(unknown), "available": str(sorted(TOOL_NAMES))},
+            )
+        return tools
+
 
 class RoleSpec(_Strict):
     """One member of the group chat."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,39}$")]
+    name: Annotated[str, StringConstraints(pattern=_ROLE_PATTERN)]
     description: Text
     system_prompt: Text
     model: str | None = None
@@ -59,7 +79,7 @@ class GroupChatSpec(_Strict):
     roles: list[RoleSpec] = Field(min_length=2)
     examples: list[Text] = Field(min_length=3)
     max_rounds: int = Field(default=6, ge=2, le=50)
-    termination_word: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z_]{2,30}$")] = "TERMINATE"
+    termination_word: Annotated[str, StringConstraints(pattern=_WORD_PATTERN)] = "TERMINATE"
     selector_model: str | None = None
 
     @model_validator(mode="after")
@@ -85,14 +105,6 @@ class AgentsConfig(_Strict):
             raise ValueError(
                 f"default_agent {self.default_agent!r} is not one of the agents {sorted(self.agents)}"
             )
-        from brainstack.tools import TOOL_NAMES
-
-        for name, spec in self.agents.items():
-            unknown = sorted(set(spec.tools) - TOOL_NAMES)
-            if unknown:
-                raise ValueError(
-                    f"agent {name!r} lists unknown tools {unknown}; available: {sorted(TOOL_NAMES)}"
-                )
         return self
 
     @property
@@ -111,11 +123,19 @@ def load_agents(path: str | Path | None = None) -> AgentsConfig:
     else:
         where = str(path)
         try:
-            text = Path(path).read_text("utf-8")
+            raw = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigurationError(
                 f"Cannot read agents file {where}: {exc.strerror or exc}. "
                 f"Fix the path in BRAINSTACK_AGENTS_FILE (or --agents)."
+            ) from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            lineno = raw[: exc.start].count(b"\n") + 1
+            raise ConfigurationError(
+                f"Agents file {where} is not UTF-8 text: byte {raw[exc.start]:#04x} on line {lineno} "
+                f"cannot be decoded ({exc.reason}). Save the file as UTF-8."
             ) from exc
     try:
         data = yaml.safe_load(text)
@@ -139,7 +159,7 @@ def _explain(where: str, exc: ValidationError) -> str:
     lines = [f"Agents file {where} is invalid:"]
     for error in exc.errors()[:5]:
         field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  field {field}: {error['msg']}{_fix(error['type'])}")
+        lines.append(f"  field {field}: {error['msg']}{_fix(error)}")
     if exc.error_count() > 5:
         lines.append(f"  … and {exc.error_count() - 5} more")
     return "\n".join(lines)
@@ -149,10 +169,47 @@ _FIXES = {
     "missing": "add this field",
     "extra_forbidden": "remove it or check its spelling",
     "too_short": "add more entries",
-    "string_pattern_mismatch": "use lower-case letters, digits and underscores",
+    "too_long": "remove entries",
+    "string_too_short": "write some text; it must not be empty or blank",
+    "string_too_long": "shorten it",
+    "string_type": "use text (quote it if YAML reads it as a number, date or yes/no)",
+    "int_parsing": "use a whole number, e.g. 6",
+    "int_type": "use a whole number, e.g. 6",
+    "int_from_float": "use a whole number, e.g. 6",
+    "bool_parsing": "use true or false",
+    "bool_type": "use true or false",
+    "list_type": "use a YAML list: one '- item' per line, or [a, b, c]",
+    "dict_type": "use a mapping: one 'key: value' per line",
+    "model_type": "use a mapping: one 'key: value' per line",
+    "model_attributes_type": "use a mapping: one 'key: value' per line",
+    "unknown_tool": "use only the available tools, or remove the unknown ones",
+}
+
+_PATTERN_FIXES = {
+    _NAME_PATTERN: "start with a lower-case letter and use only lower-case letters, digits and "
+    "underscores (at most 40 characters)",
+    _ROLE_PATTERN: "start with a letter and use only letters, digits and underscores (at most 40 "
+    "characters), e.g. CTO",
+    _WORD_PATTERN: "use 3 to 31 UPPER-case letters or underscores, e.g. TERMINATE",
+}
+
+# pydantic's range errors: (wording, the ctx key that holds the limit)
+_BOUNDS = {
+    "greater_than_equal": ("of at least", "ge"),
+    "greater_than": ("greater than", "gt"),
+    "less_than_equal": ("of at most", "le"),
+    "less_than": ("less than", "lt"),
 }
 
 
-def _fix(error_type: str) -> str:
-    fix = _FIXES.get(error_type)
+def _fix(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        fix = _PATTERN_FIXES.get(pattern, f"match the pattern {pattern}")
+    elif kind in _BOUNDS:
+        bound, key = _BOUNDS[kind]
+        fix = f"use a number {bound} {ctx.get(key, 'the limit')}"
+    else:
+        fix = _FIXES.get(kind, "")
     return f" (fix: {fix})" if fix else ""

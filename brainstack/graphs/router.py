@@ -42,6 +42,14 @@ class SemanticRouter:
         *,
         margin: float = 0.0,
     ) -> None:
+        for name, examples in routes.items():
+            if isinstance(examples, str | bytes):
+                raise TypeError(
+                    f"route {name!r}: examples must be a list of utterances, not a single "
+                    f"{type(examples).__name__} (write [{examples!r}])"
+                )
+            if any(not isinstance(text, str) for text in examples):
+                raise TypeError(f"route {name!r}: every example utterance must be a string")
         if not routes or any(not examples for examples in routes.values()):
             raise ValueError("every route needs at least one example utterance")
         if embedder is None:

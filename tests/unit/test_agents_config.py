@@ -186,17 +186,16 @@ def test_unreadable_yaml(tmp_path: Path) -> None:
     assert "not valid YAML" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: load_agents catches only OSError around read_text; a file that is not UTF-8 "
-    "escapes as a bare UnicodeDecodeError",
-    strict=True,
-)
 def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "agents.yaml"
-    path.write_bytes("default_agent: caf\u00e9\n".encode("latin-1"))
-    message = load_error(path)
+    path.write_bytes("# agents\ndefault_agent: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigurationError) as caught:
+        load_agents(path)
+    message = str(caught.value)
     assert str(path) in message
     assert "UTF-8" in message
+    assert "0xe9 on line 2" in message
+    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "- a\n- b\n", "just a string\n", "42\n"])
@@ -212,22 +211,27 @@ def test_unknown_tool(tmp_path: Path) -> None:
     data["agents"]["helper"]["tools"] = ["calculator", "web_search"]
     message = load_error(write(tmp_path, data))
     assert str(tmp_path / "my_agents.yaml") in message
-    assert "'helper'" in message
+    assert "agents.helper.tools" in message  # the agent, by its field path
     assert "['web_search']" in message
     assert "available: ['calculator']" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: unknown tools are checked in the model validator, so the field is reported as "
-    "'(top level)' instead of agents.<name>.tools",
-    strict=True,
-)
 def test_unknown_tool_names_the_field(tmp_path: Path) -> None:
     data = minimal()
     data["agents"]["helper"]["tools"] = ["web_search"]
     message = load_error(write(tmp_path, data))
-    assert "field agents.helper.tools" in message
+    assert "field agents.helper.tools: unknown tools ['web_search']; available: ['calculator']" in message
     assert "(top level)" not in message
+    assert "fix: use only the available tools" in message
+
+
+def test_unknown_tools_are_reported_per_agent(tmp_path: Path) -> None:
+    data = minimal()
+    data["agents"]["helper"]["tools"] = ["web_search"]
+    data["agents"]["other"] = {**data["agents"]["helper"], "tools": ["calculator", "shell"]}
+    message = load_error(write(tmp_path, data))
+    assert "field agents.helper.tools: unknown tools ['web_search']" in message
+    assert "field agents.other.tools: unknown tools ['shell']" in message
 
 
 # (how to break minimal(), the field the message must name, the fix it must suggest)
@@ -339,28 +343,53 @@ def test_wrong_types_name_path_and_field(tmp_path: Path, change: tuple, field: s
     assert f"field {field}:" in message
 
 
-# ...but (bug) no fix: _FIXES only knows four pydantic error types.
-@pytest.mark.xfail(
-    reason="BUG: _FIXES covers only missing/extra/too_short/pattern errors; wrong types and "
-    "out-of-range values get no '(fix: ...)'",
-    strict=True,
+# ...and suggests a fix that fits the error.
+WRONG_TYPE_FIXES = [
+    "use a whole number",
+    "use a number of at least 2",
+    "use a YAML list",
+    "use a YAML list",
+    "use a mapping",
+    "must not be empty or blank",
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "fix"),
+    [(c[1], fix) for c, fix in zip(WRONG_TYPES, WRONG_TYPE_FIXES, strict=True)],
+    ids=[c[0] for c in WRONG_TYPES],
 )
-@pytest.mark.parametrize(("change", "field"), [c[1:] for c in WRONG_TYPES], ids=[c[0] for c in WRONG_TYPES])
-def test_wrong_types_suggest_a_fix(tmp_path: Path, change: tuple, field: str) -> None:
+def test_wrong_types_suggest_a_fix(tmp_path: Path, change: tuple, fix: str) -> None:
     message = load_error(write(tmp_path, _apply(minimal(), change)))
     assert "fix:" in message
+    assert fix in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: every pattern mismatch gets the fix 'use lower-case letters', which is wrong for "
-    "termination_word (must be UPPER-case) and role names",
-    strict=True,
-)
+def test_too_many_rounds_suggests_the_maximum(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, _apply(minimal(), ("group_chat", "max_rounds", 51))))
+    assert "field group_chat.max_rounds" in message
+    assert "fix: use a number of at most 50" in message
+
+
 def test_termination_word_fix_is_not_lower_case(tmp_path: Path) -> None:
     message = load_error(write(tmp_path, _apply(minimal(), ("group_chat", "termination_word", "done"))))
     assert "field group_chat.termination_word" in message
     assert "lower-case" not in message
-    assert "upper-case" in message.lower()
+    assert "UPPER-case" in message
+
+
+def test_role_name_fix_allows_capitals(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, _apply(minimal(), ("group_chat", "roles", 0, "name", "The CTO"))))
+    assert "field group_chat.roles.0.name" in message
+    assert "lower-case" not in message
+    assert "use only letters, digits and underscores" in message
+
+
+def test_agent_name_fix_is_lower_case(tmp_path: Path) -> None:
+    data = _apply(minimal(), ("default_agent", "Helper"))
+    message = load_error(write(tmp_path, data))
+    assert "field default_agent" in message
+    assert "fix: start with a lower-case letter" in message
 
 
 def test_many_errors_are_summarised(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ from fractions import Fraction
 
 import pytest
 
+from brainstack.errors import ConfigurationError
 from brainstack.tools import TOOL_NAMES, get_tools
 from brainstack.tools.calculator import (
+    MAX_DIGITS,
     MAX_EXPONENT,
     MAX_EXPRESSION_CHARS,
     CalculatorError,
@@ -205,51 +207,99 @@ def test_format_number_places() -> None:
     assert format_number(Fraction(1, 16), places=3) == "0.062 (≈ 1/16)"  # rounds half to even
 
 
-# --- Bugs: each of these is expected to fail until the calculator is fixed -------------
+# --- Regressions: modulo vs percent, exact literals, size limits ------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: the percent rewrite turns 'a % b' into '(a/100) b', so documented modulo is rejected",
-    strict=True,
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("7 % 3", 1),
+        ("7%3", 1),
+        ("10 % 4 + 1", 3),
+        ("7 % (1 + 2)", 1),
+        ("-7 % 3", 2),
+        ("7.5 % 2", Fraction(3, 2)),
+    ],
 )
-@pytest.mark.parametrize(("expression", "expected"), [("7 % 3", 1), ("7%3", 1), ("10 % 4 + 1", 3)])
-def test_modulo_between_numbers(expression: str, expected: int) -> None:
+def test_modulo_between_numbers(expression: str, expected: Fraction | int) -> None:
     assert calculate(expression) == expected
 
 
-@pytest.mark.xfail(
-    reason="BUG: literals go through float, so digits beyond double precision are silently lost",
-    strict=True,
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("7 % 3", 1), ("7 % (-3)", -2), ("-7 % (-3)", -1), ("(7/2) % (3/4)", Fraction(1, 2))],
 )
+def test_modulo_on_fractions_is_floored(expression: str, expected: Fraction | int) -> None:
+    # a % b == a - b * floor(a / b): the result has the sign of b, as in Python.
+    assert calculate(expression) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("50% * 2", 1), ("10% - 5", Fraction(-49, 10)), ("(12.5%)", Fraction(1, 8)), ("200 * 5%", 10)],
+)
+def test_percent_is_still_a_percent_when_no_operand_follows(
+    expression: str, expected: Fraction | int
+) -> None:
+    assert calculate(expression) == expected
+
+
 def test_literals_keep_all_their_digits() -> None:
     assert calculate("1.00000000000000001 - 1") == Fraction(1, 10**17)
+    assert calculate("0.1") == Fraction(1, 10)
+    assert calculate("1_000.5") == Fraction(2001, 2)
+    assert calculate(".5 + 5.") == Fraction(11, 2)
+    assert calculate("0x10 + 0b1") == 17
 
 
-@pytest.mark.xfail(
-    reason="BUG: a float literal that overflows to inf raises a bare ValueError, not CalculatorError",
-    strict=True,
+def test_large_literals_are_exact_and_oversized_ones_are_calculator_errors() -> None:
+    assert calculate("1e400") == 10**400  # beyond float range, but exact
+    assert calculate("1e-400") == Fraction(1, 10**400)
+    for expression in ("1e400000000", "1e-400000000", f"1e{MAX_EXPONENT + 1}"):
+        with pytest.raises(CalculatorError, match="exponent larger than"):
+            calculate(expression)
+
+
+@pytest.mark.parametrize(
+    "expression", ["(10 ** 1000) ** 5", "(2 ** 1000) ** 17", "(10 ** 999) * (10 ** 999) ** 5"]
 )
-def test_overflowing_literal_is_a_calculator_error() -> None:
-    with pytest.raises(CalculatorError):
-        calculate("1e400")
-
-
-@pytest.mark.xfail(
-    reason="BUG: the MAX_DIGITS check uses str(int), which Python refuses above 4300 digits (ValueError)",
-    strict=True,
-)
-@pytest.mark.parametrize("expression", ["(10 ** 1000) ** 5", "(2 ** 1000) ** 15"])
 def test_huge_results_are_calculator_errors(expression: str) -> None:
-    with pytest.raises(CalculatorError, match="digits"):
+    with pytest.raises(CalculatorError, match=f"more than {MAX_DIGITS} digits"):
         calculate(expression)
 
 
-@pytest.mark.xfail(
-    reason="BUG: format_number rounds in the default 28-digit Decimal context -> InvalidOperation",
-    strict=True,
-)
+def test_results_up_to_max_digits_are_exact_and_printable() -> None:
+    # 2**15000 has 4516 digits: more than Python's default int-to-str limit (4300), fewer than MAX_DIGITS.
+    assert calculate("(2 ** 1000) ** 15") == 2**15000
+    assert calculate("(10 ** 1000) ** 4 * 10 ** 999") == 10 ** (MAX_DIGITS - 1)  # exactly MAX_DIGITS digits
+    text = format_number(Fraction(2**15000))
+    assert len(text) == 4516 and text.startswith("28179") and text.endswith("9376")
+    (tool,) = get_tools(["calculator"])
+    assert len(tool.invoke({"expression": "(2 ** 1000) ** 15"})) == 4516
+    assert tool.invoke({"expression": "(10 ** 1000) ** 5"}).startswith("error: ")
+
+
+def test_size_is_checked_before_a_power_is_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    original = Fraction.__pow__
+
+    def spy(self: Fraction, other: object, *args: object) -> object:
+        calls.append(other)
+        return original(self, other, *args)
+
+    monkeypatch.setattr(Fraction, "__pow__", spy)
+    with pytest.raises(CalculatorError, match="digits"):
+        calculate("(10 ** 1000) ** 1000")
+    assert 1000 in calls  # the inner 10 ** 1000 ...
+    assert calls.count(1000) == 1  # ... but never (10 ** 1000) ** 1000
+
+
 def test_format_number_of_large_non_integer() -> None:
     assert format_number(Fraction(10**20, 3)).startswith("33333333333333333333.3333333333")
+    assert format_number(Fraction(10**60 + 1, 2)) == str(10**60 // 2) + ".5"
+    assert format_number(Fraction(-(10**40), 7), places=2).startswith(
+        "-1428571428571428571428571428571428571428.57 (≈ "
+    )
 
 
 # --- The LangChain tool ------------------------------------------------------------------
@@ -296,12 +346,9 @@ def test_unknown_tool_name_fails() -> None:
     assert "web_search" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: get_tools raises a bare KeyError('web_search') that does not list the available tools",
-    strict=True,
-)
 def test_unknown_tool_name_error_lists_the_available_tools() -> None:
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         get_tools(["web_search"])
     assert not isinstance(caught.value, KeyError)
-    assert "calculator" in str(caught.value)
+    assert "web_search" in str(caught.value)
+    assert "available: ['calculator']" in str(caught.value)

@@ -609,15 +609,80 @@ def test_openai_server_error_is_a_model_error_after_retries(retries: int) -> Non
     assert len(server.requests) == retries + 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: OpenAIEmbedder trusts the response order and ignores each item's 'index'",
-    strict=True,
-)
 def test_openai_vectors_follow_the_index_field() -> None:
     server = FakeOpenAI(dim=8, reverse=True)  # valid response, items listed in another order
     texts = ["first", "second text", "third, longer text"]
     vectors = _openai(server, dimensions=8).embed(texts)
     np.testing.assert_allclose(vectors, _expected(texts, 8), atol=1e-6)
+
+
+def test_openai_asks_for_floats() -> None:
+    server = FakeOpenAI(dim=8)
+    _openai(server, dimensions=8).embed(["x"])
+    assert server.bodies()[0]["encoding_format"] == "float"
+
+
+def test_openai_base64_vectors_are_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An endpoint that answers in base64 although floats were asked for.
+    server = FakeOpenAI(dim=8, reverse=True)
+    original = server.__call__
+
+    def base64_anyway(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        body["encoding_format"] = "base64"
+        return original(httpx2.Request(request.method, request.url, json=body))
+
+    client = httpx2.Client(transport=httpx2.MockTransport(base64_anyway))
+    embedder = OpenAIEmbedder(
+        dimensions=8, api_key="sk-test", base_url="https://e.test/v1", http_client=client
+    )
+    texts = ["first", "second text", "third, longer text"]
+    np.testing.assert_allclose(embedder.embed(texts), _expected(texts, 8), atol=1e-6)
+
+
+def test_openai_large_inputs_are_sent_in_chunks() -> None:
+    server = FakeOpenAI(dim=4, reverse=True)
+    embedder = _openai(server, dimensions=4)
+    texts = [f"text {i}" for i in range(2 * OpenAIEmbedder.max_batch + 5)]
+    vectors = embedder.embed(texts)
+    assert OpenAIEmbedder.max_batch <= 1000
+    assert [len(body["input"]) for body in server.bodies()] == [1000, 1000, 5]
+    assert [body["input"][0] for body in server.bodies()] == ["text 0", "text 1000", "text 2000"]
+    np.testing.assert_allclose(vectors, _expected(texts, 4), atol=1e-6)
+
+
+def _answering(data: list[dict[str, Any]]) -> OpenAIEmbedder:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = {
+            "object": "list",
+            "data": data,
+            "model": "m",
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
+        return httpx2.Response(200, json=body)
+
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    return OpenAIEmbedder(dimensions=2, api_key="sk-test", base_url="https://e.test/v1", http_client=client)
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [([0], "returned 1 vectors for 2 inputs"), ([0, 0], "repeated index 0"), ([0, 2], "index 2")],
+    ids=["missing", "repeated", "out of range"],
+)
+def test_openai_inconsistent_indices_are_a_model_error(indices: list[int], message: str) -> None:
+    data = [{"object": "embedding", "index": i, "embedding": [1.0, 0.0]} for i in indices]
+    with pytest.raises(ModelError, match=message):
+        _answering(data).embed(["a", "b"])
+
+
+def test_openai_needs_no_key_until_it_embeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    embedder = OpenAIEmbedder("text-embedding-3-small")  # e.g. rebuilt from a Chroma config
+    assert embedder.dim == 1536
+    with pytest.raises(UsageError, match="OPENAI_API_KEY"):
+        embedder.embed(["x"])
 
 
 # -- Chroma adapter -------------------------------------------------------------------------------
@@ -717,18 +782,66 @@ def test_chroma_config_round_trip(embedder: MiniLMEmbedder, cache_dir: Path, no_
     assert function.default_space() == "cosine"
     assert "cosine" in function.supported_spaces()
     config = function.get_config()
-    assert config == {"embedder": "all-MiniLM-L6-v2", "dim": DIM}
+    assert config == {"embedder": "all-MiniLM-L6-v2", "dim": DIM, "cache_dir": str(cache_dir)}
     assert json.loads(json.dumps(config)) == config  # Chroma persists it as JSON
     rebuilt = BrainstackChromaEmbedding.build_from_config(config)
     assert isinstance(rebuilt, BrainstackChromaEmbedding)
     assert isinstance(rebuilt.embedder, MiniLMEmbedder)
+    assert rebuilt.embedder.cache_dir == cache_dir
     assert rebuilt.get_config() == config
     assert not function.is_legacy()
     np.testing.assert_allclose(np.array(rebuilt(["round trip"])), embedder.embed(["round trip"]), atol=1e-6)
-    with pytest.raises(ValueError, match="cannot rebuild"):
-        BrainstackChromaEmbedding.build_from_config(
-            {"embedder": "openai:text-embedding-3-small", "dim": 1536}
-        )
+
+
+def test_chroma_config_rebuilds_minilm_in_its_own_cache(
+    embedder: MiniLMEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(elsewhere))  # not where the collection's model is
+    config = chroma_embedding_function(embedder).get_config()
+    assert BrainstackChromaEmbedding.build_from_config(config).embedder.cache_dir == embedder.cache_dir
+    # A config without a cache folder (or one that is gone) falls back to the settings' folder.
+    for old in (
+        {"embedder": "all-MiniLM-L6-v2", "dim": DIM},
+        {**config, "cache_dir": str(tmp_path / "gone")},
+    ):
+        assert BrainstackChromaEmbedding.build_from_config(old).embedder.cache_dir == elsewhere
+    assert not elsewhere.exists()  # rebuilding builds nothing
+
+
+def test_chroma_config_rebuilds_openai_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    server = FakeOpenAI()
+    function = chroma_embedding_function(_openai(server, "text-embedding-3-large", dimensions=256))
+    config = function.get_config()
+    assert config == {"embedder": "openai:text-embedding-3-large", "dim": 256, "dimensions": 256}
+    assert not function.is_legacy()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://env.test/v1")
+    monkeypatch.setenv("BRAINSTACK_MODEL_MAX_RETRIES", "0")
+    rebuilt = BrainstackChromaEmbedding.build_from_config(config).embedder
+    assert isinstance(rebuilt, OpenAIEmbedder)
+    assert (rebuilt.model, rebuilt.dimensions, rebuilt.dim) == ("text-embedding-3-large", 256, 256)
+    assert rebuilt._api().api_key == "sk-from-env"
+    assert str(rebuilt._api().base_url).rstrip("/") == "https://env.test/v1"
+    assert rebuilt._api().max_retries == 0
+    small = BrainstackChromaEmbedding.build_from_config(
+        {"embedder": "openai:text-embedding-3-small", "dim": 1536}
+    )
+    assert isinstance(small.embedder, OpenAIEmbedder) and small.embedder.dimensions is None
+    assert server.requests == []  # nothing was embedded
+
+
+def test_chroma_config_of_an_unknown_embedder_fails_only_when_used() -> None:
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    rebuilt = BrainstackChromaEmbedding.build_from_config({"embedder": "hand-made", "dim": 3})
+    assert rebuilt.get_config() == {"embedder": "hand-made", "dim": 3}
+    with pytest.raises(UsageError, match="cannot rebuild embedder 'hand-made'"):
+        rebuilt(["x"])
 
 
 class HandMadeEmbedder:
@@ -745,11 +858,6 @@ class HandMadeEmbedder:
         return self.embed([text])[0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: build_from_config raises for non-MiniLM embedders, so Chroma's is_legacy() treats the "
-    "function as legacy: DeprecationWarning and 'l2' space instead of default_space() 'cosine'",
-    strict=True,
-)
 def test_chroma_collection_with_another_embedder_is_cosine(no_chroma_default: None) -> None:
     import chromadb
 
@@ -762,6 +870,20 @@ def test_chroma_collection_with_another_embedder_is_cosine(no_chroma_default: No
         space = collection.configuration["hnsw"]["space"]
     assert [str(w.message) for w in caught if "legacy" in str(w.message)] == []
     assert space == "cosine"
+
+
+def test_chroma_collection_with_another_embedder_reopens(no_chroma_default: None) -> None:
+    import chromadb
+
+    client = chromadb.EphemeralClient()
+    name = _collection_name()
+    function = chroma_embedding_function(HandMadeEmbedder())
+    client.create_collection(name, embedding_function=function).add(ids=["a", "b"], documents=["hi", "hello"])
+    reopened = client.get_collection(name, embedding_function=chroma_embedding_function(HandMadeEmbedder()))
+    assert reopened.query(query_texts=["ho"], n_results=1)["ids"] == [["a"]]
+    without = client.get_collection(name)  # opens; only embedding needs the real embedder
+    with pytest.raises(UsageError, match="embedding_function=chroma_embedding_function"):
+        without.query(query_texts=["ho"], n_results=1)
 
 
 # -- LlamaIndex adapter ---------------------------------------------------------------------------

@@ -160,19 +160,60 @@ def test_unreachable_endpoint_becomes_model_unavailable(exc: Exception, detail: 
     assert "thread 't-9'" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: every non-401 status gets 'after retries ... raise BRAINSTACK_MODEL_MAX_RETRIES'; a 404 "
-    "(unknown model) is not retried and more retries cannot help",
-    strict=True,
-)
 def test_unknown_model_does_not_suggest_retrying() -> None:
     exc = openai.NotFoundError(
         "The model `gpt-9` does not exist", response=_response(404, "model not found"), body=None
     )
-    error = translate(exc)
+    error = translate(exc, thread_id="t-5")
+    assert type(error) is ModelError
+    assert error.status_code == 404
+    message = str(error)
+    assert "HTTP 404" in message
+    assert "The model `gpt-9` does not exist" in message
+    assert "MAX_RETRIES" not in message
+    assert "after retries" not in message
+    assert "BRAINSTACK_MODEL " in message
+    assert "`model:`" in message
+    assert "thread 't-5'" in message
+
+
+def test_unknown_embedding_model_points_at_the_embedding_setting() -> None:
+    request = httpx2.Request("POST", "https://api.openai.com/v1/embeddings")
+    response = httpx2.Response(404, request=request, json={"error": {"message": "no such model"}})
+    error = translate(openai.NotFoundError("no such model", response=response, body=None))
     assert error.status_code == 404  # type: ignore[attr-defined]
+    assert "BRAINSTACK_EMBEDDING_MODEL" in str(error)
     assert "MAX_RETRIES" not in str(error)
-    assert "BRAINSTACK_MODEL" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("error_type", "status"),
+    [
+        (openai.BadRequestError, 400),
+        (openai.PermissionDeniedError, 403),
+        (openai.UnprocessableEntityError, 422),
+    ],
+)
+def test_rejected_request_is_not_blamed_on_retries(
+    error_type: type[openai.APIStatusError], status: int
+) -> None:
+    exc = error_type("Invalid 'messages[0].role'", response=_response(status, "bad"), body=None)
+    error = translate(exc)
+    assert type(error) is ModelError
+    assert error.status_code == status
+    message = str(error)
+    assert f"HTTP {status}" in message
+    assert "rejected the request" in message
+    assert "Invalid 'messages[0].role'" in message
+    assert "MAX_RETRIES" not in message
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 529])
+def test_retried_statuses_suggest_more_retries(status: int) -> None:
+    error = translate(openai.APIStatusError("busy", response=_response(status), body=None))
+    assert error.status_code == status  # type: ignore[attr-defined]
+    assert f"HTTP {status} after retries" in str(error)
+    assert "BRAINSTACK_MODEL_MAX_RETRIES" in str(error)
 
 
 # --- translate(): storage backends ------------------------------------------------------

@@ -193,6 +193,23 @@ def test_invalid_routes(routes: dict[str, list[str]], fake: HandMadeEmbedder) ->
     assert fake.calls == []  # rejected before anything is embedded
 
 
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ({"alpha": "hello"}, r"route 'alpha': examples must be a list of utterances, not a single str"),
+        ({"alpha": ["a1"], "beta": b"hello"}, r"route 'beta': .* not a single bytes"),
+        ({"alpha": ["a1", 2]}, r"route 'alpha': every example utterance must be a string"),
+    ],
+    ids=["str", "bytes", "not text"],
+)
+def test_examples_must_be_a_list_of_strings(
+    routes: dict[str, Sequence[str]], message: str, fake: HandMadeEmbedder
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        SemanticRouter(routes, fake)
+    assert fake.calls == []  # rejected before anything is embedded
+
+
 def test_default_embedder_is_the_shared_minilm(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(cache_dir))
     router = SemanticRouter({"greeting": ["hello there", "good morning"]})
