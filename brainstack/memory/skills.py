@@ -1,0 +1,386 @@
+"""Procedural memory: skills — named, validated procedures that worked before.
+
+A skill is a YAML file (see ``brainstack/skills/*.yaml``)::
+
+    name: pricing-change-review
+    description: How to review a proposed price change.
+    when_to_use: [Should we raise prices by 20 percent?, Is our pricing too low?]
+    steps:
+      - {kind: prompt, text: List the customer segments the change affects.}
+      - {kind: tool, tool: calculator, arguments: {expression: 49 * 1.2}, note: the new list price}
+      - {kind: check, contains: [churn], text: The answer estimates the churn risk.}
+
+Only three step kinds exist, and none runs code: ``prompt`` (an instruction for the agent),
+``tool`` (a call of a registered brainstack tool with fixed arguments) and ``check`` (a condition
+the final answer must meet). Built-in skills are read-only; learned skills and every skill's
+success count live in the user's skills folder. A skill name is a slug: it can never name a file
+outside its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from brainstack.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from brainstack.memory.embeddings import Embedder
+
+__all__ = [
+    "BUILTIN_DIR",
+    "CheckStep",
+    "PromptStep",
+    "Skill",
+    "SkillMatch",
+    "SkillRun",
+    "SkillStore",
+    "ToolStep",
+    "run_skill",
+]
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "skills"
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+STATS_FILE = "_stats.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptStep(_Strict):
+    kind: Literal["prompt"]
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class ToolStep(_Strict):
+    kind: Literal["tool"]
+    tool: str
+    arguments: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    note: str = ""
+
+    @field_validator("tool")
+    @classmethod
+    def _known_tool(cls, value: str) -> str:
+        from brainstack.tools import TOOL_NAMES
+
+        if value not in TOOL_NAMES:
+            raise ValueError(f"unknown tool {value!r}; skills may call: {sorted(TOOL_NAMES)}")
+        return value
+
+
+class CheckStep(_Strict):
+    kind: Literal["check"]
+    text: str = Field(min_length=1, max_length=500)
+    """What the check means, for people and for the agent's instructions."""
+    contains: list[str] = Field(default_factory=list)
+    """Words the answer must contain (case-insensitive), all of them."""
+    min_chars: int = Field(default=1, ge=1)
+
+
+Step = Annotated[PromptStep | ToolStep | CheckStep, Field(discriminator="kind")]
+
+
+class Provenance(_Strict):
+    source: Literal["builtin", "user", "learned"] = "user"
+    thread_id: str | None = None
+    created: str | None = None
+    """ISO date-time."""
+    task: str | None = None
+    route: str | None = None
+
+
+class Skill(_Strict):
+    name: str
+    description: str = Field(min_length=1, max_length=500)
+    when_to_use: list[str] = Field(min_length=1, max_length=50)
+    steps: list[Step] = Field(min_length=1, max_length=20)
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not NAME.match(value):
+            raise ValueError("a skill name is 2-63 lower-case letters, digits and '-', not starting with '-'")
+        return value
+
+    def render(self) -> str:
+        """The skill as instructions for an agent's prompt."""
+        lines = [f"Procedure '{self.name}' ({self.description}):"]
+        for number, step in enumerate(self.steps, start=1):
+            if isinstance(step, PromptStep):
+                lines.append(f"{number}. {step.text}")
+            elif isinstance(step, ToolStep):
+                args = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
+                note = f": {step.note}" if step.note else ""
+                lines.append(f"{number}. Use the {step.tool} tool ({args}){note}.")
+            else:
+                lines.append(f"{number}. Make sure: {step.text}")
+        return "\n".join(lines)
+
+
+class SkillMatch(BaseModel):
+    name: str
+    score: float
+    success_count: int = 0
+    source: str = "builtin"
+
+
+class SkillRun(BaseModel):
+    """What running a skill produced: instructions, tool results and check outcomes."""
+
+    name: str
+    instructions: str
+    tool_results: list[dict[str, Any]] = Field(default_factory=list)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(check["passed"] for check in self.checks)
+
+
+def run_skill(skill: Skill, answer: str | None = None) -> SkillRun:
+    """Execute a skill's tool steps, and its checks against ``answer`` when one is given.
+
+    Tool steps call registered brainstack tools only (the schema admits no other name); a
+    failing tool records its error instead of raising.
+    """
+    from brainstack.tools import get_tools
+
+    run = SkillRun(name=skill.name, instructions=skill.render())
+    for step in skill.steps:
+        if isinstance(step, ToolStep):
+            (tool,) = get_tools([step.tool])
+            try:
+                result = str(tool.invoke(dict(step.arguments)))
+            except Exception as exc:
+                result = f"error: {type(exc).__name__}: {exc}"
+            run.tool_results.append({"tool": step.tool, "arguments": dict(step.arguments), "result": result})
+        elif isinstance(step, CheckStep) and answer is not None:
+            missing = [word for word in step.contains if word.casefold() not in answer.casefold()]
+            passed = not missing and len(answer.strip()) >= step.min_chars
+            run.checks.append({"check": step.text, "passed": passed, "missing": missing})
+    return run
+
+
+class SkillStore:
+    """Built-in skills plus the user's folder (learned and hand-written skills, success counts)."""
+
+    def __init__(
+        self,
+        user_dir: str | Path,
+        *,
+        embedder: Embedder | None = None,
+        builtin_dir: str | Path | None = BUILTIN_DIR,
+        min_score: float = 0.55,
+    ) -> None:
+        self.user_dir = Path(user_dir)
+        self.builtin_dir = Path(builtin_dir) if builtin_dir else None
+        self.min_score = min_score
+        self._embedder = embedder
+        self._lock = threading.RLock()
+        self._index: tuple[tuple[tuple[str, float], ...], Any, list[str]] | None = None
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _path(self, folder: Path, name: str) -> Path:
+        if not NAME.match(name):
+            raise ConfigurationError(f"{name!r} is not a skill name (lower-case letters, digits and '-')")
+        path = (folder / f"{name}.yaml").resolve()
+        if path.parent != folder.resolve():  # defence in depth: the slug already forbids this
+            raise ConfigurationError(f"skill {name!r} resolves outside {folder}")
+        return path
+
+    def _load_file(self, path: Path, source: str) -> Skill:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"skill file {path}: cannot be read ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"skill file {path}: expected a mapping with name, description, steps")
+        if source == "builtin":
+            data["provenance"] = {**(data.get("provenance") or {}), "source": "builtin"}
+        try:
+            skill = Skill.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigurationError(f"skill file {path} is invalid: {problems}") from None
+        if skill.name != path.stem:
+            raise ConfigurationError(f"skill file {path}: name {skill.name!r} must match the file name")
+        return skill
+
+    def _folders(self) -> list[tuple[Path, str]]:
+        folders = []
+        if self.builtin_dir and self.builtin_dir.is_dir():
+            folders.append((self.builtin_dir, "builtin"))
+        if self.user_dir.is_dir():
+            folders.append((self.user_dir, "user"))
+        return folders
+
+    def all(self) -> list[Skill]:
+        """Every skill; a user skill overrides a built-in one of the same name."""
+        skills: dict[str, Skill] = {}
+        for folder, source in self._folders():
+            for path in sorted(folder.glob("*.yaml")):
+                skills[path.stem] = self._load_file(path, source)
+        return sorted(skills.values(), key=lambda s: s.name)
+
+    def get(self, name: str) -> Skill:
+        for folder, source in reversed(self._folders()):
+            path = self._path(folder, name)
+            if path.is_file():
+                return self._load_file(path, source)
+        raise KeyError(f"no skill named {name!r}")
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        path = self.user_dir / STATS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}  # a damaged stats file loses counts, never a run
+        return data if isinstance(data, dict) else {}
+
+    def success_count(self, name: str) -> int:
+        return int(self.stats().get(name, {}).get("success_count", 0))
+
+    def record_success(self, name: str, thread_id: str | None = None) -> int:
+        """Raise a skill's success count; returns the new count."""
+        with self._lock:
+            stats = self.stats()
+            entry = stats.setdefault(name, {"success_count": 0, "threads": []})
+            entry["success_count"] = int(entry.get("success_count", 0)) + 1
+            entry["last_success"] = datetime.now(UTC).isoformat(timespec="seconds")
+            if thread_id:
+                entry["threads"] = [*entry.get("threads", []), thread_id][-5:]
+            _atomic_write(self.user_dir / STATS_FILE, json.dumps(stats, indent=2, sort_keys=True))
+            return int(entry["success_count"])
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save(self, skill: Skill) -> Path:
+        """Write a skill to the user folder (atomically)."""
+        path = self._path(self.user_dir, skill.name)
+        document = skill.model_dump(mode="json", exclude_defaults=False)
+        _atomic_write(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
+        with self._lock:
+            self._index = None
+        return path
+
+    # -- matching ------------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from brainstack.memory.embeddings import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def _signature(self) -> tuple[tuple[str, float], ...]:
+        files = []
+        for folder, _ in self._folders():
+            files += [(str(p), p.stat().st_mtime) for p in sorted(folder.glob("*.yaml"))]
+        return tuple(files)
+
+    def match(self, task: str, k: int = 2) -> list[SkillMatch]:
+        """Skills whose when-to-use examples resemble ``task`` (score ≥ ``min_score``), best first."""
+        with self._lock:
+            signature = self._signature()
+            if self._index is None or self._index[0] != signature:
+                skills = self.all()
+                examples = [(s.name, text) for s in skills for text in s.when_to_use]
+                vectors = self.embedder.embed([t for _, t in examples]) if examples else None
+                self._index = (signature, vectors, [n for n, _ in examples])
+            _, vectors, owners = self._index
+        if vectors is None or not task.strip():
+            return []
+        sims = vectors @ self.embedder.embed_one(task)
+        best: dict[str, float] = {}
+        for name, score in zip(owners, sims, strict=True):
+            best[name] = max(best.get(name, -1.0), float(score))
+        stats = self.stats()
+        ranked = sorted(best.items(), key=lambda item: -item[1])
+        return [
+            SkillMatch(
+                name=name,
+                score=round(score, 4),
+                success_count=int(stats.get(name, {}).get("success_count", 0)),
+                source=self.get(name).provenance.source,
+            )
+            for name, score in ranked[:k]
+            if score >= self.min_score
+        ]
+
+    def learn(
+        self,
+        *,
+        task: str,
+        route: str,
+        steps: Sequence[PromptStep | ToolStep | CheckStep],
+        description: str,
+        thread_id: str | None,
+    ) -> tuple[str, bool]:
+        """Reinforce the skill that matches ``task`` or write a new learned one.
+
+        Returns ``(name, created)``.
+        """
+        matches = self.match(task, k=1)
+        if matches and matches[0].score >= max(self.min_score, 0.8):
+            name = matches[0].name
+            self.record_success(name, thread_id)
+            return name, False
+        name = _slug(f"{route}-{task}")
+        if (self.user_dir / f"{name}.yaml").exists() or (
+            self.builtin_dir and (self.builtin_dir / f"{name}.yaml").exists()
+        ):
+            name = _slug(f"{name[:50]}-{int(time.time())}")
+        skill = Skill(
+            name=name,
+            description=description[:500],
+            when_to_use=[task[:500]],
+            steps=list(steps)[:20],
+            provenance=Provenance(
+                source="learned",
+                thread_id=thread_id,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                task=task[:500],
+                route=route,
+            ),
+        )
+        self.save(skill)
+        self.record_success(name, thread_id)
+        return name, True
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return slug if len(slug) >= 2 else f"skill-{slug or 'x'}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
