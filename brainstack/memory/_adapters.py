@@ -1,6 +1,7 @@
 """Chroma and LlamaIndex wrappers around an :class:`~brainstack.memory.embeddings.Embedder`.
 
-Kept apart from ``embeddings.py`` so the router never imports chromadb or llama-index.
+Kept apart from ``embeddings.py`` so the router never imports chromadb or llama-index; the
+LlamaIndex class is only defined (and llama-index imported) when first asked for.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 from brainstack.errors import ConfigurationError
 from brainstack.memory.embeddings import (
@@ -24,7 +23,7 @@ from brainstack.memory.embeddings import (
     _shared_minilm,
 )
 
-__all__ = ["BrainstackChromaEmbedding", "BrainstackLlamaEmbedding"]
+__all__ = ["BrainstackChromaEmbedding"]  # and BrainstackLlamaEmbedding, defined on first use
 
 
 class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
@@ -101,33 +100,52 @@ class _NotRebuilt:
         return f"_NotRebuilt({self.name!r})"
 
 
-class BrainstackLlamaEmbedding(BaseEmbedding):
-    """LlamaIndex embedding model (no query/document instruction: MiniLM uses none)."""
+_llama_class: Any = None
 
-    _embedder: Any = PrivateAttr()
 
-    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
-        kwargs.setdefault("model_name", embedder.name)
-        kwargs.setdefault("embed_batch_size", 64)
-        super().__init__(**kwargs)
-        self._embedder = embedder
+def __getattr__(name: str) -> Any:
+    if name == "BrainstackLlamaEmbedding":
+        return _define_llama_class()
+    raise AttributeError(name)
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "BrainstackEmbedding"
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self._embedder.embed_one(query)]
+def _define_llama_class() -> Any:
+    global _llama_class
+    if _llama_class is not None:
+        return _llama_class
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return [float(x) for x in self._embedder.embed_one(text)]
+    class BrainstackLlamaEmbedding(BaseEmbedding):
+        """LlamaIndex embedding model (no query/document instruction: MiniLM uses none)."""
 
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        vectors: list[list[float]] = self._embedder.embed(texts).tolist()
-        return vectors
+        _embedder: Any = PrivateAttr()
 
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
+        def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
+            kwargs.setdefault("model_name", embedder.name)
+            kwargs.setdefault("embed_batch_size", 64)
+            super().__init__(**kwargs)
+            self._embedder = embedder
 
-    async def _aget_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embedding(text)
+        @classmethod
+        def class_name(cls) -> str:
+            return "BrainstackEmbedding"
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return [float(x) for x in self._embedder.embed_one(query)]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return [float(x) for x in self._embedder.embed_one(text)]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            vectors: list[list[float]] = self._embedder.embed(texts).tolist()
+            return vectors
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        async def _aget_text_embedding(self, text: str) -> list[float]:
+            return self._get_text_embedding(text)
+
+    _llama_class = BrainstackLlamaEmbedding
+    return _llama_class

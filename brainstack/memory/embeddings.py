@@ -369,6 +369,6 @@ def chroma_embedding_function(embedder: Embedder) -> Any:
 
 def llamaindex_embedding(embedder: Embedder) -> Any:
     """A LlamaIndex ``BaseEmbedding`` backed by ``embedder``."""
-    from brainstack.memory._adapters import BrainstackLlamaEmbedding
+    from brainstack.memory._adapters import _define_llama_class
 
-    return BrainstackLlamaEmbedding(embedder)
+    return _define_llama_class()(embedder)
