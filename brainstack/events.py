@@ -6,12 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from brainstack.results import RouteDecision, RunResult
+from brainstack.results import MemoryRecall, MemoryWrite, RouteDecision, RunResult
 
 __all__ = [
     "AgentMessageEvent",
     "Event",
     "GroupChatTurnEvent",
+    "MemoryRecalledEvent",
+    "MemoryWrittenEvent",
     "ResultEvent",
     "RouteEvent",
     "ToolCallEvent",
@@ -48,12 +50,30 @@ class GroupChatTurnEvent(_Event):
     content: str
 
 
+class MemoryRecalledEvent(_Event):
+    type: Literal["memory_recalled"] = "memory_recalled"
+    recall: MemoryRecall
+
+
+class MemoryWrittenEvent(_Event):
+    type: Literal["memory_written"] = "memory_written"
+    written: MemoryWrite
+
+
 class ResultEvent(_Event):
     type: Literal["result"] = "result"
     result: RunResult
 
 
-Event = RouteEvent | ToolCallEvent | AgentMessageEvent | GroupChatTurnEvent | ResultEvent
+Event = (
+    MemoryRecalledEvent
+    | RouteEvent
+    | ToolCallEvent
+    | AgentMessageEvent
+    | GroupChatTurnEvent
+    | MemoryWrittenEvent
+    | ResultEvent
+)
 
 
 def event_from_custom(payload: Any) -> Event | None:
@@ -70,4 +90,8 @@ def event_from_custom(payload: Any) -> Event | None:
         return AgentMessageEvent(**data)
     if kind == "group_chat_turn":
         return GroupChatTurnEvent(**data)
+    if kind == "memory_recalled":
+        return MemoryRecalledEvent(recall=MemoryRecall(**data))
+    if kind == "memory_written":
+        return MemoryWrittenEvent(written=MemoryWrite(**data))
     return None

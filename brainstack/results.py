@@ -6,7 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ChatTurn", "ReviewOutcome", "RouteDecision", "RunResult", "ToolCallRecord", "Usage"]
+__all__ = [
+    "ChatTurn",
+    "MemoryRecall",
+    "MemoryWrite",
+    "RecalledEpisode",
+    "RecalledPassage",
+    "RecalledSkill",
+    "ReviewOutcome",
+    "RouteDecision",
+    "RunResult",
+    "ToolCallRecord",
+    "Usage",
+]
 
 
 class _Value(BaseModel):
@@ -63,6 +75,75 @@ class ReviewOutcome(_Value):
     status: Literal["ok", "retried", "fallback", "failed"]
     attempts: int = 0
     notes: list[str] = Field(default_factory=list)
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    """Outcomes of recalled skills' checks on the answer (``skill``, ``check``, ``passed``)."""
+
+
+class RecalledEpisode(_Value):
+    """An earlier episode the run was reminded of."""
+
+    id: str
+    text: str
+    score: float
+    thread_id: str | None = None
+    route: str | None = None
+
+
+class RecalledPassage(_Value):
+    """A knowledge-base passage, with the file it comes from."""
+
+    source: str
+    text: str
+    score: float
+
+
+class RecalledSkill(_Value):
+    """A procedural skill that matched the task, as the agent was given it."""
+
+    name: str
+    score: float
+    success_count: int = 0
+    source: str = "builtin"
+    instructions: str = ""
+    """The steps as the agent was given them (tool steps already run, with their results)."""
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    """The skill's check steps (``text``, ``contains``, ``min_chars``), applied by review."""
+
+
+class MemoryRecall(_Value):
+    """What the memory layers contributed to a run (before routing)."""
+
+    episodes: list[RecalledEpisode] = Field(default_factory=list)
+    passages: list[RecalledPassage] = Field(default_factory=list)
+    skills: list[RecalledSkill] = Field(default_factory=list)
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    """The user's working memory (stated preferences and other per-user facts)."""
+    session: dict[str, Any] = Field(default_factory=dict)
+    """The thread's working memory (session facts)."""
+    history_messages: int = 0
+    """Earlier messages of the thread given to the agents (the sensory buffer)."""
+    tokens: int = 0
+    """Estimated tokens the recalled context adds to the prompt."""
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Milliseconds per layer."""
+    degraded: list[str] = Field(default_factory=list)
+    """Layers that could not be used, and why; the run went on without them."""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.episodes or self.passages or self.skills or self.preferences or self.session)
+
+
+class MemoryWrite(_Value):
+    """What the run left in memory (after review)."""
+
+    episode_id: str | None = None
+    skill: str | None = None
+    skill_created: bool = False
+    preferences: dict[str, Any] = Field(default_factory=dict)
+    """Preferences stated in this task and stored for the user."""
+    session: dict[str, Any] = Field(default_factory=dict)
+    degraded: list[str] = Field(default_factory=list)
 
 
 class RunResult(_Value):
@@ -83,3 +164,7 @@ class RunResult(_Value):
     timings: dict[str, float]
     """Milliseconds spent in each graph node."""
     review: ReviewOutcome
+    memory: MemoryRecall = Field(default_factory=MemoryRecall)
+    """What was recalled before routing."""
+    remembered: MemoryWrite = Field(default_factory=MemoryWrite)
+    """What was written to memory after the answer."""

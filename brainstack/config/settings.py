@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     checkpoint_url: str | None = None
     """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
 
+    memory: bool = True
+    """Recall before routing and remember after each run (``BRAINSTACK_MEMORY=0`` turns it off)."""
+    chroma_url: str | None = None
+    """``http://host:port`` of a Chroma server; unset for a local Chroma folder under ``home``."""
+    skills_dir: Path | None = None
+    """The user's skills folder (learned skills, success counts); default ``home/skills``."""
+    memory_token_budget: int = Field(default=800, ge=0, le=20000)
+    """Upper bound on the tokens recalled memory adds to a prompt."""
+    history_token_budget: int = Field(default=1500, ge=0, le=100000)
+    """Upper bound on the tokens of earlier thread messages given to the agents."""
     redis_url: str | None = None
     """``redis://…`` for working memory in Redis; unset for the in-process store."""
     working_memory_ttl_s: float = Field(default=3600.0, gt=0)
@@ -112,3 +122,11 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.home / "checkpoints.sqlite"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def skills_path(self) -> Path:
+        return self.skills_dir or self.home / "skills"

@@ -31,6 +31,11 @@ class RouterState(TypedDict, total=False):
     timings: dict[str, float]
     review: dict[str, Any]
     model: str
+    thread_id: str
+    memory: dict[str, Any]
+    """A :class:`~brainstack.results.MemoryRecall` as a dict (what recall found)."""
+    remembered: dict[str, Any]
+    """A :class:`~brainstack.results.MemoryWrite` as a dict (what remember wrote)."""
 
 
 def add_usage(total: dict[str, int] | None, delta: dict[str, int]) -> dict[str, int]:

@@ -1,0 +1,422 @@
+"""The memory gateway: the one object the graph calls, once before routing and once after review.
+
+``recall`` asks every layer at the same time (each on a worker thread, each timed) and builds one
+:class:`~brainstack.results.MemoryRecall` within a token budget. ``remember`` writes the episode,
+the session facts and any preference the user stated, and learns (or reinforces) a procedural
+skill after a successful multi-step run. A layer that fails is recorded in ``degraded`` and the
+run goes on without it: memory never costs a run its answer or its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately, trim_messages
+
+from brainstack.results import (
+    MemoryRecall,
+    MemoryWrite,
+    RecalledEpisode,
+    RecalledPassage,
+    RecalledSkill,
+)
+
+if TYPE_CHECKING:
+    from brainstack.config import Settings
+    from brainstack.memory.embeddings import Embedder
+    from brainstack.memory.episodic import EpisodicMemory
+    from brainstack.memory.knowledge import KnowledgeBase
+    from brainstack.memory.skills import SkillStore
+    from brainstack.memory.working import WorkingMemory
+
+__all__ = ["MemoryGateway", "estimate_tokens", "recent_messages", "render_memory", "stated_preferences"]
+
+EPISODES_K = 3
+PASSAGES_K = 3
+SKILLS_K = 1
+ITEM_CHARS = 300
+EPISODE_MIN_DENSE = 0.35
+"""An episode is recalled when its cosine similarity reaches this, or when it also matched by
+keyword with at least ``EPISODE_MIN_KEYWORD_DENSE``."""
+EPISODE_MIN_KEYWORD_DENSE = 0.15
+PASSAGE_MIN_SCORE = 0.3
+PREFERENCES_KEY = "stated_preferences"
+MAX_PREFERENCES = 5
+MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
+
+_PREFERENCE = re.compile(
+    r"\b(?:i (?:would |'d )?prefer|i like|please always|always|from now on,?)\s+(?P<what>[^.!?\n]{3,120})",
+    re.IGNORECASE,
+)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token (the budget needs an estimate, not a tokenizer)."""
+    return (len(text) + 3) // 4
+
+
+def recent_messages(messages: Sequence[BaseMessage], max_messages: int, max_tokens: int) -> list[BaseMessage]:
+    """The sensory buffer: the thread's last ``max_messages`` messages, trimmed to ``max_tokens``.
+
+    Trimming keeps whole messages, newest first, and starts on a human message.
+    """
+    if max_messages <= 0 or max_tokens <= 0 or not messages:
+        return []
+    recent = list(messages)[-max_messages:]
+    trimmed: list[BaseMessage] = trim_messages(
+        recent,
+        max_tokens=max_tokens,
+        token_counter=count_tokens_approximately,
+        strategy="last",
+        start_on="human",
+        allow_partial=False,
+    )
+    return trimmed
+
+
+def stated_preferences(task: str) -> list[str]:
+    """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
+    found = []
+    for match in _PREFERENCE.finditer(task):
+        what = " ".join(match.group("what").split()).rstrip(",;:")
+        if what:
+            found.append(what)
+    return found
+
+
+def render_memory(recall: MemoryRecall) -> str:
+    """The recalled context as a prompt section (empty when nothing was recalled)."""
+    lines: list[str] = []
+    preferences = recall.preferences.get(PREFERENCES_KEY) or []
+    if preferences:
+        lines.append("User preferences: " + "; ".join(str(p) for p in preferences) + ".")
+    other = {k: v for k, v in recall.preferences.items() if k != PREFERENCES_KEY}
+    if other:
+        lines.append(
+            "About the user: "
+            + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in other.items())
+        )
+    if recall.session:
+        lines.append("This conversation: " + ", ".join(f"{k}={v}" for k, v in recall.session.items()))
+    if recall.episodes:
+        lines.append("Earlier episodes with this user:")
+        lines += [f"- {e.text}" for e in recall.episodes]
+    if recall.passages:
+        lines.append("From the knowledge base (cite the source):")
+        lines += [f"- [{p.source.rsplit('/', 1)[-1]}] {p.text}" for p in recall.passages]
+    for skill in recall.skills:
+        lines.append(f"A procedure that worked before ({skill.success_count} successes):")
+        lines.append(skill.instructions)
+    return (MEMORY_HEADER + "\n" + "\n".join(lines)) if lines else ""
+
+
+class MemoryGateway:
+    """Opens the memory layers lazily from settings and serves the graph's recall/remember."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        working: WorkingMemory | None = None,
+        episodes: EpisodicMemory | None = None,
+        knowledge: KnowledgeBase | None = None,
+        skills: SkillStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._working = working
+        self._episodes = episodes
+        self._knowledge = knowledge
+        self._skills = skills
+        self._chroma: Any = None
+        self._lock = threading.Lock()
+
+    # -- layers (opened on first use) ----------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from brainstack.memory.embeddings import default_embedder
+
+            self._embedder = default_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def chroma(self) -> Any:
+        with self._lock:
+            if self._chroma is None:
+                from brainstack.memory.episodic import open_chroma
+
+                if self.settings.chroma_url:
+                    self._chroma = open_chroma(url=self.settings.chroma_url)
+                else:
+                    self._chroma = open_chroma(path=self.settings.chroma_path)
+            return self._chroma
+
+    @property
+    def working(self) -> WorkingMemory:
+        if self._working is None:
+            from brainstack.memory.working import open_working_memory
+
+            self._working = open_working_memory(self.settings)
+        return self._working
+
+    @property
+    def episodes(self) -> EpisodicMemory:
+        if self._episodes is None:
+            from brainstack.memory.episodic import EpisodicMemory
+
+            self._episodes = EpisodicMemory(self.chroma, embedder=self.embedder)
+        return self._episodes
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        if self._knowledge is None:
+            from brainstack.memory.knowledge import KnowledgeBase
+
+            self._knowledge = KnowledgeBase(self.chroma, embedder=self.embedder)
+        return self._knowledge
+
+    @property
+    def skills(self) -> SkillStore:
+        if self._skills is None:
+            from brainstack.memory.skills import SkillStore
+
+            self._skills = SkillStore(self.settings.skills_path, embedder=self.embedder)
+        return self._skills
+
+    # -- recall --------------------------------------------------------------------------------
+
+    async def recall(self, user_id: str, thread_id: str, task: str) -> MemoryRecall:
+        """Ask every layer at once; what fails is listed in ``degraded``."""
+        layers: dict[str, Callable[[], Any]] = {
+            "working": lambda: (
+                self.working.items("user", user_id),
+                self.working.items("session", thread_id),
+            ),
+            "episodic": lambda: self.episodes.search(user_id, task, k=EPISODES_K + 2),
+            "knowledge": lambda: self.knowledge.search(task, k=PASSAGES_K),
+            "procedural": lambda: self._recall_skills(task),
+        }
+        results = await asyncio.gather(*(_timed(name, fn) for name, fn in layers.items()))
+        out: dict[str, Any] = {"timings": {}, "degraded": []}
+        values: dict[str, Any] = {}
+        for name, value, ms, error in results:
+            out["timings"][name] = ms
+            if error is not None:
+                out["degraded"].append(f"{name}: {error}")
+            else:
+                values[name] = value
+        preferences, session = values.get("working", ({}, {}))
+        recall = MemoryRecall(
+            preferences=preferences,
+            session=session,
+            episodes=[
+                RecalledEpisode(
+                    id=e.id,
+                    text=_clip(e.text),
+                    score=round(e.score, 4),
+                    thread_id=e.metadata.get("thread_id"),
+                    route=e.metadata.get("route"),
+                )
+                for e in values.get("episodic", [])
+                if (e.dense_score or 0) >= EPISODE_MIN_DENSE
+                or (e.keyword_score is not None and (e.dense_score or 0) >= EPISODE_MIN_KEYWORD_DENSE)
+            ][:EPISODES_K],
+            passages=[
+                RecalledPassage(source=p.source, text=_clip(p.text), score=round(p.score, 4))
+                for p in values.get("knowledge", [])
+                if p.score >= PASSAGE_MIN_SCORE
+            ],
+            skills=values.get("procedural", []),
+            timings=out["timings"],
+            degraded=out["degraded"],
+        )
+        return _within_budget(recall, self.settings.memory_token_budget)
+
+    def _recall_skills(self, task: str) -> list[RecalledSkill]:
+        """Matching skills, run: tool steps executed now, checks handed to review."""
+        from brainstack.memory.skills import CheckStep, run_skill
+
+        recalled = []
+        for match in self.skills.match(task, k=SKILLS_K):
+            skill = self.skills.get(match.name)
+            run = run_skill(skill)
+            instructions = run.instructions
+            if run.tool_results:
+                results = [
+                    f"{r['tool']}({_arguments(r['arguments'])}) = {r['result']}" for r in run.tool_results
+                ]
+                instructions += "\nResults of its tool steps: " + "; ".join(results)
+            recalled.append(
+                RecalledSkill(
+                    name=match.name,
+                    score=match.score,
+                    success_count=match.success_count,
+                    source=match.source,
+                    instructions=instructions,
+                    checks=[s.model_dump(exclude={"kind"}) for s in skill.steps if isinstance(s, CheckStep)],
+                )
+            )
+        return recalled
+
+    # -- remember ------------------------------------------------------------------------------
+
+    async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
+        """Write what this run should leave behind; failures are recorded, never raised."""
+        return await asyncio.to_thread(self._remember, state, thread_id)
+
+    def _remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
+        user_id = state.get("user_id") or "default"
+        task = state.get("task", "")
+        route = state.get("route") or {}
+        answer = state.get("answer", "")
+        review = state.get("review") or {}
+        succeeded = review.get("status", "ok") in ("ok", "retried") and bool(answer)
+        write: dict[str, Any] = {"degraded": []}
+
+        def attempt(layer: str, fn: Callable[[], Any]) -> Any:
+            try:
+                return fn()
+            except Exception as exc:
+                write["degraded"].append(f"{layer}: {_describe(exc)}")
+                return None
+
+        preferences = stated_preferences(task)
+        if preferences:
+
+            def store_preferences() -> dict[str, Any]:
+                known = self.working.get("user", user_id, PREFERENCES_KEY) or []
+                merged = [p for p in known if p not in preferences] + preferences
+                self.working.set("user", user_id, PREFERENCES_KEY, merged[-MAX_PREFERENCES:])
+                return {PREFERENCES_KEY: merged[-MAX_PREFERENCES:]}
+
+            write["preferences"] = attempt("working", store_preferences) or {}
+
+        session = {"last_task": _clip(task, 120), "last_route": route.get("target", "")}
+
+        def store_session() -> bool:
+            for key, value in session.items():
+                self.working.set("session", thread_id, key, value)
+            return True
+
+        if attempt("working", store_session):
+            write["session"] = session
+
+        speakers = state.get("speakers") or []
+        summary = _clip(" ".join(answer.split()), 400)
+        text = f"{task}\n→ {route.get('target', '?')} ({', '.join(speakers) or 'no agent'}): {summary}"
+        metadata = {
+            "thread_id": thread_id,
+            "route": route.get("target", ""),
+            "kind": route.get("kind", ""),
+            "speakers": speakers,
+            "outcome": review.get("status", "ok"),
+            "task": _clip(task, 500),
+        }
+        write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
+
+        steps = _procedure(state) if succeeded else []
+        if steps:
+            learned = attempt(
+                "procedural",
+                lambda: self.skills.learn(
+                    task=task,
+                    route=route.get("target", "general"),
+                    steps=steps,
+                    description=f"Learned from a successful {route.get('kind', 'run')}: {_clip(task, 200)}",
+                    thread_id=thread_id,
+                ),
+            )
+            if learned:
+                write["skill"], write["skill_created"] = learned
+        recalled = [s.get("name") for s in (state.get("memory") or {}).get("skills", [])]
+        if succeeded and recalled and write.get("skill") not in recalled:
+            attempt("procedural", lambda: [self.skills.record_success(n, thread_id) for n in recalled])
+        return MemoryWrite(**write)
+
+
+def _procedure(state: dict[str, Any]) -> list[Any]:
+    """Steps worth keeping from a successful multi-step run (a group chat, or tool use)."""
+    from brainstack.memory.skills import CheckStep, PromptStep, ToolStep
+
+    transcript = state.get("transcript") or []
+    tool_calls = state.get("tool_calls") or []
+    steps: list[Any] = []
+    if len(transcript) >= 2:
+        for turn in transcript:
+            first = re.split(r"(?<=[.!?])\s", " ".join(turn["content"].split()), maxsplit=1)[0]
+            steps.append(PromptStep(kind="prompt", text=_clip(f"{turn['speaker']}: {first}", 300)))
+        steps.append(CheckStep(kind="check", text="The answer states the team's decision.", min_chars=20))
+    elif tool_calls:
+        for call in tool_calls[:5]:
+            arguments = {
+                k: v for k, v in call.get("arguments", {}).items() if isinstance(v, str | int | float | bool)
+            }
+            try:
+                steps.append(
+                    ToolStep(
+                        kind="tool",
+                        tool=call["tool"],
+                        arguments=arguments,
+                        note="as in the run this was learned from",
+                    )
+                )
+            except ValueError:
+                continue
+        if steps:
+            steps.insert(
+                0, PromptStep(kind="prompt", text="Work the numbers out with the tools, then answer.")
+            )
+    return steps
+
+
+async def _timed(name: str, fn: Callable[[], Any]) -> tuple[str, Any, float, str | None]:
+    start = time.perf_counter()
+    try:
+        value = await asyncio.to_thread(fn)
+        error = None
+    except Exception as exc:
+        value, error = None, _describe(exc)
+    return name, value, round((time.perf_counter() - start) * 1000, 3), error
+
+
+def _arguments(arguments: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+
+
+def _describe(exc: BaseException) -> str:
+    from brainstack.errors import BrainstackError, translate
+
+    error = exc if isinstance(exc, BrainstackError) else translate(exc)
+    return str(error)
+
+
+def _clip(text: str, limit: int = ITEM_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def _within_budget(recall: MemoryRecall, budget: int) -> MemoryRecall:
+    """Drop the least important items (passages, then episodes, then skills) until it fits."""
+    episodes, passages, skills = list(recall.episodes), list(recall.passages), list(recall.skills)
+
+    def build() -> MemoryRecall:
+        return recall.model_copy(update={"episodes": episodes, "passages": passages, "skills": skills})
+
+    current = build()
+    while estimate_tokens(render_memory(current)) > budget and (passages or episodes or skills):
+        for items in (passages, episodes, skills):
+            if items:
+                items.pop()
+                break
+        current = build()
+    return current.model_copy(update={"tokens": estimate_tokens(render_memory(current))})
