@@ -25,6 +25,8 @@ from brainstack.errors import (
 from brainstack.events import Event, ResultEvent, event_from_custom
 from brainstack.results import (
     ChatTurn,
+    MemoryRecall,
+    MemoryWrite,
     ReviewOutcome,
     RouteDecision,
     RunResult,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
     from brainstack.graphs.router import SemanticRouter
     from brainstack.memory.embeddings import Embedder
+    from brainstack.memory.gateway import MemoryGateway
 
 __all__ = ["Runtime"]
 
@@ -58,6 +61,7 @@ class Runtime:
         agents: str | Path | AgentsConfig | None = None,
         transport: Any | None = None,
         embedder: Embedder | None = None,
+        memory: MemoryGateway | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         if isinstance(agents, AgentsConfig):
@@ -70,6 +74,7 @@ class Runtime:
         self._embedder = embedder
         self._router: SemanticRouter | None = None
         self._graph: StateGraph[Any] | None = None
+        self._memory: MemoryGateway | None = memory
 
     @property
     def model(self) -> str:
@@ -83,7 +88,7 @@ class Runtime:
 
             self._router = SemanticRouter(
                 self.agents.routes,
-                self._embedder or self._default_embedder(),
+                self._default_embedder(),
                 self.settings.router_threshold,
                 margin=self.settings.router_margin,
             )
@@ -92,7 +97,17 @@ class Runtime:
     def _default_embedder(self) -> Embedder:
         from brainstack.memory.embeddings import default_embedder
 
-        return default_embedder(self.settings)
+        self._embedder = self._embedder or default_embedder(self.settings)
+        return self._embedder
+
+    @property
+    def memory(self) -> MemoryGateway | None:
+        """The memory gateway (``None`` when ``BRAINSTACK_MEMORY=0``); its layers open on first use."""
+        if self._memory is None and self.settings.memory:
+            from brainstack.memory.gateway import MemoryGateway
+
+            self._memory = MemoryGateway(self.settings, embedder=self._default_embedder())
+        return self._memory
 
     @property
     def graph(self) -> StateGraph[Any]:
@@ -101,7 +116,11 @@ class Runtime:
             from brainstack.graphs.factory import create_router_graph
 
             self._graph = create_router_graph(
-                self.agents, provider=self.provider, router=self.router, settings=self.settings
+                self.agents,
+                provider=self.provider,
+                router=self.router,
+                settings=self.settings,
+                memory=self.memory,
             )
         return self._graph
 
@@ -142,6 +161,9 @@ class Runtime:
             "timings": {},
             "review": {},
             "model": self.provider.name,
+            "thread_id": thread_id,
+            "memory": {},
+            "remembered": {},
         }
         try:
             async with open_checkpointer(self.settings) as saver:
@@ -282,7 +304,10 @@ class Runtime:
                 status=review.get("status", "ok"),
                 attempts=review.get("attempts", 0),
                 notes=review.get("notes", []),
+                checks=review.get("checks", []),
             ),
+            memory=MemoryRecall(**(state.get("memory") or {})),
+            remembered=MemoryWrite(**(state.get("remembered") or {})),
         )
 
 

@@ -81,10 +81,13 @@ def test_create_router_graph_returns_an_uncompiled_state_graph(settings, embedde
         settings=settings,
     )
     assert isinstance(graph, StateGraph)
-    expected = {"route", "review", "group_chat"} | {f"specialist_{n}" for n in agents.agents}
+    expected = {"recall", "route", "review", "remember", "group_chat"} | {
+        f"specialist_{n}" for n in agents.agents
+    }
     assert set(graph.nodes) == expected
     compiled = graph.compile(checkpointer=InMemorySaver())
     edges = {(e.source, e.target) for e in compiled.get_graph().edges}
-    assert ("__start__", "route") in edges
+    assert ("__start__", "recall") in edges and ("recall", "route") in edges
+    assert ("remember", "__end__") in edges
     assert all((f"specialist_{n}", "review") in edges for n in agents.agents)
     assert ("group_chat", "review") in edges

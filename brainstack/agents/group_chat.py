@@ -75,7 +75,7 @@ class GroupChat:
         transcript: list[dict[str, str]] = []
         stop_reason = ""
         try:
-            async for item in team.run_stream(task=_brief(state)):
+            async for item in team.run_stream(task=_brief(state, self.settings)):
                 if isinstance(item, TaskResult):
                     stop_reason = item.stop_reason or ""
                 elif isinstance(item, TextMessage) and item.source != "user":
@@ -108,12 +108,22 @@ def _in_turn(names: Sequence[str]) -> Any:
     return select
 
 
-def _brief(state: RouterState) -> str:
-    earlier = [m for m in state.get("messages", [])[:-1]][-4:]
-    if not earlier:
-        return state["task"]
-    lines = "\n".join(f"- {m.type}: {str(m.content)[:300]}" for m in earlier)
-    return f"{state['task']}\n\nEarlier in this conversation:\n{lines}"
+def _brief(state: RouterState, settings: Settings) -> str:
+    """The task for the team: the request, what memory recalled, and the recent conversation."""
+    from brainstack.memory.gateway import recent_messages, render_memory
+    from brainstack.results import MemoryRecall
+
+    parts = [state["task"]]
+    memory = render_memory(MemoryRecall(**(state.get("memory") or {})))
+    if memory:
+        parts.append(memory)
+    earlier = recent_messages(
+        state.get("messages", [])[:-1], min(settings.history_messages, 4), settings.history_token_budget
+    )
+    if earlier:
+        lines = "\n".join(f"- {m.type}: {str(m.content)[:300]}" for m in earlier)
+        parts.append(f"Earlier in this conversation:\n{lines}")
+    return "\n\n".join(parts)
 
 
 def _decision(transcript: list[dict[str, str]], word: str) -> str:

@@ -97,12 +97,17 @@ class OfflineModel:
         return {"role": "assistant", "content": self._answer(role, task, users[:-1], system)}
 
     def _answer(self, role: str, task: str, earlier: list[dict[str, Any]], system: str) -> str:
+        system, memory = split_memory(system)
         lines = [f"[offline model, no LLM configured] {role.capitalize()} on: \u201c{_clip(task, 200)}\u201d"]
+        if memory.preferences:
+            lines.append(f"- Answering as you prefer: {'; '.join(memory.preferences)}")
         focus = _focus(system)
         if focus:
             lines.append(f"- What this agent weighs: {focus}")
         if earlier:
             lines.append(f"- Earlier in this thread: \u201c{_clip(_text(earlier[-1]), 120)}\u201d")
+        if memory.summary():
+            lines.append(f"- Recalled from memory: {memory.summary()}")
         lines.append("Set OPENAI_API_KEY (or OPENAI_BASE_URL) for a model-written answer.")
         return "\n".join(lines)
 
@@ -120,18 +125,72 @@ class OfflineModel:
         )
 
     def _team_turn(self, name: str, users: list[dict[str, Any]], system: str) -> str:
-        task = _text(users[0]) if users else ""
+        task, memory = split_memory(_text(users[0]) if users else "")
+        task = task.split("\n\nEarlier in this conversation:", 1)[0]
         spoken = {m.get("name") for m in users[1:]} | {name}
         brief = _focus(system) or "give my view"
         if all(member in spoken for member in self.team):
             views = [f"{m.get('name')} would {_brief_of(_text(m))}" for m in users[1:] if m.get("name")]
             views.append(f"{name} would {brief}")
+            recalled = f" Recalled from memory: {memory.summary()}." if memory.summary() else ""
             return (
                 f"{name} (offline model) closing the discussion of \u201c{_clip(task, 120)}\u201d. "
-                f"Perspectives on the table: {'; '.join(views)}. Weighing them takes a language model and "
-                f"none is configured, so the team makes no recommendation. {self.termination_word}"
+                f"Perspectives on the table: {'; '.join(views)}.{recalled} Weighing them takes a language "
+                f"model and none is configured, so the team makes no recommendation. {self.termination_word}"
             )
         return f"{name} (offline model) on \u201c{_clip(task, 120)}\u201d: my brief is to {brief}"
+
+
+class RecalledMemory:
+    """The parts of a prompt's memory section the offline model reports back."""
+
+    def __init__(self) -> None:
+        self.preferences: list[str] = []
+        self.episodes: list[str] = []
+        self.passages: list[str] = []
+        self.procedures: list[str] = []
+
+    def summary(self) -> str:
+        parts = []
+        if self.episodes:
+            parts.append(
+                f"{len(self.episodes)} earlier episode(s), latest \u201c{_clip(self.episodes[0], 100)}\u201d"
+            )
+        if self.passages:
+            parts.append(
+                f"{len(self.passages)} knowledge-base passage(s), first {_clip(self.passages[0], 100)}"
+            )
+        if self.procedures:
+            parts.append("the procedure " + ", ".join(f"'{p}'" for p in self.procedures))
+        return "; ".join(parts)
+
+
+def split_memory(text: str) -> tuple[str, RecalledMemory]:
+    """Separate the memory section (see ``brainstack.memory.gateway.render_memory``) from a prompt."""
+    memory = RecalledMemory()
+    header = "What brainstack remembers"
+    if header not in text:
+        return text, memory
+    before, section = text.split(header, 1)
+    section, _, after = section.partition("\n\nEarlier in this conversation:")
+    rest = before.rstrip() + (f"\n\nEarlier in this conversation:{after}" if after else "")
+    bucket: list[str] | None = None
+    for line in section.splitlines()[1:]:
+        if line.startswith("User preferences: "):
+            memory.preferences = [p.strip() for p in line[18:].rstrip(".").split(";") if p.strip()]
+            bucket = None
+        elif line.startswith("Earlier episodes"):
+            bucket = memory.episodes
+        elif line.startswith("From the knowledge base"):
+            bucket = memory.passages
+        elif (found := re.match(r"Procedure '([^']+)'", line)) is not None:
+            memory.procedures.append(found.group(1))
+            bucket = None
+        elif line.startswith("- ") and bucket is not None:
+            bucket.append(line[2:])
+        elif not line.startswith(("- ", "  ")) and not re.match(r"\d+\. ", line):
+            bucket = None
+    return rest, memory
 
 
 def _brief_of(turn: str) -> str:

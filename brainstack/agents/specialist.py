@@ -44,10 +44,18 @@ class Specialist:
         )
 
     def prompt(self, state: RouterState) -> list[BaseMessage]:
-        history = state.get("messages", [])[:-1][-self.settings.history_messages :]
-        if self.settings.history_messages == 0:
-            history = []
-        return [SystemMessage(self.spec.system_prompt), *history, HumanMessage(state["task"])]
+        """System prompt (+ recalled memory), the sensory buffer of the thread, then the task."""
+        from brainstack.memory.gateway import recent_messages, render_memory
+        from brainstack.results import MemoryRecall
+
+        history = recent_messages(
+            state.get("messages", [])[:-1], self.settings.history_messages, self.settings.history_token_budget
+        )
+        system = self.spec.system_prompt
+        memory = render_memory(MemoryRecall(**(state.get("memory") or {})))
+        if memory:
+            system = f"{system}\n\n{memory}"
+        return [SystemMessage(system), *history, HumanMessage(state["task"])]
 
     async def __call__(self, state: RouterState) -> dict[str, Any]:
         from langgraph.config import get_stream_writer

@@ -12,13 +12,14 @@ from langgraph.graph import END, START, StateGraph
 from brainstack.agents.group_chat import GroupChat
 from brainstack.agents.specialist import Specialist
 from brainstack.config.agents import GROUP_CHAT
-from brainstack.graphs.nodes import Review, Route, after_review, after_route, node_name
+from brainstack.graphs.nodes import Recall, Remember, Review, Route, after_review, after_route, node_name
 from brainstack.graphs.state import RouterState
 
 if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
     from brainstack.config import AgentsConfig, Settings
     from brainstack.graphs.router import SemanticRouter
+    from brainstack.memory.gateway import MemoryGateway
 
 __all__ = ["create_router_graph"]
 
@@ -31,12 +32,16 @@ def create_router_graph(
     provider: ModelProvider,
     router: SemanticRouter,
     settings: Settings,
+    memory: MemoryGateway | None = None,
 ) -> StateGraph[Any]:
-    """START → route → specialist_<name> | group_chat → review → END.
+    """START → recall → route → specialist_<name> | group_chat → review → remember → END.
 
-    Returns the graph uncompiled, so the caller chooses the checkpointer.
+    ``memory`` is the gateway recall and remember use; without one they pass through (no
+    memory is read or written). Returns the graph uncompiled, so the caller chooses the
+    checkpointer.
     """
     graph: StateGraph[Any] = StateGraph(RouterState)
+    graph.add_node("recall", timed("recall", Recall(memory)))
     graph.add_node("route", timed("route", Route(agents, router, provider)))
     targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
@@ -46,13 +51,16 @@ def create_router_graph(
     graph.add_node(GROUP_CHAT, timed(GROUP_CHAT, GroupChat(agents.group_chat, provider, settings)))
     targets[GROUP_CHAT] = GROUP_CHAT
     graph.add_node("review", timed("review", Review(agents.default_agent)))
+    graph.add_node("remember", timed("remember", Remember(memory)))
 
-    graph.add_edge(START, "route")
+    graph.add_edge(START, "recall")
+    graph.add_edge("recall", "route")
     graph.add_conditional_edges("route", after_route, targets)
     for target in agents.agents:
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
-    graph.add_conditional_edges("review", after_review, {**targets, END: END})
+    graph.add_conditional_edges("review", after_review, {**targets, "remember": "remember"})
+    graph.add_edge("remember", END)
     return graph
 
 

@@ -1,4 +1,4 @@
-"""The graph's own nodes: route (hybrid semantic/LLM) and review."""
+"""The graph's own nodes: recall, route (hybrid semantic/LLM), review and remember."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
     from brainstack.config import AgentsConfig
     from brainstack.graphs.router import SemanticRouter
+    from brainstack.memory.gateway import MemoryGateway
 
-__all__ = ["MAX_ANSWER_CHARS", "Review", "Route", "node_name"]
+__all__ = ["MAX_ANSWER_CHARS", "Recall", "Remember", "Review", "Route", "node_name"]
 
 MAX_ANSWER_CHARS = 20_000
 
@@ -163,10 +164,12 @@ class Review:
                 notes.append(f"answer cut from {len(answer)} to {MAX_ANSWER_CHARS} characters")
                 answer = answer[:MAX_ANSWER_CHARS]
             status = review.get("status") or "ok"
+            checks = _skill_checks(state.get("memory") or {}, answer)
+            notes += [f"skill {c['skill']}: check failed: {c['check']}" for c in checks if not c["passed"]]
             return {
                 "answer": answer,
                 "messages": [AIMessage(answer, name=active)],
-                "review": {**review, "status": status, "notes": notes, "next": None},
+                "review": {**review, "status": status, "notes": notes, "checks": checks, "next": None},
             }
         notes.append(f"{active} returned an empty answer")
         if attempts == 0:
@@ -188,9 +191,57 @@ class Review:
 
 
 def after_review(state: RouterState) -> str:
-    from langgraph.graph import END
+    """Back to an agent when review asked for it; otherwise on to ``remember``."""
+    return (state.get("review") or {}).get("next") or "remember"
 
-    return (state.get("review") or {}).get("next") or END
+
+class Recall:
+    """Before routing: one :class:`~brainstack.results.MemoryRecall` from every memory layer."""
+
+    def __init__(self, gateway: MemoryGateway | None) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, state: RouterState) -> dict[str, Any]:
+        from langgraph.config import get_stream_writer
+
+        if self.gateway is None:
+            return {"memory": {}}
+        recall = await self.gateway.recall(
+            state.get("user_id") or "default", state["thread_id"], state["task"]
+        )
+        payload = recall.model_dump()
+        get_stream_writer()({"type": "memory_recalled", **payload})
+        return {"memory": payload}
+
+
+class Remember:
+    """After review: write the episode, session facts, preferences and learned skills."""
+
+    def __init__(self, gateway: MemoryGateway | None) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, state: RouterState) -> dict[str, Any]:
+        from langgraph.config import get_stream_writer
+
+        if self.gateway is None:
+            return {"remembered": {}}
+        written = await self.gateway.remember(dict(state), state["thread_id"])
+        payload = written.model_dump()
+        get_stream_writer()({"type": "memory_written", **payload})
+        return {"remembered": payload}
+
+
+def _skill_checks(memory: dict[str, Any], answer: str) -> list[dict[str, Any]]:
+    """Run the check steps of the skills recalled for this task against the answer."""
+    outcomes = []
+    for skill in memory.get("skills", []):
+        for check in skill.get("checks", []):
+            missing = [w for w in check.get("contains", []) if w.casefold() not in answer.casefold()]
+            passed = not missing and len(answer) >= int(check.get("min_chars", 1))
+            outcomes.append(
+                {"skill": skill["name"], "check": check["text"], "passed": passed, "missing": missing}
+            )
+    return outcomes
 
 
 def after_route(state: RouterState) -> str:

@@ -63,7 +63,7 @@ def test_json_output_is_the_run_result(env_home):
     assert result["speakers"] == ["CTO", "CMO", "CFO"]
     assert result["user_id"] == "ada" and result["model"] == "offline"
     assert {"prompt_tokens", "completion_tokens"} <= set(result["usage"])
-    assert set(result["timings"]) == {"route", "group_chat", "review"}
+    assert set(result["timings"]) == {"recall", "route", "group_chat", "review", "remember"}
 
 
 def test_thread_continues_across_invocations(env_home):

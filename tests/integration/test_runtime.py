@@ -18,7 +18,14 @@ from brainstack import (
     UsageError,
 )
 from brainstack.errors import BackendError, ConfigurationError, ModelUnavailableError
-from brainstack.events import GroupChatTurnEvent, ResultEvent, RouteEvent, ToolCallEvent
+from brainstack.events import (
+    GroupChatTurnEvent,
+    MemoryRecalledEvent,
+    MemoryWrittenEvent,
+    ResultEvent,
+    RouteEvent,
+    ToolCallEvent,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -46,7 +53,7 @@ def test_specialist_with_calculator(runtime):
     assert "409.5" in result.answer
     assert "[offline model" in result.answer  # never passes itself off as an LLM
     assert result.usage.model_calls == 2 and result.usage.total_tokens > 0
-    assert set(result.timings) == {"route", "specialist_finance", "review"}
+    assert set(result.timings) == {"recall", "route", "specialist_finance", "review", "remember"}
     assert all(ms >= 0 for ms in result.timings.values())
 
 
@@ -111,7 +118,8 @@ def test_unsure_router_falls_back_offline_with_reason(runtime):
 def test_stream_yields_events_in_order(runtime):
     events = list(runtime.stream("Should we launch a freemium tier?"))
     kinds = [type(e) for e in events]
-    assert kinds[0] is RouteEvent and kinds[-1] is ResultEvent
+    assert kinds[0] is MemoryRecalledEvent and kinds[1] is RouteEvent
+    assert kinds[-2] is MemoryWrittenEvent and kinds[-1] is ResultEvent
     assert [e.speaker for e in events if isinstance(e, GroupChatTurnEvent)] == ["CTO", "CMO", "CFO"]
     tool_events = [e for e in runtime.stream("What is 12 * 12?") if isinstance(e, ToolCallEvent)]
     assert tool_events and tool_events[0].result == "144"

@@ -48,7 +48,7 @@ def test_llm_decided_route(runtime):
     # usage sums both calls: the classification and the answer
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (180 + 95, 21 + 18)
     assert result.usage.model_calls == 2
-    assert set(result.timings) == {"route", "specialist_general", "review"}
+    assert set(result.timings) == {"recall", "route", "specialist_general", "review", "remember"}
 
 
 def test_group_chat_three_turns_ends_on_termination_word(runtime):
