@@ -32,6 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent", help="skip routing and send the task to this agent")
     run.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
     run.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+
+    memory = commands.add_parser("memory", help="search or forget what brainstack remembers about a user")
+    memory_commands = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
+    search = memory_commands.add_parser(
+        "search", help="search a user's episodes (hybrid: meaning + keywords)"
+    )
+    search.add_argument("query")
+    search.add_argument("--user", default="default", help="user id (default: %(default)s)")
+    search.add_argument("-k", type=int, default=5, help="how many episodes (default: %(default)s)")
+    search.add_argument("--json", action="store_true", help="print the episodes as JSON")
+    forget = memory_commands.add_parser("forget", help="delete a user's episodes and working memory")
+    forget.add_argument("--user", required=True, help="user id")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    skills = commands.add_parser("skills", help="list or show procedural skills")
+    skills_commands = skills.add_subparsers(dest="action", required=True, metavar="ACTION")
+    skills_commands.add_parser("list", help="every skill, built-in and learned, with its success count")
+    show = skills_commands.add_parser("show", help="one skill's file")
+    show.add_argument("name")
+
+    kb = commands.add_parser("kb", help="the knowledge base (Markdown and text files)")
+    kb_commands = kb.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = kb_commands.add_parser("add", help="ingest a file or a folder (unchanged files are skipped)")
+    add.add_argument("path")
+    kb_search = kb_commands.add_parser("search", help="search the knowledge base")
+    kb_search.add_argument("query")
+    kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
+    kb_commands.add_parser("list", help="the files in the knowledge base")
     return parser
 
 
@@ -40,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     from brainstack.errors import BrainstackError, UsageError
 
     try:
+        if args.command == "memory":
+            return _memory(args)
+        if args.command == "skills":
+            return _skills(args)
+        if args.command == "kb":
+            return _kb(args)
         return _run(args)
     except UsageError as exc:
         print(f"brainstack: {exc}", file=sys.stderr)
@@ -47,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrainstackError as exc:
         print(f"brainstack: {exc}", file=sys.stderr)
         return EXIT_RUN
+    except BrokenPipeError:  # `brainstack ... | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("brainstack: interrupted; the thread's last checkpoint is kept.", file=sys.stderr)
         return 130
@@ -84,6 +123,112 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _gateway() -> Any:
+    from brainstack.config import Settings
+    from brainstack.memory.gateway import MemoryGateway
+
+    return MemoryGateway(Settings.from_env())
+
+
+def _memory(args: argparse.Namespace) -> int:
+    gateway = _gateway()
+    if args.action == "search":
+        if args.k < 1:
+            raise _usage("-k must be at least 1")
+        episodes = gateway.episodes.search(args.user, args.query, k=args.k)
+        if args.json:
+            import dataclasses
+            import json
+
+            print(json.dumps([dataclasses.asdict(e) for e in episodes], indent=2, ensure_ascii=False))
+            return 0
+        if not episodes:
+            print(f"No episodes for user {args.user!r} match.", file=sys.stderr)
+            return 0
+        for episode in episodes:
+            when = _when(episode.metadata.get("created_at"))
+            print(f"{episode.score:.3f}  {when}  {episode.metadata.get('route', '')}  [{episode.id[:8]}]")
+            print("   " + episode.text.replace("\n", "\n   "))
+        return 0
+    # forget
+    count = gateway.episodes.count(args.user)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise _usage("refusing to forget without confirmation: add --yes")
+        reply = input(f"Delete {count} episode(s) and the working memory of user {args.user!r}? [y/N] ")
+        if reply.strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.", file=sys.stderr)
+            return 0
+    deleted = gateway.episodes.forget(args.user)
+    keys = gateway.working.clear("user", args.user)
+    print(f"Forgot user {args.user!r}: {deleted} episode(s), {keys} working-memory key(s).")
+    return 0
+
+
+def _skills(args: argparse.Namespace) -> int:
+    store = _gateway().skills
+    if args.action == "list":
+        stats = store.stats()
+        for skill in store.all():
+            count = stats.get(skill.name, {}).get("success_count", 0)
+            print(f"{skill.name:40} {skill.provenance.source:8} {count:>4} successes  {skill.description}")
+        return 0
+    try:
+        skill = store.get(args.name)
+    except KeyError:
+        raise _usage(f"no skill named {args.name!r}; see `brainstack skills list`") from None
+    import yaml
+
+    print(
+        yaml.safe_dump(skill.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100), end=""
+    )
+    print(f"# success count: {store.success_count(skill.name)}")
+    return 0
+
+
+def _kb(args: argparse.Namespace) -> int:
+    kb = _gateway().knowledge
+    if args.action == "add":
+        from pathlib import Path
+
+        if not Path(args.path).expanduser().exists():
+            raise _usage(f"{args.path} does not exist")
+
+        def progress(path: str, status: str) -> None:
+            print(f"  {status:9} {path}", file=sys.stderr, flush=True)
+
+        report = kb.add(args.path, progress=progress)
+        for path, why in report.skipped:
+            print(f"  skipped   {path}: {why}", file=sys.stderr)
+        print(f"Knowledge base: {report} ({kb.count()} chunks in all).")
+        return 0
+    if args.action == "list":
+        for source in kb.sources():
+            print(source)
+        return 0
+    if args.k < 1:
+        raise _usage("-k must be at least 1")
+    for passage in kb.search(args.query, k=args.k):
+        print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
+        print("   " + passage.text.strip().replace("\n", "\n   "))
+    return 0
+
+
+def _usage(message: str) -> Exception:
+    from brainstack.errors import UsageError
+
+    return UsageError(message)
+
+
+def _when(timestamp: Any) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return "?"
 
 
 async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:

@@ -356,7 +356,7 @@ def _procedure(state: dict[str, Any]) -> list[Any]:
             first = re.split(r"(?<=[.!?])\s", " ".join(turn["content"].split()), maxsplit=1)[0]
             steps.append(PromptStep(kind="prompt", text=_clip(f"{turn['speaker']}: {first}", 300)))
         steps.append(CheckStep(kind="check", text="The answer states the team's decision.", min_chars=20))
-    elif tool_calls:
+    elif len(tool_calls) >= 2:  # one tool call is a look-up, not a procedure
         for call in tool_calls[:5]:
             arguments = {
                 k: v for k, v in call.get("arguments", {}).items() if isinstance(v, str | int | float | bool)
