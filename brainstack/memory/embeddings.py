@@ -20,6 +20,7 @@ import importlib.util
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -81,6 +82,8 @@ class MiniLMEmbedder:
     dim = 384
     max_tokens = 256
     batch_size = 64
+    recent_size = 256
+    """Single texts remembered (about 1.5 KB each)."""
 
     def __init__(self, cache_dir: str | Path | None = None, *, threads: int | None = None) -> None:
         if cache_dir is None:
@@ -92,6 +95,7 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -168,6 +172,23 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
+        if len(texts) == 1:
+            # One run embeds its task for the router, episodic memory, skills and the knowledge
+            # base: a small cache of single texts makes that one model call instead of four.
+            with self._lock:
+                cached = self._recent.get(texts[0])
+                if cached is not None:
+                    self._recent.move_to_end(texts[0])
+                    return cached[None, :].copy()
+            vector = self._embed(texts)
+            with self._lock:
+                self._recent[texts[0]] = vector[0].copy()
+                if len(self._recent) > self.recent_size:
+                    self._recent.popitem(last=False)
+            return vector
+        return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out

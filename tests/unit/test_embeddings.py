@@ -945,3 +945,19 @@ def test_llamaindex_vector_index_retrieves_the_right_document(
         assert hit.node.ref_doc_id == key, query
         cosine = float(embedder.embed_one(query) @ embedder.embed_one(DOCS[key]))
         assert hit.score == pytest.approx(cosine, abs=1e-4)
+
+
+def test_single_texts_are_cached(cache_dir, monkeypatch):
+    """A run embeds its task several times (router, episodes, skills, knowledge): one model call."""
+    model = MiniLMEmbedder(cache_dir)
+    calls = []
+    real = model._embed
+    monkeypatch.setattr(model, "_embed", lambda texts: calls.append(list(texts)) or real(texts))
+    first = model.embed_one("How do we cut cloud costs?")
+    again = model.embed(["How do we cut cloud costs?"])[0]
+    assert calls == [["How do we cut cloud costs?"]]
+    np.testing.assert_array_equal(first, again)
+    again[0] = 42.0  # callers get copies: the cache cannot be corrupted
+    assert model.embed_one("How do we cut cloud costs?")[0] != 42.0
+    model.embed(["How do we cut cloud costs?", "another"])  # batches are not cached
+    assert len(calls) == 2
