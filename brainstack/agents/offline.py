@@ -133,6 +133,8 @@ class OfflineModel:
             views = [f"{m.get('name')} would {_brief_of(_text(m))}" for m in users[1:] if m.get("name")]
             views.append(f"{name} would {brief}")
             recalled = f" Recalled from memory: {memory.summary()}." if memory.summary() else ""
+            if memory.preferences:
+                recalled += f" Answering as you prefer: {'; '.join(memory.preferences)}."
             return (
                 f"{name} (offline model) closing the discussion of \u201c{_clip(task, 120)}\u201d. "
                 f"Perspectives on the table: {'; '.join(views)}.{recalled} Weighing them takes a language "

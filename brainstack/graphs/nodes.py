@@ -55,7 +55,9 @@ class Route:
         if requested:
             decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
         else:
-            match = await asyncio.to_thread(self.router.best, state["task"])
+            from brainstack.memory.gateway import without_preferences
+
+            match = await asyncio.to_thread(self.router.best, without_preferences(state["task"]))
             summary = f"semantic {match.name} {match.score:.2f} (margin {match.margin:.2f})"
             if self.router.accepts(match):
                 decision = _decision(match.name, match.score, "semantic", summary)

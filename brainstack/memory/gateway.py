@@ -36,7 +36,14 @@ if TYPE_CHECKING:
     from brainstack.memory.skills import SkillStore
     from brainstack.memory.working import WorkingMemory
 
-__all__ = ["MemoryGateway", "estimate_tokens", "recent_messages", "render_memory", "stated_preferences"]
+__all__ = [
+    "MemoryGateway",
+    "estimate_tokens",
+    "recent_messages",
+    "render_memory",
+    "stated_preferences",
+    "without_preferences",
+]
 
 EPISODES_K = 3
 PASSAGES_K = 3
@@ -89,6 +96,13 @@ def stated_preferences(task: str) -> list[str]:
         if what:
             found.append(what)
     return found
+
+
+def without_preferences(task: str) -> str:
+    """The task with its preference sentences removed (they say how to answer, not what about)."""
+    sentences = re.split(r"(?<=[.!?])\s+", task.strip())
+    kept = [s for s in sentences if not _PREFERENCE.search(s)]
+    return " ".join(kept) if kept else task
 
 
 def render_memory(recall: MemoryRecall) -> str:

@@ -1,0 +1,145 @@
+"""Memory across runs: recall before routing, remember after, in separate processes, and degraded backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from brainstack import Runtime
+
+RUN = (
+    "import brainstack, json, sys; r = brainstack.run(sys.argv[1], user_id=sys.argv[2]); "
+    "print(json.dumps(r.model_dump(mode='json')))"
+)
+
+
+def run_in_new_process(task: str, user: str, env: dict[str, str]) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, task, user], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_home, redis_url):
+    user = f"ada-{uuid.uuid4().hex[:8]}"
+    env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
+
+    first = run_in_new_process(
+        "Should we expand into the Singapore market next year? I prefer short answers.", user, env
+    )
+    assert first["route"]["kind"] == "group_chat"
+    assert first["memory"]["episodes"] == []  # nothing to recall yet
+    written = first["remembered"]
+    assert written["episode_id"] and not written["degraded"]
+    assert written["preferences"] == {"stated_preferences": ["short answers"]}
+    assert written["skill"] and written["skill_created"] is True
+    learned = written["skill"]
+
+    second = run_in_new_process("Should we expand into the Singapore market in 2027?", user, env)
+    recalled = second["memory"]
+    # episodic: the first run is recalled, with its thread
+    assert [e["thread_id"] for e in recalled["episodes"]][:1] == [first["thread_id"]]
+    assert "Singapore market next year" in recalled["episodes"][0]["text"]
+    # working memory (Redis): the stated preference reached the agents
+    assert recalled["preferences"]["stated_preferences"] == ["short answers"]
+    assert "Answering as you prefer: short answers" in second["answer"]
+    # procedural: the learned skill is recalled and reinforced, not duplicated
+    assert [s["name"] for s in recalled["skills"]] == [learned]
+    assert recalled["skills"][0]["source"] == "learned" and recalled["skills"][0]["success_count"] == 1
+    assert second["remembered"]["skill"] == learned and second["remembered"]["skill_created"] is False
+    assert "Recalled from memory" in second["answer"] and learned in second["answer"]
+    assert recalled["tokens"] > 0 and set(recalled["timings"]) == {
+        "working",
+        "episodic",
+        "knowledge",
+        "procedural",
+    }
+
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    done = subprocess.run([brainstack, "skills", "show", learned], env=env, capture_output=True, text=True)
+    assert "source: learned" in done.stdout and first["thread_id"] in done.stdout
+    assert "# success count: 2" in done.stdout
+
+
+def test_specialist_answer_applies_a_stated_preference(settings, embedder):
+    runtime = Runtime(settings, embedder=embedder)
+    runtime.run("I prefer answers with numbers first. How should we design the database schema?")
+    result = runtime.run("How do I reduce API latency in the search service?")
+    assert result.memory.preferences["stated_preferences"] == ["answers with numbers first"]
+    assert "Answering as you prefer: answers with numbers first" in result.answer
+
+
+def test_knowledge_base_passages_are_recalled_with_their_source(settings, embedder, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text(
+        "# Refund policy\n\nCustomers can get a full refund within 30 days of purchase; "
+        "after that, store credit.\n"
+    )
+    runtime = Runtime(settings, embedder=embedder)
+    runtime.memory.knowledge.add(docs)
+    result = runtime.run("Can a customer get a refund after two months?")
+    assert [p.source for p in result.memory.passages][:1] == [str((docs / "refunds.md").resolve())]
+    assert "refunds.md" in result.answer  # the offline model reports the passage it was given
+
+
+def test_memory_backends_down_degrade_the_run_but_keep_answer_and_checkpoint(settings, embedder):
+    down = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "chroma_url": "http://127.0.0.1:1"}
+    )
+    runtime = Runtime(down, embedder=embedder)
+    result = runtime.run("What is 17.5% of 2340?", thread_id="degraded")
+    assert "409.5" in result.answer
+    degraded = " | ".join(result.memory.degraded)
+    assert "working:" in degraded and "Redis" in degraded
+    assert "episodic:" in degraded and "Chroma" in degraded
+    assert result.remembered.episode_id is None
+    assert any(d.startswith("episodic:") for d in result.remembered.degraded)
+    assert [m["role"] for m in runtime.messages("degraded")] == ["human", "ai"]  # the checkpoint is there
+
+
+def test_memory_can_be_turned_off(settings, embedder):
+    runtime = Runtime(settings.model_copy(update={"memory": False}), embedder=embedder)
+    result = runtime.run("What is 17.5% of 2340?")
+    assert result.memory.empty and result.remembered.episode_id is None
+    assert not (settings.home / "chroma").exists()
+
+
+def test_other_users_episodes_are_never_recalled(settings, embedder):
+    runtime = Runtime(settings, embedder=embedder)
+    runtime.run("Our secret acquisition target is Globex, codename BLUEBIRD.", user_id="ada")
+    result = runtime.run("What is our acquisition target codename BLUEBIRD?", user_id="bob")
+    assert all("BLUEBIRD" not in e.text for e in result.memory.episodes)
+    assert runtime.run("What was the BLUEBIRD codename about?", user_id="ada").memory.episodes
+
+
+def test_cli_memory_search_and_forget(env_home):
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    user = f"u{uuid.uuid4().hex[:6]}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([brainstack, *args], env=env_home, capture_output=True, text=True, timeout=120)
+
+    assert cli("run", "Incident INC-7777: the billing API timed out.", "--user", user).returncode == 0
+    found = cli("memory", "search", "INC-7777", "--user", user, "--json")
+    episodes = json.loads(found.stdout)
+    assert episodes and "INC-7777" in episodes[0]["text"]
+    refused = cli("memory", "forget", "--user", user)  # no tty, no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    forgot = cli("memory", "forget", "--user", user, "--yes")
+    assert forgot.returncode == 0 and "1 episode(s)" in forgot.stdout
+    assert json.loads(cli("memory", "search", "INC-7777", "--user", user, "--json").stdout) == []
+
+
+@pytest.mark.parametrize("args", [["skills", "show", "../etc/passwd"], ["kb", "add", "/nonexistent/docs"]])
+def test_cli_memory_errors_are_one_line(env_home, args):
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    done = subprocess.run([brainstack, *args], env=env_home, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
