@@ -143,8 +143,18 @@ class EpisodicMemory:
         """Store one episode for ``user_id``; returns its id."""
         return self.add_many(user_id, [(text, metadata)])[0]
 
-    def add_many(self, user_id: str, items: Sequence[tuple[str, Mapping[str, Any] | None]]) -> list[str]:
-        """Store several episodes at once (one embedding batch, one write)."""
+    def add_many(
+        self,
+        user_id: str,
+        items: Sequence[tuple[str, Mapping[str, Any] | None]],
+        *,
+        embeddings: Any = None,
+    ) -> list[str]:
+        """Store several episodes at once (one embedding batch, one write).
+
+        ``embeddings`` (one row per item, from this memory's embedder, of the masked text) skips
+        the embedding step — for bulk imports that already have them.
+        """
         if not items:
             return []
         texts, metadatas = [], []
@@ -155,7 +165,9 @@ class EpisodicMemory:
             texts.append(mask_pii(text.strip())[:MAX_TEXT_CHARS])
             metadatas.append(_clean_metadata(metadata, user_id, now))
         ids = [uuid.uuid4().hex for _ in texts]
-        vectors = self.embedder.embed(texts)
+        vectors = self.embedder.embed(texts) if embeddings is None else embeddings
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} embeddings for {len(texts)} episodes")
         collection = self._collection(user_id, create=True)
         try:
             collection.add(ids=ids, documents=texts, metadatas=metadatas, embeddings=vectors)
