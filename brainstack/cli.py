@@ -243,9 +243,39 @@ async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None)
 
 
 def _show(event: Event, out: TextIO) -> None:
-    from brainstack.events import GroupChatTurnEvent, RouteEvent, ToolCallEvent
+    from brainstack.events import (
+        GroupChatTurnEvent,
+        MemoryRecalledEvent,
+        MemoryWrittenEvent,
+        RouteEvent,
+        ToolCallEvent,
+    )
 
-    if isinstance(event, RouteEvent):
+    if isinstance(event, MemoryRecalledEvent):
+        recall = event.recall
+        parts = [
+            f"{len(recall.episodes)} episode(s)",
+            f"{len(recall.passages)} passage(s)",
+            "skill " + ", ".join(s.name for s in recall.skills) if recall.skills else "no skill",
+        ]
+        if recall.preferences.get("stated_preferences"):
+            parts.append("preferences: " + "; ".join(recall.preferences["stated_preferences"]))
+        line = f"◦ memory: {', '.join(parts)} (~{recall.tokens} tokens)"
+        if recall.degraded:
+            line += " — degraded: " + " | ".join(d.split(":", 1)[0] for d in recall.degraded)
+        print(line, file=out)
+    elif isinstance(event, MemoryWrittenEvent):
+        written = event.written
+        notes = []
+        if written.skill:
+            notes.append(f"{'learned' if written.skill_created else 'reinforced'} skill {written.skill}")
+        if written.preferences:
+            notes.append("stored your preference")
+        if written.degraded:
+            notes.append("not saved: " + " | ".join(d.split(":", 1)[0] for d in written.degraded))
+        if notes:
+            print(f"◦ remembered: {', '.join(notes)}", file=out)
+    elif isinstance(event, RouteEvent):
         d = event.decision
         print(
             f"→ route: {d.target} ({d.kind}), decided by {d.decided_by}, confidence "

@@ -53,7 +53,7 @@ EPISODE_MIN_DENSE = 0.35
 """An episode is recalled when its cosine similarity reaches this, or when it also matched by
 keyword with at least ``EPISODE_MIN_KEYWORD_DENSE``."""
 EPISODE_MIN_KEYWORD_DENSE = 0.15
-PASSAGE_MIN_SCORE = 0.3
+PASSAGE_MIN_SCORE = 0.4
 PREFERENCES_KEY = "stated_preferences"
 MAX_PREFERENCES = 5
 MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
@@ -338,8 +338,18 @@ class MemoryGateway:
         }
         write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
 
-        steps = _procedure(state) if succeeded else []
-        if steps:
+        recalled = [s.get("name") for s in (state.get("memory") or {}).get("skills", [])]
+        if succeeded and recalled:
+            # The run followed a recalled skill: reinforce it rather than learn a near-copy.
+            def reinforce() -> tuple[str, bool]:
+                for name in recalled:
+                    self.skills.record_success(name, thread_id)
+                return recalled[0], False
+
+            reinforced = attempt("procedural", reinforce)
+            if reinforced:
+                write["skill"], write["skill_created"] = reinforced
+        elif succeeded and (steps := _procedure(state)):
             learned = attempt(
                 "procedural",
                 lambda: self.skills.learn(
@@ -352,9 +362,6 @@ class MemoryGateway:
             )
             if learned:
                 write["skill"], write["skill_created"] = learned
-        recalled = [s.get("name") for s in (state.get("memory") or {}).get("skills", [])]
-        if succeeded and recalled and write.get("skill") not in recalled:
-            attempt("procedural", lambda: [self.skills.record_success(n, thread_id) for n in recalled])
         return MemoryWrite(**write)
 
 

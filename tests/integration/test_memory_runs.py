@@ -31,7 +31,7 @@ def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_
     env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
 
     first = run_in_new_process(
-        "Should we expand into the Singapore market next year? I prefer short answers.", user, env
+        "Should we acquire our smaller competitor Initech? I prefer short answers.", user, env
     )
     assert first["route"]["kind"] == "group_chat"
     assert first["memory"]["episodes"] == []  # nothing to recall yet
@@ -41,11 +41,11 @@ def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_
     assert written["skill"] and written["skill_created"] is True
     learned = written["skill"]
 
-    second = run_in_new_process("Should we expand into the Singapore market in 2027?", user, env)
+    second = run_in_new_process("Should we acquire our smaller competitor Initech this year?", user, env)
     recalled = second["memory"]
     # episodic: the first run is recalled, with its thread
     assert [e["thread_id"] for e in recalled["episodes"]][:1] == [first["thread_id"]]
-    assert "Singapore market next year" in recalled["episodes"][0]["text"]
+    assert "acquire our smaller competitor Initech?" in recalled["episodes"][0]["text"]
     # working memory (Redis): the stated preference reached the agents
     assert recalled["preferences"]["stated_preferences"] == ["short answers"]
     assert "Answering as you prefer: short answers" in second["answer"]
