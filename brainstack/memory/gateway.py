@@ -59,7 +59,8 @@ MAX_PREFERENCES = 5
 MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
 
 _PREFERENCE = re.compile(
-    r"\b(?:i (?:would |'d )?prefer|i like|please always|always|from now on,?)\s+(?P<what>[^.!?\n]{3,120})",
+    r"(?:\b(?:i(?: would|'d|\u2019d)? prefer|i like|please always|from now on,?)|(?:^|(?<=[.!?]\s))always)"
+    r"\s+(?P<what>[^.!?\n]{3,120})",
     re.IGNORECASE,
 )
 
@@ -91,7 +92,8 @@ def recent_messages(messages: Sequence[BaseMessage], max_messages: int, max_toke
 def stated_preferences(task: str) -> list[str]:
     """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
     found = []
-    for match in _PREFERENCE.finditer(task):
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", task.strip()) if not x.rstrip().endswith("?")]
+    for match in _PREFERENCE.finditer(" ".join(sentences)):
         what = " ".join(match.group("what").split()).rstrip(",;:")
         if what:
             found.append(what)
@@ -121,10 +123,10 @@ def render_memory(recall: MemoryRecall) -> str:
         lines.append("This conversation: " + ", ".join(f"{k}={v}" for k, v in recall.session.items()))
     if recall.episodes:
         lines.append("Earlier episodes with this user:")
-        lines += [f"- {e.text}" for e in recall.episodes]
+        lines += [f"- {_one_line(e.text)}" for e in recall.episodes]
     if recall.passages:
         lines.append("From the knowledge base (cite the source):")
-        lines += [f"- [{p.source.rsplit('/', 1)[-1]}] {p.text}" for p in recall.passages]
+        lines += [f"- [{p.source.rsplit('/', 1)[-1]}] {_one_line(p.text)}" for p in recall.passages]
     for skill in recall.skills:
         lines.append(f"A procedure that worked before ({skill.success_count} successes):")
         lines.append(skill.instructions)
@@ -419,6 +421,10 @@ def _describe(exc: BaseException) -> str:
 
     error = exc if isinstance(exc, BrainstackError) else translate(exc)
     return str(error)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _clip(text: str, limit: int = ITEM_CHARS) -> str:

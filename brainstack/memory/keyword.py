@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 __all__ = ["BM25Index", "reciprocal_rank_fusion", "tokenize"]
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[._'-][a-z0-9]+)*")
+_TOKEN = re.compile(r"[^\W_]+(?:[._'-][^\W_]+)*")
 STOPWORDS = frozenset(
     {
         "a",

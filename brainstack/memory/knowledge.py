@@ -9,6 +9,7 @@ their source, which the ``kb_search`` tool hands to the agents so they can cite 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,7 +116,15 @@ class KnowledgeBase:
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
         report = IngestReport()
-        splitter = SentenceSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        from llama_index.core.node_parser.text.utils import split_by_regex
+
+        # A regex sentence splitter: LlamaIndex's default goes through NLTK data files, which
+        # some installs cannot open (hard-linked, read-only), and needs nothing NLTK adds here.
+        splitter = SentenceSplitter(
+            chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap,
+            chunking_tokenizer_fn=split_by_regex(r"[^,.;!?\n]+[,.;!?\n]?"),
+        )
         for file in _files(root):
             source = str(file.resolve())
             try:
@@ -193,7 +202,9 @@ class KnowledgeBase:
             Passage(
                 text=n.node.get_content(),
                 source=str(n.node.metadata.get("source", "")),
-                score=float(n.score or 0.0),
+                # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
+                # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
+                score=1.0 + math.log(n.score) if n.score else 0.0,
                 chunk=int(n.node.metadata.get("chunk", 0)),
             )
             for n in nodes
@@ -223,6 +234,6 @@ def _files(root: Path) -> Iterator[Path]:
         if (
             file.is_file()
             and file.suffix.lower() in SUFFIXES
-            and not any(p.startswith(".") for p in file.parts)
+            and not any(part.startswith(".") for part in file.relative_to(root).parts)
         ):
             yield file

@@ -16,8 +16,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # An optional +country code, then 9-15 digits with common separators: (020) 7946-0958, +1 415 555 2671.
 _PHONE = re.compile(
-    r"(?<![\w+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?!\w|[ .-]\d)"
+    r"(?<![\w+:])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w:]|[ .-]\d)"
 )
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 def _luhn(digits: str) -> bool:
@@ -31,14 +32,29 @@ def _luhn(digits: str) -> bool:
 
 
 def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return "[card]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group()
+    text = match.group()
+    digits = re.sub(r"\D", "", text)
+    if 13 <= len(digits) <= 19 and _luhn(digits):
+        return "[card]"
+    # A card next to other digits ("qty 2 4111 1111 1111 1111"): look for a Luhn-valid run of
+    # whole digit groups inside the match and mask just that.
+    groups = re.findall(r"\d+|[ -]", text)
+    numbers = [i for i, g in enumerate(groups) if g.isdigit()]
+    for start in numbers:
+        for end in reversed(numbers):
+            if end < start:
+                break
+            run = "".join(groups[start : end + 1])
+            run_digits = re.sub(r"\D", "", run)
+            if 13 <= len(run_digits) <= 19 and _luhn(run_digits):
+                return "".join(groups[:start]) + "[card]" + "".join(groups[end + 1 :])
+    return text
 
 
 def _phone(match: re.Match[str]) -> str:
     text = match.group()
     digits = re.sub(r"\D", "", text)
-    if len(digits) < 9:
+    if len(digits) < 9 or _IPV4.fullmatch(text):
         return text
     # Plain numbers are not phone numbers: 1200000 or 2024-2025 stay. A phone number has a leading
     # '+' or '(', or digit groups separated the way people write phone numbers.

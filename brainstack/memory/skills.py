@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "skills"
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")  # always used with fullmatch
 STATS_FILE = "_stats.json"
 
 
@@ -111,7 +111,7 @@ class Skill(_Strict):
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not NAME.match(value):
+        if not NAME.fullmatch(value):
             raise ValueError("a skill name is 2-63 lower-case letters, digits and '-', not starting with '-'")
         return value
 
@@ -195,7 +195,7 @@ class SkillStore:
     # -- files ---------------------------------------------------------------------------------
 
     def _path(self, folder: Path, name: str) -> Path:
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise ConfigurationError(f"{name!r} is not a skill name (lower-case letters, digits and '-')")
         path = (folder / f"{name}.yaml").resolve()
         if path.parent != folder.resolve():  # defence in depth: the slug already forbids this
@@ -255,7 +255,13 @@ class SkillStore:
             return {}
         except (OSError, ValueError):
             return {}  # a damaged stats file loses counts, never a run
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        clean = {}
+        for name, entry in data.items():
+            if isinstance(entry, dict) and isinstance(entry.get("success_count", 0), int):
+                clean[str(name)] = entry
+        return clean
 
     def success_count(self, name: str) -> int:
         return int(self.stats().get(name, {}).get("success_count", 0))

@@ -1,0 +1,317 @@
+"""One conformance suite for the knowledge base on a local Chroma folder and on a real Chroma server."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brainstack.memory.episodic import open_chroma
+from brainstack.memory.gateway import PASSAGE_MIN_SCORE
+from brainstack.memory.knowledge import IngestReport, KnowledgeBase, Passage
+
+PRICING = (
+    "# Pricing\n\nThe Pro plan costs 49 euros per month. Enterprise pricing is negotiated per contract.\n"
+)
+INCIDENT = (
+    "Incident INC-4412: the billing API timed out because the database connection pool was exhausted.\n"
+)
+HIRING = "Hiring plan\n===========\n\nWe will hire two backend engineers and one designer in Q3.\n"
+
+
+@pytest.fixture(autouse=True)
+def _only_loopback(monkeypatch):
+    """Nothing here may leave the machine: no model download, no OpenAI, no telemetry."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"network access to {address!r} during a knowledge-base test")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture(params=["local", "server"])
+def kb(request, tmp_path, embedder):
+    if request.param == "local":
+        client = open_chroma(path=tmp_path / "chroma")
+    else:
+        client = open_chroma(url=request.getfixturevalue("chroma_url"))
+    name = f"kb-{uuid.uuid4().hex[:12]}"  # the server outlives each test
+    yield KnowledgeBase(client, embedder=embedder, collection=name)
+    if request.param == "server":
+        client.delete_collection(name)
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "pricing.md").write_text(PRICING, encoding="utf-8")
+    (root / "sub" / "incident.txt").write_text(INCIDENT, encoding="utf-8")
+    (root / "hiring.markdown").write_text(HIRING, encoding="utf-8")
+    (root / "script.py").write_text("print('The Pro plan costs 49 euros')\n", encoding="utf-8")
+    (root / "data.json").write_text('{"pro": 49}\n', encoding="utf-8")
+    (root / ".hidden" / "secret.md").write_text("The secret launch codename is BLUEBIRD.\n", encoding="utf-8")
+    (root / ".notes.md").write_text("A hidden file about BLUEBIRD.\n", encoding="utf-8")
+    return root
+
+
+def _expected(docs: Path) -> list[str]:
+    return sorted(
+        str(p.resolve())
+        for p in (docs / "pricing.md", docs / "sub" / "incident.txt", docs / "hiring.markdown")
+    )
+
+
+def _chunks(kb: KnowledgeBase, source: Path) -> list[dict]:
+    found = kb.collection.get(where={"source": str(source.resolve())}, include=["metadatas", "documents"])
+    return sorted(
+        ({**m, "text": d} for m, d in zip(found["metadatas"], found["documents"], strict=True)),
+        key=lambda m: m["chunk"],
+    )
+
+
+def test_an_empty_knowledge_base(kb):
+    assert kb.count() == 0
+    assert kb.sources() == []
+    assert kb.search("anything") == []
+
+
+def test_ingest_a_folder(kb, docs):
+    seen = []
+    report = kb.add(docs, progress=lambda path, status: seen.append((path, status)))
+    assert isinstance(report, IngestReport)
+    assert sorted(report.added) == _expected(docs)
+    assert report.updated == report.unchanged == report.skipped == []
+    assert report.chunks == kb.count() == 3
+    assert kb.sources() == _expected(docs)  # no .py, .json, hidden folder or hidden file
+    assert sorted(seen) == sorted((path, "added") for path in _expected(docs))
+    assert str(report) == "3 added, 0 updated, 0 unchanged, 3 chunks written"
+
+
+def test_ingest_a_single_file(kb, docs):
+    report = kb.add(docs / "pricing.md")
+    assert report.added == [str((docs / "pricing.md").resolve())]
+    assert kb.sources() == report.added
+
+
+def test_search_returns_the_passage_with_its_source_and_score(kb, docs):
+    kb.add(docs)
+    passages = kb.search("How much does the Pro plan cost per month?", k=3)
+    assert len(passages) == 3 and all(isinstance(p, Passage) for p in passages)
+    best = passages[0]
+    assert best.source == str((docs / "pricing.md").resolve())
+    assert "49 euros" in best.text and best.chunk == 0
+    scores = [p.score for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 < s <= 1.0 for s in scores)
+    assert best.score > passages[1].score + 0.1
+
+    incident = kb.search("Why did the billing API time out?", k=1)
+    assert [p.source for p in incident] == [str((docs / "sub" / "incident.txt").resolve())]
+    assert len(kb.search("pricing", k=1)) == 1
+    assert kb.search("   ") == []
+    with pytest.raises(ValueError, match="k must be"):
+        kb.search("pricing", k=0)
+
+
+def test_the_score_is_the_cosine_similarity(kb, docs, embedder):
+    kb.add(docs)
+    query = "How much does the Pro plan cost per month?"
+    vector = np.asarray(embedder.embed_one(query), dtype=float)
+    stored = kb.collection.get(include=["embeddings", "metadatas"])
+    cosine = {}
+    for embedding, metadata in zip(stored["embeddings"], stored["metadatas"], strict=True):
+        embedding = np.asarray(embedding, dtype=float)
+        cosine[metadata["source"]] = float(
+            embedding @ vector / np.linalg.norm(embedding) / np.linalg.norm(vector)
+        )
+    passages = kb.search(query, k=3)
+    for passage in passages:
+        assert passage.score == pytest.approx(cosine[passage.source], abs=1e-3)
+    assert passages[-1].score < PASSAGE_MIN_SCORE  # an unrelated passage
+
+
+def test_re_adding_unchanged_files_writes_nothing(kb, docs):
+    kb.add(docs)
+    before = kb.collection.get(include=[])["ids"]
+    report = kb.add(docs)
+    assert sorted(report.unchanged) == _expected(docs)
+    assert report.added == report.updated == [] and report.chunks == 0
+    assert sorted(kb.collection.get(include=[])["ids"]) == sorted(before)
+    assert kb.count() == 3
+
+
+def test_a_changed_file_replaces_its_chunks(kb, docs):
+    kb.add(docs)
+    (docs / "pricing.md").write_text(
+        "# Pricing\n\nThe Pro plan now costs 59 euros per month after the 2025 price review.\n",
+        encoding="utf-8",
+    )
+    report = kb.add(docs)
+    pricing = str((docs / "pricing.md").resolve())
+    assert report.updated == [pricing]
+    assert sorted(report.unchanged) == sorted(set(_expected(docs)) - {pricing})
+    assert report.added == [] and report.chunks == 1
+    assert kb.count() == 3  # replaced, not added to
+    chunks = _chunks(kb, docs / "pricing.md")
+    assert len(chunks) == 1 and "59 euros" in chunks[0]["text"]
+    found = kb.search("How much does the Pro plan cost?", k=5)
+    assert "59 euros" in found[0].text
+    assert not any("49 euros" in p.text for p in found)
+    assert kb.add(docs).unchanged  # the new content is now the stored one
+    assert kb.add(docs).chunks == 0
+
+
+def test_a_non_utf8_file_is_skipped_with_a_reason(kb, docs):
+    latin = docs / "latin.txt"
+    latin.write_bytes("Caf\u00e9 pricing notes".encode("latin-1"))
+    seen = []
+    report = kb.add(docs, progress=lambda path, status: seen.append((path, status)))
+    assert report.skipped == [(str(latin.resolve()), report.skipped[0][1])]
+    assert "utf-8" in report.skipped[0][1].lower()
+    assert (str(latin.resolve()), "skipped") in seen
+    assert str(latin.resolve()) not in kb.sources()
+    assert sorted(report.added) == _expected(docs)
+    assert str(report).endswith("1 skipped")
+
+
+def test_a_missing_path_raises(kb, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        kb.add(tmp_path / "no-such-folder")
+    assert kb.count() == 0
+
+
+def test_remove_deletes_a_files_chunks(kb, docs):
+    kb.add(docs)
+    assert kb.remove(docs / "pricing.md") == 1
+    assert kb.count() == 2
+    assert str((docs / "pricing.md").resolve()) not in kb.sources()
+    assert all("49 euros" not in p.text for p in kb.search("How much does the Pro plan cost?", k=5))
+    assert kb.remove(docs / "pricing.md") == 0
+    assert kb.remove(docs / "never-added.md") == 0
+    assert kb.add(docs).added == [str((docs / "pricing.md").resolve())]  # and it can come back
+
+
+def test_sources_lists_each_file_once(kb, docs, tmp_path):
+    long = tmp_path / "long.md"
+    long.write_text(_paragraphs(60), encoding="utf-8")
+    kb.add(docs)
+    kb.add(long)
+    assert kb.count() > 4
+    assert kb.sources() == sorted([*_expected(docs), str(long.resolve())])
+
+
+def _paragraphs(count: int, separator: str = "\n\n\n") -> str:
+    return separator.join(
+        f"Section {n}. Region {n} pays {n * 7} euros for the Pro plan and reports a churn of {n % 9} "
+        f"percent; the account team for region {n} meets every {n % 5 + 1} weeks to review the forecast."
+        for n in range(count)
+    )
+
+
+def test_long_documents_are_split_into_numbered_chunks(kb, tmp_path):
+    # Paragraphs separated by blank lines the splitter can cut at without a sentence tokenizer.
+    long = tmp_path / "long.md"
+    long.write_text(_paragraphs(60), encoding="utf-8")
+    report = kb.add(long)
+    chunks = _chunks(kb, long)
+    assert len(chunks) > 2 and report.chunks == len(chunks) == kb.count()
+    assert [c["chunk"] for c in chunks] == list(range(len(chunks)))
+    first_section = [int(c["text"].split("Section ", 1)[1].split(".", 1)[0]) for c in chunks]
+    assert first_section == sorted(first_section) and first_section[0] == 0  # in document order
+    assert all(c["name"] == "long.md" and c["source"] == str(long.resolve()) for c in chunks)
+    assert len({c["sha256"] for c in chunks}) == 1
+    found = kb.search("What does region 57 pay for the Pro plan?", k=3)
+    assert any("Region 57 pays 399 euros" in p.text for p in found)
+    assert {p.chunk for p in found} <= {c["chunk"] for c in chunks}
+    assert kb.remove(long) == len(chunks) and kb.count() == 0
+
+
+def test_long_prose_is_chunked_without_nltk_data(kb, tmp_path, monkeypatch):
+    from llama_index.core.utils import GlobalsHelper
+
+    def unavailable(self):
+        raise PermissionError("NLTK data cannot be opened here")
+
+    monkeypatch.setattr(GlobalsHelper, "punkt_tokenizer", property(unavailable))
+    monkeypatch.setattr(GlobalsHelper, "stopwords", property(unavailable))
+    long = tmp_path / "prose.md"
+    long.write_text("# Regions\n\n" + _paragraphs(60, separator="\n\n"), encoding="utf-8")
+    report = kb.add(long)
+    assert report.chunks > 2 and [c["chunk"] for c in _chunks(kb, long)] == list(range(report.chunks))
+
+
+@pytest.mark.parametrize("where", ["hidden-parent", "relative-parent"])
+def test_a_folder_below_a_dot_directory_is_ingested(kb, tmp_path, monkeypatch, where):
+    root = tmp_path / ".brainstack" / "kb"
+    root.mkdir(parents=True)
+    (root / "pricing.md").write_text(PRICING, encoding="utf-8")
+    if where == "relative-parent":
+        root = tmp_path / "docs"
+        root.mkdir()
+        (root / "pricing.md").write_text(PRICING, encoding="utf-8")
+        (tmp_path / "work").mkdir()
+        monkeypatch.chdir(tmp_path / "work")
+        report = kb.add("../docs")
+    else:
+        report = kb.add(root)
+    assert report.added == [str((root / "pricing.md").resolve())]
+
+
+def test_no_llm_or_openai_is_ever_used(kb, docs, monkeypatch):
+    """LlamaIndex must never fall back to its default (OpenAI) LLM or embedding model."""
+    import openai
+    from llama_index.core import Settings, StorageContext, VectorStoreIndex  # noqa: F401 (bind before patching)
+    from llama_index.core.embeddings import utils as embed_utils
+    from llama_index.core.llms import utils as llm_utils
+    from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: F401
+
+    assert not any(name.startswith("OPENAI_") for name in __import__("os").environ)
+    monkeypatch.delenv("IS_TESTING", raising=False)  # LlamaIndex would silently use mock models
+    defaults: list[str] = []
+    real_embed, real_llm = embed_utils.resolve_embed_model, llm_utils.resolve_llm
+
+    def resolve_embed_model(embed_model=None, *args, **kwargs):
+        if embed_model is None or isinstance(embed_model, str):
+            defaults.append(f"embed_model={embed_model!r}")
+            raise AssertionError("LlamaIndex resolved a default embedding model")
+        return real_embed(embed_model, *args, **kwargs)
+
+    def resolve_llm(llm=None, *args, **kwargs):
+        defaults.append(f"llm={llm!r}")
+        raise AssertionError("LlamaIndex resolved an LLM")
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("llama_index"):
+            if getattr(module, "resolve_embed_model", None) is real_embed:
+                monkeypatch.setattr(module, "resolve_embed_model", resolve_embed_model)
+            if getattr(module, "resolve_llm", None) is real_llm:
+                monkeypatch.setattr(module, "resolve_llm", resolve_llm)
+    monkeypatch.setattr(Settings, "_llm", None)
+    monkeypatch.setattr(Settings, "_embed_model", None)
+
+    def no_client(self, *args, **kwargs):
+        raise AssertionError("an OpenAI client was created")
+
+    monkeypatch.setattr(openai.OpenAI, "__init__", no_client)
+    monkeypatch.setattr(openai.AsyncOpenAI, "__init__", no_client)
+
+    kb._index = None  # build the LlamaIndex index under the guards
+    kb.add(docs)
+    assert kb.search("How much does the Pro plan cost?", k=2)[0].source.endswith("pricing.md")
+    (docs / "pricing.md").write_text(PRICING + "\nAnnual billing saves two months.\n", encoding="utf-8")
+    assert kb.add(docs).updated
+    assert kb.remove(docs / "hiring.markdown") == 1
+    assert defaults == []
+    assert Settings._llm is None and Settings._embed_model is None

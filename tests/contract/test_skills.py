@@ -1,0 +1,565 @@
+"""Procedural memory: skill files, their schema, the store (match, learn, statistics) and run_skill."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brainstack.errors import ConfigurationError
+from brainstack.memory.skills import (
+    BUILTIN_DIR,
+    STATS_FILE,
+    CheckStep,
+    PromptStep,
+    Skill,
+    SkillStore,
+    ToolStep,
+    run_skill,
+)
+
+BUILTIN_NAMES = sorted(path.stem for path in BUILTIN_DIR.glob("*.yaml"))
+PRICING_QUESTION = "Should we raise the price of our pro plan by 15 percent?"
+LEARNED_TASK = "Compute the monthly cloud hosting bill for three regions"
+
+
+@pytest.fixture
+def store(tmp_path, embedder) -> SkillStore:
+    return SkillStore(tmp_path / "skills", embedder=embedder)
+
+
+def _document(name: str, **changes) -> dict:
+    document = {
+        "name": name,
+        "description": "A test skill.",
+        "when_to_use": ["Plan the quarterly offsite for the sales team."],
+        "steps": [{"kind": "prompt", "text": "List the attendees."}],
+    }
+    document.update(changes)
+    return document
+
+
+def _write(folder: Path, name: str, document) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(document if isinstance(document, str) else yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".tmp")
+
+
+# -- built-in skills ---------------------------------------------------------------------------
+
+
+def test_there_are_built_in_skills():
+    assert {"pricing-change-review", "launch-decision", "incident-review"} <= set(BUILTIN_NAMES)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_every_built_in_skill_validates(store, name):
+    skill = store.get(name)
+    assert skill.name == name == (BUILTIN_DIR / f"{name}.yaml").stem
+    assert skill.provenance.source == "builtin"
+    assert skill.when_to_use and skill.steps
+    raw = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    Skill.model_validate(raw)  # the file itself, not only what the loader makes of it
+    rendered = skill.render()
+    assert rendered.startswith(f"Procedure '{name}' (")
+    assert len(rendered.splitlines()) == len(skill.steps) + 1
+
+
+def test_all_lists_the_built_in_skills_sorted(store):
+    assert [skill.name for skill in store.all()] == BUILTIN_NAMES
+
+
+def test_unknown_skill_is_a_key_error(store):
+    with pytest.raises(KeyError, match="no-such-skill"):
+        store.get("no-such-skill")
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "document", "field"),
+    [
+        ("runs-python", _document("runs-python", steps=[{"kind": "python", "code": "import os"}]), "steps.0"),
+        ("runs-shell", _document("runs-shell", steps=[{"kind": "shell", "command": "rm -rf /"}]), "steps.0"),
+        ("extra-key", _document("extra-key", run="rm -rf /"), "run"),
+        (
+            "extra-step-key",
+            _document("extra-step-key", steps=[{"kind": "prompt", "text": "x", "exec": "ls"}]),
+            "exec",
+        ),
+        ("unknown-tool", _document("unknown-tool", steps=[{"kind": "tool", "tool": "shell"}]), "tool"),
+        (
+            "tool-bad-args",
+            _document(
+                "tool-bad-args", steps=[{"kind": "tool", "tool": "calculator", "arguments": {"x": [1]}}]
+            ),
+            "arguments",
+        ),
+        ("bad-name", _document("Bad_Name"), "name"),
+        ("bad-slug", _document("-bad-slug"), "name"),
+        ("empty-steps", _document("empty-steps", steps=[]), "steps"),
+        ("no-examples", _document("no-examples", when_to_use=[]), "when_to_use"),
+        (
+            "no-description",
+            {k: v for k, v in _document("no-description").items() if k != "description"},
+            "description",
+        ),
+        ("empty-prompt", _document("empty-prompt", steps=[{"kind": "prompt", "text": ""}]), "text"),
+        (
+            "bad-check",
+            _document("bad-check", steps=[{"kind": "check", "text": "x", "min_chars": 0}]),
+            "min_chars",
+        ),
+        ("bad-provenance", _document("bad-provenance", provenance={"source": "internet"}), "provenance"),
+    ],
+)
+def test_schema_rejections_name_the_file_and_the_field(tmp_path, embedder, name, document, field):
+    folder = tmp_path / "skills"
+    path = _write(folder, name, document)
+    store = SkillStore(folder, embedder=embedder, builtin_dir=None)
+    with pytest.raises(ConfigurationError) as error:
+        store.get(name)
+    message = str(error.value)
+    assert str(path) in message
+    assert field in message
+    with pytest.raises(ConfigurationError, match=re.escape(str(path))):
+        store.all()
+
+
+def test_name_must_match_the_file(tmp_path, embedder):
+    path = _write(tmp_path / "skills", "offsite", _document("other-name"))
+    store = SkillStore(tmp_path / "skills", embedder=embedder, builtin_dir=None)
+    with pytest.raises(ConfigurationError, match="must match the file name") as error:
+        store.get("offsite")
+    assert str(path) in str(error.value) and "other-name" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content", ["- just\n- a list\n", "just a string\n", "42\n", "", "name: [unclosed\n", "\tname: tab\n"]
+)
+def test_a_file_that_is_not_a_mapping_is_rejected(tmp_path, embedder, content):
+    path = _write(tmp_path / "skills", "odd", content)
+    store = SkillStore(tmp_path / "skills", embedder=embedder, builtin_dir=None)
+    with pytest.raises(ConfigurationError, match=re.escape(str(path))):
+        store.get("odd")
+
+
+def test_a_non_utf8_file_is_rejected_clearly(tmp_path, embedder):
+    folder = tmp_path / "skills"
+    folder.mkdir()
+    (folder / "latin.yaml").write_bytes(b"name: latin\ndescription: caf\xe9\n")
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        SkillStore(folder, embedder=embedder, builtin_dir=None).get("latin")
+
+
+def test_the_model_rejects_code_steps_directly():
+    with pytest.raises(ValueError, match="python"):
+        Skill.model_validate(_document("x1", steps=[{"kind": "python", "code": "print(1)"}]))
+    with pytest.raises(ValueError, match="unknown tool"):
+        ToolStep(kind="tool", tool="subprocess")
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_slug():
+    with pytest.raises(ValueError):
+        Skill.model_validate(_document("pricing\n"))
+
+
+# -- names never leave the folder --------------------------------------------------------------
+
+BAD_NAMES = [
+    "../x",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/b",
+    "..",
+    ".",
+    "Pricing",
+    "-x",
+    "x",
+    "a" * 64,
+    "a b",
+    "",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_get_refuses_names_that_are_not_slugs(store, name):
+    with pytest.raises(ConfigurationError, match="not a skill name"):
+        store.get(name)
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_save_refuses_names_that_are_not_slugs(tmp_path, embedder, name):
+    user_dir = tmp_path / "deep" / "skills"
+    store = SkillStore(user_dir, embedder=embedder)
+    skill = Skill.model_construct(**{**Skill.model_validate(_document("valid-name")).__dict__, "name": name})
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(ConfigurationError):
+        store.save(skill)
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+def test_the_longest_valid_name(store):
+    name = "a" * 63
+    path = store.save(Skill.model_validate(_document(name)))
+    assert path == (store.user_dir / f"{name}.yaml").resolve()
+    assert store.get(name).name == name
+
+
+# -- user skills -------------------------------------------------------------------------------
+
+
+def test_save_then_get_round_trip(store):
+    skill = Skill.model_validate(
+        _document(
+            "offsite-planning",
+            steps=[
+                {"kind": "prompt", "text": "List the attendees."},
+                {
+                    "kind": "tool",
+                    "tool": "calculator",
+                    "arguments": {"expression": "12 * 85"},
+                    "note": "budget",
+                },
+                {"kind": "check", "text": "Mentions the venue.", "contains": ["venue"]},
+            ],
+        )
+    )
+    path = store.save(skill)
+    assert path.parent == store.user_dir.resolve()
+    assert store.get("offsite-planning") == skill
+    assert store.get("offsite-planning").provenance.source == "user"
+    assert "offsite-planning" in [s.name for s in store.all()]
+
+
+def test_a_user_skill_overrides_a_built_in_one(store):
+    builtin = store.get("pricing-change-review")
+    override = _document(
+        "pricing-change-review",
+        description="Our own pricing review.",
+        when_to_use=["Review our pricing."],
+        steps=[{"kind": "prompt", "text": "Ask finance first."}],
+    )
+    _write(store.user_dir, "pricing-change-review", override)
+    mine = store.get("pricing-change-review")
+    assert mine.description == "Our own pricing review." != builtin.description
+    assert mine.provenance.source == "user"
+    listed = [s for s in store.all() if s.name == "pricing-change-review"]
+    assert listed == [mine]
+    assert (BUILTIN_DIR / "pricing-change-review.yaml").read_text(encoding="utf-8").count("Ask finance") == 0
+
+
+# -- match -------------------------------------------------------------------------------------
+
+
+def test_match_finds_the_pricing_skill(store):
+    matches = store.match(PRICING_QUESTION)
+    assert matches and matches[0].name == "pricing-change-review"
+    assert matches[0].score >= store.min_score
+    assert matches[0].source == "builtin" and matches[0].success_count == 0
+    assert all(m.score >= store.min_score for m in matches)
+
+
+@pytest.mark.parametrize(
+    "text", ["What is the capital of France?", "Bake a chocolate cake.", "hello", "   ", ""]
+)
+def test_match_finds_nothing_for_unrelated_text(store, text):
+    assert store.match(text) == []
+
+
+def test_match_respects_min_score_and_k(tmp_path, embedder):
+    everything = SkillStore(tmp_path / "a", embedder=embedder, min_score=-1.0)
+    all_matches = everything.match("What is the capital of France?", k=10)
+    assert sorted(m.name for m in all_matches) == BUILTIN_NAMES
+    assert [m.score for m in all_matches] == sorted((m.score for m in all_matches), reverse=True)
+    assert len(everything.match(PRICING_QUESTION, k=1)) == 1
+    score = all_matches[0].score
+    strict = SkillStore(tmp_path / "b", embedder=embedder, min_score=score + 0.01)
+    assert strict.match("What is the capital of France?", k=10) == []
+    top = everything.match(PRICING_QUESTION, k=1)[0]
+    assert (
+        SkillStore(tmp_path / "c", embedder=embedder, min_score=top.score + 0.01).match(PRICING_QUESTION)
+        == []
+    )
+
+
+def test_match_picks_up_a_newly_saved_skill(store):
+    question = "How should we plan the quarterly offsite for the sales team?"
+    assert store.match(question) == []  # builds the index
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    matches = store.match(question)
+    assert [m.name for m in matches] == ["offsite-planning"]
+    assert matches[0].source == "user"
+
+
+def test_match_sees_a_skill_written_by_another_store(tmp_path, embedder):
+    first = SkillStore(tmp_path / "skills", embedder=embedder)
+    question = "How should we plan the quarterly offsite for the sales team?"
+    assert first.match(question) == []
+    SkillStore(tmp_path / "skills", embedder=embedder).save(
+        Skill.model_validate(_document("offsite-planning"))
+    )
+    assert [m.name for m in first.match(question)] == ["offsite-planning"]
+
+
+def test_match_reports_success_counts(store):
+    store.record_success("pricing-change-review", "t1")
+    store.record_success("pricing-change-review", "t2")
+    assert store.match(PRICING_QUESTION)[0].success_count == 2
+
+
+# -- run_skill ---------------------------------------------------------------------------------
+
+
+def test_run_skill_executes_tool_steps(store):
+    skill = Skill.model_validate(
+        _document(
+            "price-math",
+            steps=[
+                {"kind": "prompt", "text": "Work out the new price."},
+                {
+                    "kind": "tool",
+                    "tool": "calculator",
+                    "arguments": {"expression": "49 * 1.2"},
+                    "note": "new price",
+                },
+                {"kind": "tool", "tool": "calculator", "arguments": {"expression": "1 / 0"}},
+            ],
+        )
+    )
+    run = run_skill(skill)
+    assert run.name == "price-math"
+    assert run.instructions == skill.render()
+    assert run.tool_results[0] == {
+        "tool": "calculator",
+        "arguments": {"expression": "49 * 1.2"},
+        "result": "58.8",
+    }
+    assert run.tool_results[1]["result"].startswith("error: ")  # a failing tool is recorded, not raised
+    assert run.checks == [] and run.passed
+
+
+def test_run_skill_of_a_built_in_skill_runs_no_tools(store):
+    run = run_skill(store.get("incident-review"))
+    assert run.tool_results == [] and run.checks == []
+    assert "root cause" in run.instructions
+
+
+def test_run_skill_evaluates_checks_against_an_answer():
+    skill = Skill.model_validate(
+        _document(
+            "checked",
+            steps=[
+                {"kind": "check", "text": "Discusses churn and margin.", "contains": ["churn", "Margin"]},
+                {"kind": "check", "text": "Long enough.", "min_chars": 30},
+            ],
+        )
+    )
+    good = run_skill(skill, "CHURN rises by 2%, but the margin improves a lot.")
+    assert good.passed
+    assert good.checks == [
+        {"check": "Discusses churn and margin.", "passed": True, "missing": []},
+        {"check": "Long enough.", "passed": True, "missing": []},
+    ]
+    bad = run_skill(skill, "Churn rises.")
+    assert not bad.passed
+    assert bad.checks[0] == {"check": "Discusses churn and margin.", "passed": False, "missing": ["Margin"]}
+    assert bad.checks[1]["passed"] is False and bad.checks[1]["missing"] == []
+    assert run_skill(skill).checks == []  # no answer: checks are not evaluated
+
+
+def test_run_skill_never_executes_anything_else(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {marker}')"
+    skill = Skill.model_validate(
+        _document(
+            "harmless",
+            steps=[
+                {"kind": "prompt", "text": code},
+                {"kind": "tool", "tool": "calculator", "arguments": {"expression": code}},
+                {"kind": "check", "text": code, "contains": [code]},
+            ],
+        )
+    )
+    import subprocess
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a skill started a process")
+
+    monkeypatch.setattr(os, "system", forbidden)
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    run = run_skill(skill, "an answer")
+    assert not marker.exists()
+    assert run.tool_results[0]["result"].startswith("error: ")
+    assert run.checks[0]["passed"] is False
+    assert code in run.instructions  # text only
+
+
+# -- learn and statistics ----------------------------------------------------------------------
+
+
+def _steps():
+    return [
+        PromptStep(kind="prompt", text="Work the numbers out with the tools, then answer."),
+        ToolStep(kind="tool", tool="calculator", arguments={"expression": "3 * 120"}),
+        CheckStep(kind="check", text="States the total.", contains=["total"]),
+    ]
+
+
+def test_learn_creates_a_learned_skill_with_provenance(store):
+    name, created = store.learn(
+        task=LEARNED_TASK,
+        route="cfo",
+        steps=_steps(),
+        description="Learned from a run.",
+        thread_id="thread-1",
+    )
+    assert created is True
+    assert name == "cfo-compute-the-monthly-cloud-hosting-bill-for-three-regions"
+    assert (store.user_dir / f"{name}.yaml").is_file()
+    skill = store.get(name)
+    assert skill.provenance.source == "learned"
+    assert skill.provenance.thread_id == "thread-1"
+    assert skill.provenance.task == LEARNED_TASK
+    assert skill.provenance.route == "cfo"
+    created_at = datetime.fromisoformat(skill.provenance.created)
+    assert created_at.tzinfo is not None
+    assert skill.when_to_use == [LEARNED_TASK]
+    assert list(skill.steps) == _steps()
+    assert store.success_count(name) == 1
+    assert store.stats()[name]["threads"] == ["thread-1"]
+    assert store.match(LEARNED_TASK)[0].source == "learned"
+
+
+def test_learning_a_near_identical_task_reinforces_the_skill(store):
+    name, created = store.learn(
+        task=LEARNED_TASK, route="cfo", steps=_steps(), description="Learned.", thread_id="thread-1"
+    )
+    assert created is True
+    again, created_again = store.learn(
+        task="Compute the monthly cloud hosting bill for 3 regions.",
+        route="cfo",
+        steps=_steps(),
+        description="Learned.",
+        thread_id="thread-2",
+    )
+    assert (again, created_again) == (name, False)
+    assert store.success_count(name) == 2
+    assert store.stats()[name]["threads"] == ["thread-1", "thread-2"]
+    assert sorted(p.name for p in store.user_dir.glob("*.yaml")) == [f"{name}.yaml"]
+
+
+def test_learning_a_different_task_writes_a_second_skill(store):
+    first, _ = store.learn(task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t1")
+    second, created = store.learn(
+        task="Draft the onboarding checklist for new engineers",
+        route="cto",
+        steps=_steps(),
+        description="d",
+        thread_id="t2",
+    )
+    assert created and second != first
+    assert len(list(store.user_dir.glob("*.yaml"))) == 2
+
+
+def test_learning_a_task_like_a_built_in_skill_reinforces_the_built_in(store):
+    name, created = store.learn(
+        task="Should we raise prices by 20 percent?",
+        route="cfo",
+        steps=_steps(),
+        description="d",
+        thread_id="t",
+    )
+    assert (name, created) == ("pricing-change-review", False)
+    assert store.success_count("pricing-change-review") == 1
+    assert list(store.user_dir.glob("*.yaml")) == []
+
+
+def test_record_success_keeps_the_last_five_threads(store):
+    for number in range(1, 9):
+        assert store.record_success("incident-review", f"t{number}") == number
+    entry = store.stats()["incident-review"]
+    assert entry["success_count"] == 8
+    assert entry["threads"] == ["t4", "t5", "t6", "t7", "t8"]
+    datetime.fromisoformat(entry["last_success"])
+    assert store.record_success("incident-review") == 9  # no thread: counted, threads unchanged
+    assert store.stats()["incident-review"]["threads"] == ["t4", "t5", "t6", "t7", "t8"]
+
+
+def test_statistics_survive_a_new_store(tmp_path, embedder):
+    SkillStore(tmp_path / "s", embedder=embedder).record_success("launch-decision", "t1")
+    assert SkillStore(tmp_path / "s", embedder=embedder).success_count("launch-decision") == 1
+
+
+@pytest.mark.parametrize("damage", ["{not json", "", "[1, 2, 3]", '"a string"', "\x00\x01"])
+def test_a_damaged_stats_file_breaks_nothing(store, damage):
+    store.user_dir.mkdir(parents=True)
+    (store.user_dir / STATS_FILE).write_text(damage, encoding="utf-8")
+    assert store.stats() == {}
+    assert store.success_count("pricing-change-review") == 0
+    assert store.match(PRICING_QUESTION)[0].name == "pricing-change-review"
+    assert store.record_success("pricing-change-review", "t1") == 1
+    assert (
+        json.loads((store.user_dir / STATS_FILE).read_text(encoding="utf-8"))["pricing-change-review"][
+            "success_count"
+        ]
+        == 1
+    )
+    name, created = store.learn(
+        task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t2"
+    )
+    assert created and store.success_count(name) == 1
+
+
+@pytest.mark.parametrize(
+    "damage", ['{"pricing-change-review": 3}', '{"pricing-change-review": {"success_count": "many"}}']
+)
+def test_a_stats_file_with_damaged_entries_breaks_nothing(store, damage):
+    store.user_dir.mkdir(parents=True)
+    (store.user_dir / STATS_FILE).write_text(damage, encoding="utf-8")
+    assert store.match(PRICING_QUESTION)[0].name == "pricing-change-review"
+    assert store.record_success("pricing-change-review", "t1") >= 1
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(store):
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    store.learn(task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t1")
+    for number in range(3):
+        store.record_success("offsite-planning", f"t{number}")
+    assert _leftovers(store.user_dir) == []
+    assert sorted(p.name for p in store.user_dir.iterdir()) == sorted(
+        [
+            STATS_FILE,
+            "offsite-planning.yaml",
+            "cfo-compute-the-monthly-cloud-hosting-bill-for-three-regions.yaml",
+        ]
+    )
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temporary_file(store, monkeypatch):
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    path = store.user_dir / "offsite-planning.yaml"
+    before = path.read_text(encoding="utf-8")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.save(Skill.model_validate(_document("offsite-planning", description="Changed.")))
+    with pytest.raises(OSError, match="disk full"):
+        store.record_success("offsite-planning", "t1")
+    assert path.read_text(encoding="utf-8") == before
+    assert _leftovers(store.user_dir) == []
+    assert not (store.user_dir / STATS_FILE).exists()

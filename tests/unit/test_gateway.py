@@ -1,0 +1,334 @@
+"""The memory gateway's pure functions: sensory buffer, stated preferences, rendering and the budget."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages.utils import count_tokens_approximately
+
+from brainstack.agents.offline import split_memory
+from brainstack.memory.gateway import (
+    MEMORY_HEADER,
+    PREFERENCES_KEY,
+    _within_budget,
+    estimate_tokens,
+    recent_messages,
+    render_memory,
+    stated_preferences,
+)
+from brainstack.memory.skills import SkillStore
+from brainstack.results import MemoryRecall, RecalledEpisode, RecalledPassage, RecalledSkill
+
+# -- estimate_tokens ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "tokens"), [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)])
+def test_estimate_tokens_is_four_characters_a_token_rounded_up(text, tokens):
+    assert estimate_tokens(text) == tokens
+
+
+# -- recent_messages ---------------------------------------------------------------------------
+
+
+def _thread(turns: int = 3) -> list:
+    messages = []
+    for n in range(1, turns + 1):
+        messages += [HumanMessage(f"question {n} " * 10), AIMessage(f"answer {n} " * 10)]
+    return messages
+
+
+def _names(messages) -> list[str]:
+    return [" ".join(m.content.split()[:2]) for m in messages]
+
+
+def test_everything_fits():
+    thread = _thread()
+    assert recent_messages(thread, 10, 10_000) == thread
+
+
+def test_max_messages_keeps_the_newest():
+    thread = _thread()
+    assert _names(recent_messages(thread, 4, 10_000)) == ["question 2", "answer 2", "question 3", "answer 3"]
+    assert _names(recent_messages(thread, 2, 10_000)) == ["question 3", "answer 3"]
+
+
+def test_max_messages_starts_on_a_human_message():
+    thread = _thread()
+    # the last 3 messages begin with an AI answer, which is dropped
+    assert _names(recent_messages(thread, 3, 10_000)) == ["question 3", "answer 3"]
+    assert recent_messages(thread, 1, 10_000) == []  # only an AI message is left: nothing
+
+
+def test_token_budget_trims_the_oldest_whole_messages():
+    thread = _thread()
+    last_two = count_tokens_approximately(thread[-2:])
+    last_four = count_tokens_approximately(thread[-4:])
+    assert _names(recent_messages(thread, 6, last_two)) == ["question 3", "answer 3"]
+    assert _names(recent_messages(thread, 6, last_four)) == [
+        "question 2",
+        "answer 2",
+        "question 3",
+        "answer 3",
+    ]
+    # one token short of four messages: the budget admits three, which would start on an answer
+    assert _names(recent_messages(thread, 6, last_four - 1)) == ["question 3", "answer 3"]
+    for message in recent_messages(thread, 6, last_four - 1):
+        assert message.content in {m.content for m in thread}  # whole messages, never cut
+
+
+def test_too_small_a_budget_gives_nothing():
+    thread = _thread()
+    assert recent_messages(thread, 6, count_tokens_approximately(thread[-1:]) - 1) == []
+
+
+@pytest.mark.parametrize(("max_messages", "max_tokens"), [(0, 1000), (5, 0), (-1, 1000), (5, -5)])
+def test_zero_budgets_give_nothing(max_messages, max_tokens):
+    assert recent_messages(_thread(), max_messages, max_tokens) == []
+
+
+def test_no_messages():
+    assert recent_messages([], 5, 1000) == []
+
+
+def test_a_system_message_is_not_where_the_buffer_starts():
+    thread = [SystemMessage("you are helpful"), *_thread(1)]
+    assert _names(recent_messages(thread, 10, 10_000)) == ["question 1", "answer 1"]
+
+
+# -- stated_preferences ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "preferences"),
+    [
+        ("I prefer short answers.", ["short answers"]),
+        ("I would prefer euros.", ["euros"]),
+        ("please always cite sources", ["cite sources"]),
+        ("Please always cite sources! What is our churn?", ["cite sources"]),
+        ("From now on, answer in French.", ["answer in French"]),
+        ("from now on answer in French", ["answer in French"]),
+        ("I like bullet points. Also, from now on, use metric units.", ["bullet points", "use metric units"]),
+        ("I prefer   short \t answers,", ["short answers"]),  # whitespace collapsed, trailing comma gone
+    ],
+)
+def test_stated_preferences(task, preferences):
+    assert stated_preferences(task) == preferences
+
+
+@pytest.mark.parametrize("task", ["I'd prefer euros", "I'd prefer euros.", "i'd prefer euros"])
+def test_contracted_i_would_prefer(task):
+    assert stated_preferences(task) == ["euros"]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "What is our churn rate?",
+        "Should we raise prices by 20 percent?",
+        "Do you like cats?",
+        "What do I prefer?",
+        "I prefer",
+        "",
+    ],
+)
+def test_plain_questions_state_no_preference(task):
+    assert stated_preferences(task) == []
+
+
+@pytest.mark.parametrize("task", ["Should we always raise prices?", "Why is the build always red?"])
+def test_always_inside_a_question_is_no_preference(task):
+    assert stated_preferences(task) == []
+
+
+# -- render_memory -----------------------------------------------------------------------------
+
+EPISODE = RecalledEpisode(id="e1", text="We chose a freemium tier with usage limits.", score=0.9)
+PASSAGE = RecalledPassage(source="/kb/docs/pricing.md", text="The Pro plan costs 49 euros.", score=0.8)
+
+
+def _skill(successes: int = 3) -> RecalledSkill:
+    skill = SkillStore("/nonexistent/brainstack-skills").get("pricing-change-review")  # a built-in skill
+    return RecalledSkill(name=skill.name, score=0.9, success_count=successes, instructions=skill.render())
+
+
+def test_empty_recall_renders_nothing():
+    assert render_memory(MemoryRecall()) == ""
+    assert render_memory(MemoryRecall(preferences={PREFERENCES_KEY: []})) == ""
+
+
+def test_each_section_appears_only_when_present():
+    cases = {
+        "preferences": (
+            MemoryRecall(preferences={PREFERENCES_KEY: ["short answers", "euros"]}),
+            "User preferences",
+        ),
+        "about": (MemoryRecall(preferences={"timezone": "Europe/London"}), "About the user"),
+        "session": (MemoryRecall(session={"last_task": "pricing"}), "This conversation"),
+        "episodes": (MemoryRecall(episodes=[EPISODE]), "Earlier episodes"),
+        "passages": (MemoryRecall(passages=[PASSAGE]), "From the knowledge base"),
+        "skills": (MemoryRecall(skills=[_skill()]), "A procedure that worked before"),
+    }
+    markers = [marker for _, marker in cases.values()]
+    for recall, marker in cases.values():
+        text = render_memory(recall)
+        assert text.startswith(MEMORY_HEADER + "\n")
+        assert [m for m in markers if m in text] == [marker]
+
+
+def test_render_memory_full_text():
+    recall = MemoryRecall(
+        preferences={PREFERENCES_KEY: ["short answers", "euros"], "timezone": "Europe/London"},
+        session={"last_task": "pricing"},
+        episodes=[EPISODE],
+        passages=[PASSAGE],
+        skills=[_skill(successes=2)],
+    )
+    lines = render_memory(recall).splitlines()
+    assert lines[:8] == [
+        MEMORY_HEADER,
+        "User preferences: short answers; euros.",
+        'About the user: timezone="Europe/London"',
+        "This conversation: last_task=pricing",
+        "Earlier episodes with this user:",
+        "- We chose a freemium tier with usage limits.",
+        "From the knowledge base (cite the source):",
+        "- [pricing.md] The Pro plan costs 49 euros.",  # the file name, not the whole path
+    ]
+    assert lines[8] == "A procedure that worked before (2 successes):"
+    assert lines[9].startswith("Procedure 'pricing-change-review' (")
+    assert MEMORY_HEADER == "What brainstack remembers (use it when relevant):"
+
+
+# -- _within_budget ----------------------------------------------------------------------------
+
+
+def _big_recall() -> MemoryRecall:
+    return MemoryRecall(
+        preferences={PREFERENCES_KEY: ["short answers"]},
+        episodes=[
+            RecalledEpisode(id=f"e{i}", text=f"episode {i} " + "e" * 200, score=1 - i / 10) for i in range(3)
+        ],
+        passages=[
+            RecalledPassage(source=f"/kb/p{i}.md", text=f"passage {i} " + "p" * 200, score=1 - i / 10)
+            for i in range(3)
+        ],
+        skills=[_skill()],
+    )
+
+
+def _tokens(recall: MemoryRecall) -> int:
+    return estimate_tokens(render_memory(recall))
+
+
+def test_a_recall_within_budget_is_unchanged_and_counted():
+    recall = _big_recall()
+    fitted = _within_budget(recall, 100_000)
+    assert (fitted.episodes, fitted.passages, fitted.skills) == (
+        recall.episodes,
+        recall.passages,
+        recall.skills,
+    )
+    assert fitted.tokens == _tokens(recall) > 0
+
+
+def test_passages_go_first_from_the_end():
+    recall = _big_recall()
+    budget = _tokens(recall.model_copy(update={"passages": recall.passages[:1]}))
+    fitted = _within_budget(recall, budget)
+    assert [p.source for p in fitted.passages] == ["/kb/p0.md"]  # the least relevant went first
+    assert fitted.episodes == recall.episodes and fitted.skills == recall.skills
+    assert fitted.tokens == _tokens(fitted) <= budget
+
+
+def test_then_episodes_then_skills():
+    recall = _big_recall()
+    budget = _tokens(recall.model_copy(update={"passages": [], "episodes": recall.episodes[:2]}))
+    fitted = _within_budget(recall, budget)
+    assert fitted.passages == [] and [e.id for e in fitted.episodes] == ["e0", "e1"]
+    assert fitted.skills == recall.skills
+
+    budget = _tokens(recall.model_copy(update={"passages": [], "episodes": []}))
+    fitted = _within_budget(recall, budget)
+    assert fitted.passages == [] and fitted.episodes == [] and fitted.skills == recall.skills
+
+    fitted = _within_budget(recall, budget - 1)
+    assert fitted.passages == [] and fitted.episodes == [] and fitted.skills == []
+
+
+def test_preferences_are_kept_even_over_budget():
+    recall = _big_recall()
+    fitted = _within_budget(recall, 1)
+    assert (fitted.episodes, fitted.passages, fitted.skills) == ([], [], [])
+    assert fitted.preferences == recall.preferences
+    assert fitted.tokens == _tokens(fitted) > 1
+    assert "short answers" in render_memory(fitted)
+
+
+def test_within_budget_does_not_modify_its_input():
+    recall = _big_recall()
+    _within_budget(recall, 1)
+    assert len(recall.passages) == 3 and len(recall.episodes) == 3 and len(recall.skills) == 1
+
+
+def test_empty_recall_costs_nothing():
+    fitted = _within_budget(MemoryRecall(), 0)
+    assert fitted.tokens == 0 and fitted.empty
+
+
+# -- split_memory (the offline model reads the rendered section back) ---------------------------
+
+
+def test_split_memory_round_trip():
+    recall = MemoryRecall(
+        preferences={PREFERENCES_KEY: ["short answers", "euros"], "timezone": "Europe/London"},
+        session={"last_task": "pricing"},
+        episodes=[EPISODE, RecalledEpisode(id="e2", text="Prices went up 10% in 2024.", score=0.7)],
+        passages=[PASSAGE, RecalledPassage(source="/kb/churn.txt", text="Churn is 3% a month.", score=0.6)],
+        skills=[_skill()],
+    )
+    prompt = "You are the CFO.\n\n" + render_memory(recall) + "\n\nEarlier in this conversation:\nuser: hi"
+    rest, memory = split_memory(prompt)
+    assert rest == "You are the CFO.\n\nEarlier in this conversation:\nuser: hi"
+    assert memory.preferences == ["short answers", "euros"]
+    assert memory.episodes == [EPISODE.text, "Prices went up 10% in 2024."]
+    assert memory.passages == [
+        "[pricing.md] The Pro plan costs 49 euros.",
+        "[churn.txt] Churn is 3% a month.",
+    ]
+    assert memory.procedures == ["pricing-change-review"]
+
+
+def test_split_memory_without_a_memory_section():
+    rest, memory = split_memory("You are the CFO.")
+    assert rest == "You are the CFO."
+    assert (memory.preferences, memory.episodes, memory.passages, memory.procedures) == ([], [], [], [])
+    assert memory.summary() == ""
+
+
+def test_split_memory_of_each_section_alone():
+    _, memory = split_memory(render_memory(MemoryRecall(passages=[PASSAGE])))
+    assert (memory.preferences, memory.episodes, memory.passages) == (
+        [],
+        [],
+        [f"[pricing.md] {PASSAGE.text}"],
+    )
+    _, memory = split_memory(render_memory(MemoryRecall(skills=[_skill()])))
+    assert memory.procedures == ["pricing-change-review"] and memory.episodes == memory.passages == []
+
+
+def test_split_memory_round_trip_with_multi_line_items():
+    recall = MemoryRecall(
+        episodes=[
+            RecalledEpisode(
+                id="e1", text="Should we launch freemium?\n→ group_chat (CTO, CFO): yes", score=0.9
+            ),
+            RecalledEpisode(id="e2", text="Raise prices?\n→ cfo (CFO): no", score=0.8),
+        ],
+        passages=[
+            RecalledPassage(source="/kb/a.md", text="# Pricing\n\nPro is 49 euros.", score=0.8),
+            RecalledPassage(source="/kb/b.md", text="Enterprise is custom.", score=0.7),
+        ],
+    )
+    _, memory = split_memory(render_memory(recall))
+    assert len(memory.episodes) == 2
+    assert len(memory.passages) == 2

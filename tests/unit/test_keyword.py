@@ -1,0 +1,199 @@
+"""The keyword half of hybrid retrieval: tokenizer, BM25 index and reciprocal rank fusion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from brainstack.memory.keyword import STOPWORDS, BM25Index, reciprocal_rank_fusion, stem, tokenize
+
+# -- tokenize ----------------------------------------------------------------------------------
+
+
+def test_tokens_are_lower_case_without_stop_words():
+    assert tokenize("The Billing API AND the Database") == ["bill", "api", "databas"]
+    assert tokenize("What is it that we were to do?") == []
+    assert all(token not in STOPWORDS for token in tokenize("the a an of to in is was were for with"))
+
+
+def test_ticket_ids_are_kept_whole_and_also_split():
+    assert tokenize("INC-4412") == ["inc-4412", "inc", "4412"]
+    assert tokenize("Ticket PO-55120 closed") == ["ticket", "po-55120", "po", "55120", "clos"]
+    assert tokenize("v1.2.3") == ["v1.2.3", "v1", "2", "3"]
+
+
+def test_stop_words_inside_compound_tokens_are_dropped_from_the_parts():
+    assert tokenize("state-of-the-art") == ["state-of-the-art", "stat", "art"]
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        ("decided", "decide", "deciding", "decides"),
+        ("launch", "launched", "launches", "launching"),
+        ("price", "prices", "pricing", "priced"),
+        ("plan", "plans"),
+    ],
+)
+def test_light_stemming_makes_word_forms_meet(family):
+    stems = {tuple(tokenize(word)) for word in family}
+    assert len(stems) == 1, stems
+
+
+def test_stemming_leaves_short_words_and_numbers_alone():
+    assert stem("bed") == "bed"
+    assert stem("uses") == "uses"  # four letters or fewer: unchanged
+    assert stem("2024s") == "2024s"  # not alphabetic
+    assert tokenize("1200000 12.5") == ["1200000", "12.5", "12", "5"]
+
+
+def test_punctuation_and_whitespace_only_give_no_tokens():
+    assert tokenize("") == []
+    assert tokenize(" ,;:!? -- ... ") == []
+
+
+# -- BM25 --------------------------------------------------------------------------------------
+
+
+def _index(*docs: str, **params: float) -> BM25Index:
+    index = BM25Index(**params)
+    for number, text in enumerate(docs):
+        index.add(f"d{number}", text)
+    return index
+
+
+def test_empty_index_returns_nothing():
+    index = BM25Index()
+    assert len(index) == 0
+    assert index.search("anything", k=5) == []
+
+
+def test_exact_score_for_a_small_corpus():
+    index = _index("pricing pricing churn", "churn", "database outage")
+    # "pricing" (stem "pric") is in 1 of 3 documents; d0 has 3 tokens, the average is 6/3 = 2.
+    idf = math.log(1 + (3 - 1 + 0.5) / (1 + 0.5))
+    norm = 2 + 1.2 * (1 - 0.75 + 0.75 * 3 / 2)
+    [(doc, score)] = index.search("pricing", k=5)
+    assert doc == "d0"
+    assert score == pytest.approx(idf * 2 * 2.2 / norm, rel=1e-12)
+
+
+def test_a_rarer_term_weighs_more():
+    index = _index(
+        "churn pricing",
+        "churn outage",
+        "churn database",
+        "churn billing",
+    )
+    # d0 holds the rare term "pricing" and the common "churn"; every document has "churn".
+    results = dict(index.search("pricing churn", k=4))
+    assert max(results, key=results.get) == "d0"
+    only_common = dict(index.search("churn", k=4))
+    only_rare = dict(index.search("pricing", k=4))
+    assert only_rare["d0"] > only_common["d0"] * 3
+
+
+def test_term_frequency_saturates():
+    # b=0 removes length normalisation, so only term frequency differs between the documents.
+    index = _index(*(" ".join(["churn"] * tf) for tf in (1, 2, 3, 10, 100)), "other", b=0.0)
+    scores = dict(index.search("churn", k=10))
+    tf1, tf2, tf3, tf10, tf100 = (scores[f"d{i}"] for i in range(5))
+    assert tf1 < tf2 < tf3 < tf10 < tf100
+    assert tf2 - tf1 > tf3 - tf2  # each repetition adds less
+    assert tf10 < 10 * tf1
+    idf = math.log(1 + (6 - 5 + 0.5) / (5 + 0.5))
+    assert tf100 < idf * (1.2 + 1)  # bounded by idf * (k1 + 1)
+
+
+def test_longer_documents_are_penalised():
+    index = _index(
+        "pricing review",
+        "pricing review with many other words about budgets forecasts hiring roadmaps and offices",
+        "unrelated",
+    )
+    (first, short), (second, long) = index.search("pricing", k=2)
+    assert (first, second) == ("d0", "d1")
+    assert short > long
+    flat = _index("pricing review", "pricing review budgets forecasts hiring roadmaps offices", b=0.0)
+    assert flat.search("pricing", k=2)[0][1] == pytest.approx(flat.search("pricing", k=2)[1][1])
+
+
+def test_search_leaves_out_documents_sharing_no_term():
+    index = _index("the billing api timed out", "we decided to launch freemium", "hiring plan for 2025")
+    assert [doc for doc, _ in index.search("Deciding about the launch?", k=10)] == ["d1"]
+    assert index.search("kubernetes", k=10) == []
+    assert index.search("the of and", k=10) == []  # only stop words
+
+
+def test_k_limits_the_results_best_first():
+    index = _index("churn", "churn churn", "churn churn churn", "churn pricing", "nothing here")
+    results = index.search("churn", k=2)
+    assert len(results) == 2
+    scores = [score for _, score in index.search("churn", k=10)]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 4
+    assert index.search("churn", k=0) == []
+
+
+def test_ticket_id_query_prefers_the_exact_ticket():
+    index = _index("INC-9001 disk full on the cache host", "INC-4412 billing API timeout", "weekly report")
+    results = index.search("What happened in INC-4412?", k=3)
+    assert results[0][0] == "d1"
+    assert {doc for doc, _ in results} == {"d0", "d1"}  # d0 only shares "inc"
+    assert results[0][1] > results[1][1]
+
+
+def test_ties_are_broken_by_insertion_order():
+    index = _index("churn risk", "churn risk", "churn risk")
+    assert [doc for doc, _ in index.search("churn", k=3)] == ["d0", "d1", "d2"]
+
+
+def test_documents_added_later_are_searchable():
+    index = _index("first document about pricing")
+    assert [doc for doc, _ in index.search("outage", k=5)] == []
+    index.add("late", "an outage of the billing API")
+    assert [doc for doc, _ in index.search("outage", k=5)] == ["late"]
+    assert len(index) == 2
+
+
+# -- reciprocal rank fusion --------------------------------------------------------------------
+
+
+def test_rrf_exact_scores():
+    fused = reciprocal_rank_fusion(["a", "b"], ["b", "c"])
+    assert [doc for doc, _ in fused] == ["b", "a", "c"]
+    scores = dict(fused)
+    assert scores["a"] == pytest.approx(1 / 61)
+    assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert scores["c"] == pytest.approx(1 / 62)
+
+
+def test_rrf_k_parameter():
+    scores = dict(reciprocal_rank_fusion(["a", "b", "c"], ["c"], k=0))
+    assert scores == pytest.approx({"a": 1.0, "b": 1 / 2, "c": 1 / 3 + 1.0})
+    scores = dict(reciprocal_rank_fusion(["a"], k=10))
+    assert scores == pytest.approx({"a": 1 / 11})
+
+
+def test_ids_in_both_lists_rank_first():
+    dense = ["d1", "d2", "shared-low", "d3"]
+    keyword = ["k1", "k2", "k3", "shared-low"]
+    fused = [doc for doc, _ in reciprocal_rank_fusion(dense, keyword)]
+    assert fused[0] == "shared-low"  # rank 3 + rank 4 beats any single rank 1 at k=60
+
+
+def test_rrf_of_nothing():
+    assert reciprocal_rank_fusion() == []
+    assert reciprocal_rank_fusion([], []) == []
+
+
+def test_rrf_ties_keep_first_seen_order():
+    fused = reciprocal_rank_fusion(["a", "b"], ["b", "a"])
+    assert [doc for doc, _ in fused] == ["a", "b"]
+    assert fused[0][1] == pytest.approx(fused[1][1])
+
+
+def test_non_ascii_words_stay_whole():
+    assert tokenize("Zürich Müller") == ["zürich", "müller"]
+    index = _index("Rich customers in Zug", "Meeting in Zürich")
+    assert [doc for doc, _ in index.search("Zürich", k=5)] == ["d1"]
