@@ -52,7 +52,8 @@ def test_group_chat_turns_are_printed_in_order(env_home):
     lines = done.stdout.splitlines()
     turns = [line.strip().split("]")[0] + "]" for line in lines if line.strip().startswith("[")]
     assert turns == ["[CTO]", "[CMO]", "[CFO]"]
-    assert "decided by semantic" in lines[0]
+    assert lines[0].startswith("◦ memory: ")  # recall runs before routing
+    assert lines[1].startswith("→ route: group_chat") and "decided by semantic" in lines[1]
 
 
 def test_json_output_is_the_run_result(env_home):
