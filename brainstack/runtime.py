@@ -113,6 +113,9 @@ class Runtime:
     def graph(self) -> StateGraph[Any]:
         """The uncompiled router graph."""
         if self._graph is None:
+            memory = self.memory
+            if memory is not None:  # open the memory backends while the graph is being built
+                threading.Thread(target=memory.warm_up, name="brainstack-memory-warm-up", daemon=True).start()
             from brainstack.graphs.factory import create_router_graph
 
             self._graph = create_router_graph(

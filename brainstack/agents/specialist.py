@@ -38,10 +38,16 @@ class Specialist:
         self.spec = spec
         self.settings = settings
         self.tools = {tool.name: tool for tool in get_tools(spec.tools)}
-        model = provider.chat_model(spec.model)
-        self.model: Runnable[Any, BaseMessage] = (
-            model.bind_tools(list(self.tools.values())) if self.tools else model
-        )
+        self._provider = provider
+        self._model: Runnable[Any, BaseMessage] | None = None
+
+    @property
+    def model(self) -> Runnable[Any, BaseMessage]:
+        """The chat model with this agent's tools bound, built when the agent first runs."""
+        if self._model is None:
+            model = self._provider.chat_model(self.spec.model)
+            self._model = model.bind_tools(list(self.tools.values())) if self.tools else model
+        return self._model
 
     def prompt(self, state: RouterState) -> list[BaseMessage]:
         """System prompt (+ recalled memory), the sensory buffer of the thread, then the task."""

@@ -209,6 +209,15 @@ class MemoryGateway:
             self._skills = SkillStore(self.settings.skills_path, embedder=self.embedder)
         return self._skills
 
+    def warm_up(self) -> None:
+        """Open the Chroma client and the working memory now (they are otherwise opened by the
+        first recall); failures are left for recall to report."""
+        try:
+            self.chroma  # noqa: B018 - opening is the point
+            self.working  # noqa: B018
+        except Exception:
+            return
+
     # -- recall --------------------------------------------------------------------------------
 
     async def recall(self, user_id: str, thread_id: str, task: str) -> MemoryRecall:
