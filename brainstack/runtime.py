@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import queue
 import re
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from brainstack.config import AgentsConfig, Settings, load_agents
 from brainstack.config.agents import GROUP_CHAT
 from brainstack.errors import (
-    BrainstackError,
     InvalidTaskError,
     RunError,
     UnknownAgentError,
@@ -75,6 +75,11 @@ class Runtime:
         self._router: SemanticRouter | None = None
         self._graph: StateGraph[Any] | None = None
         self._memory: MemoryGateway | None = memory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        self._compiled: Any = None
+        self._resources: list[Any] = []
 
     @property
     def model(self) -> str:
@@ -128,26 +133,43 @@ class Runtime:
         return self._graph
 
     # Running -----------------------------------------------------------------
-    async def astream(
-        self,
-        task: str,
-        *,
-        user_id: str = "default",
-        thread_id: str | None = None,
-        agent: str | None = None,
+    #
+    # Every run executes on the runtime's own event loop, in a daemon thread. The checkpointer
+    # (a SQLite connection or a PostgreSQL pool) is opened once on that loop and the graph is
+    # compiled once, so runs pay neither again; `run`, `stream`, `arun` and `astream` all hand
+    # their work to that loop, from plain code, from another event loop or from Jupyter alike.
+
+    def _runtime_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="brainstack-runtime", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                self._finalizer = weakref.finalize(self, _shutdown, loop, thread, self._resources)
+            return self._loop
+
+    async def _compiled_graph(self) -> Any:
+        """The graph compiled with the open checkpointer (on the runtime loop)."""
+        if self._compiled is None:
+            from brainstack.graphs.checkpointers import open_checkpointer
+
+            stack = contextlib.AsyncExitStack()
+            saver = await stack.enter_async_context(open_checkpointer(self.settings))
+            self._resources.append(stack)
+            self._compiled = self.graph.compile(checkpointer=saver)
+        return self._compiled
+
+    async def _events(
+        self, task: str, user_id: str, thread_id: str, agent: str | None
     ) -> AsyncIterator[Event]:
-        """Run ``task`` and yield events as they happen; the last one is the result."""
-        task = self._check(task, user_id, thread_id, agent)
-        thread_id = thread_id or uuid.uuid4().hex
+        """The run itself, on the runtime loop."""
         config: Any = {
             "configurable": {"thread_id": thread_id},
             "recursion_limit": 25,
             "metadata": {"user_id": user_id},
         }
-        graph = self.graph
         from langchain_core.messages import HumanMessage
-
-        from brainstack.graphs.checkpointers import open_checkpointer
 
         inputs: dict[str, Any] = {
             "messages": [HumanMessage(task)],
@@ -169,20 +191,58 @@ class Runtime:
             "remembered": {},
         }
         try:
-            async with open_checkpointer(self.settings) as saver:
-                compiled = graph.compile(checkpointer=saver)
-                async for payload in compiled.astream(
-                    inputs, config, stream_mode="custom", durability="sync"
-                ):
-                    event = event_from_custom(payload)
-                    if event is not None:
-                        yield event
-                state = (await compiled.aget_state(config)).values
-        except BrainstackError:
-            raise
+            compiled = await self._compiled_graph()
+            async for payload in compiled.astream(inputs, config, stream_mode="custom", durability="sync"):
+                event = event_from_custom(payload)
+                if event is not None:
+                    yield event
+            state = (await compiled.aget_state(config)).values
         except Exception as exc:
-            raise translate(exc, thread_id=thread_id) from exc
+            error = translate(exc, thread_id=thread_id)  # a BrainstackError gets the thread id
+            if error is exc:
+                raise
+            raise error from exc
         yield ResultEvent(result=self._result(state, thread_id))
+
+    async def astream(
+        self,
+        task: str,
+        *,
+        user_id: str = "default",
+        thread_id: str | None = None,
+        agent: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run ``task`` and yield events as they happen; the last one is the result."""
+        task = self._check(task, user_id, thread_id, agent)
+        thread_id = thread_id or uuid.uuid4().hex
+        self.graph  # noqa: B018 - build (and validate) the graph in the caller, before any thread hop
+        loop = self._runtime_loop()
+        caller = asyncio.get_running_loop()
+        if caller is loop:
+            async for event in self._events(task, user_id, thread_id, agent):
+                yield event
+            return
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        async def pump() -> None:
+            try:
+                async for event in self._events(task, user_id, thread_id, agent):
+                    caller.call_soon_threadsafe(events.put_nowait, event)
+            except BaseException as exc:
+                caller.call_soon_threadsafe(events.put_nowait, exc)
+            finally:
+                caller.call_soon_threadsafe(events.put_nowait, done)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), loop)
+        try:
+            while (item := await events.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not future.done():  # the caller stopped early: stop the run too
+                future.cancel()
 
     async def arun(
         self,
@@ -209,7 +269,12 @@ class Runtime:
         agent: str | None = None,
     ) -> RunResult:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
-        return _blocking(self.arun(task, user_id=user_id, thread_id=thread_id, agent=agent))
+        result: RunResult | None = None
+        for event in self.stream(task, user_id=user_id, thread_id=thread_id, agent=agent):
+            if isinstance(event, ResultEvent):
+                result = event.result
+        assert result is not None
+        return result
 
     def stream(
         self,
@@ -219,42 +284,57 @@ class Runtime:
         thread_id: str | None = None,
         agent: str | None = None,
     ) -> Iterator[Event]:
-        """Blocking :meth:`astream`: events are yielded as they happen (the run works on a thread)."""
+        """Blocking :meth:`astream`: events are yielded as they happen."""
+        task = self._check(task, user_id, thread_id, agent)
+        thread_id = thread_id or uuid.uuid4().hex
+        self.graph  # noqa: B018
+        loop = self._runtime_loop()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "Runtime.stream/run cannot be called from the runtime's own loop; use astream/arun"
+            )
         done = object()
         events: queue.Queue[Any] = queue.Queue()
 
         async def pump() -> None:
             try:
-                async for event in self.astream(task, user_id=user_id, thread_id=thread_id, agent=agent):
+                async for event in self._events(task, user_id, thread_id, agent):
                     events.put(event)
             except BaseException as exc:  # handed to the caller's thread below
                 events.put(exc)
             finally:
                 events.put(done)
 
-        worker = threading.Thread(target=asyncio.run, args=(pump(),), name="brainstack-stream", daemon=True)
-        worker.start()
+        future = asyncio.run_coroutine_threadsafe(pump(), loop)
         try:
             while (item := events.get()) is not done:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            worker.join()
+            if not future.done():
+                future.cancel()
+
+    def _submit(self, coro: Any) -> Any:
+        """Run a coroutine on the runtime loop and wait for it (from any thread but the loop's)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._runtime_loop()).result()
 
     async def amessages(self, thread_id: str) -> list[dict[str, str]]:
         """The conversation stored for ``thread_id`` (``role``, ``content``, ``name``), oldest first."""
-        from brainstack.graphs.checkpointers import open_checkpointer
+        loop = self._runtime_loop()
+        if asyncio.get_running_loop() is loop:
+            return await self._messages(thread_id)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._messages(thread_id), loop))
 
+    async def _messages(self, thread_id: str) -> list[dict[str, str]]:
         try:
-            async with open_checkpointer(self.settings) as saver:
-                snapshot = await self.graph.compile(checkpointer=saver).aget_state(
-                    {"configurable": {"thread_id": thread_id}}
-                )
-        except BrainstackError:
-            raise
+            compiled = await self._compiled_graph()
+            snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
         except Exception as exc:
-            raise translate(exc, thread_id=thread_id) from exc
+            error = translate(exc, thread_id=thread_id)  # a BrainstackError gets the thread id
+            if error is exc:
+                raise
+            raise error from exc
         return [
             {"role": m.type, "content": str(m.content), "name": getattr(m, "name", None) or ""}
             for m in snapshot.values.get("messages", [])
@@ -262,8 +342,23 @@ class Runtime:
 
     def messages(self, thread_id: str) -> list[dict[str, str]]:
         """Blocking :meth:`amessages`."""
-        result: list[dict[str, str]] = _blocking(self.amessages(thread_id))
+        result: list[dict[str, str]] = self._submit(self._messages(thread_id))
         return result
+
+    def close(self) -> None:
+        """Close the checkpointer connection and stop the runtime's loop (also done at exit)."""
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
+        self._loop = self._thread = None
+        self._compiled = None
+        self._resources = []
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _check(self, task: str, user_id: str, thread_id: str | None, agent: str | None) -> str:
         if not isinstance(task, str) or not task.strip():
@@ -314,11 +409,18 @@ class Runtime:
         )
 
 
-def _blocking(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Inside a running loop (Jupyter, an async app): run on a worker thread's own loop.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread, resources: list[Any]) -> None:
+    """Close what the runtime opened on its loop, then stop the loop."""
+
+    async def close_all() -> None:
+        for stack in reversed(resources):
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+    if not loop.is_running():
+        loop.close()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
 
     checkpoint_url: str | None = None
     """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
+    postgres_pool_size: int = Field(default=5, ge=1, le=100)
+    """Connections a Runtime may hold to PostgreSQL."""
+    postgres_connect_timeout_s: float = Field(default=10.0, gt=0)
 
     memory: bool = True
     """Recall before routing and remember after each run (``BRAINSTACK_MEMORY=0`` turns it off)."""

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from brainstack.errors import ConfigurationError
+from brainstack.errors import BackendError, ConfigurationError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -31,11 +31,44 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
                 "BRAINSTACK_CHECKPOINT_URL points at PostgreSQL but its driver is not installed: "
                 "pip install 'brainstack[postgres]' (or uv sync --extra postgres)."
             ) from exc
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        # A pool, not one connection: a Runtime keeps its checkpointer open across runs and
+        # may run several at once; the pool also replaces connections the server dropped.
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=settings.postgres_pool_size,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+        )
+        try:
+            # One direct connection first: a server that is down fails now, with its own
+            # message, instead of after the pool's retries.
+            import psycopg
+
+            probe = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(1, int(settings.postgres_connect_timeout_s))
+            )
+            await probe.close()
+            await pool.open(wait=True, timeout=settings.postgres_connect_timeout_s)
+        except Exception as exc:
+            await pool.close()
+            raise BackendError(
+                f"The PostgreSQL backend at {_where(url)} cannot be reached ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())}). "
+                "Check that it is up and that BRAINSTACK_CHECKPOINT_URL is right."
+            ) from exc
+        try:
+            saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]  # a pool is accepted at runtime
             if url not in _postgres_ready:
                 await saver.setup()
                 _postgres_ready.add(url)
             yield saver
+        finally:
+            await pool.close()
         return
     if url:
         raise ConfigurationError(
@@ -51,5 +84,13 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         raise ConfigurationError(
             f"Cannot create BRAINSTACK_HOME {path.parent}: {exc.strerror}. Set it to a writable folder."
         ) from exc
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        yield saver
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as sqlite_saver:
+        yield sqlite_saver
+
+
+def _where(url: str) -> str:
+    """host:port/db of a connection URL, without credentials."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"

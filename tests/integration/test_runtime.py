@@ -154,7 +154,8 @@ def test_checkpoint_backend_down_is_a_clear_error(settings, embedder):
     down = settings.model_copy(update={"checkpoint_url": "postgresql://postgres@127.0.0.1:1/test"})
     with pytest.raises(BackendError) as caught:
         Runtime(down, embedder=embedder).run("What is 2 + 2?", thread_id="pg-down")
-    assert "PostgreSQL backend failed" in str(caught.value) and "port 1" in str(caught.value)
+    assert "The PostgreSQL backend at 127.0.0.1:1/test cannot be reached" in str(caught.value)
+    assert "port 1 failed" in str(caught.value)
     assert "BRAINSTACK_CHECKPOINT_URL" in str(caught.value)
     assert caught.value.thread_id == "pg-down"
 
@@ -187,3 +188,42 @@ def test_module_level_run_uses_the_environment(monkeypatch, tmp_path, cache_dir)
     result = brainstack.run("What is 3 * 7?", user_id="ada", thread_id="env-thread")
     assert "21" in result.answer and result.user_id == "ada"
     assert (tmp_path / "env-home" / "checkpoints.sqlite").is_file()
+
+
+def test_runs_share_one_open_checkpointer_until_close(runtime, monkeypatch):
+    import brainstack.graphs.checkpointers as checkpointers
+
+    opened = []
+    real = checkpointers.open_checkpointer
+
+    def counting(settings):
+        opened.append(settings.checkpoint_url)
+        return real(settings)
+
+    monkeypatch.setattr(checkpointers, "open_checkpointer", counting)
+    for _ in range(3):
+        runtime.run("What is 2 + 2?")
+    assert len(opened) == 1
+    runtime.close()
+    assert "4" in runtime.run("What is 2 + 2?").answer  # reopens after close
+    assert len(opened) == 2
+    runtime.close()
+
+
+async def test_concurrent_runs_on_one_runtime(runtime):
+    import asyncio
+
+    threads = [unique("c") for _ in range(3)]
+    results = await asyncio.gather(*(runtime.arun("What is 6 * 7?", thread_id=t) for t in threads))
+    assert [r.thread_id for r in results] == threads
+    assert all("42" in r.answer for r in results)
+    for thread in threads:
+        assert [m["role"] for m in await runtime.amessages(thread)] == ["human", "ai"]
+
+
+def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
+    events = runtime.stream("Should we launch a freemium tier?")
+    first = next(events)
+    events.close()  # the caller walks away mid-run
+    assert first is not None
+    assert "4" in runtime.run("What is 2 + 2?").answer
