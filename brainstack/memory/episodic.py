@@ -35,6 +35,8 @@ SearchMode = Literal["hybrid", "dense", "keyword"]
 MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
 KEYWORD_FLOOR = 0.5
+KEYWORD_RECHECK_S = 5.0
+"""How long a keyword index is trusted without counting the collection again."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class EpisodicMemory:
         self._function = chroma_embedding_function(self.embedder)
         self._collections: dict[str, Any] = {}
         self._keyword: dict[str, BM25Index] = {}
+        self._checked: dict[str, float] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -218,14 +221,11 @@ class EpisodicMemory:
         query = mask_pii(query)
         pool = max(4 * k, 20)
         try:
-            size = int(collection.count())
-            if size == 0:
-                return []
             dense: dict[str, tuple[float, str, dict[str, Any]]] = {}
             if mode != "keyword":
-                found = collection.query(
+                found = collection.query(  # Chroma caps n_results at the collection's size
                     query_embeddings=self.embedder.embed([query]),
-                    n_results=min(pool, size),
+                    n_results=pool,
                     include=["documents", "metadatas", "distances"],
                 )
                 for doc_id, doc, meta, distance in zip(
@@ -236,10 +236,12 @@ class EpisodicMemory:
                     strict=True,
                 ):
                     dense[doc_id] = (1.0 - float(distance), doc, dict(meta or {}))
+                if not dense:
+                    return []
             if mode == "dense":
                 ranked = sorted(dense.items(), key=lambda item: -item[1][0])[:k]
                 return [_episode(i, s, d, m, dense=s) for i, (s, d, m) in ranked]
-            keyword = dict(self._keyword_index(collection, size).search(query, pool))
+            keyword = dict(self._keyword_index(collection, dense).search(query, pool))
             if mode == "keyword":
                 order = [(doc_id, score) for doc_id, score in keyword.items()][:k]
             else:
@@ -270,10 +272,28 @@ class EpisodicMemory:
             episodes.append(_episode(doc_id, score, doc, meta, dense=similarity, keyword=keyword.get(doc_id)))
         return episodes
 
-    def _keyword_index(self, collection: Any, size: int) -> BM25Index:
-        """This process's BM25 index of the collection, rebuilt when another writer changed it."""
+    def _keyword_index(self, collection: Any, dense: Mapping[str, Any]) -> BM25Index:
+        """This process's BM25 index of the collection, rebuilt when another writer changed it.
+
+        Counting a collection costs milliseconds at 100k episodes, so it is done only when the
+        dense results name an episode the index does not know, when the index is older than
+        ``KEYWORD_RECHECK_S``, or in keyword-only searches (no dense results to compare).
+        """
         with self._lock:
             index = self._keyword.get(collection.name)
+            checked = self._checked.get(collection.name, 0.0)
+            now = time.monotonic()
+            fresh = (
+                index is not None
+                and dense
+                and all(doc_id in index for doc_id in dense)
+                and now - checked < KEYWORD_RECHECK_S
+            )
+            if fresh:
+                assert index is not None
+                return index
+            size = int(collection.count())
+            self._checked[collection.name] = now
             if index is not None and len(index) == size:
                 return index
             index = BM25Index()

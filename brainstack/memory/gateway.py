@@ -231,7 +231,11 @@ class MemoryGateway:
             "knowledge": lambda: self.knowledge.search(task, k=PASSAGES_K),
             "procedural": lambda: self._recall_skills(task),
         }
+        # Embed the task once, before the layers start: they then share the embedder's cache
+        # instead of each computing the same vector at the same moment.
+        embedded = await _timed("embedding", lambda: self.embedder.embed_one(task))
         results = await asyncio.gather(*(_timed(name, fn) for name, fn in layers.items()))
+        results.insert(0, embedded)
         out: dict[str, Any] = {"timings": {}, "degraded": []}
         values: dict[str, Any] = {}
         for name, value, ms, error in results:

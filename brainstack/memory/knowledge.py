@@ -60,7 +60,11 @@ class IngestReport:
 
 
 class KnowledgeBase:
-    """A folder of documents, chunked and embedded into one Chroma collection through LlamaIndex."""
+    """A folder of documents, chunked and embedded into one Chroma collection through LlamaIndex.
+
+    Chunks are 200 tokens by default: all-MiniLM-L6-v2 reads at most 256 word pieces, so longer
+    chunks would be embedded by their beginning only.
+    """
 
     def __init__(
         self,
@@ -68,8 +72,8 @@ class KnowledgeBase:
         *,
         embedder: Embedder | None = None,
         collection: str = "brainstack-knowledge",
-        chunk_size: int = 512,
-        chunk_overlap: int = 64,
+        chunk_size: int = 200,
+        chunk_overlap: int = 32,
     ) -> None:
         from brainstack.memory.embeddings import chroma_embedding_function, default_embedder
 

@@ -55,6 +55,7 @@ def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_
     assert second["remembered"]["skill"] == learned and second["remembered"]["skill_created"] is False
     assert "Recalled from memory" in second["answer"] and learned in second["answer"]
     assert recalled["tokens"] > 0 and set(recalled["timings"]) == {
+        "embedding",
         "working",
         "episodic",
         "knowledge",
