@@ -253,11 +253,22 @@ class Runtime:
         agent: str | None = None,
     ) -> RunResult:
         """Run ``task`` to completion."""
+        task = self._check(task, user_id, thread_id, agent)
+        self.graph  # noqa: B018 - build (and validate) the graph in the caller
+        loop = self._runtime_loop()
+        work = self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
+        if asyncio.get_running_loop() is loop:
+            return await work
+        # Only the result crosses threads (no per-event hand-off).
+        result: RunResult = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+        return result
+
+    async def _result_of(self, task: str, user_id: str, thread_id: str, agent: str | None) -> RunResult:
         result: RunResult | None = None
-        async for event in self.astream(task, user_id=user_id, thread_id=thread_id, agent=agent):
+        async for event in self._events(task, user_id, thread_id, agent):
             if isinstance(event, ResultEvent):
                 result = event.result
-        assert result is not None  # astream always ends with a result or raises
+        assert result is not None  # _events always ends with a result or raises
         return result
 
     def run(
@@ -269,11 +280,12 @@ class Runtime:
         agent: str | None = None,
     ) -> RunResult:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
-        result: RunResult | None = None
-        for event in self.stream(task, user_id=user_id, thread_id=thread_id, agent=agent):
-            if isinstance(event, ResultEvent):
-                result = event.result
-        assert result is not None
+        task = self._check(task, user_id, thread_id, agent)
+        self.graph  # noqa: B018
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Runtime.run cannot be called from the runtime's own loop; use arun")
+        work = self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
+        result: RunResult = asyncio.run_coroutine_threadsafe(work, self._runtime_loop()).result()
         return result
 
     def stream(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import brainstack
 import brainstack.graphs
 import brainstack.testing
@@ -65,13 +67,15 @@ def test_testing_package_exports():
     assert {"replay", "replay_settings", "Cassette", "ReplayError"} <= set(brainstack.testing.__all__)
 
 
-def test_create_router_graph_returns_an_uncompiled_state_graph(settings, embedder):
+@pytest.mark.parametrize("with_memory", [True, False])
+def test_create_router_graph_returns_an_uncompiled_state_graph(settings, embedder, with_memory):
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.graph import StateGraph
 
     from brainstack.agents.providers import ModelProvider
     from brainstack.config import load_agents
     from brainstack.graphs import SemanticRouter, create_router_graph
+    from brainstack.memory.gateway import MemoryGateway
 
     agents = load_agents(None)
     graph = create_router_graph(
@@ -79,15 +83,19 @@ def test_create_router_graph_returns_an_uncompiled_state_graph(settings, embedde
         provider=ModelProvider(settings, agents),
         router=SemanticRouter(agents.routes, embedder),
         settings=settings,
+        memory=MemoryGateway(settings, embedder=embedder) if with_memory else None,
     )
     assert isinstance(graph, StateGraph)
-    expected = {"recall", "route", "review", "remember", "group_chat"} | {
-        f"specialist_{n}" for n in agents.agents
-    }
+    expected = {"route", "review", "group_chat"} | {f"specialist_{n}" for n in agents.agents}
+    if with_memory:
+        expected |= {"recall", "remember"}
     assert set(graph.nodes) == expected
     compiled = graph.compile(checkpointer=InMemorySaver())
     edges = {(e.source, e.target) for e in compiled.get_graph().edges}
-    assert ("__start__", "recall") in edges and ("recall", "route") in edges
-    assert ("remember", "__end__") in edges
+    if with_memory:
+        assert ("__start__", "recall") in edges and ("recall", "route") in edges
+        assert ("remember", "__end__") in edges
+    else:
+        assert ("__start__", "route") in edges
     assert all((f"specialist_{n}", "review") in edges for n in agents.agents)
     assert ("group_chat", "review") in edges

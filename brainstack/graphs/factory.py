@@ -36,12 +36,13 @@ def create_router_graph(
 ) -> StateGraph[Any]:
     """START → recall → route → specialist_<name> | group_chat → review → remember → END.
 
-    ``memory`` is the gateway recall and remember use; without one they pass through (no
-    memory is read or written). Returns the graph uncompiled, so the caller chooses the
+    ``memory`` is the gateway recall and remember use; without one (``BRAINSTACK_MEMORY=0``)
+    the graph is START → route → … → review → END. Returns the graph uncompiled, so the caller chooses the
     checkpointer.
     """
     graph: StateGraph[Any] = StateGraph(RouterState)
-    graph.add_node("recall", timed("recall", Recall(memory)))
+    if memory is not None:
+        graph.add_node("recall", timed("recall", Recall(memory)))
     graph.add_node("route", timed("route", Route(agents, router, provider)))
     targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
@@ -51,16 +52,19 @@ def create_router_graph(
     graph.add_node(GROUP_CHAT, timed(GROUP_CHAT, GroupChat(agents.group_chat, provider, settings)))
     targets[GROUP_CHAT] = GROUP_CHAT
     graph.add_node("review", timed("review", Review(agents.default_agent)))
-    graph.add_node("remember", timed("remember", Remember(memory)))
-
-    graph.add_edge(START, "recall")
-    graph.add_edge("recall", "route")
+    finish = "remember" if memory is not None else END
+    if memory is not None:
+        graph.add_node("remember", timed("remember", Remember(memory)))
+        graph.add_edge(START, "recall")
+        graph.add_edge("recall", "route")
+        graph.add_edge("remember", END)
+    else:
+        graph.add_edge(START, "route")
     graph.add_conditional_edges("route", after_route, targets)
     for target in agents.agents:
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
-    graph.add_conditional_edges("review", after_review, {**targets, "remember": "remember"})
-    graph.add_edge("remember", END)
+    graph.add_conditional_edges("review", after_review, {**targets, "remember": finish})
     return graph
 
 
