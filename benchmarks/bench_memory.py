@@ -424,7 +424,7 @@ def breakdown(
     """The parts of a hybrid search, timed one by one on the same queries (p50/p95 ms each)."""
     from brainstack.memory.pii import mask_pii
 
-    index = memory._keyword_index(collection, int(collection.count()))
+    index = memory._keyword_index(collection, {})  # {}: no dense hits, so it counts and (re)builds
     parts: dict[str, list[float]] = {
         k: [] for k in ("mask_pii", "embed", "count", "chroma_query_20", "chroma_query_5", "bm25")
     }
@@ -494,7 +494,7 @@ def search_latency(
             first_ms = ms_since(start)
             probe = EpisodicMemory(client, embedder=embedder)
             start = time.perf_counter()
-            probe._keyword_index(collection, in_collection)
+            probe._keyword_index(collection, {})
             bm25_build_ms = ms_since(start)
             del probe
 

@@ -99,3 +99,22 @@ def test_create_router_graph_returns_an_uncompiled_state_graph(settings, embedde
         assert ("__start__", "route") in edges
     assert all((f"specialist_{n}", "review") in edges for n in agents.agents)
     assert ("group_chat", "review") in edges
+
+
+def test_memory_package_exports():
+    import brainstack.memory as memory
+
+    for name in memory.__all__:
+        assert getattr(memory, name) is not None
+    assert {"EpisodicMemory", "Episode", "WorkingMemory", "KnowledgeBase", "SkillStore"} <= set(
+        memory.__all__
+    )
+    params = inspect.signature(memory.EpisodicMemory.search).parameters
+    assert list(params)[:4] == ["self", "user_id", "query", "k"] and params["k"].default == 5
+    assert list(inspect.signature(memory.EpisodicMemory.add).parameters)[:4] == [
+        "self",
+        "user_id",
+        "text",
+        "metadata",
+    ]
+    assert {"id", "text", "score", "metadata"} <= set(memory.Episode.__dataclass_fields__)
