@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
     run.add_argument("--json", action="store_true", help="print the RunResult as JSON")
 
+    history = commands.add_parser("history", help="list a thread's checkpoints, newest first")
+    history.add_argument("--thread", required=True, help="thread id")
+    history.add_argument("--json", action="store_true", help="print the checkpoints as JSON")
+    replay = commands.add_parser("replay", help="re-run a thread from one of its checkpoints")
+    replay.add_argument("--thread", required=True, help="thread id")
+    replay.add_argument("--checkpoint", required=True, help="a checkpoint id from `brainstack history`")
+    replay.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+
     memory = commands.add_parser("memory", help="search or forget what brainstack remembers about a user")
     memory_commands = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
     search = memory_commands.add_parser(
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             return _skills(args)
         if args.command == "kb":
             return _kb(args)
+        if args.command in ("history", "replay"):
+            return _time_travel(args)
         return _run(args)
     except UsageError as exc:
         print(f"brainstack: {exc}", file=sys.stderr)
@@ -214,6 +224,33 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
         print("   " + passage.text.strip().replace("\n", "\n   "))
     return 0
+
+
+def _time_travel(args: argparse.Namespace) -> int:
+    from brainstack.runtime import Runtime
+
+    with Runtime() as runtime:
+        if args.command == "history":
+            checkpoints = runtime.history(args.thread)
+            if args.json:
+                import json
+
+                print(json.dumps([c.model_dump() for c in checkpoints], indent=2, ensure_ascii=False))
+                return 0
+            if not checkpoints:
+                print(f"Thread {args.thread!r} has no checkpoints.", file=sys.stderr)
+                return 0
+            for c in checkpoints:
+                upcoming = ", ".join(c.next) or "(end of run)"
+                when = c.created_at[:19]
+                print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
+            return 0
+        result = runtime.replay(args.thread, args.checkpoint)
+        if args.json:
+            print(result.model_dump_json(indent=2))
+        else:
+            print(f"→ route: {result.route.target} ({result.route.decided_by})\n\n{result.answer}\n")
+        return 0
 
 
 def _usage(message: str) -> Exception:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChatTurn",
+    "Checkpoint",
     "MemoryRecall",
     "MemoryWrite",
     "RecalledEpisode",
@@ -144,6 +145,20 @@ class MemoryWrite(_Value):
     """Preferences stated in this task and stored for the user."""
     session: dict[str, Any] = Field(default_factory=dict)
     degraded: list[str] = Field(default_factory=list)
+
+
+class Checkpoint(_Value):
+    """One saved step of a thread (see ``Runtime.history``)."""
+
+    checkpoint_id: str
+    step: int
+    """The graph step within its run (-1 is the input)."""
+    created_at: str
+    next: list[str]
+    """The nodes that run next from here (empty at the end of a run)."""
+    task: str | None = None
+    route: str | None = None
+    answer: str | None = None
 
 
 class RunResult(_Value):

@@ -25,6 +25,7 @@ from brainstack.errors import (
 from brainstack.events import Event, ResultEvent, event_from_custom
 from brainstack.results import (
     ChatTurn,
+    Checkpoint,
     MemoryRecall,
     MemoryWrite,
     ReviewOutcome,
@@ -190,19 +191,96 @@ class Runtime:
             "memory": {},
             "remembered": {},
         }
+        async for event in self._drive(inputs, config, thread_id):
+            yield event
+
+    async def _drive(
+        self, inputs: dict[str, Any] | None, config: Any, thread_id: str
+    ) -> AsyncIterator[Event]:
+        """Stream the compiled graph from ``inputs`` (``None``: resume from ``config``'s checkpoint)."""
         try:
             compiled = await self._compiled_graph()
             async for payload in compiled.astream(inputs, config, stream_mode="custom", durability="sync"):
                 event = event_from_custom(payload)
                 if event is not None:
                     yield event
-            state = (await compiled.aget_state(config)).values
+            state = (await compiled.aget_state({"configurable": {"thread_id": thread_id}})).values
         except Exception as exc:
             error = translate(exc, thread_id=thread_id)  # a BrainstackError gets the thread id
             if error is exc:
                 raise
             raise error from exc
         yield ResultEvent(result=self._result(state, thread_id))
+
+    # Time travel ---------------------------------------------------------------
+
+    async def _history(self, thread_id: str) -> list[Checkpoint]:
+        try:
+            compiled = await self._compiled_graph()
+            snapshots = [
+                s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
+            ]
+        except Exception as exc:
+            raise translate(exc, thread_id=thread_id) from exc
+        checkpoints = []
+        for snapshot in snapshots:
+            values = snapshot.values or {}
+            route = values.get("route") or {}
+            checkpoints.append(
+                Checkpoint(
+                    checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
+                    step=int((snapshot.metadata or {}).get("step", -1)),
+                    created_at=str(snapshot.created_at or ""),
+                    next=list(snapshot.next),
+                    task=values.get("task"),
+                    route=route.get("target"),
+                    answer=(values.get("answer") or "")[:200] or None,
+                )
+            )
+        return checkpoints
+
+    def history(self, thread_id: str) -> list[Checkpoint]:
+        """The thread's checkpoints, newest first: one per graph step of every run on it."""
+        result: list[Checkpoint] = self._submit(self._history(thread_id))
+        return result
+
+    async def ahistory(self, thread_id: str) -> list[Checkpoint]:
+        """Async :meth:`history`."""
+        loop = self._runtime_loop()
+        if asyncio.get_running_loop() is loop:
+            return await self._history(thread_id)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._history(thread_id), loop))
+
+    async def _replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
+        known = {c.checkpoint_id: c for c in await self._history(thread_id)}
+        if checkpoint_id not in known:
+            raise UsageError(
+                f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}; "
+                f"list them with `brainstack history --thread {thread_id}`."
+            )
+        if not known[checkpoint_id].next:
+            raise UsageError(
+                f"Checkpoint {checkpoint_id!r} is the end of a run: nothing is left to re-run from it; "
+                "choose an earlier one."
+            )
+        config: Any = {
+            "configurable": {"thread_id": thread_id, "checkpoint_id": checkpoint_id},
+            "recursion_limit": 25,
+        }
+        result: RunResult | None = None
+        async for event in self._drive(None, config, thread_id):
+            if isinstance(event, ResultEvent):
+                result = event.result
+        assert result is not None
+        return result
+
+    def replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
+        """Re-run a thread from one of its checkpoints (see :meth:`history`); the steps after it run
+        again and the thread continues from the new result (the old branch stays in the history)."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Runtime.replay cannot be called from the runtime's own loop")
+        result: RunResult = self._submit(self._replay(thread_id, checkpoint_id))
+        return result
 
     async def astream(
         self,

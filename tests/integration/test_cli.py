@@ -125,3 +125,17 @@ def test_module_entry_point(env_home):
     )
     assert done.returncode == 0 and "run" in done.stdout
     assert os.path.exists(BRAINSTACK)
+
+
+def test_history_and_replay_commands(env_home):
+    thread = f"tt-{uuid.uuid4().hex[:8]}"
+    assert cli("run", "What is 2 + 2?", "--thread", thread, env=env_home).returncode == 0
+    listed = cli("history", "--thread", thread, "--json", env=env_home)
+    checkpoints = json.loads(listed.stdout)
+    assert checkpoints[0]["next"] == [] and checkpoints[-1]["step"] == -1
+    start = next(c["checkpoint_id"] for c in checkpoints if c["next"] == ["route"])
+    replayed = cli("replay", "--thread", thread, "--checkpoint", start, "--json", env=env_home)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["thread_id"] == thread
+    line = assert_one_clean_line(cli("replay", "--thread", thread, "--checkpoint", "nope", env=env_home), 2)
+    assert "no checkpoint 'nope'" in line

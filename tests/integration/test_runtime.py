@@ -227,3 +227,22 @@ def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
     events.close()  # the caller walks away mid-run
     assert first is not None
     assert "4" in runtime.run("What is 2 + 2?").answer
+
+
+def test_history_lists_checkpoints_and_replay_reruns_from_one(runtime):
+    from brainstack import UsageError as _UsageError
+
+    thread = unique("tt")
+    first = runtime.run("What is 17.5% of 2340?", thread_id=thread)
+    history = runtime.history(thread)
+    assert history[0].next == [] and history[0].answer and "409.5" in history[0].answer
+    assert history[-1].step == -1  # newest first, the input last
+    before_route = next(c for c in history if c.next == ["route"] or c.next == ["recall"])
+    replayed = runtime.replay(thread, before_route.checkpoint_id)
+    assert replayed.thread_id == thread and "409.5" in replayed.answer
+    assert replayed.route.target == first.route.target
+    assert len(runtime.history(thread)) > len(history)  # the replay added a branch
+    with pytest.raises(_UsageError, match="no checkpoint"):
+        runtime.replay(thread, "not-a-checkpoint")
+    with pytest.raises(_UsageError, match="end of a run"):
+        runtime.replay(thread, history[0].checkpoint_id)
