@@ -11,7 +11,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from brainstack.config import AgentsConfig, Settings, load_agents
 from brainstack.config.agents import GROUP_CHAT
@@ -206,10 +206,7 @@ class Runtime:
                     yield event
             state = (await compiled.aget_state({"configurable": {"thread_id": thread_id}})).values
         except Exception as exc:
-            error = translate(exc, thread_id=thread_id)  # a BrainstackError gets the thread id
-            if error is exc:
-                raise
-            raise error from exc
+            _reraise(exc, thread_id)
         yield ResultEvent(result=self._result(state, thread_id))
 
     # Time travel ---------------------------------------------------------------
@@ -221,7 +218,7 @@ class Runtime:
                 s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
             ]
         except Exception as exc:
-            raise translate(exc, thread_id=thread_id) from exc
+            _reraise(exc, thread_id)
         checkpoints = []
         for snapshot in snapshots:
             values = snapshot.values or {}
@@ -246,10 +243,8 @@ class Runtime:
 
     async def ahistory(self, thread_id: str) -> list[Checkpoint]:
         """Async :meth:`history`."""
-        loop = self._runtime_loop()
-        if asyncio.get_running_loop() is loop:
-            return await self._history(thread_id)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._history(thread_id), loop))
+        result: list[Checkpoint] = await self._on_loop(self._history(thread_id))
+        return result
 
     async def _replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
         known = {c.checkpoint_id: c for c in await self._history(thread_id)}
@@ -277,8 +272,6 @@ class Runtime:
     def replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
         """Re-run a thread from one of its checkpoints (see :meth:`history`); the steps after it run
         again and the thread continues from the new result (the old branch stays in the history)."""
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("Runtime.replay cannot be called from the runtime's own loop")
         result: RunResult = self._submit(self._replay(thread_id, checkpoint_id))
         return result
 
@@ -333,12 +326,9 @@ class Runtime:
         """Run ``task`` to completion."""
         task = self._check(task, user_id, thread_id, agent)
         self.graph  # noqa: B018 - build (and validate) the graph in the caller
-        loop = self._runtime_loop()
-        work = self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
-        if asyncio.get_running_loop() is loop:
-            return await work
-        # Only the result crosses threads (no per-event hand-off).
-        result: RunResult = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+        result: RunResult = await self._on_loop(
+            self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
+        )
         return result
 
     async def _result_of(self, task: str, user_id: str, thread_id: str, agent: str | None) -> RunResult:
@@ -360,10 +350,7 @@ class Runtime:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
         task = self._check(task, user_id, thread_id, agent)
         self.graph  # noqa: B018
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("Runtime.run cannot be called from the runtime's own loop; use arun")
-        work = self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
-        result: RunResult = asyncio.run_coroutine_threadsafe(work, self._runtime_loop()).result()
+        result: RunResult = self._submit(self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent))
         return result
 
     def stream(
@@ -407,24 +394,30 @@ class Runtime:
 
     def _submit(self, coro: Any) -> Any:
         """Run a coroutine on the runtime loop and wait for it (from any thread but the loop's)."""
-        return asyncio.run_coroutine_threadsafe(coro, self._runtime_loop()).result()
+        loop = self._runtime_loop()
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("blocking Runtime methods cannot be called from the runtime's own loop")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    async def _on_loop(self, coro: Any) -> Any:
+        """Await a coroutine on the runtime loop from any event loop (only the result crosses)."""
+        loop = self._runtime_loop()
+        if asyncio.get_running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def amessages(self, thread_id: str) -> list[dict[str, str]]:
         """The conversation stored for ``thread_id`` (``role``, ``content``, ``name``), oldest first."""
-        loop = self._runtime_loop()
-        if asyncio.get_running_loop() is loop:
-            return await self._messages(thread_id)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._messages(thread_id), loop))
+        result: list[dict[str, str]] = await self._on_loop(self._messages(thread_id))
+        return result
 
     async def _messages(self, thread_id: str) -> list[dict[str, str]]:
         try:
             compiled = await self._compiled_graph()
             snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
         except Exception as exc:
-            error = translate(exc, thread_id=thread_id)  # a BrainstackError gets the thread id
-            if error is exc:
-                raise
-            raise error from exc
+            _reraise(exc, thread_id)
         return [
             {"role": m.type, "content": str(m.content), "name": getattr(m, "name", None) or ""}
             for m in snapshot.values.get("messages", [])
@@ -497,6 +490,14 @@ class Runtime:
             memory=MemoryRecall(**(state.get("memory") or {})),
             remembered=MemoryWrite(**(state.get("remembered") or {})),
         )
+
+
+def _reraise(exc: Exception, thread_id: str) -> NoReturn:
+    """Raise ``exc`` as a brainstack error carrying ``thread_id`` (brainstack errors keep their identity)."""
+    error = translate(exc, thread_id=thread_id)
+    if error is exc:
+        raise exc
+    raise error from exc
 
 
 def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread, resources: list[Any]) -> None:

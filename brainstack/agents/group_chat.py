@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from brainstack.graphs.state import RouterState
+from brainstack.graphs.state import RouterState, add_usage
 
 if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
@@ -93,7 +93,7 @@ class GroupChat:
             "active_agent": self.name,
             "transcript": transcript,
             "speakers": [*state.get("speakers", []), *(t["speaker"] for t in transcript)],
-            "usage": _add(state.get("usage") or {}, usage),
+            "usage": add_usage(state.get("usage") or {}, usage),
             "review": {**state.get("review", {}), "stop_reason": stop_reason},
         }
 
@@ -155,9 +155,3 @@ def _usage(clients: list[Any]) -> dict[str, int]:
         "total_tokens": prompt + completion,
         "model_calls": sum(c.brainstack_calls for c in clients),
     }
-
-
-def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    from brainstack.graphs.state import add_usage
-
-    return add_usage(a, b)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from brainstack.graphs.state import RouterState
+from brainstack.graphs.state import RouterState, add_usage
 from brainstack.tools import get_tools
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Specialist:
         reply: BaseMessage = AIMessage("")
         for _ in range(self.settings.max_tool_rounds + 1):
             reply = await self.model.ainvoke(messages)
-            usage = _sum(usage, usage_of(reply))
+            usage = add_usage(usage, usage_of(reply))
             messages.append(reply)
             calls = getattr(reply, "tool_calls", None) or []
             if not calls:
@@ -94,7 +94,7 @@ class Specialist:
             "active_agent": self.name,
             "speakers": [*state.get("speakers", []), self.name],
             "tool_calls": [*state.get("tool_calls", []), *records],
-            "usage": _sum(state.get("usage") or {}, usage),
+            "usage": add_usage(state.get("usage") or {}, usage),
         }
 
     async def _call_tool(self, name: str, args: dict[str, Any]) -> str:
@@ -105,9 +105,3 @@ class Specialist:
             return str(await tool.ainvoke(args))
         except Exception as exc:  # a tool's failure is the model's to handle, not the run's
             return f"error: {type(exc).__name__}: {exc}"
-
-
-def _sum(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    from brainstack.graphs.state import add_usage
-
-    return add_usage(a, b)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from brainstack.config.agents import GROUP_CHAT
-from brainstack.graphs.state import RouterState
+from brainstack.graphs.state import RouterState, add_usage
 
 if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
@@ -73,8 +73,6 @@ class Route:
                     f"offline model does not classify",
                 )
         get_stream_writer()({"type": "route", **decision})
-        from brainstack.graphs.state import add_usage
-
         return {"route": decision, "usage": add_usage(state.get("usage"), usage)}
 
     def _classifier_model(self) -> Any:
@@ -108,7 +106,6 @@ class Route:
 
     async def _classify(self, task: str, summary: str) -> tuple[dict[str, Any], dict[str, int]]:
         from brainstack.agents.specialist import usage_of
-        from brainstack.graphs.state import add_usage
 
         messages: list[Any] = [SystemMessage(self._instructions()), HumanMessage(task)]
         usage: dict[str, int] = {}

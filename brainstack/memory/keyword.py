@@ -120,6 +120,7 @@ class BM25Index:
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
         self.ids: list[str] = []
+        self._known: set[str] = set()
         self._lengths: list[int] = []
         self._postings: dict[str, tuple[list[int], list[int]]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -130,16 +131,13 @@ class BM25Index:
         return len(self.ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        if not hasattr(self, "_known"):
-            self._known = set(self.ids)
         return doc_id in self._known
 
     def add(self, doc_id: str, text: str) -> None:
         index = len(self.ids)
         tokens = tokenize(text)
         self.ids.append(doc_id)
-        if hasattr(self, "_known"):
-            self._known.add(doc_id)
+        self._known.add(doc_id)
         self._lengths.append(len(tokens))
         self._total += len(tokens)
         self._length_array = None

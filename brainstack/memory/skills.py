@@ -190,7 +190,8 @@ class SkillStore:
         self.min_score = min_score
         self._embedder = embedder
         self._lock = threading.RLock()
-        self._index: tuple[tuple[tuple[str, float], ...], Any, list[str]] | None = None
+        # (file signature, example vectors, owner of each example, skills by name)
+        self._index: tuple[tuple[tuple[str, float], ...], Any, list[str], dict[str, Skill]] | None = None
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -313,8 +314,8 @@ class SkillStore:
                 skills = self.all()
                 examples = [(s.name, text) for s in skills for text in s.when_to_use]
                 vectors = self.embedder.embed([t for _, t in examples]) if examples else None
-                self._index = (signature, vectors, [n for n, _ in examples])
-            _, vectors, owners = self._index
+                self._index = (signature, vectors, [n for n, _ in examples], {s.name: s for s in skills})
+            _, vectors, owners, by_name = self._index
         if vectors is None or not task.strip():
             return []
         sims = vectors @ self.embedder.embed_one(task)
@@ -328,7 +329,7 @@ class SkillStore:
                 name=name,
                 score=round(score, 4),
                 success_count=int(stats.get(name, {}).get("success_count", 0)),
-                source=self.get(name).provenance.source,
+                source=by_name[name].provenance.source,
             )
             for name, score in ranked[:k]
             if score >= self.min_score
