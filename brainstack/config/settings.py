@@ -7,10 +7,10 @@ by the caller (or :meth:`Settings.from_env`) and passed down.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -85,10 +85,22 @@ class Settings(BaseSettings):
     router_margin: float = Field(default=0.04, ge=0, le=2)
     """…and beats the runner-up route by at least this much."""
 
+    approval: bool = False
+    """Pause for a human decision before the answers of ``approval_routes`` are final."""
+    approval_routes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["group_chat"])
+    """Route targets that need approval when ``approval`` is on (comma-separated in the env)."""
+
     max_task_chars: int = Field(default=8000, ge=1)
     history_messages: int = Field(default=8, ge=0)
     """How many earlier messages of the thread the agents see."""
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
+
+    @field_validator("approval_routes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("openai_base_url")
     @classmethod
