@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         UnknownAgentError,
         UsageError,
     )
+    from brainstack.events import Event
     from brainstack.results import ChatTurn, RouteDecision, RunResult, ToolCallRecord, Usage
     from brainstack.runtime import Runtime
 
@@ -76,32 +78,69 @@ __all__ = [
     "Usage",
     "UsageError",
     "arun",
+    "astream",
     "run",
+    "stream",
 ]
 
 
 def run(
-    task: str,
+    task: str | None = None,
     *,
     user_id: str = "default",
     thread_id: str | None = None,
     agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
+    resume: Any = None,
 ) -> RunResult:
-    """Run one task with settings from the environment (see :class:`Runtime`)."""
-    return _runtime(agents).run(task, user_id=user_id, thread_id=thread_id, agent=agent)
+    """Run one task with settings from the environment (see :meth:`Runtime.run`).
+
+    ``run(thread_id=T, resume="approve" | "reject" | {"edit": ...})`` continues a run that waits
+    for approval; ``run(thread_id=T)`` continues one whose process stopped mid-run.
+    """
+    return _runtime(agents).run(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)
 
 
 async def arun(
-    task: str,
+    task: str | None = None,
     *,
     user_id: str = "default",
     thread_id: str | None = None,
     agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
+    resume: Any = None,
 ) -> RunResult:
     """Async :func:`run`."""
-    return await _runtime(agents).arun(task, user_id=user_id, thread_id=thread_id, agent=agent)
+    runtime = _runtime(agents)
+    return await runtime.arun(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)
+
+
+def stream(
+    task: str | None = None,
+    *,
+    user_id: str = "default",
+    thread_id: str | None = None,
+    agents: str | Path | AgentsConfig | None = None,
+    agent: str | None = None,
+    resume: Any = None,
+) -> Iterator[Event]:
+    """Like :func:`run`, yielding typed events as they happen; the last is the result."""
+    runtime = _runtime(agents)
+    return runtime.stream(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)
+
+
+def astream(
+    task: str | None = None,
+    *,
+    user_id: str = "default",
+    thread_id: str | None = None,
+    agents: str | Path | AgentsConfig | None = None,
+    agent: str | None = None,
+    resume: Any = None,
+) -> AsyncIterator[Event]:
+    """Async :func:`stream`."""
+    runtime = _runtime(agents)
+    return runtime.astream(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)
 
 
 def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:

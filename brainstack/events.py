@@ -6,12 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from brainstack.results import MemoryRecall, MemoryWrite, RouteDecision, RunResult
+from brainstack.results import ApprovalRequest, MemoryRecall, MemoryWrite, RouteDecision, RunResult
 
 __all__ = [
     "AgentMessageEvent",
     "Event",
     "GroupChatTurnEvent",
+    "InterruptEvent",
     "MemoryRecalledEvent",
     "MemoryWrittenEvent",
     "ResultEvent",
@@ -60,6 +61,13 @@ class MemoryWrittenEvent(_Event):
     written: MemoryWrite
 
 
+class InterruptEvent(_Event):
+    """The run paused for a human decision (then a ``ResultEvent`` with ``awaiting_approval``)."""
+
+    type: Literal["interrupt"] = "interrupt"
+    request: ApprovalRequest
+
+
 class ResultEvent(_Event):
     type: Literal["result"] = "result"
     result: RunResult
@@ -72,6 +80,7 @@ Event = (
     | AgentMessageEvent
     | GroupChatTurnEvent
     | MemoryWrittenEvent
+    | InterruptEvent
     | ResultEvent
 )
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Approval",
+    "ApprovalRequest",
     "ChatTurn",
     "Checkpoint",
     "MemoryRecall",
@@ -161,10 +163,39 @@ class Checkpoint(_Value):
     answer: str | None = None
 
 
+class ApprovalRequest(_Value):
+    """What a paused run asks a human to decide (the interrupt's value)."""
+
+    question: str
+    route: str | None = None
+    answer: str
+    """The answer that waits for approval."""
+    speakers: list[str] = Field(default_factory=list)
+    thread_id: str | None = None
+    options: str = ""
+    """The accepted answers to ``resume``."""
+    problem: str = ""
+    """Why the previous answer to this request was not understood, if it was not."""
+    type: Literal["approval"] = "approval"
+
+
+class Approval(_Value):
+    """A human's decision on the run's answer."""
+
+    status: Literal["pending", "approved", "rejected", "edited"]
+    proposed: str
+    """The answer the agents proposed."""
+    note: str = ""
+    """The edited answer or the reason for rejecting."""
+    request: ApprovalRequest | None = None
+    """While pending: what is being decided."""
+
+
 class RunResult(_Value):
-    """Everything a finished run produced."""
+    """Everything a finished (or paused) run produced."""
 
     answer: str
+    """The final answer; while ``status`` is ``awaiting_approval``, the proposed one."""
     route: RouteDecision
     speakers: list[str]
     """The agents that spoke, in order."""
@@ -183,3 +214,7 @@ class RunResult(_Value):
     """What was recalled before routing."""
     remembered: MemoryWrite = Field(default_factory=MemoryWrite)
     """What was written to memory after the answer."""
+    status: Literal["completed", "awaiting_approval"] = "completed"
+    """``awaiting_approval``: the run is paused; continue it with ``run(thread_id=…, resume=…)``."""
+    approval: Approval | None = None
+    """The human decision, when the route needed one."""

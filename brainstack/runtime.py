@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import queue
 import re
 import threading
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config import AgentsConfig, Settings, load_agents
 from brainstack.config.agents import GROUP_CHAT
 from brainstack.errors import (
@@ -22,8 +24,10 @@ from brainstack.errors import (
     UsageError,
     translate,
 )
-from brainstack.events import Event, ResultEvent, event_from_custom
+from brainstack.events import Event, InterruptEvent, ResultEvent, event_from_custom
 from brainstack.results import (
+    Approval,
+    ApprovalRequest,
     ChatTurn,
     Checkpoint,
     MemoryRecall,
@@ -161,38 +165,57 @@ class Runtime:
             self._compiled = self.graph.compile(checkpointer=saver)
         return self._compiled
 
-    async def _events(
-        self, task: str, user_id: str, thread_id: str, agent: str | None
-    ) -> AsyncIterator[Event]:
+    async def _events(self, run: _Run) -> AsyncIterator[Event]:
         """The run itself, on the runtime loop."""
         config: Any = {
-            "configurable": {"thread_id": thread_id},
+            "configurable": {"thread_id": run.thread_id},
             "recursion_limit": 25,
-            "metadata": {"user_id": user_id},
+            "metadata": {"user_id": run.user_id},
         }
-        from langchain_core.messages import HumanMessage
+        inputs: Any
+        pending = None
+        if run.task is None or run.existing:
+            pending = await self._pending(run.thread_id)
+            if run.task is not None and pending is not None:
+                raise UsageError(
+                    f"Thread {run.thread_id!r} has an unfinished run ({pending}); continue it first "
+                    f"(`run(thread_id=…{', resume=…' if 'approval' in pending else ''})`, "
+                    f"`brainstack resume --thread {run.thread_id}`) or use a new thread."
+                )
+        if run.task is not None:
+            inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}
+        elif pending is None:
+            raise UsageError(
+                f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one."
+            )
+        elif run.resume is not None:
+            if "approval" not in pending:
+                raise UsageError(f"Thread {run.thread_id!r} is not waiting for approval ({pending}).")
+            from langgraph.types import Command
 
-        inputs: dict[str, Any] = {
-            "messages": [HumanMessage(task)],
-            "task": task,
-            "user_id": user_id,
-            "requested_agent": agent,
-            "route": None,
-            "active_agent": "",
-            "answer": "",
-            "speakers": [],
-            "transcript": [],
-            "tool_calls": [],
-            "usage": {},
-            "timings": {},
-            "review": {},
-            "model": self.provider.name,
-            "thread_id": thread_id,
-            "memory": {},
-            "remembered": {},
-        }
-        async for event in self._drive(inputs, config, thread_id):
+            inputs = Command(resume=run.resume)
+        elif "approval" in pending:
+            raise UsageError(
+                f"Thread {run.thread_id!r} is waiting for approval: pass resume={RESUME_FORMS} "
+                f"(CLI: `brainstack resume --thread {run.thread_id} --approve|--reject|--edit TEXT`)."
+            )
+        else:
+            inputs = None  # a run stopped by a crash: go on from its last checkpoint
+        async for event in self._drive(inputs, config, run.thread_id):
             yield event
+
+    async def _pending(self, thread_id: str) -> str | None:
+        """What the thread's last run is waiting for, or ``None`` when it finished (or never ran)."""
+        try:
+            compiled = await self._compiled_graph()
+            snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
+        except Exception as exc:
+            _reraise(exc, thread_id)
+        if snapshot.interrupts:
+            return "waiting for approval"
+        if snapshot.next:
+            return f"stopped before {', '.join(snapshot.next)}"
+        return None
 
     async def _drive(
         self, inputs: dict[str, Any] | None, config: Any, thread_id: str
@@ -204,10 +227,14 @@ class Runtime:
                 event = event_from_custom(payload)
                 if event is not None:
                     yield event
-            state = (await compiled.aget_state({"configurable": {"thread_id": thread_id}})).values
+            snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
         except Exception as exc:
             _reraise(exc, thread_id)
-        yield ResultEvent(result=self._result(state, thread_id))
+        request = None
+        if snapshot.interrupts:
+            request = _approval_request(snapshot.interrupts[0].value, snapshot.values)
+            yield InterruptEvent(request=request)
+        yield ResultEvent(result=self._result(snapshot.values, thread_id, request))
 
     # Time travel ---------------------------------------------------------------
 
@@ -277,20 +304,25 @@ class Runtime:
 
     async def astream(
         self,
-        task: str,
+        task: str | None = None,
         *,
         user_id: str = "default",
         thread_id: str | None = None,
         agent: str | None = None,
+        resume: Any = None,
     ) -> AsyncIterator[Event]:
-        """Run ``task`` and yield events as they happen; the last one is the result."""
-        task = self._check(task, user_id, thread_id, agent)
-        thread_id = thread_id or uuid.uuid4().hex
+        """Run ``task`` and yield events as they happen; the last one is the result.
+
+        Without a task, continue ``thread_id``'s unfinished run: with ``resume`` (``"approve"``,
+        ``"reject"``, ``{"reject": why}``, ``{"edit": text}``) when it waits for approval, or from
+        its last checkpoint when its process stopped mid-run.
+        """
+        run = self._check(task, user_id, thread_id, agent, resume)
         self.graph  # noqa: B018 - build (and validate) the graph in the caller, before any thread hop
         loop = self._runtime_loop()
         caller = asyncio.get_running_loop()
         if caller is loop:
-            async for event in self._events(task, user_id, thread_id, agent):
+            async for event in self._events(run):
                 yield event
             return
         events: asyncio.Queue[Any] = asyncio.Queue()
@@ -298,7 +330,7 @@ class Runtime:
 
         async def pump() -> None:
             try:
-                async for event in self._events(task, user_id, thread_id, agent):
+                async for event in self._events(run):
                     caller.call_soon_threadsafe(events.put_nowait, event)
             except BaseException as exc:
                 caller.call_soon_threadsafe(events.put_nowait, exc)
@@ -317,23 +349,22 @@ class Runtime:
 
     async def arun(
         self,
-        task: str,
+        task: str | None = None,
         *,
         user_id: str = "default",
         thread_id: str | None = None,
         agent: str | None = None,
+        resume: Any = None,
     ) -> RunResult:
-        """Run ``task`` to completion."""
-        task = self._check(task, user_id, thread_id, agent)
+        """Run ``task`` to completion (or until it waits for approval; see :meth:`astream`)."""
+        run = self._check(task, user_id, thread_id, agent, resume)
         self.graph  # noqa: B018 - build (and validate) the graph in the caller
-        result: RunResult = await self._on_loop(
-            self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent)
-        )
+        result: RunResult = await self._on_loop(self._result_of(run))
         return result
 
-    async def _result_of(self, task: str, user_id: str, thread_id: str, agent: str | None) -> RunResult:
+    async def _result_of(self, run: _Run) -> RunResult:
         result: RunResult | None = None
-        async for event in self._events(task, user_id, thread_id, agent):
+        async for event in self._events(run):
             if isinstance(event, ResultEvent):
                 result = event.result
         assert result is not None  # _events always ends with a result or raises
@@ -341,29 +372,30 @@ class Runtime:
 
     def run(
         self,
-        task: str,
+        task: str | None = None,
         *,
         user_id: str = "default",
         thread_id: str | None = None,
         agent: str | None = None,
+        resume: Any = None,
     ) -> RunResult:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
-        task = self._check(task, user_id, thread_id, agent)
+        run = self._check(task, user_id, thread_id, agent, resume)
         self.graph  # noqa: B018
-        result: RunResult = self._submit(self._result_of(task, user_id, thread_id or uuid.uuid4().hex, agent))
+        result: RunResult = self._submit(self._result_of(run))
         return result
 
     def stream(
         self,
-        task: str,
+        task: str | None = None,
         *,
         user_id: str = "default",
         thread_id: str | None = None,
         agent: str | None = None,
+        resume: Any = None,
     ) -> Iterator[Event]:
         """Blocking :meth:`astream`: events are yielded as they happen."""
-        task = self._check(task, user_id, thread_id, agent)
-        thread_id = thread_id or uuid.uuid4().hex
+        run = self._check(task, user_id, thread_id, agent, resume)
         self.graph  # noqa: B018
         loop = self._runtime_loop()
         if threading.current_thread() is self._thread:
@@ -375,7 +407,7 @@ class Runtime:
 
         async def pump() -> None:
             try:
-                async for event in self._events(task, user_id, thread_id, agent):
+                async for event in self._events(run):
                     events.put(event)
             except BaseException as exc:  # handed to the caller's thread below
                 events.put(exc)
@@ -443,7 +475,29 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check(self, task: str, user_id: str, thread_id: str | None, agent: str | None) -> str:
+    def _check(
+        self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
+    ) -> _Run:
+        for label, value in (("user_id", user_id), ("thread_id", thread_id)):
+            if value is not None and not _ID.match(value):
+                raise UsageError(f"{label} {value!r} must be 1-128 letters, digits or _.:@-")
+        targets = [*self.agents.agents, GROUP_CHAT]
+        if agent is not None and agent not in targets:
+            raise UnknownAgentError(f"No agent named {agent!r}. Available: {', '.join(targets)}.")
+        if task is None or (resume is not None and isinstance(task, str) and not task.strip()):
+            if thread_id is None:
+                raise InvalidTaskError(
+                    "The task is empty: pass the question or instruction to run (or a thread_id to "
+                    "continue that thread's unfinished run)."
+                )
+            if resume is not None:
+                try:
+                    parse_resume(resume)
+                except ValueError as exc:
+                    raise UsageError(f"resume: {exc}.") from None
+            return _Run(None, user_id, thread_id, agent, resume, existing=True)
+        if resume is not None:
+            raise UsageError("Pass either a task (a new run) or resume (to continue a paused one), not both.")
         if not isinstance(task, str) or not task.strip():
             raise InvalidTaskError("The task is empty: pass the question or instruction to run.")
         task = task.strip()
@@ -453,15 +507,11 @@ class Runtime:
                 f"The task has {len(task)} characters; the limit is {limit}. Shorten it or raise "
                 f"BRAINSTACK_MAX_TASK_CHARS."
             )
-        for label, value in (("user_id", user_id), ("thread_id", thread_id)):
-            if value is not None and not _ID.match(value):
-                raise UsageError(f"{label} {value!r} must be 1-128 letters, digits or _.:@-")
-        targets = [*self.agents.agents, GROUP_CHAT]
-        if agent is not None and agent not in targets:
-            raise UnknownAgentError(f"No agent named {agent!r}. Available: {', '.join(targets)}.")
-        return task
+        return _Run(task, user_id, thread_id or uuid.uuid4().hex, agent, None, existing=thread_id is not None)
 
-    def _result(self, state: dict[str, Any], thread_id: str) -> RunResult:
+    def _result(
+        self, state: dict[str, Any], thread_id: str, pending: ApprovalRequest | None = None
+    ) -> RunResult:
         review = state.get("review") or {}
         if review.get("status") == "failed":
             raise RunError(
@@ -489,7 +539,34 @@ class Runtime:
             ),
             memory=MemoryRecall(**(state.get("memory") or {})),
             remembered=MemoryWrite(**(state.get("remembered") or {})),
+            status="awaiting_approval" if pending is not None else "completed",
+            approval=(
+                Approval(status="pending", proposed=pending.answer, request=pending)
+                if pending is not None
+                else Approval(**state["approval"])
+                if state.get("approval")
+                else None
+            ),
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    """One checked request: a new run (``task``) or the continuation of a thread's run."""
+
+    task: str | None
+    user_id: str
+    thread_id: str
+    agent: str | None
+    resume: Any
+    existing: bool
+    """Whether the caller named the thread (it may hold an unfinished run)."""
+
+
+def _approval_request(value: Any, values: dict[str, Any]) -> ApprovalRequest:
+    if isinstance(value, dict) and value.get("type") == "approval":
+        return ApprovalRequest(**value)
+    return ApprovalRequest(question=str(value), answer=values.get("answer", ""))
 
 
 def _reraise(exc: Exception, thread_id: str) -> NoReturn:

@@ -27,7 +27,9 @@ PUBLIC = [
     "Usage",
     "UsageError",
     "arun",
+    "astream",
     "run",
+    "stream",
 ]
 
 

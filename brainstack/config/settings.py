@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     approval: bool = False
     """Pause for a human decision before the answers of ``approval_routes`` are final."""
-    approval_routes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["group_chat"])
+    approval_routes: Annotated[tuple[str, ...], NoDecode] = ("group_chat",)
     """Route targets that need approval when ``approval`` is on (comma-separated in the env)."""
 
     max_task_chars: int = Field(default=8000, ge=1)

@@ -12,8 +12,18 @@ from langgraph.graph import END, START, StateGraph
 from brainstack.agents.group_chat import GroupChat
 from brainstack.agents.specialist import Specialist
 from brainstack.config.agents import GROUP_CHAT
-from brainstack.graphs.nodes import Recall, Remember, Review, Route, after_review, after_route, node_name
-from brainstack.graphs.state import RouterState
+from brainstack.graphs.nodes import (
+    AfterReview,
+    Approve,
+    Recall,
+    Remember,
+    Review,
+    Route,
+    after_route,
+    node_name,
+    start_run,
+)
+from brainstack.graphs.state import RouterState, RunInput
 
 if TYPE_CHECKING:
     from brainstack.agents.providers import ModelProvider
@@ -34,16 +44,23 @@ def create_router_graph(
     settings: Settings,
     memory: MemoryGateway | None = None,
 ) -> StateGraph[Any]:
-    """START → recall → route → specialist_<name> | group_chat → review → remember → END.
+    """START → recall → route → specialist_<name> | group_chat → review → [approve] → remember → END.
 
     ``memory`` is the gateway recall and remember use; without one (``BRAINSTACK_MEMORY=0``)
-    the graph is START → route → … → review → END. Returns the graph uncompiled, so the caller chooses the
-    checkpointer.
+    the graph is START → route → … → review → END. With ``settings.approval`` the answers of
+    ``settings.approval_routes`` wait in ``approve`` for a human. The input is
+    :class:`~brainstack.graphs.state.RunInput` (a task, optionally a user); the first node resets
+    the thread's previous run. Returns the graph uncompiled, so the caller chooses the checkpointer.
     """
-    graph: StateGraph[Any] = StateGraph(RouterState)
+    graph: StateGraph[Any] = StateGraph(RouterState, input_schema=RunInput)
+
+    def first(name: str, node: Node) -> Any:
+        return start_run(timed(name, node), provider.name, settings.max_task_chars)
+
     if memory is not None:
-        graph.add_node("recall", timed("recall", Recall(memory)))
-    graph.add_node("route", timed("route", Route(agents, router, provider)))
+        graph.add_node("recall", first("recall", Recall(memory)))
+    route = Route(agents, router, provider)
+    graph.add_node("route", timed("route", route) if memory is not None else first("route", route))
     targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
         node = node_name(name)
@@ -64,7 +81,21 @@ def create_router_graph(
     for target in agents.agents:
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
-    graph.add_conditional_edges("review", after_review, {**targets, "remember": finish})
+    approval = settings.approval_routes if settings.approval else ()
+    unknown = set(approval) - {*agents.agents, GROUP_CHAT}
+    if unknown:
+        from brainstack.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"BRAINSTACK_APPROVAL_ROUTES names {', '.join(sorted(unknown))}, which is not a route; "
+            f"use {', '.join([*agents.agents, GROUP_CHAT])}."
+        )
+    ends: dict[Hashable, str] = {**targets, "remember": finish}
+    if approval:
+        graph.add_node("approve", timed("approve", Approve()))
+        graph.add_edge("approve", finish)
+        ends["approve"] = "approve"
+    graph.add_conditional_edges("review", AfterReview(approval), ends)
     return graph
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config.agents import GROUP_CHAT
 from brainstack.graphs.state import RouterState, add_usage
 
@@ -16,7 +18,17 @@ if TYPE_CHECKING:
     from brainstack.graphs.router import SemanticRouter
     from brainstack.memory.gateway import MemoryGateway
 
-__all__ = ["MAX_ANSWER_CHARS", "Recall", "Remember", "Review", "Route", "node_name"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "AfterReview",
+    "Approve",
+    "Recall",
+    "Remember",
+    "Review",
+    "Route",
+    "node_name",
+    "start_run",
+]
 
 MAX_ANSWER_CHARS = 20_000
 
@@ -73,7 +85,8 @@ class Route:
                     f"offline model does not classify",
                 )
         get_stream_writer()({"type": "route", **decision})
-        return {"route": decision, "usage": add_usage(state.get("usage"), usage)}
+        # requested_agent is consumed: the thread's next run routes again unless its input asks.
+        return {"route": decision, "usage": add_usage(state.get("usage"), usage), "requested_agent": None}
 
     def _classifier_model(self) -> Any:
         if self._classifier is None:
@@ -189,9 +202,124 @@ class Review:
         }
 
 
-def after_review(state: RouterState) -> str:
-    """Back to an agent when review asked for it; otherwise on to ``remember``."""
-    return (state.get("review") or {}).get("next") or "remember"
+class AfterReview:
+    """Back to an agent when review asked for it; to ``approve`` when the route needs a human;
+    otherwise on to ``remember``."""
+
+    def __init__(self, approval_routes: Iterable[str] = ()) -> None:
+        self.approval_routes = set(approval_routes)
+
+    def __call__(self, state: RouterState) -> str:
+        review = state.get("review") or {}
+        if review.get("next"):
+            return str(review["next"])
+        target = (state.get("route") or {}).get("target")
+        if target in self.approval_routes and review.get("status") != "failed":
+            return "approve"
+        return "remember"
+
+
+after_review = AfterReview()
+
+
+def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
+    """Wrap the graph's first node so that every run starts clean, whoever starts it.
+
+    A run's input is only ``task`` (and optionally ``user_id``, ``requested_agent``), from
+    :class:`~brainstack.Runtime` and from LangGraph Studio alike. The previous run's values on the
+    thread (answer, transcript, usage, timings …) are reset here and the task joins the thread's
+    conversation, so the node sees, and the checkpoint stores, only this run.
+    """
+    import functools
+
+    @functools.wraps(node)
+    async def first(state: RouterState) -> dict[str, Any]:
+        from langgraph.config import get_config
+
+        from brainstack.errors import InvalidTaskError
+
+        task = (state.get("task") or "").strip() if isinstance(state.get("task"), str) else ""
+        if not task:
+            raise InvalidTaskError("The task is empty: pass the question or instruction to run.")
+        if len(task) > max_task_chars:
+            raise InvalidTaskError(
+                f"The task has {len(task)} characters; the limit is {max_task_chars}. Shorten it or "
+                f"raise BRAINSTACK_MAX_TASK_CHARS."
+            )
+        configurable = get_config().get("configurable", {})
+        fresh: dict[str, Any] = {
+            "task": task,
+            "user_id": state.get("user_id") or "default",
+            "route": None,
+            "active_agent": "",
+            "answer": "",
+            "speakers": [],
+            "transcript": [],
+            "tool_calls": [],
+            "usage": {},
+            "timings": {},
+            "review": {},
+            "model": provider_name,
+            "thread_id": str(configurable.get("thread_id") or state.get("thread_id") or ""),
+            "memory": {},
+            "remembered": {},
+            "approval": {},
+        }
+        messages = list(state.get("messages") or [])
+        last = messages[-1] if messages else None
+        if not (last is not None and last.type == "human" and last.content == task):
+            # (a re-run of this step from its checkpoint already has the task as the last message)
+            human = HumanMessage(task)
+            fresh["messages"] = [human]
+            messages.append(human)
+        update = await node({**state, **fresh, "messages": messages})
+        return {**fresh, **update}
+
+    return first
+
+
+class Approve:
+    """Pause for a human: approve the answer, reject it, or replace it with an edit.
+
+    The request (what is being decided) is LangGraph's interrupt value, so Studio shows it and
+    resumes it the same way as ``run(thread_id=…, resume=…)``. An unreadable answer asks again.
+    """
+
+    def __call__(self, state: RouterState) -> dict[str, Any]:
+        from langgraph.types import interrupt
+
+        route = state.get("route") or {}
+        proposed = state.get("answer", "")
+        request: dict[str, Any] = {
+            "type": "approval",
+            "question": f"Approve the {route.get('target', 'agent')}'s answer?",
+            "route": route.get("target"),
+            "answer": proposed,
+            "speakers": state.get("speakers", []),
+            "thread_id": state.get("thread_id"),
+            "options": RESUME_FORMS,
+        }
+        problem = ""
+        while True:
+            value = interrupt({**request, "problem": problem} if problem else request)
+            try:
+                status, text = parse_resume(value)
+                break
+            except ValueError as exc:
+                problem = str(exc)
+        approval = {"status": status, "proposed": proposed, "note": text}
+        if status == "approved":
+            return {"approval": approval}
+        if status == "edited":
+            answer = text
+        else:
+            reason = f": {text}" if text else ""
+            answer = f"Rejected by the reviewer{reason}. The proposed answer was not adopted."
+        update: dict[str, Any] = {"answer": answer, "approval": approval}
+        answered = [m for m in state.get("messages", []) if m.type == "ai"]
+        if answered and answered[-1].id:  # replace the proposed answer in the thread's conversation
+            update["messages"] = [AIMessage(answer, name=answered[-1].name, id=answered[-1].id)]
+        return update
 
 
 class Recall:

@@ -7,7 +7,18 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
-__all__ = ["RouterState", "add_usage"]
+__all__ = ["RouterState", "RunInput", "add_usage"]
+
+
+class RunInput(TypedDict, total=False):
+    """What a run takes (the form LangGraph Studio shows): the task, and optionally who asks."""
+
+    task: str
+    """The question or instruction."""
+    user_id: str
+    """Whose memory to use (``default`` when empty)."""
+    requested_agent: str | None
+    """Force a route target (a specialist's name or ``group_chat``); leave empty to route."""
 
 
 class RouterState(TypedDict, total=False):
@@ -36,6 +47,8 @@ class RouterState(TypedDict, total=False):
     """A :class:`~brainstack.results.MemoryRecall` as a dict (what recall found)."""
     remembered: dict[str, Any]
     """A :class:`~brainstack.results.MemoryWrite` as a dict (what remember wrote)."""
+    approval: dict[str, Any]
+    """A human's decision on the answer (:class:`~brainstack.results.Approval` as a dict), if asked."""
 
 
 def add_usage(total: dict[str, int] | None, delta: dict[str, int]) -> dict[str, int]:

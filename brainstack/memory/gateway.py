@@ -309,7 +309,10 @@ class MemoryGateway:
         route = state.get("route") or {}
         answer = state.get("answer", "")
         review = state.get("review") or {}
-        succeeded = review.get("status", "ok") in ("ok", "retried") and bool(answer)
+        approval = (state.get("approval") or {}).get("status")
+        succeeded = (
+            review.get("status", "ok") in ("ok", "retried") and bool(answer) and approval != "rejected"
+        )
         write: dict[str, Any] = {"degraded": []}
 
         def attempt(layer: str, fn: Callable[[], Any]) -> Any:
@@ -348,7 +351,7 @@ class MemoryGateway:
             "route": route.get("target", ""),
             "kind": route.get("kind", ""),
             "speakers": speakers,
-            "outcome": review.get("status", "ok"),
+            "outcome": approval or review.get("status", "ok"),
             "task": _clip(task, 500),
         }
         write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
