@@ -33,6 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
     run.add_argument("--json", action="store_true", help="print the RunResult as JSON")
 
+    resume = commands.add_parser(
+        "resume",
+        help="continue a thread's unfinished run: answer its approval request, or go on after a crash",
+    )
+    resume.add_argument("--thread", required=True, help="thread id")
+    decision = resume.add_mutually_exclusive_group()
+    decision.add_argument("--approve", action="store_true", help="accept the proposed answer")
+    decision.add_argument(
+        "--reject", nargs="?", const="", metavar="WHY", help="reject the proposed answer (optionally why)"
+    )
+    decision.add_argument("--edit", metavar="TEXT", help="replace the proposed answer with TEXT")
+    resume.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+
     history = commands.add_parser("history", help="list a thread's checkpoints, newest first")
     history.add_argument("--thread", required=True, help="thread id")
     history.add_argument("--json", action="store_true", help="print the checkpoints as JSON")
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
-    runtime = Runtime(agents=args.agents)
+    runtime = Runtime(agents=getattr(args, "agents", None))
     out = sys.stdout
     if not args.json:
         print(_banner(runtime), file=sys.stderr)
@@ -127,6 +140,19 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     usage = result.usage
     print(f"\n{result.answer}\n", file=out)
+    if result.status == "awaiting_approval":
+        print(
+            f"⏸ waiting for your approval. Continue with: brainstack resume --thread {result.thread_id} "
+            "--approve | --reject [WHY] | --edit TEXT",
+            file=sys.stderr,
+        )
+    elif result.approval is not None:
+        note = (
+            f": {result.approval.note}"
+            if result.approval.status == "rejected" and result.approval.note
+            else ""
+        )
+        print(f"✓ {result.approval.status} by the reviewer{note}", file=sys.stderr)
     print(
         f"thread {result.thread_id} · {usage.total_tokens} tokens ({usage.prompt_tokens} in, "
         f"{usage.completion_tokens} out, {usage.model_calls} model calls) · {seconds:.2f}s",
@@ -271,7 +297,18 @@ def _when(timestamp: Any) -> str:
 async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:
     from brainstack.events import ResultEvent
 
-    async for event in runtime.astream(args.task, user_id=args.user, thread_id=args.thread, agent=args.agent):
+    if args.command == "resume":
+        resume: Any = None
+        if args.approve:
+            resume = "approve"
+        elif args.reject is not None:
+            resume = {"reject": args.reject}
+        elif args.edit is not None:
+            resume = {"edit": args.edit}
+        events = runtime.astream(thread_id=args.thread, resume=resume)
+    else:
+        events = runtime.astream(args.task, user_id=args.user, thread_id=args.thread, agent=args.agent)
+    async for event in events:
         if isinstance(event, ResultEvent):
             return event.result
         if out is not None:
@@ -282,6 +319,7 @@ async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None)
 def _show(event: Event, out: TextIO) -> None:
     from brainstack.events import (
         GroupChatTurnEvent,
+        InterruptEvent,
         MemoryRecalledEvent,
         MemoryWrittenEvent,
         RouteEvent,
@@ -323,6 +361,8 @@ def _show(event: Event, out: TextIO) -> None:
         print(f"  · {event.agent} called {event.tool}({_args(event.arguments)}) → {event.result}", file=out)
     elif isinstance(event, GroupChatTurnEvent):
         print(f"  [{event.speaker}] {event.content}", file=out)
+    elif isinstance(event, InterruptEvent):
+        print(f"⏸ {event.request.question}", file=out)
     out.flush()
 
 

@@ -177,10 +177,15 @@ class Runtime:
         if run.task is None or run.existing:
             pending = await self._pending(run.thread_id)
             if run.task is not None and pending is not None:
+                how = (
+                    f"answer it with `brainstack resume --thread {run.thread_id} --approve|--reject|--edit "
+                    f"TEXT` (Python: run(thread_id=…, resume=…))"
+                    if "approval" in pending
+                    else f"continue it with `brainstack resume --thread {run.thread_id}` (Python: "
+                    f"run(thread_id=…))"
+                )
                 raise UsageError(
-                    f"Thread {run.thread_id!r} has an unfinished run ({pending}); continue it first "
-                    f"(`run(thread_id=…{', resume=…' if 'approval' in pending else ''})`, "
-                    f"`brainstack resume --thread {run.thread_id}`) or use a new thread."
+                    f"Thread {run.thread_id!r} has an unfinished run ({pending}): {how}, or use a new thread."
                 )
         if run.task is not None:
             inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}

@@ -1,0 +1,191 @@
+"""Human approval: a run pauses before its answer is final and continues with the human's decision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from brainstack import Runtime, UsageError
+from brainstack.errors import ConfigurationError
+from brainstack.events import GroupChatTurnEvent, InterruptEvent, ResultEvent
+
+DECISION = "Should we launch a freemium tier next quarter?"
+CALCULATION = "What is 17.5% of 2340?"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def approving(request, settings, embedder):
+    """A runtime that asks for approval of group-chat answers, on both checkpoint backends."""
+    update: dict = {"approval": True}
+    if request.param == "postgres":
+        update["checkpoint_url"] = request.getfixturevalue("postgres_url")
+    with Runtime(settings.model_copy(update=update), embedder=embedder) as runtime:
+        yield runtime
+
+
+def thread() -> str:
+    return f"approval-{uuid.uuid4().hex[:12]}"
+
+
+def ai_messages(runtime: Runtime, thread_id: str) -> list[str]:
+    return [m["content"] for m in runtime.messages(thread_id) if m["role"] == "ai"]
+
+
+def test_group_chat_answer_waits_for_approval_then_is_approved(approving):
+    tid = thread()
+    events = list(approving.stream(DECISION, thread_id=tid))
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["interrupt", "result"]
+    assert any(isinstance(e, GroupChatTurnEvent) for e in events)
+    request = next(e for e in events if isinstance(e, InterruptEvent)).request
+    paused = events[-1].result
+    assert paused.status == "awaiting_approval"
+    assert paused.approval.status == "pending" and paused.approval.request == request
+    assert request.route == "group_chat" and request.answer == paused.answer and request.thread_id == tid
+    assert paused.remembered.episode_id is None  # nothing is remembered before the human decides
+    assert "approve" not in paused.timings and "remember" not in paused.timings
+
+    result = approving.run(thread_id=tid, resume="approve")
+    assert result.status == "completed" and result.approval.status == "approved"
+    assert result.answer == paused.answer
+    assert result.transcript == paused.transcript  # the meeting did not run again
+    assert result.timings["group_chat"] == paused.timings["group_chat"]
+    assert result.remembered.episode_id is not None
+    assert ai_messages(approving, tid) == [paused.answer]
+
+
+def test_edit_replaces_the_answer_in_the_result_and_the_thread(approving):
+    tid = thread()
+    paused = approving.run(DECISION, thread_id=tid)
+    edited = "Launch freemium in Q3, capped at 3 projects per account."
+    result = approving.run(thread_id=tid, resume={"edit": edited})
+    assert result.answer == edited
+    assert result.approval.status == "edited" and result.approval.proposed == paused.answer
+    assert ai_messages(approving, tid) == [edited]  # replaced, not appended
+
+
+def test_reject_records_the_reason_and_learns_nothing(approving):
+    tid = thread()
+    approving.run(DECISION, thread_id=tid)
+    result = approving.run(thread_id=tid, resume={"reject": "no pricing analysis yet"})
+    assert result.approval.status == "rejected" and result.approval.note == "no pricing analysis yet"
+    assert result.answer.startswith("Rejected by the reviewer: no pricing analysis yet.")
+    assert ai_messages(approving, tid) == [result.answer]
+    assert result.remembered.skill is None  # a rejected decision reinforces no procedure
+    episodes = approving.memory.episodes.search("default", DECISION, k=5)
+    assert [e.metadata["outcome"] for e in episodes if e.id == result.remembered.episode_id] == ["rejected"]
+
+
+async def test_async_resume(approving):
+    tid = thread()
+    paused = await approving.arun(DECISION, thread_id=tid)
+    assert paused.status == "awaiting_approval"
+    events = [e async for e in approving.astream(thread_id=tid, resume="reject")]
+    assert isinstance(events[-1], ResultEvent) and events[-1].result.approval.status == "rejected"
+
+
+def test_routes_without_approval_do_not_pause(approving):
+    result = approving.run(CALCULATION)
+    assert result.route.target == "finance"
+    assert result.status == "completed" and result.approval is None
+
+
+def test_approval_routes_are_configurable(settings, embedder):
+    configured = settings.model_copy(update={"approval": True, "approval_routes": ("finance",)})
+    with Runtime(configured, embedder=embedder) as runtime:
+        assert runtime.run(CALCULATION).status == "awaiting_approval"
+        assert runtime.run(DECISION).status == "completed"
+
+
+def test_approval_off_by_default(settings, embedder):
+    with Runtime(settings, embedder=embedder) as runtime:
+        assert "approve" not in runtime.graph.nodes
+        assert runtime.run(DECISION).status == "completed"
+
+
+def test_unknown_approval_route_is_a_configuration_error(settings, embedder):
+    configured = settings.model_copy(update={"approval": True, "approval_routes": ("legal",)})
+    with pytest.raises(ConfigurationError, match="legal"):
+        Runtime(configured, embedder=embedder).graph  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"resume": "maybe"}, "not a decision"),
+        ({"resume": {"edit": ""}}, "not a decision"),
+        ({"resume": {"edit": "x", "reject": "y"}}, "not a decision"),
+    ],
+)
+def test_unreadable_decisions_are_refused_and_the_run_stays_paused(approving, kwargs, message):
+    tid = thread()
+    paused = approving.run(DECISION, thread_id=tid)
+    with pytest.raises(UsageError, match=message):
+        approving.run(thread_id=tid, **kwargs)
+    assert approving.run(thread_id=tid, resume="yes").answer == paused.answer
+
+
+def test_a_paused_thread_refuses_new_tasks_and_plain_continuation(approving):
+    tid = thread()
+    approving.run(DECISION, thread_id=tid)
+    with pytest.raises(UsageError, match="waiting for approval"):
+        approving.run("Another question", thread_id=tid)
+    with pytest.raises(UsageError, match="waiting for approval: pass resume="):
+        approving.run(thread_id=tid)
+    with pytest.raises(UsageError, match="either a task"):
+        approving.run("Another question", thread_id=tid, resume="approve")
+    approving.run(thread_id=tid, resume="approve")
+    with pytest.raises(UsageError, match="no unfinished run"):
+        approving.run(thread_id=tid, resume="approve")
+    assert approving.run("What is 2 + 2?", thread_id=tid).status == "completed"
+
+
+def test_resume_needs_a_thread(approving):
+    with pytest.raises(UsageError, match="thread_id"):
+        approving.run(resume="approve")
+
+
+async def test_a_raw_client_with_an_unreadable_decision_is_asked_again(approving):
+    """Studio and SDK clients resume with Command(resume=...) directly: the node asks again."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    graph = approving.graph.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": thread()}}
+    await graph.ainvoke({"task": DECISION}, config)
+    await graph.ainvoke(Command(resume="perhaps"), config)
+    (interrupt,) = (await graph.aget_state(config)).interrupts
+    assert "not a decision" in interrupt.value["problem"]
+    final = await graph.ainvoke(Command(resume={"edit": "Go."}), config)
+    assert final["answer"] == "Go." and final["approval"]["status"] == "edited"
+
+
+@pytest.mark.slow
+def test_cli_pauses_and_resumes_in_another_process(env_home):
+    env = {**env_home, "BRAINSTACK_APPROVAL": "1"}
+    tid = thread()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "brainstack.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    paused = cli("run", DECISION, "--thread", tid)
+    assert paused.returncode == 0, paused.stderr
+    assert f"brainstack resume --thread {tid} --approve" in paused.stderr
+    assert "⏸ Approve the group_chat's answer?" in paused.stdout
+    busy = cli("run", "What is 2 + 2?", "--thread", tid)
+    assert busy.returncode == 2 and "waiting for approval" in busy.stderr and "Traceback" not in busy.stderr
+    done = cli("resume", "--thread", tid, "--reject", "too early", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and result["approval"]["status"] == "rejected"
+    assert result["approval"]["note"] == "too early"
