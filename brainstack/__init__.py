@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from brainstack.events import Event
     from brainstack.results import ChatTurn, RouteDecision, RunResult, ToolCallRecord, Usage
     from brainstack.runtime import Runtime
+
+# onnxruntime (1.32, on Linux too) posts usage telemetry to Microsoft a few seconds after a session
+# starts unless this is set before it is imported; brainstack makes no outbound call on its own.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # Exports resolve on first use, so `import brainstack` (and `brainstack --help`) stays fast.
 _LAZY = {

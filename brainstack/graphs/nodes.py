@@ -333,10 +333,17 @@ class Recall:
 
         if self.gateway is None:
             return {"memory": {}}
+        from brainstack.memory.gateway import recent_messages
+
         recall = await self.gateway.recall(
             state.get("user_id") or "default", state["thread_id"], state["task"]
         )
         payload = recall.model_dump()
+        settings = self.gateway.settings  # the sensory buffer: what the agents will see of the thread
+        earlier = state.get("messages", [])[:-1]
+        payload["history_messages"] = len(
+            recent_messages(earlier, settings.history_messages, settings.history_token_budget)
+        )
         get_stream_writer()({"type": "memory_recalled", **payload})
         return {"memory": payload}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Required
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict  # pydantic (the LangGraph server's schemas) needs it on 3.11
 
 __all__ = ["RouterState", "RunInput", "add_usage"]
 
@@ -13,7 +14,7 @@ __all__ = ["RouterState", "RunInput", "add_usage"]
 class RunInput(TypedDict, total=False):
     """What a run takes (the form LangGraph Studio shows): the task, and optionally who asks."""
 
-    task: str
+    task: Required[str]
     """The question or instruction."""
     user_id: str
     """Whose memory to use (``default`` when empty)."""

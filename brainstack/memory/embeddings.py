@@ -147,7 +147,7 @@ class MiniLMEmbedder:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    import onnxruntime as ort
+                    import onnxruntime as ort  # (telemetry is off: see brainstack/__init__.py)
                     from tokenizers import Tokenizer
 
                     tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))

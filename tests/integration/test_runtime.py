@@ -73,6 +73,7 @@ def test_second_run_on_a_thread_sees_the_first(runtime):
     second = runtime.run("Which indexes should the accounts table have?", thread_id=t1)
     assert first.thread_id == second.thread_id == t1
     assert "Earlier in this thread" in second.answer
+    assert (first.memory.history_messages, second.memory.history_messages) == (0, 2)  # sensory buffer
     messages = runtime.messages(t1)
     assert [m["role"] for m in messages] == ["human", "ai", "human", "ai"]
     assert messages[0]["content"].startswith("How should we design the database schema")

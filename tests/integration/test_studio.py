@@ -1,0 +1,221 @@
+"""`langgraph dev` serves langgraph.json's graph; a langgraph-sdk client runs, streams and resumes it.
+
+The server runs as a real subprocess on a free loopback port with the offline model. Every
+outbound HTTP(S) connection it could make goes through a proxy this test owns, which counts them:
+the test requires zero.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAPH_ID = "brainstack"
+CALCULATION = "What is 17.5% of 2340?"
+DECISION = "Should we launch a freemium tier next quarter?"
+
+
+class CountingProxy:
+    """A TCP listener standing in for HTTP(S)_PROXY: it records each connection and closes it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(1)
+                try:
+                    self.requests.append(conn.recv(200))
+                except OSError:
+                    self.requests.append(b"?")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+) -> Iterator[tuple[str, CountingProxy, float]]:
+    langgraph = shutil.which("langgraph", path=str(Path(sys.executable).parent))
+    assert langgraph, "langgraph-cli is not installed: `uv sync` installs it with the dev group"
+    work = tmp_path_factory.mktemp("studio")
+    proxy = CountingProxy()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINSTACK_", "OPENAI_", "LANGSMITH"))}
+    env.update(
+        BRAINSTACK_HOME=str(work / "home"),
+        BRAINSTACK_CACHE_DIR=str(cache_dir),
+        BRAINSTACK_APPROVAL="1",
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGGRAPH_NO_VERSION_CHECK="true",
+        LANGSMITH_TRACING="false",
+        HTTP_PROXY=f"http://127.0.0.1:{proxy.port}",
+        HTTPS_PROXY=f"http://127.0.0.1:{proxy.port}",
+        ALL_PROXY=f"http://127.0.0.1:{proxy.port}",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    log = (work / "server.log").open("w")
+    process = subprocess.Popen(
+        [langgraph, "dev", "--port", str(port), "--host", "127.0.0.1", "--no-browser", "--no-reload"],
+        cwd=ROOT,  # graph paths in langgraph.json are relative to it (.langgraph_api/ is git-ignored)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+
+    def output() -> str:
+        return (work / "server.log").read_text()
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"langgraph dev exited ({process.returncode}):\n{(work / 'server.log').read_text()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/ok", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev did not answer in 90 s:\n{output()}")
+            time.sleep(0.3)
+        yield url, proxy, started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+        proxy.close()
+
+
+@pytest.fixture
+def client(server):
+    from langgraph_sdk import get_client
+
+    return get_client(url=server[0])
+
+
+async def stream(client, thread_id: str, **kwargs) -> list:
+    return [
+        chunk
+        async for chunk in client.runs.stream(
+            thread_id, GRAPH_ID, stream_mode=["custom", "updates"], **kwargs
+        )
+    ]
+
+
+async def test_the_graph_is_served_with_a_task_form(client):
+    (assistant,) = await client.assistants.search(graph_id=GRAPH_ID)
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    form = schemas["input_schema"]
+    assert form["required"] == ["task"]
+    assert set(form["properties"]) == {"task", "user_id", "requested_agent"}
+    visible = set(schemas["state_schema"]["properties"])
+    assert {"route", "transcript", "memory", "answer", "approval"} <= visible
+
+
+async def test_a_run_streams_typed_events_and_leaves_its_state(client):
+    thread = await client.threads.create()
+    chunks = await stream(client, thread["thread_id"], input={"task": CALCULATION, "user_id": "studio"})
+    custom = [c.data for c in chunks if c.event == "custom"]
+    assert [e["type"] for e in custom] == [
+        "memory_recalled",
+        "route",
+        "tool_call",
+        "agent_message",
+        "memory_written",
+    ]
+    route = custom[1]
+    assert route["target"] == "finance" and route["decided_by"] == "semantic"
+    assert custom[2]["result"] == "409.5"
+    updates = [next(iter(c.data)) for c in chunks if c.event == "updates"]
+    assert updates == ["recall", "route", "specialist_finance", "review", "remember"]
+
+    state = await client.threads.get_state(thread["thread_id"])
+    values = state["values"]
+    assert state["next"] == []
+    assert values["route"]["target"] == "finance" and "409.5" in values["answer"]
+    assert values["user_id"] == "studio" and values["thread_id"] == thread["thread_id"]
+    assert values["memory"]["timings"] and values["remembered"]["episode_id"]
+    assert [m["type"] for m in values["messages"]] == ["human", "ai"]
+
+
+async def test_a_second_run_on_the_thread_starts_clean(client):
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": CALCULATION})
+    final = await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": "What is 2 + 2?"})
+    assert final["task"] == "What is 2 + 2?" and "4" in final["answer"]
+    # only this run's route, speaker and tool call: nothing left over from the first run
+    assert final["speakers"] == [final["route"]["target"]] and len(final["tool_calls"]) == 1
+    assert final["memory"]["history_messages"] == 2  # …but the conversation carries on
+    assert [m["type"] for m in final["messages"]] == ["human", "ai", "human", "ai"]
+
+
+async def test_approval_pauses_in_studio_and_a_resume_command_finishes_it(client):
+    thread = await client.threads.create()
+    chunks = await stream(client, thread["thread_id"], input={"task": DECISION})
+    custom = [c.data for c in chunks if c.event == "custom"]
+    turns = [e["speaker"] for e in custom if e["type"] == "group_chat_turn"]
+    assert turns == ["CTO", "CMO", "CFO"]
+    interrupted = [
+        c.data["__interrupt__"] for c in chunks if c.event == "updates" and "__interrupt__" in c.data
+    ]
+    (request,) = interrupted[0]
+    assert request["value"]["type"] == "approval" and request["value"]["route"] == "group_chat"
+
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["next"] == ["approve"]
+
+    final = await client.runs.wait(
+        thread["thread_id"], GRAPH_ID, command={"resume": {"edit": "Ship it in Q3."}}
+    )
+    assert final["answer"] == "Ship it in Q3." and final["approval"]["status"] == "edited"
+    assert final["remembered"]["episode_id"]
+    assert (await client.threads.get_state(thread["thread_id"]))["next"] == []
+
+
+async def test_an_empty_task_fails_the_run_with_a_clear_error(client):
+    thread = await client.threads.create()
+    chunks = await stream(client, thread["thread_id"], input={"task": "   "})
+    errors = [c.data for c in chunks if c.event == "error"]
+    assert errors and errors[0]["error"] == "InvalidTaskError"  # (the server masks the message)
+
+
+def test_the_server_made_no_outbound_connection(server):
+    _, proxy, started = server
+    time.sleep(max(0.0, started + 15 - time.monotonic()))  # onnxruntime's telemetry came after ~5-10 s
+    assert proxy.requests == []
