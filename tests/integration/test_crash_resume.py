@@ -1,0 +1,117 @@
+"""A process killed (SIGKILL) in the middle of the group chat resumes from its last checkpoint.
+
+The first process runs a group-chat task whose model stalls on the second speaker: it reports
+that on stdout and the test kills it for real. A second process (the CLI, as a user would)
+continues the thread. The finished run has one answer in the thread and one episode in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from brainstack import Runtime
+
+pytestmark = pytest.mark.slow
+
+DECISION = "Should we launch a freemium tier next quarter?"
+
+# The model of the first process: the real offline model, except that the second call (the CMO's
+# turn; the CTO has spoken) never returns.
+STALLING_RUN = """
+import sys, time, httpx2
+from brainstack import Runtime
+from brainstack.agents.offline import OfflineModel
+from brainstack.config import Settings
+
+model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+calls = 0
+
+def handle(request):
+    global calls
+    calls += 1
+    if calls == 2:
+        print("STALLED", flush=True)
+        time.sleep(600)
+    return model.handle(request)
+
+runtime = Runtime(Settings.from_env(), transport=httpx2.MockTransport(handle))
+for event in runtime.stream(sys.argv[1], thread_id=sys.argv[2]):
+    print(event.type, getattr(event, "speaker", ""), flush=True)
+print("FINISHED", flush=True)
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_env(request, env_home):
+    if request.param == "postgres":
+        return {**env_home, "BRAINSTACK_CHECKPOINT_URL": request.getfixturevalue("postgres_url")}
+    return env_home
+
+
+def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(backend_env, settings, embedder):
+    thread = f"crash-{uuid.uuid4().hex[:12]}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLING_RUN, DECISION, thread],
+        env=backend_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + 120
+    try:
+        assert child.stdout is not None
+        while (line := child.stdout.readline()) and time.monotonic() < deadline:
+            seen.append(line.strip())
+            if line.strip() == "STALLED":
+                break
+        assert seen[-1:] == ["STALLED"], (seen, child.stderr.read() if child.poll() is not None else "")
+        assert "group_chat_turn CTO" in seen and "result" not in " ".join(seen)
+        os.kill(child.pid, signal.SIGKILL)  # a real kill: no cleanup, no finally blocks
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+
+    home = settings.model_copy(
+        update={
+            "home": Path(backend_env["BRAINSTACK_HOME"]),
+            "checkpoint_url": backend_env.get("BRAINSTACK_CHECKPOINT_URL"),
+        }
+    )
+    with Runtime(home, embedder=embedder) as runtime:
+        last = runtime.history(thread)[0]
+        assert last.next == ["group_chat"] and last.route == "group_chat"  # stopped inside the meeting
+        assert runtime.memory.episodes.count("default") == 0
+        with pytest.raises(Exception, match="stopped before group_chat"):
+            runtime.run("A new question", thread_id=thread)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "brainstack.cli", "resume", "--thread", thread],
+        env=backend_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "→ route:" not in resumed.stdout  # route ran before the kill and is not repeated
+    turns = [line.split("]")[0].strip(" [") for line in resumed.stdout.splitlines() if line.startswith("  [")]
+    assert turns == ["CTO", "CMO", "CFO"]
+
+    with Runtime(home, embedder=embedder) as runtime:
+        messages = runtime.messages(thread)
+        assert [m["role"] for m in messages] == ["human", "ai"]
+        assert messages[1]["content"].startswith("CFO:") and messages[1]["content"] in resumed.stdout
+        assert runtime.history(thread)[0].next == []
+        assert runtime.memory.episodes.count("default") == 1
+        (episode,) = runtime.memory.episodes.search("default", DECISION, k=5)
+        assert episode.metadata["thread_id"] == thread and episode.metadata["route"] == "group_chat"
