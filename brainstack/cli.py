@@ -376,6 +376,9 @@ def _banner(runtime: Runtime) -> str:
             "brainstack · model: offline (no OPENAI_API_KEY or OPENAI_BASE_URL set): routing, "
             "group chat, tools and checkpoints are real; answers are assembled, not generated."
         )
+    if runtime.model == "local":
+        name = runtime.provider.model_name()
+        return f"brainstack · model: local ({name} on llama.cpp, 127.0.0.1); the semantic router routes"
     where = runtime.settings.openai_base_url or "OpenAI"
     return f"brainstack · model: {runtime.settings.model} via {where}"
 

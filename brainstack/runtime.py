@@ -473,6 +473,7 @@ class Runtime:
         self._loop = self._thread = None
         self._compiled = None
         self._resources = []
+        self.provider.close()  # the local model server, when the provider started one
 
     def __enter__(self) -> Runtime:
         return self

@@ -1,13 +1,16 @@
 """Chat-model providers: one place that builds the LangChain and AutoGen clients.
 
-Both providers use the real OpenAI clients (langchain-openai for the graph's
+Every provider uses the real OpenAI clients (langchain-openai for the graph's
 agents, autogen-ext for the group chat). ``offline`` points them at the
-in-process :class:`~brainstack.agents.offline.OfflineModel`; a caller (the
-replay harness, a test) may pass any ``httpx2`` transport instead.
+in-process :class:`~brainstack.agents.offline.OfflineModel`; ``local`` at a
+llama.cpp server on loopback (:class:`~brainstack.agents.local.LocalModelServer`),
+started on first use; a caller (the replay harness, a test) may pass any
+``httpx2`` transport instead.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from autogen_ext.models.openai import OpenAIChatCompletionClient
     from langchain_openai import ChatOpenAI
 
+    from brainstack.agents.local import LocalModelServer
     from brainstack.config import AgentsConfig, Settings
 
 __all__ = ["ModelProvider"]
@@ -30,14 +34,16 @@ _UNKNOWN_MODEL_INFO = {
     "structured_output": True,
     "multiple_system_messages": True,
 }
+# The packaged Gemma base model has no template that llama.cpp can render tools with.
+_LOCAL_MODEL_INFO = {**_UNKNOWN_MODEL_INFO, "function_calling": False}
 
 
 class ModelProvider:
-    """Builds chat clients for one provider (``openai`` or ``offline``)."""
+    """Builds chat clients for one provider (``openai``, ``offline`` or ``local``)."""
 
     def __init__(self, settings: Settings, agents: AgentsConfig, *, transport: Any | None = None) -> None:
         self.settings = settings
-        self.name: Literal["openai", "offline"] = settings.resolved_provider
+        self.name: Literal["openai", "offline", "local"] = settings.resolved_provider
         if self.name == "offline" and transport is None:
             import httpx2
 
@@ -47,31 +53,83 @@ class ModelProvider:
             )
             transport = httpx2.MockTransport(model.handle)
         self._transport = transport
+        self._local: LocalModelServer | None = None
+        self._local_lock = threading.Lock()
 
     @property
     def can_classify(self) -> bool:
-        """Whether the model may decide routes (the offline model does not)."""
-        return self.name != "offline"
+        """Whether the model may decide routes (neither the offline nor the small local model)."""
+        return self.name == "openai"
+
+    @property
+    def can_call_tools(self) -> bool:
+        """Whether agents get their tools (the packaged local model cannot call them)."""
+        return not (self.name == "local" and self.settings.local_model_path is None)
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The cap on each answer's tokens (``local`` only: a CPU model must stay brief)."""
+        return self.settings.local_max_tokens if self.name == "local" else None
 
     def model_name(self, override: str | None = None) -> str:
-        return OFFLINE_MODEL_NAME if self.name == "offline" else (override or self.settings.model)
+        if self.name == "offline":
+            return OFFLINE_MODEL_NAME
+        if self.name == "local":  # one server, one model: agents' `model:` names do not apply
+            return _local_model_name(self.settings)
+        return override or self.settings.model
+
+    def local_server(self) -> LocalModelServer:
+        """The provider's llama.cpp server, started on first use (``local`` only; thread-safe)."""
+        if self.name != "local":
+            raise RuntimeError(f"the {self.name} provider has no local model server")
+        with self._local_lock:
+            if self._local is None or not self._local.running:
+                from brainstack.agents.local import LocalModelServer, packaged_model_path
+
+                settings = self.settings
+                self._local = LocalModelServer(
+                    settings.local_model_path or packaged_model_path(settings.cache_dir),
+                    model_name=_local_model_name(settings),
+                    # the packaged GGUF has no chat template; llama.cpp has Gemma's built in
+                    chat_template=None if settings.local_model_path else "gemma",
+                    threads=settings.local_threads,
+                    context=settings.local_context,
+                    max_tokens=settings.local_max_tokens,
+                    startup_timeout_s=settings.model_timeout_s,
+                ).start()
+            return self._local
+
+    def close(self) -> None:
+        """Stop what the provider started (the local model server); clients made later restart it."""
+        with self._local_lock:
+            server, self._local = self._local, None
+        if server is not None:
+            server.close()
 
     def _connection(self) -> dict[str, Any]:
         settings = self.settings
         if self.name == "offline":
             return {"api_key": "offline", "base_url": OFFLINE_BASE_URL}
+        if self.name == "local" and self._transport is None:
+            server = self.local_server()  # started here: a missing extra or model fails plainly
+            return {"api_key": server.api_key, "base_url": server.base_url}
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
         return {"api_key": key, "base_url": settings.openai_base_url}
 
     def _http_clients(self) -> tuple[Any, Any]:
+        sync_transport = async_transport = self._transport
         if self._transport is None:
-            return None, None
+            if self.name != "local":
+                return None, None
+            from brainstack.agents.local import AsyncCompactJsonTransport, CompactJsonTransport
+
+            sync_transport, async_transport = CompactJsonTransport(), AsyncCompactJsonTransport()
         import httpx2
 
         timeout = self.settings.model_timeout_s
         return (
-            httpx2.Client(transport=self._transport, timeout=timeout),
-            httpx2.AsyncClient(transport=self._transport, timeout=timeout),
+            httpx2.Client(transport=sync_transport, timeout=timeout),
+            httpx2.AsyncClient(transport=async_transport, timeout=timeout),
         )
 
     def chat_model(self, model: str | None = None) -> ChatOpenAI:
@@ -87,6 +145,7 @@ class ModelProvider:
             http_client=sync_client,
             http_async_client=async_client,
             stream_usage=True,
+            max_completion_tokens=self.max_tokens,
             **self._connection(),
         )
 
@@ -104,10 +163,14 @@ class ModelProvider:
             info: dict[str, Any] | None = None
         except (KeyError, ValueError):
             info = _UNKNOWN_MODEL_INFO  # vLLM, Ollama, llama.cpp, offline: names autogen doesn't know
+        if not self.can_call_tools:
+            info = _LOCAL_MODEL_INFO
         _, async_client = self._http_clients()
         kwargs: dict[str, Any] = {k: v for k, v in self._connection().items() if v is not None}
         if info is not None:
             kwargs["model_info"] = info
+        if self.max_tokens is not None:
+            kwargs["max_tokens"] = self.max_tokens
         kwargs["http_client"] = async_client
         return OpenAIChatCompletionClient(
             model=name,
@@ -116,3 +179,11 @@ class ModelProvider:
             timeout=self.settings.model_timeout_s,
             **kwargs,
         )
+
+
+def _local_model_name(settings: Settings) -> str:
+    """What the local server calls its model: ``gemma3-270m``, or the GGUF file's name."""
+    from brainstack.agents.local import PACKAGED_MODEL_NAME
+
+    path = settings.local_model_path
+    return PACKAGED_MODEL_NAME if path is None else path.stem

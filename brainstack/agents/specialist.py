@@ -46,7 +46,8 @@ class Specialist:
         """The chat model with this agent's tools bound, built when the agent first runs."""
         if self._model is None:
             model = self._provider.chat_model(self.spec.model)
-            self._model = model.bind_tools(list(self.tools.values())) if self.tools else model
+            tools = list(self.tools.values()) if self._provider.can_call_tools else []
+            self._model = model.bind_tools(tools) if tools else model
         return self._model
 
     def prompt(self, state: RouterState) -> list[BaseMessage]:

@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     agents_file: Path | None = None
     """A user agents.yaml; the built-in one when unset."""
 
-    provider: Literal["auto", "openai", "offline"] = "auto"
-    """``auto`` uses OpenAI when a key or base URL is set, the offline model otherwise."""
+    provider: Literal["auto", "openai", "offline", "local"] = "auto"
+    """``auto`` uses OpenAI when a key or base URL is set, the offline model otherwise; ``local``
+    (never chosen by ``auto``) serves a GGUF model with llama.cpp on loopback (``brainstack[local]``)."""
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BRAINSTACK_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     model_max_retries: int = Field(default=2, ge=0, le=10)
     model_timeout_s: float = Field(default=60.0, gt=0)
     temperature: float = Field(default=0.2, ge=0, le=2)
+
+    local_model_path: Path | None = None
+    """The GGUF file the ``local`` provider serves; the packaged Gemma 3 270M when unset
+    (assembled once under ``cache_dir``)."""
+    local_threads: int = Field(default=2, ge=1, le=256)
+    """CPU threads llama.cpp uses for the ``local`` model."""
+    local_context: int = Field(default=4096, ge=256, le=131072)
+    """Context window of the ``local`` model, in tokens (prompt and answer together)."""
+    local_max_tokens: int = Field(default=128, ge=1, le=8192)
+    """Upper bound on the tokens of each ``local`` model answer (keeps runs fast on a CPU)."""
 
     embeddings: Literal["local", "openai"] = "local"
     """``local`` runs all-MiniLM-L6-v2 offline (the router is tuned on it); ``openai`` uses the endpoint."""
@@ -129,7 +140,7 @@ class Settings(BaseSettings):
             raise ConfigurationError("Invalid setting: " + "; ".join(problems) + ".") from None
 
     @property
-    def resolved_provider(self) -> Literal["openai", "offline"]:
+    def resolved_provider(self) -> Literal["openai", "offline", "local"]:
         if self.provider != "auto":
             return self.provider
         return "openai" if (self.openai_api_key or self.openai_base_url) else "offline"
