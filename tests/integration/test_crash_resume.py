@@ -8,10 +8,11 @@ continues the thread. The finished run has one answer in the thread and one epis
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from pathlib import Path
 
@@ -34,18 +35,22 @@ from brainstack.config import Settings
 model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
 calls = 0
 
+def say(line):  # one write per line: two threads print
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
 def handle(request):
     global calls
     calls += 1
     if calls == 2:
-        print("STALLED", flush=True)
+        say("STALLED")
         time.sleep(600)
     return model.handle(request)
 
 runtime = Runtime(Settings.from_env(), transport=httpx2.MockTransport(handle))
 for event in runtime.stream(sys.argv[1], thread_id=sys.argv[2]):
-    print(event.type, getattr(event, "speaker", ""), flush=True)
-print("FINISHED", flush=True)
+    say(f"{event.type} {getattr(event, 'speaker', '')}".strip())
+say("FINISHED")
 """
 
 
@@ -56,25 +61,28 @@ def backend_env(request, env_home):
     return env_home
 
 
-def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(backend_env, settings, embedder):
+def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
+    backend_env, settings, embedder, tmp_path
+):
     thread = f"crash-{uuid.uuid4().hex[:12]}"
+    errors = tmp_path / "first-process.err"
     child = subprocess.Popen(
         [sys.executable, "-c", STALLING_RUN, DECISION, thread],
         env=backend_env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors.open("w"),
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in child.stdout], daemon=True).start()
     seen: list[str] = []
-    deadline = time.monotonic() + 120
     try:
-        assert child.stdout is not None
-        while (line := child.stdout.readline()) and time.monotonic() < deadline:
-            seen.append(line.strip())
-            if line.strip() == "STALLED":
-                break
-        assert seen[-1:] == ["STALLED"], (seen, child.stderr.read() if child.poll() is not None else "")
-        assert "group_chat_turn CTO" in seen and "result" not in " ".join(seen)
+        while "STALLED" not in seen:
+            try:
+                seen.append(lines.get(timeout=120))
+            except queue.Empty:
+                pytest.fail(f"the first process never reached the second turn: {seen}\n{errors.read_text()}")
+        assert "group_chat_turn CTO" in seen and "result" not in seen, seen
         os.kill(child.pid, signal.SIGKILL)  # a real kill: no cleanup, no finally blocks
         child.wait(timeout=10)
     finally:
