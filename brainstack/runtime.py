@@ -472,6 +472,7 @@ class Runtime:
             finalizer()
         self._loop = self._thread = None
         self._compiled = None
+        self._graph = None  # its nodes' model clients were bound to the stopped loop
         self._resources = []
         self.provider.close()  # the local model server, when the provider started one
 

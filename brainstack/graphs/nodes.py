@@ -82,7 +82,7 @@ class Route:
                     "fallback",
                     f"{summary} is below the router's confidence (threshold "
                     f"{self.router.threshold:.2f}, margin {self.router.margin:.2f}) and the "
-                    f"offline model does not classify",
+                    f"{self.provider.name} model does not classify",
                 )
         get_stream_writer()({"type": "route", **decision})
         # requested_agent is consumed: the thread's next run routes again unless its input asks.

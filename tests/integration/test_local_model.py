@@ -185,3 +185,12 @@ def test_runtime_close_stops_the_server(runtime: Runtime) -> None:
     runtime.close()
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{root}/health")
+
+
+def test_a_closed_runtime_runs_again_on_a_new_server(runtime: Runtime) -> None:
+    """After close() (last test: the server is stopped) the next run starts a new server and new
+    model clients: the old ones were bound to the stopped event loop."""
+    runtime.close()
+    result = runtime.run("Our Python workers leak memory after every deploy; how do I find the leak?")
+    assert result.model == "local" and result.answer.strip()
+    runtime.close()

@@ -123,3 +123,15 @@ def test_thread_continuity_is_replayed(runtime):
     contents = [m.get("content", "") for m in cassette.played[0]["messages"]]
     assert any("conversion rate of our landing page" in c for c in contents)
     assert any(c.startswith("Cut the form to two fields") for c in contents)
+
+
+def test_a_closed_runtime_runs_again_with_fresh_model_clients(runtime):
+    """close() stops the loop the model clients were bound to; the next run must not reuse them."""
+    task = "How can we improve the conversion rate of our landing page?"
+    with replay(ROOT / "semantic_route.yaml"):
+        first = runtime.run(task)
+    runtime.close()
+    with replay(ROOT / "semantic_route.yaml"):
+        second = runtime.run(task)
+    runtime.close()
+    assert second.answer == first.answer and second.thread_id != first.thread_id
