@@ -21,14 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPH_ID = "brainstack"
 CALCULATION = "What is 17.5% of 2340?"
 DECISION = "Should we launch a freemium tier next quarter?"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class CountingProxy:
