@@ -65,7 +65,13 @@ def quantized_minilm(cache_dir: Path, workdir: Path, threads: int | None = None)
     source = MiniLMEmbedder(cache_dir).onnx_path()
     target = workdir / "minilm-int8.onnx"
     if not target.is_file():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": 1},  # FLOAT: shape inference can't type the fused ops
+        )
 
     class QuantizedMiniLM(MiniLMEmbedder):
         name = "all-MiniLM-L6-v2-int8"
@@ -74,6 +80,24 @@ def quantized_minilm(cache_dir: Path, workdir: Path, threads: int | None = None)
             return target
 
     return QuantizedMiniLM(cache_dir, threads=threads)
+
+
+def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
+    """MiniLM from the plain-ONNX graph (standard operators only: the default before builder 2)."""
+    import onnx
+
+    from brainstack.memory import MiniLMEmbedder
+    from brainstack.memory._bert_onnx import build_sentence_encoder
+
+    target = workdir / "minilm-plain.onnx"
+    if not target.is_file():
+        onnx.save(build_sentence_encoder(MiniLMEmbedder(cache_dir).model_dir(), fused=False), str(target))
+
+    class PlainMiniLM(MiniLMEmbedder):
+        def onnx_path(self) -> Path:
+            return target
+
+    return PlainMiniLM(cache_dir, threads=threads)
 
 
 def no_spin_minilm(cache_dir: Path, threads: int | None = None) -> Any:
@@ -274,6 +298,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     default.warm_up()  # builds the ONNX export if the cache is empty; never timed
     embedders = {f"MiniLM fp32, {default.threads} threads (brainstack default)": default}
     if not args.no_variants:
+        embedders[f"MiniLM fp32, {default.threads} threads, plain ONNX operators (previous default)"] = (
+            plain_minilm(cache_dir, workdir, threads=default.threads)
+        )
         embedders["MiniLM fp32, 1 thread (fix candidate)"] = minilm(cache_dir, threads=1)
         embedders[f"MiniLM fp32, {default.threads} threads, no spinning (fix candidate)"] = no_spin_minilm(
             cache_dir

@@ -174,6 +174,37 @@ def test_onnx_matches_numpy_reference_one_at_a_time(
         assert float(embedder.embed_one(text) @ expected) > 0.99999, text
 
 
+def test_plain_onnx_graph_matches_numpy_reference_too(
+    embedder: MiniLMEmbedder, reference_vectors: np.ndarray
+) -> None:
+    """The default graph uses onnxruntime's fused kernels; the portable plain-ONNX one must agree."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from brainstack.memory._bert_onnx import build_sentence_encoder
+
+    plain = build_sentence_encoder(embedder.model_dir(), fused=False)
+    assert not any(n.domain for n in plain.graph.node)  # only standard ONNX operators
+    fused = build_sentence_encoder(embedder.model_dir())
+    assert {n.op_type for n in fused.graph.node if n.domain} == {
+        "Attention",
+        "SkipLayerNormalization",
+        "BiasGelu",
+    }
+    assert len(fused.graph.node) < len(plain.graph.node) / 2
+    session = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(embedder.model_dir() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    encoded = tokenizer.encode_batch(SENTENCES)
+    feed = {
+        "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+    }
+    vectors = session.run(None, feed)[0].astype(np.float64)
+    assert ((vectors * reference_vectors).sum(axis=1)).min() > 0.99999
+
+
 def test_text_beyond_the_window_is_ignored(embedder: MiniLMEmbedder) -> None:
     long = SENTENCES[4]
     longer = long + " Completely different ending about volcanoes and jazz." * 100  # > 512 tokens too
