@@ -12,12 +12,13 @@ dense (embedding) ranking and a BM25 keyword ranking are fused with reciprocal r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,8 @@ MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
 KEYWORD_FLOOR = 0.5
 KEYWORD_RECHECK_S = 5.0
+KEYWORD_PAGE = 5000
+"""Rows per Chroma ``get`` when reading a collection for its keyword index."""
 """How long a keyword index is trusted without counting the collection again."""
 
 
@@ -92,8 +95,16 @@ class EpisodicMemory:
     """Per-user episodes in Chroma with hybrid (dense + BM25) search."""
 
     def __init__(
-        self, client: Any, *, embedder: Embedder | None = None, namespace: str = "brainstack"
+        self,
+        client: Any,
+        *,
+        embedder: Embedder | None = None,
+        namespace: str = "brainstack",
+        index_dir: str | Path | None = None,
     ) -> None:
+        """``index_dir``: where each collection's BM25 keyword index is saved between processes
+        (a cache: it is checked against the collection and topped up or rebuilt when stale);
+        ``None`` keeps it in memory only, built on a process's first search of each user."""
         from brainstack.memory.embeddings import chroma_embedding_function, default_embedder
 
         self.client = client
@@ -104,6 +115,7 @@ class EpisodicMemory:
         self._keyword: dict[str, BM25Index] = {}
         self._checked: dict[str, float] = {}
         self._lock = threading.RLock()
+        self.index_dir = Path(index_dir) if index_dir is not None else None
 
     @classmethod
     def local(cls, path: str | Path, *, embedder: Embedder | None = None) -> EpisodicMemory:
@@ -196,6 +208,8 @@ class EpisodicMemory:
         with self._lock:
             self._collections.pop(collection.name, None)
             self._keyword.pop(collection.name, None)
+            if self.index_dir is not None:
+                (self.index_dir / f"{collection.name}.npz").unlink(missing_ok=True)
         return count
 
     def count(self, user_id: str) -> int:
@@ -273,15 +287,19 @@ class EpisodicMemory:
         return episodes
 
     def _keyword_index(self, collection: Any, dense: Mapping[str, Any]) -> BM25Index:
-        """This process's BM25 index of the collection, rebuilt when another writer changed it.
+        """This process's BM25 index of the collection, brought up to date when another writer
+        changed it.
 
         Counting a collection costs milliseconds at 100k episodes, so it is done only when the
         dense results name an episode the index does not know, when the index is older than
-        ``KEYWORD_RECHECK_S``, or in keyword-only searches (no dense results to compare).
+        ``KEYWORD_RECHECK_S``, or in keyword-only searches (no dense results to compare). A stale
+        index gets only the episodes it lacks (one id scan, then their documents); it is rebuilt
+        when episodes went away. With ``index_dir`` a process starts from the saved index.
         """
         with self._lock:
-            index = self._keyword.get(collection.name)
-            checked = self._checked.get(collection.name, 0.0)
+            name = collection.name
+            index = self._keyword.get(name)
+            checked = self._checked.get(name, 0.0)
             now = time.monotonic()
             fresh = (
                 index is not None
@@ -292,21 +310,63 @@ class EpisodicMemory:
             if fresh:
                 assert index is not None
                 return index
+            if index is None:
+                index = self._load_keyword_index(name)
             size = int(collection.count())
-            self._checked[collection.name] = now
+            self._checked[name] = now
             if index is not None and len(index) == size:
+                self._keyword[name] = index
                 return index
-            index = BM25Index()
-            offset, page = 0, 5000
-            while True:
-                got = collection.get(include=["documents"], limit=page, offset=offset)
-                for doc_id, doc in zip(got["ids"], got["documents"], strict=True):
+            changed = index is None or len(index) > size or not self._top_up(collection, index, size)
+            if changed:
+                index = BM25Index()
+                for doc_id, doc in self._pages(collection, ["documents"]):
                     index.add(doc_id, doc or "")
-                if len(got["ids"]) < page:
-                    break
-                offset += page
-            self._keyword[collection.name] = index
+            assert index is not None
+            self._keyword[name] = index
+            self._save_keyword_index(name, index)
             return index
+
+    def _top_up(self, collection: Any, index: BM25Index, size: int) -> bool:
+        """Add the episodes ``index`` lacks; ``False`` when some of its episodes are gone."""
+        ids = [doc_id for doc_id, _ in self._pages(collection, [])]
+        new = [doc_id for doc_id in ids if doc_id not in index]
+        if len(ids) - len(new) != len(index):
+            return False
+        for start in range(0, len(new), KEYWORD_PAGE):
+            got = collection.get(ids=new[start : start + KEYWORD_PAGE], include=["documents"])
+            for doc_id, doc in zip(got["ids"], got["documents"], strict=True):
+                index.add(doc_id, doc or "")
+        return True
+
+    @staticmethod
+    def _pages(collection: Any, include: list[str]) -> Iterator[tuple[str, Any]]:
+        offset = 0
+        while True:
+            got = collection.get(include=include, limit=KEYWORD_PAGE, offset=offset)
+            docs = got.get("documents") or [None] * len(got["ids"])
+            yield from zip(got["ids"], docs, strict=True)
+            if len(got["ids"]) < KEYWORD_PAGE:
+                return
+            offset += KEYWORD_PAGE
+
+    def _load_keyword_index(self, name: str) -> BM25Index | None:
+        if self.index_dir is None:
+            return None
+        path = self.index_dir / f"{name}.npz"
+        try:
+            return BM25Index.load(path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # a damaged or foreign file is only a cache miss
+            path.unlink(missing_ok=True)
+            return None
+
+    def _save_keyword_index(self, name: str, index: BM25Index) -> None:
+        if self.index_dir is None:
+            return
+        with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
+            index.save(self.index_dir / f"{name}.npz")
 
     def __repr__(self) -> str:
         return f"EpisodicMemory({type(self.client).__name__}, embedder={self.embedder.name})"

@@ -10,11 +10,13 @@ run goes on without it: memory never costs a run its answer or its checkpoint.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
@@ -190,8 +192,16 @@ class MemoryGateway:
         if self._episodes is None:
             from brainstack.memory.episodic import EpisodicMemory
 
-            self._episodes = EpisodicMemory(self.chroma, embedder=self.embedder)
+            self._episodes = EpisodicMemory(
+                self.chroma, embedder=self.embedder, index_dir=self._keyword_index_dir()
+            )
         return self._episodes
+
+    def _keyword_index_dir(self) -> Path:
+        """Saved keyword indexes: per Chroma location (the local folder, or one server's URL)."""
+        url = self.settings.chroma_url
+        where = "local" if not url else "server-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+        return self.settings.home / "keyword-index" / where
 
     @property
     def knowledge(self) -> KnowledgeBase:

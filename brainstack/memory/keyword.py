@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -146,6 +148,55 @@ class BM25Index:
             docs.append(index)
             tfs.append(tf)
             self._arrays.pop(term, None)
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    FORMAT = 1
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to ``path`` (NumPy ``.npz``, no pickle), atomically."""
+        terms = list(self._postings)
+        sizes = [len(self._postings[t][0]) for t in terms]
+        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        docs = np.fromiter((d for t in terms for d in self._postings[t][0]), np.int32, int(offsets[-1]))
+        tfs = np.fromiter((f for t in terms for f in self._postings[t][1]), np.int32, int(offsets[-1]))
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as out:
+            np.savez(
+                out,
+                format=np.array([self.FORMAT]),
+                params=np.array([self.k1, self.b]),
+                ids=np.array(self.ids, dtype=np.str_),
+                lengths=np.array(self._lengths, dtype=np.int32),
+                terms=np.array(terms, dtype=np.str_),
+                offsets=offsets,
+                docs=docs,
+                tfs=tfs,
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BM25Index:
+        """Read an index written by :meth:`save`; ``ValueError`` when it is not one."""
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"][0]) != cls.FORMAT:
+                raise ValueError(f"{path}: keyword index format {int(data['format'][0])}, not {cls.FORMAT}")
+            k1, b = (float(v) for v in data["params"])
+            index = cls(k1=k1, b=b)
+            index.ids = data["ids"].tolist()
+            index._known = set(index.ids)
+            index._lengths = data["lengths"].tolist()
+            index._total = int(sum(index._lengths))
+            offsets, docs, tfs = data["offsets"].tolist(), data["docs"].tolist(), data["tfs"].tolist()
+            for n, term in enumerate(data["terms"].tolist()):
+                start, end = offsets[n], offsets[n + 1]
+                index._postings[term] = (docs[start:end], tfs[start:end])
+        if len(index._lengths) != len(index.ids) or len(index._known) != len(index.ids):
+            raise ValueError(f"{path}: inconsistent keyword index")
+        return index
 
     def _term(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
         arrays = self._arrays.get(term)

@@ -125,3 +125,82 @@ def test_episodes_persist_across_clients(tmp_path, embedder):
 def test_server_down_is_a_backend_error(embedder):
     with pytest.raises(BackendError, match="Chroma"):
         EpisodicMemory(open_chroma(url="http://127.0.0.1:1"), embedder=embedder).add("ada", "x")
+
+
+# -- the saved keyword index ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(memory, tmp_path):
+    """A second handle on the same store, as another process would open it, sharing index_dir."""
+
+    def open_handle() -> EpisodicMemory:
+        return EpisodicMemory(
+            memory.client, embedder=memory.embedder, namespace=memory.namespace, index_dir=tmp_path / "kw"
+        )
+
+    return open_handle
+
+
+def count_adds(monkeypatch) -> list[str]:
+    from brainstack.memory.keyword import BM25Index
+
+    added: list[str] = []
+    original = BM25Index.add
+
+    def add(self, doc_id, text):
+        added.append(doc_id)
+        original(self, doc_id, text)
+
+    monkeypatch.setattr(BM25Index, "add", add)
+    return added
+
+
+def test_a_new_process_starts_from_the_saved_keyword_index(saved, tmp_path, monkeypatch):
+    first = saved()
+    ids = first.add_many("ada", [(f"incident INC-{n} in the billing service", None) for n in range(30)])
+    assert first.search("ada", "INC-17", k=1, mode="keyword")[0].id == ids[17]  # built, then saved
+    assert len(list((tmp_path / "kw").glob("*.npz"))) == 1
+
+    added = count_adds(monkeypatch)
+    second = saved()
+    assert second.search("ada", "INC-17", k=1, mode="keyword")[0].id == ids[17]
+    assert added == []  # nothing re-read from the collection
+
+
+def test_a_stale_saved_index_gets_only_what_it_lacks(saved, monkeypatch):
+    first = saved()
+    first.add_many("ada", [(f"note {n} about pricing", None) for n in range(20)])
+    first.search("ada", "pricing", mode="keyword")  # saved with 20 episodes
+    other = saved()
+    new = other.add_many("ada", [("the BLUEBIRD acquisition closed", None), ("a second new one", None)])
+
+    added = count_adds(monkeypatch)
+    third = saved()  # starts from the saved 20 and tops up
+    assert third.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == new[0]
+    assert sorted(added) == sorted(new)
+    first._checked.clear()  # past KEYWORD_RECHECK_S: the first handle tops up the same way
+    assert first.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == new[0]
+
+
+def test_a_saved_index_of_forgotten_episodes_is_rebuilt(saved, tmp_path):
+    first = saved()
+    first.add_many("ada", [(f"old episode {n}", None) for n in range(5)])
+    first.search("ada", "old", mode="keyword")
+    path = next((tmp_path / "kw").glob("*.npz"))
+    stale = path.read_bytes()
+    first.forget("ada")
+    assert not path.exists()
+    path.write_bytes(stale)  # e.g. another process saved it just before the forget
+    fresh = first.add("ada", "only this one remains")
+    found = saved().search("ada", "episode remains", k=10, mode="keyword")
+    assert [e.id for e in found] == [fresh]
+
+
+def test_a_damaged_saved_index_is_only_a_cache_miss(saved, tmp_path):
+    first = saved()
+    kept = first.add("ada", "the runbook says roll back first")
+    first.search("ada", "runbook", mode="keyword")
+    path = next((tmp_path / "kw").glob("*.npz"))
+    path.write_bytes(b"not an index")
+    assert saved().search("ada", "runbook", k=1, mode="keyword")[0].id == kept
