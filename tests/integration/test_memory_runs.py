@@ -144,3 +144,20 @@ def test_cli_memory_errors_are_one_line(env_home, args):
     done = subprocess.run([brainstack, *args], env=env_home, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_without_memory_runs_on_a_thread_start_clean_and_can_pause(settings, embedder):
+    """Memory off: route is the first node, so it starts each run (resets the last one's values)."""
+    off = settings.model_copy(update={"memory": False, "approval": True})
+    with Runtime(off, embedder=embedder) as runtime:
+        first = runtime.run("What is 17.5% of 2340?", thread_id="off")
+        second = runtime.run("What is 2 + 2?", thread_id="off")
+        assert len(first.tool_calls) == len(second.tool_calls) == 1
+        assert second.speakers == [second.route.target] and set(second.timings) >= {"route", "review"}
+        assert "recall" not in second.timings
+        assert [m["role"] for m in runtime.messages("off")] == ["human", "ai", "human", "ai"]
+        paused = runtime.run("Should we launch a freemium tier?", thread_id="off")
+        assert paused.status == "awaiting_approval"
+        done = runtime.run(thread_id="off", resume="approve")
+        assert done.status == "completed" and done.remembered.episode_id is None
+        assert len(runtime.messages("off")) == 6
