@@ -56,6 +56,20 @@ def minilm(cache_dir: Path, threads: int | None = None) -> Any:
     return MiniLMEmbedder(cache_dir, threads=threads)
 
 
+def minilm_at(cache_dir: Path, path: Path, threads: int | None = None, name: str | None = None) -> Any:
+    """brainstack's MiniLMEmbedder (tokenizer, pooling, cache) running another ONNX file."""
+    from brainstack.memory import MiniLMEmbedder
+
+    class MiniLMVariant(MiniLMEmbedder):
+        def onnx_path(self) -> Path:
+            return path
+
+    embedder = MiniLMVariant(cache_dir, threads=threads)
+    if name:
+        embedder.name = name
+    return embedder
+
+
 def quantized_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
     """MiniLM with the cached ONNX export quantized to int8 (dynamic, per-channel weights)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -72,14 +86,7 @@ def quantized_minilm(cache_dir: Path, workdir: Path, threads: int | None = None)
             per_channel=True,
             extra_options={"DefaultTensorType": 1},  # FLOAT: shape inference can't type the fused ops
         )
-
-    class QuantizedMiniLM(MiniLMEmbedder):
-        name = "all-MiniLM-L6-v2-int8"
-
-        def onnx_path(self) -> Path:
-            return target
-
-    return QuantizedMiniLM(cache_dir, threads=threads)
+    return minilm_at(cache_dir, target, threads, name="all-MiniLM-L6-v2-int8")
 
 
 def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
@@ -92,12 +99,7 @@ def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> 
     target = workdir / "minilm-plain.onnx"
     if not target.is_file():
         onnx.save(build_sentence_encoder(MiniLMEmbedder(cache_dir).model_dir(), fused=False), str(target))
-
-    class PlainMiniLM(MiniLMEmbedder):
-        def onnx_path(self) -> Path:
-            return target
-
-    return PlainMiniLM(cache_dir, threads=threads)
+    return minilm_at(cache_dir, target, threads)
 
 
 def no_spin_minilm(cache_dir: Path, threads: int | None = None) -> Any:

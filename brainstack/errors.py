@@ -53,6 +53,20 @@ class UsageError(BrainstackError):
 class InvalidTaskError(UsageError):
     """The task is empty or longer than the configured limit."""
 
+    @classmethod
+    def check(cls, task: object, max_chars: int) -> str:
+        """``task`` stripped, or this error saying why it cannot run (the Runtime and the graph's
+        first node both ask, so a Studio client gets the same answer as a Python caller)."""
+        text = task.strip() if isinstance(task, str) else ""
+        if not text:
+            raise cls("The task is empty: pass the question or instruction to run.")
+        if len(text) > max_chars:
+            raise cls(
+                f"The task has {len(text)} characters; the limit is {max_chars}. Shorten it or raise "
+                f"BRAINSTACK_MAX_TASK_CHARS."
+            )
+        return text
+
 
 class UnknownAgentError(UsageError):
     """An agent name that the agents file does not define."""

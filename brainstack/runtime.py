@@ -505,15 +505,7 @@ class Runtime:
             return _Run(None, user_id, thread_id, agent, resume, existing=True)
         if resume is not None:
             raise UsageError("Pass either a task (a new run) or resume (to continue a paused one), not both.")
-        if not isinstance(task, str) or not task.strip():
-            raise InvalidTaskError("The task is empty: pass the question or instruction to run.")
-        task = task.strip()
-        limit = self.settings.max_task_chars
-        if len(task) > limit:
-            raise InvalidTaskError(
-                f"The task has {len(task)} characters; the limit is {limit}. Shorten it or raise "
-                f"BRAINSTACK_MAX_TASK_CHARS."
-            )
+        task = InvalidTaskError.check(task, self.settings.max_task_chars)
         return _Run(task, user_id, thread_id or uuid.uuid4().hex, agent, None, existing=thread_id is not None)
 
     def _result(

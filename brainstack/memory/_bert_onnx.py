@@ -197,35 +197,30 @@ def _fused_layer(
         domain=CONTRIB,
         num_heads=heads,
     )
-    out_w = init(f"{p}.attn_out_w", w(f"{p}.attention.output.dense.weight").T)
-    attn = node("MatMul", [context, out_w], f"l{i}_ao")
-    x = node(  # LayerNorm(attn + bias + x)
-        "SkipLayerNormalization",
-        [
-            attn,
-            x,
-            init(f"{p}.ln1_g", w(f"{p}.attention.output.LayerNorm.weight")),
-            init(f"{p}.ln1_b", w(f"{p}.attention.output.LayerNorm.bias")),
-            init(f"{p}.attn_out_b", w(f"{p}.attention.output.dense.bias")),
-        ],
-        f"l{i}_ln1",
-        domain=CONTRIB,
-        epsilon=eps,
+
+    def dense_add_norm(
+        inner: str, residual: str, dense: str, ln: str, w_name: str, ln_name: str, out: str
+    ) -> str:
+        """LayerNorm(inner @ W + b + residual): a MatMul, then one SkipLayerNormalization."""
+        projected = node("MatMul", [inner, init(f"{p}.{w_name}_w", w(f"{p}.{dense}.weight").T)], out)
+        return node(
+            "SkipLayerNormalization",
+            [
+                projected,
+                residual,
+                init(f"{p}.{ln_name}_g", w(f"{p}.{ln}.weight")),
+                init(f"{p}.{ln_name}_b", w(f"{p}.{ln}.bias")),
+                init(f"{p}.{w_name}_b", w(f"{p}.{dense}.bias")),
+            ],
+            f"l{i}_{ln_name}",
+            domain=CONTRIB,
+            epsilon=eps,
+        )
+
+    x = dense_add_norm(
+        context, x, "attention.output.dense", "attention.output.LayerNorm", "attn_out", "ln1", f"l{i}_ao"
     )
     h = node("MatMul", [x, init(f"{p}.ff1_w", w(f"{p}.intermediate.dense.weight").T)], f"l{i}_ff1")
     ff1_b = init(f"{p}.ff1_b", w(f"{p}.intermediate.dense.bias"))
     h = node("BiasGelu", [h, ff1_b], f"l{i}_gelu", domain=CONTRIB)  # exact (erf) GELU
-    h = node("MatMul", [h, init(f"{p}.ff2_w", w(f"{p}.output.dense.weight").T)], f"l{i}_ff2")
-    return node(  # LayerNorm(h + bias + x)
-        "SkipLayerNormalization",
-        [
-            h,
-            x,
-            init(f"{p}.ln2_g", w(f"{p}.output.LayerNorm.weight")),
-            init(f"{p}.ln2_b", w(f"{p}.output.LayerNorm.bias")),
-            init(f"{p}.ff2_b", w(f"{p}.output.dense.bias")),
-        ],
-        f"l{i}_ln2",
-        domain=CONTRIB,
-        epsilon=eps,
-    )
+    return dense_add_norm(h, x, "output.dense", "output.LayerNorm", "ff2", "ln2", f"l{i}_ff2")

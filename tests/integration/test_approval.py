@@ -17,13 +17,10 @@ DECISION = "Should we launch a freemium tier next quarter?"
 CALCULATION = "What is 17.5% of 2340?"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def approving(request, settings, embedder):
+@pytest.fixture
+def approving(backend_settings, embedder):
     """A runtime that asks for approval of group-chat answers, on both checkpoint backends."""
-    update: dict = {"approval": True}
-    if request.param == "postgres":
-        update["checkpoint_url"] = request.getfixturevalue("postgres_url")
-    with Runtime(settings.model_copy(update=update), embedder=embedder) as runtime:
+    with Runtime(backend_settings.model_copy(update={"approval": True}), embedder=embedder) as runtime:
         yield runtime
 
 

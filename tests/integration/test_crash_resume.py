@@ -54,15 +54,16 @@ say("FINISHED")
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend_env(request, env_home):
-    if request.param == "postgres":
-        return {**env_home, "BRAINSTACK_CHECKPOINT_URL": request.getfixturevalue("postgres_url")}
-    return env_home
+@pytest.fixture
+def backend_env(backend_settings, env_home):
+    """The subprocesses' environment: the same home (tmp_path/home) and checkpoint backend."""
+    assert Path(env_home["BRAINSTACK_HOME"]) == backend_settings.home
+    url = backend_settings.checkpoint_url
+    return {**env_home, "BRAINSTACK_CHECKPOINT_URL": url} if url else env_home
 
 
 def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
-    backend_env, settings, embedder, tmp_path
+    backend_env, backend_settings, embedder, tmp_path
 ):
     thread = f"crash-{uuid.uuid4().hex[:12]}"
     errors = tmp_path / "first-process.err"
@@ -90,13 +91,7 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
             child.kill()
     assert child.returncode == -signal.SIGKILL
 
-    home = settings.model_copy(
-        update={
-            "home": Path(backend_env["BRAINSTACK_HOME"]),
-            "checkpoint_url": backend_env.get("BRAINSTACK_CHECKPOINT_URL"),
-        }
-    )
-    with Runtime(home, embedder=embedder) as runtime:
+    with Runtime(backend_settings, embedder=embedder) as runtime:
         last = runtime.history(thread)[0]
         assert last.next == ["group_chat"] and last.route == "group_chat"  # stopped inside the meeting
         assert runtime.memory.episodes.count("default") == 0
@@ -115,7 +110,7 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
     turns = [line.split("]")[0].strip(" [") for line in resumed.stdout.splitlines() if line.startswith("  [")]
     assert turns == ["CTO", "CMO", "CFO"]
 
-    with Runtime(home, embedder=embedder) as runtime:
+    with Runtime(backend_settings, embedder=embedder) as runtime:
         messages = runtime.messages(thread)
         assert [m["role"] for m in messages] == ["human", "ai"]
         assert messages[1]["content"].startswith("CFO:") and messages[1]["content"] in resumed.stdout

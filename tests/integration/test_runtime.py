@@ -28,13 +28,6 @@ from brainstack.events import (
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend_settings(request, settings):
-    if request.param == "postgres":
-        return settings.model_copy(update={"checkpoint_url": request.getfixturevalue("postgres_url")})
-    return settings
-
-
 def unique(name: str) -> str:
     """Thread ids unique per test run: the PostgreSQL database outlives the test session."""
     return f"{name}-{uuid.uuid4().hex[:12]}"

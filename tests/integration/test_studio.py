@@ -29,12 +29,6 @@ CALCULATION = "What is 17.5% of 2340?"
 DECISION = "Should we launch a freemium tier next quarter?"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class CountingProxy:
     """A TCP listener standing in for HTTP(S)_PROXY: it records each connection and closes it."""
 
@@ -63,13 +57,13 @@ class CountingProxy:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, port_factory
 ) -> Iterator[tuple[str, CountingProxy, float]]:
     langgraph = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     assert langgraph, "langgraph-cli is not installed: `uv sync` installs it with the dev group"
     work = tmp_path_factory.mktemp("studio")
     proxy = CountingProxy()
-    port = free_port()
+    port = port_factory()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINSTACK_", "OPENAI_", "LANGSMITH"))}
     env.update(
         BRAINSTACK_HOME=str(work / "home"),
