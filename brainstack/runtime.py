@@ -57,6 +57,10 @@ class Runtime:
 
     >>> rt = Runtime()                                   # doctest: +SKIP
     >>> rt.run("What is 17.5% of 2340?").answer          # doctest: +SKIP
+
+    ``embedder`` is what memory embeds with (default: ``BRAINSTACK_EMBEDDINGS``);
+    ``router_embedder`` what the semantic router embeds with (default:
+    ``BRAINSTACK_ROUTER_EMBEDDINGS``, int8 MiniLM).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class Runtime:
         agents: str | Path | AgentsConfig | None = None,
         transport: Any | None = None,
         embedder: Embedder | None = None,
+        router_embedder: Embedder | None = None,
         memory: MemoryGateway | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
@@ -77,6 +82,7 @@ class Runtime:
 
         self.provider: ModelProvider = ModelProvider(self.settings, self.agents, transport=transport)
         self._embedder = embedder
+        self._router_embedder = router_embedder
         self._router: SemanticRouter | None = None
         self._graph: StateGraph[Any] | None = None
         self._memory: MemoryGateway | None = memory
@@ -98,11 +104,21 @@ class Runtime:
 
             self._router = SemanticRouter(
                 self.agents.routes,
-                self._default_embedder(),
+                self._route_embedder(),
                 self.settings.router_threshold,
                 margin=self.settings.router_margin,
             )
         return self._router
+
+    def _route_embedder(self) -> Embedder:
+        if self._router_embedder is None:
+            from brainstack.memory.embeddings import router_embedder
+
+            if self.settings.router_embeddings == "memory":
+                self._router_embedder = self._default_embedder()
+            else:
+                self._router_embedder = router_embedder(self.settings)
+        return self._router_embedder
 
     def _default_embedder(self) -> Embedder:
         from brainstack.memory.embeddings import default_embedder

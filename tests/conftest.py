@@ -39,6 +39,16 @@ def embedder(cache_dir: Path):
     return model
 
 
+@pytest.fixture(scope="session")
+def int8_embedder(cache_dir: Path):
+    """The router's default embedder: MiniLM quantized to int8 (built once per session)."""
+    from brainstack.memory import MiniLMEmbedder
+
+    model = MiniLMEmbedder(cache_dir, quantized=True)
+    model.warm_up()
+    return model
+
+
 @pytest.fixture
 def settings(tmp_path: Path, cache_dir: Path):
     """Offline settings with state in a fresh folder."""

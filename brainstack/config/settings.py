@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     working_memory_ttl_s: float = Field(default=3600.0, gt=0)
     """How long preferences and session facts live (seconds)."""
 
+    router_embeddings: Literal["int8", "float32", "memory"] = "int8"
+    """What the semantic router embeds with: ``int8`` MiniLM (the fastest), ``float32`` MiniLM, or
+    ``memory`` (the embedder ``embeddings`` selects, e.g. OpenAI). Threshold and margin are tuned on
+    MiniLM; re-tune them for ``memory`` with another model."""
     router_threshold: float = Field(default=0.32, ge=-1, le=1)
     """Semantic route accepted when the best route scores at least this (cosine)."""
     router_margin: float = Field(default=0.04, ge=0, le=2)

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 __all__ = ["RouteMatch", "SemanticRouter"]
 
 DEFAULT_THRESHOLD = 0.32
-"""Tuned on tests/data/routing_eval.yaml with all-MiniLM-L6-v2 (see benchmarks/RESULTS.md)."""
+"""Tuned on tests/data/routing_eval.yaml with all-MiniLM-L6-v2, float32 and int8 (see
+benchmarks/RESULTS.md)."""
 TOP_K = 2
 """A route's score is the mean of its ``TOP_K`` best example similarities:
 steadier than the single best match, sharper than the mean of all."""
@@ -53,9 +54,9 @@ class SemanticRouter:
         if not routes or any(not examples for examples in routes.values()):
             raise ValueError("every route needs at least one example utterance")
         if embedder is None:
-            from brainstack.memory.embeddings import default_embedder
+            from brainstack.memory.embeddings import router_embedder
 
-            embedder = default_embedder()
+            embedder = router_embedder()
         self.embedder = embedder
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.margin = margin

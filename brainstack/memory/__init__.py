@@ -18,6 +18,7 @@ from brainstack.memory.embeddings import (
     chroma_embedding_function,
     default_embedder,
     llamaindex_embedding,
+    router_embedder,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "default_embedder",
     "llamaindex_embedding",
     "open_chroma",
+    "router_embedder",
 ]
 
 _LAZY = {

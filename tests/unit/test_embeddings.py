@@ -33,6 +33,7 @@ from brainstack.memory import (
     chroma_embedding_function,
     default_embedder,
     llamaindex_embedding,
+    router_embedder,
 )
 from brainstack.memory import embeddings as embeddings_module
 
@@ -336,7 +337,8 @@ def test_paraphrases_score_higher_than_unrelated_pairs(embedder: MiniLMEmbedder)
 
 
 def _onnx_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.onnx"))
+    """The float32 exports in ``folder`` (the router's int8 copies live beside them)."""
+    return sorted(p for p in folder.glob("*.onnx") if "-int8-" not in p.name)
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -436,6 +438,105 @@ def test_failed_save_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError, match="disk full"):
         MiniLMEmbedder(tmp_path).onnx_path()
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the int8 copy (the router's default) ---------------------------------------------------------
+
+
+def _with_float_export(tmp_path: Path, embedder: MiniLMEmbedder) -> Path:
+    """A cache folder holding a copy of the session's float32 export (saves rebuilding it)."""
+    source = embedder.onnx_path()
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / source.name).write_bytes(source.read_bytes())
+    return folder
+
+
+def test_int8_copy_is_quantized_once_from_the_float_export(
+    tmp_path: Path,
+    embedder: MiniLMEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    folder = _with_float_export(tmp_path, embedder)
+    calls = _counting_builder(monkeypatch, _bert_onnx.build_sentence_encoder)
+    quantized: list[Path] = []
+    real = embeddings_module._quantize
+
+    def counting(src: Path, dst: str) -> None:
+        quantized.append(src)
+        real(src, dst)
+
+    monkeypatch.setattr(embeddings_module, "_quantize", counting)
+    int8 = MiniLMEmbedder(folder, quantized=True)
+    path = int8.onnx_path()
+    assert calls == [] and quantized == [folder / embedder.onnx_path().name]  # from the cached export
+    assert path.name.startswith("all-MiniLM-L6-v2-int8-") and path.parent == folder
+    assert path.stat().st_size < embedder.onnx_path().stat().st_size / 3  # int8 weights
+    assert _leftovers(folder) == []
+    assert MiniLMEmbedder(folder, quantized=True).onnx_path() == path
+    assert len(quantized) == 1
+    assert int8.name == "all-MiniLM-L6-v2-int8" and embedder.name == "all-MiniLM-L6-v2"
+    assert "quantized=True" in repr(int8)
+    # onnxruntime's quantizer logs advice on the root logger at every call: kept off the console.
+    captured = capfd.readouterr()
+    assert "pre-processing" not in captured.err + captured.out
+
+
+def test_int8_vectors_stay_close_to_float32(int8_embedder: MiniLMEmbedder, embedder: MiniLMEmbedder) -> None:
+    texts = [*SENTENCES, "How do I reduce our AWS bill?", "What is 17.5% of 2340?"]
+    low, full = int8_embedder.embed(texts), embedder.embed(texts)
+    assert low.shape == full.shape and low.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
+    cosines = (low * full).sum(axis=1)
+    assert cosines.min() > 0.95, cosines
+    assert cosines.max() < 0.99999  # it really is another model, not the float32 one again
+    # Same neighbours: each text is nearest to itself across the two models.
+    assert list((low @ full.T).argmax(axis=1)) == list(range(len(texts)))
+
+
+def test_quantizer_version_is_part_of_the_int8_key(
+    tmp_path: Path, embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _with_float_export(tmp_path, embedder)
+    monkeypatch.setattr(embeddings_module, "_quantize", lambda src, dst: Path(dst).write_bytes(b"int8"))
+    first = MiniLMEmbedder(folder, quantized=True).onnx_path()
+    monkeypatch.setattr(embeddings_module, "QUANTIZER_VERSION", "test-999")
+    second = MiniLMEmbedder(folder, quantized=True).onnx_path()
+    assert first != second and first.is_file() and second.is_file()
+
+
+def test_failed_quantization_leaves_only_the_float_export(
+    tmp_path: Path, embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _with_float_export(tmp_path, embedder)
+
+    def broken(src: Path, dst: str) -> None:
+        Path(dst).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(embeddings_module, "_quantize", broken)
+    with pytest.raises(OSError, match="disk full"):
+        MiniLMEmbedder(folder, quantized=True).onnx_path()
+    assert [p.name for p in folder.iterdir()] == [embedder.onnx_path().name]
+
+
+def test_router_embedder_follows_settings(tmp_path: Path, cache_dir: Path) -> None:
+    base = brainstack.Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
+    default = router_embedder(base)
+    assert isinstance(default, MiniLMEmbedder) and default.quantized and default.cache_dir == cache_dir
+    assert router_embedder(base) is default  # one session per cache folder and precision
+    full = router_embedder(base.model_copy(update={"router_embeddings": "float32"}))
+    assert isinstance(full, MiniLMEmbedder) and not full.quantized
+    assert full is default_embedder(base)  # the same session memory uses
+    shared = base.model_copy(update={"router_embeddings": "memory"})
+    mine = MiniLMEmbedder(tmp_path)
+    assert router_embedder(shared, mine) is mine
+    assert router_embedder(shared) is default_embedder(shared)
+    remote = brainstack.Settings(
+        home=tmp_path / "home", router_embeddings="memory", embeddings="openai", openai_api_key="sk-test"
+    )
+    assert isinstance(router_embedder(remote), OpenAIEmbedder)
 
 
 # -- missing weights ------------------------------------------------------------------------------

@@ -210,12 +210,15 @@ def test_examples_must_be_a_list_of_strings(
     assert fake.calls == []  # rejected before anything is embedded
 
 
-def test_default_embedder_is_the_shared_minilm(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_embedder_is_the_shared_int8_minilm(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(cache_dir))
     router = SemanticRouter({"greeting": ["hello there", "good morning"]})
     assert isinstance(router.embedder, MiniLMEmbedder)
-    assert router.embedder.cache_dir == cache_dir
+    assert router.embedder.cache_dir == cache_dir and router.embedder.quantized
     assert SemanticRouter({"x": ["y"]}).embedder is router.embedder
+    monkeypatch.setenv("BRAINSTACK_ROUTER_EMBEDDINGS", "float32")
+    full = SemanticRouter({"x": ["y"]}).embedder
+    assert isinstance(full, MiniLMEmbedder) and not full.quantized
 
 
 # -- real MiniLM ----------------------------------------------------------------------------------
@@ -345,7 +348,12 @@ def test_eval_set_is_held_out(evaluation: dict[str, list[str]]) -> None:
     assert sorted(_leaked(evaluation, load_agents(None).routes)) == []
 
 
-def test_default_routes_quality(embedder: MiniLMEmbedder, evaluation: dict[str, list[str]]) -> None:
+@pytest.mark.parametrize("precision_name", ["int8", "float32"])
+def test_default_routes_quality(
+    precision_name: str, request: pytest.FixtureRequest, evaluation: dict[str, list[str]]
+) -> None:
+    """The shipped threshold and margin hold on both MiniLM precisions the router offers."""
+    embedder = request.getfixturevalue("int8_embedder" if precision_name == "int8" else "embedder")
     settings = brainstack.Settings()
     routes = load_agents(None).routes
     router = SemanticRouter(routes, embedder, settings.router_threshold, margin=settings.router_margin)
