@@ -235,40 +235,34 @@ class EpisodicMemory:
         query = mask_pii(query)
         pool = max(4 * k, 20)
         try:
-            dense: dict[str, tuple[float, str, dict[str, Any]]] = {}
+            # The dense pool is ranked by distance alone; documents and metadata are read once,
+            # for the k episodes that survive fusion (reading them for the whole pool cost more).
+            dense: dict[str, float] = {}
             if mode != "keyword":
                 found = collection.query(  # Chroma caps n_results at the collection's size
-                    query_embeddings=self.embedder.embed([query]),
-                    n_results=pool,
-                    include=["documents", "metadatas", "distances"],
+                    query_embeddings=self.embedder.embed([query]), n_results=pool, include=["distances"]
                 )
-                for doc_id, doc, meta, distance in zip(
-                    found["ids"][0],
-                    found["documents"][0],
-                    found["metadatas"][0],
-                    found["distances"][0],
-                    strict=True,
-                ):
-                    dense[doc_id] = (1.0 - float(distance), doc, dict(meta or {}))
+                for doc_id, distance in zip(found["ids"][0], found["distances"][0], strict=True):
+                    dense[doc_id] = 1.0 - float(distance)
                 if not dense:
                     return []
+            keyword: dict[str, float] = {}
             if mode == "dense":
-                ranked = sorted(dense.items(), key=lambda item: -item[1][0])[:k]
-                return [_episode(i, s, d, m, dense=s) for i, (s, d, m) in ranked]
-            keyword = dict(self._keyword_index(collection, dense).search(query, pool))
-            if mode == "keyword":
-                order = [(doc_id, score) for doc_id, score in keyword.items()][:k]
+                order = sorted(dense.items(), key=lambda item: -item[1])[:k]
             else:
-                # Weak keyword matches (a shared common word) only add noise to the fusion: keep
-                # the ones scoring at least KEYWORD_FLOOR of the best keyword match.
-                best = max(keyword.values(), default=0.0)
-                strong = [doc_id for doc_id, score in keyword.items() if score >= KEYWORD_FLOOR * best]
-                order = reciprocal_rank_fusion(list(dense), strong)[:k]
-            missing = [doc_id for doc_id, _ in order if doc_id not in dense]
-            extra = {}
-            if missing:
-                got = collection.get(ids=missing, include=["documents", "metadatas"])
-                extra = {
+                keyword = dict(self._keyword_index(collection, dense).search(query, pool))
+                if mode == "keyword":
+                    order = list(keyword.items())[:k]
+                else:
+                    # Weak keyword matches (a shared common word) only add noise to the fusion:
+                    # keep the ones scoring at least KEYWORD_FLOOR of the best keyword match.
+                    best = max(keyword.values(), default=0.0)
+                    strong = [doc_id for doc_id, score in keyword.items() if score >= KEYWORD_FLOOR * best]
+                    order = reciprocal_rank_fusion(list(dense), strong)[:k]
+            stored = {}
+            if order:
+                got = collection.get(ids=[doc_id for doc_id, _ in order], include=["documents", "metadatas"])
+                stored = {
                     i: (doc, dict(m or {}))
                     for i, doc, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
                 }
@@ -276,14 +270,12 @@ class EpisodicMemory:
             raise translate(exc) from exc
         episodes = []
         for doc_id, score in order:
-            similarity: float | None = None
-            if doc_id in dense:
-                similarity, doc, meta = dense[doc_id]
-            elif doc_id in extra:
-                doc, meta = extra[doc_id]
-            else:
+            if doc_id not in stored:  # deleted by another writer since the search began
                 continue
-            episodes.append(_episode(doc_id, score, doc, meta, dense=similarity, keyword=keyword.get(doc_id)))
+            doc, meta = stored[doc_id]
+            episodes.append(
+                _episode(doc_id, score, doc, meta, dense=dense.get(doc_id), keyword=keyword.get(doc_id))
+            )
         return episodes
 
     def _keyword_index(self, collection: Any, dense: Mapping[str, Any]) -> BM25Index:
