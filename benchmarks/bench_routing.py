@@ -7,8 +7,10 @@
   The node's semantic path is timed the same way (same one-node graph) for comparison.
 * Embedding throughput on a batch of 1000 sentences; accuracy and coverage on the eval file at the
   default threshold and margin.
-* Fix candidates for the embedder, measured the same way: one ONNX thread, ONNX pool threads that do not
-  spin, and an int8 (dynamic, per-channel) quantization of the same ONNX export.
+* brainstack's router embeds with an int8 (dynamic, per-channel) copy of MiniLM by default
+  (``BRAINSTACK_ROUTER_EMBEDDINGS=int8``); the alternatives are measured the same way: float32 MiniLM
+  (what memory uses, and the router's previous default), its plain-operator graph, one ONNX thread, and
+  ONNX pool threads that do not spin.
 
     .venv/bin/python benchmarks/bench_routing.py [--quick] [--requests N] [--json PATH]
 """
@@ -50,10 +52,10 @@ def cycled(items: Sequence[Any], n: int) -> list[Any]:
 # -- embedders under test -----------------------------------------------------------------------------
 
 
-def minilm(cache_dir: Path, threads: int | None = None) -> Any:
+def minilm(cache_dir: Path, threads: int | None = None, *, quantized: bool = False) -> Any:
     from brainstack.memory import MiniLMEmbedder
 
-    return MiniLMEmbedder(cache_dir, threads=threads)
+    return MiniLMEmbedder(cache_dir, threads=threads, quantized=quantized)
 
 
 def minilm_at(cache_dir: Path, path: Path, threads: int | None = None, name: str | None = None) -> Any:
@@ -70,25 +72,6 @@ def minilm_at(cache_dir: Path, path: Path, threads: int | None = None, name: str
     return embedder
 
 
-def quantized_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
-    """MiniLM with the cached ONNX export quantized to int8 (dynamic, per-channel weights)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from brainstack.memory import MiniLMEmbedder
-
-    source = MiniLMEmbedder(cache_dir).onnx_path()
-    target = workdir / "minilm-int8.onnx"
-    if not target.is_file():
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": 1},  # FLOAT: shape inference can't type the fused ops
-        )
-    return minilm_at(cache_dir, target, threads, name="all-MiniLM-L6-v2-int8")
-
-
 def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
     """MiniLM from the plain-ONNX graph (standard operators only: the default before builder 2)."""
     import onnx
@@ -102,7 +85,7 @@ def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> 
     return minilm_at(cache_dir, target, threads)
 
 
-def no_spin_minilm(cache_dir: Path, threads: int | None = None) -> Any:
+def no_spin_minilm(cache_dir: Path, threads: int | None = None, *, quantized: bool = False) -> Any:
     """MiniLM whose ONNX pool threads sleep instead of spinning between runs."""
     from brainstack.memory import MiniLMEmbedder
 
@@ -125,7 +108,7 @@ def no_spin_minilm(cache_dir: Path, threads: int | None = None) -> Any:
                 self._tokenizer = tokenizer
             return self._session, self._tokenizer
 
-    return NoSpinMiniLM(cache_dir, threads=threads)
+    return NoSpinMiniLM(cache_dir, threads=threads, quantized=quantized)
 
 
 def make_router(routes: dict[str, list[str]], embedder: Any, threshold: float, margin: float) -> Any:
@@ -284,6 +267,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from brainstack.agents.providers import ModelProvider
     from brainstack.config import Settings
     from brainstack.config.agents import load_agents
+    from brainstack.memory import router_embedder
 
     cache_dir = args.cache_dir or workdir / "cache"
     settings = Settings(
@@ -296,23 +280,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     requests = cycled(pairs, args.requests)
     texts = [t for t, _ in requests]
 
-    default = minilm(cache_dir)  # what brainstack uses: min(2, cores) ONNX threads
-    default.warm_up()  # builds the ONNX export if the cache is empty; never timed
-    embedders = {f"MiniLM fp32, {default.threads} threads (brainstack default)": default}
+    default = router_embedder(settings)  # what brainstack routes with: int8 MiniLM, min(2, cores) threads
+    default.warm_up()  # builds the ONNX exports if the cache is empty; never timed
+    n = default.threads
+    embedders = {f"MiniLM int8, {n} threads (brainstack default)": default}
     if not args.no_variants:
-        embedders[f"MiniLM fp32, {default.threads} threads, plain ONNX operators (previous default)"] = (
-            plain_minilm(cache_dir, workdir, threads=default.threads)
+        embedders[
+            f"MiniLM fp32, {n} threads (ROUTER_EMBEDDINGS=float32: memory's model, previous default)"
+        ] = minilm(cache_dir)
+        embedders[f"MiniLM fp32, {n} threads, plain ONNX operators"] = plain_minilm(
+            cache_dir, workdir, threads=n
         )
-        embedders["MiniLM fp32, 1 thread (fix candidate)"] = minilm(cache_dir, threads=1)
-        embedders[f"MiniLM fp32, {default.threads} threads, no spinning (fix candidate)"] = no_spin_minilm(
-            cache_dir
-        )
-        embedders[f"MiniLM int8 per-channel, {default.threads} threads (fix candidate)"] = quantized_minilm(
-            cache_dir, workdir, threads=default.threads
-        )
-        embedders["MiniLM int8 per-channel, 1 thread (fix candidate)"] = quantized_minilm(
-            cache_dir, workdir, threads=1
-        )
+        embedders["MiniLM int8, 1 thread"] = minilm(cache_dir, threads=1, quantized=True)
+        embedders[f"MiniLM int8, {n} threads, no spinning"] = no_spin_minilm(cache_dir, quantized=True)
     routers = {name: make_router(routes, e, threshold, margin) for name, e in embedders.items()}
     # MiniLM remembers recent single texts; the eval set has 40, so every timed request would be a cache
     # hit. Turn that cache off here (and time a cache hit separately below).
@@ -320,7 +300,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if not hasattr(embedder, "recent_size"):
             print("note: this MiniLMEmbedder has no single-text cache (recent_size)", file=sys.stderr)
         embedder.recent_size = 0
-    with_cache = make_router(routes, minilm(cache_dir), threshold, margin)
+    with_cache = make_router(routes, minilm(cache_dir, quantized=True), threshold, margin)
     cache_hit = semantic_latency({"cache hit": with_cache}, texts)["cache hit"]
 
     latency = semantic_latency(routers, texts)
