@@ -111,7 +111,13 @@ class PrefilledEmbedder:
 
 
 def brainstack_runtime(
-    home: Path, cache_dir: Path, model: InstantModel, embedder: Any, *, memory: bool
+    home: Path,
+    cache_dir: Path,
+    model: InstantModel,
+    embedder: Any,
+    *,
+    memory: bool,
+    router_embedder: Any = None,
 ) -> Any:
     from brainstack import Runtime, Settings
 
@@ -123,7 +129,7 @@ def brainstack_runtime(
         cache_dir=cache_dir,
         memory=memory,
     )
-    return Runtime(settings, transport=model.transport(), embedder=embedder)
+    return Runtime(settings, transport=model.transport(), embedder=embedder, router_embedder=router_embedder)
 
 
 def short_switch_interval(runtime: Any, seconds: float = 0.0005) -> Callable[[str], Awaitable[Any]]:
@@ -306,7 +312,9 @@ async def measure_pieces(runtime: Any, saver: Any, reps: int) -> dict[str, list[
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     pieces: dict[str, Callable[[int], Awaitable[Any]]] = {
-        "query embedding (MiniLM, 1 new text)": lambda n: sync(lambda: embedder.embed([fresh(n)])),
+        "router's query embedding (int8 MiniLM, 1 new text)": lambda n: sync(
+            lambda: embedder.embed([fresh(n)])
+        ),
         "query embedding, same text again (single-text cache hit)": lambda n: sync(
             lambda: embedder.embed([TASK])
         ),
@@ -343,12 +351,16 @@ async def benchmark(
 ) -> dict[str, Any]:
     from brainstack.memory import MiniLMEmbedder
 
-    embedder = MiniLMEmbedder(cache_dir)
+    embedder = MiniLMEmbedder(cache_dir)  # memory's (float32)
     embedder.warm_up()  # builds the ONNX export into cache_dir if needed; never timed
+    router_embedder = MiniLMEmbedder(cache_dir, quantized=True)  # the router's default (int8)
+    router_embedder.warm_up()
     model = InstantModel()
 
-    def runtime(name: str, memory: bool = False, emb: Any = embedder) -> Any:
-        return brainstack_runtime(workdir / name, cache_dir, model, emb, memory=memory)
+    def runtime(name: str, memory: bool = False, router: Any = router_embedder) -> Any:
+        return brainstack_runtime(
+            workdir / name, cache_dir, model, embedder, memory=memory, router_embedder=router
+        )
 
     names = [BARE3, BARE5, DEFAULT, FULL, SWITCH, INSIDE, PREFILLED]
     index = {name: n for n, name in enumerate(names)}
@@ -358,7 +370,7 @@ async def benchmark(
         FULL: runtime("full"),
         SWITCH: runtime("switch"),
         INSIDE: runtime("inside"),
-        PREFILLED: runtime("prefilled", emb=PrefilledEmbedder(embedder, texts)),
+        PREFILLED: runtime("prefilled", router=PrefilledEmbedder(router_embedder, texts)),
     }
     full = runtimes[FULL]
     system_prompt = full.agents.agents["marketing"].system_prompt
@@ -429,7 +441,7 @@ def report(result: dict[str, Any]) -> str:
         ("memory on: recall + remember (Chroma episodes, working memory, skills, KB)", DEFAULT, FULL, 0),
         ("thread hop to the runtime's loop and the result back to the caller's loop", FULL, INSIDE, 1),
         ("(diagnostic: hop time saved by a 0.5 ms GIL switch interval)", FULL, SWITCH, 0),
-        ("query embedding in the Route node (MiniLM via asyncio.to_thread)", INSIDE, PREFILLED, 1),
+        ("query embedding in the Route node (int8 MiniLM via asyncio.to_thread)", INSIDE, PREFILLED, 1),
         ("the rest: bigger state, node timers, stream writer, aget_state, RunResult", PREFILLED, BARE3, 1),
         ("(for scale: 2 more pass-through nodes in bare LangGraph)", BARE5, BARE3, 0),
     ]

@@ -170,6 +170,10 @@ class MiniLMEmbedder:
                     options.intra_op_num_threads = self.threads
                     options.inter_op_num_threads = 1
                     options.log_severity_level = 3
+                    # Pool threads sleep between runs instead of spinning: a process holds two
+                    # sessions (router int8, memory float32) next to the event loop, aiosqlite and
+                    # Chroma threads, and spinning pools starved them on 2 cores (benchmarks/RESULTS.md).
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     session = ort.InferenceSession(
                         str(self.onnx_path()), options, providers=["CPUExecutionProvider"]
                     )

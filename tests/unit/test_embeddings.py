@@ -521,6 +521,13 @@ def test_failed_quantization_leaves_only_the_float_export(
     assert [p.name for p in folder.iterdir()] == [embedder.onnx_path().name]
 
 
+def test_onnx_pool_threads_do_not_spin(embedder: MiniLMEmbedder, int8_embedder: MiniLMEmbedder) -> None:
+    for model in (embedder, int8_embedder):
+        options = model._ensure()[0].get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == model.threads
+
+
 def test_router_embedder_follows_settings(tmp_path: Path, cache_dir: Path) -> None:
     base = brainstack.Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
     default = router_embedder(base)
