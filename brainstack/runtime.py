@@ -205,6 +205,10 @@ class Runtime:
                 )
         if run.task is not None:
             inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}
+            if run.agent is None:  # embed for the router while the graph starts (and recalls)
+                from brainstack.graphs.nodes import routing_text
+
+                self.router.prefetch(routing_text(run.task))
         elif pending is None:
             raise UsageError(
                 f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one."
@@ -242,20 +246,36 @@ class Runtime:
         self, inputs: dict[str, Any] | None, config: Any, thread_id: str
     ) -> AsyncIterator[Event]:
         """Stream the compiled graph from ``inputs`` (``None``: resume from ``config``'s checkpoint)."""
+        # The final state comes from the `values` stream (the state after each step), so a run
+        # that ends normally needs no read of its checkpoint; a paused one reads it for the
+        # interrupt's payload.
+        values: dict[str, Any] = {}
+        interrupted = False
         try:
             compiled = await self._compiled_graph()
-            async for payload in compiled.astream(inputs, config, stream_mode="custom", durability="sync"):
+            async for mode, payload in compiled.astream(
+                inputs, config, stream_mode=["custom", "values"], durability="sync"
+            ):
+                if mode == "values":
+                    if "__interrupt__" in payload:
+                        interrupted = True
+                    else:
+                        values = payload
+                    continue
                 event = event_from_custom(payload)
                 if event is not None:
                     yield event
-            snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
+            request = None
+            if interrupted or not values:
+                snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
+                values = snapshot.values
+                if snapshot.interrupts:
+                    request = _approval_request(snapshot.interrupts[0].value, values)
         except Exception as exc:
             _reraise(exc, thread_id)
-        request = None
-        if snapshot.interrupts:
-            request = _approval_request(snapshot.interrupts[0].value, snapshot.values)
+        if request is not None:
             yield InterruptEvent(request=request)
-        yield ResultEvent(result=self._result(snapshot.values, thread_id, request))
+        yield ResultEvent(result=self._result(values, thread_id, request))
 
     # Time travel ---------------------------------------------------------------
 

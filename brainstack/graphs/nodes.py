@@ -67,9 +67,7 @@ class Route:
         if requested:
             decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
         else:
-            from brainstack.memory.gateway import without_preferences
-
-            match = await asyncio.to_thread(self.router.best, without_preferences(state["task"]))
+            match = await asyncio.to_thread(self.router.best, routing_text(state["task"]))
             summary = f"semantic {match.name} {match.score:.2f} (margin {match.margin:.2f})"
             if self.router.accepts(match):
                 decision = _decision(match.name, match.score, "semantic", summary)
@@ -374,3 +372,11 @@ def _skill_checks(memory: dict[str, Any], answer: str) -> list[dict[str, Any]]:
 def after_route(state: RouterState) -> str:
     route = state.get("route") or {}
     return node_name(route["target"])
+
+
+def routing_text(task: str) -> str:
+    """What the semantic router embeds for ``task``: the task without its preference sentences
+    (they say how to answer, not what about)."""
+    from brainstack.memory.gateway import without_preferences
+
+    return without_preferences(task)

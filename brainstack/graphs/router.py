@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -18,6 +21,19 @@ benchmarks/RESULTS.md)."""
 TOP_K = 2
 """A route's score is the mean of its ``TOP_K`` best example similarities:
 steadier than the single best match, sharper than the mean of all."""
+PREFETCH_LIMIT = 32
+"""Prefetched texts kept for a later :meth:`SemanticRouter.best` (the oldest unclaimed go first)."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="brainstack-route-ahead")
+        return _pool
 
 
 class RouteMatch(NamedTuple):
@@ -64,10 +80,35 @@ class SemanticRouter:
         examples = [text for name in self.names for text in routes[name]]
         self._owner = np.repeat(np.arange(len(self.names)), [len(routes[n]) for n in self.names])
         self._vectors = embedder.embed(examples)
+        self._ahead: OrderedDict[str, Future[np.ndarray]] = OrderedDict()
+        self._ahead_lock = threading.Lock()
+
+    def prefetch(self, text: str) -> None:
+        """Start embedding ``text`` on a background thread: a later :meth:`best` (or
+        :meth:`route`) of the same text waits for that vector instead of embedding it again.
+
+        Lets a caller overlap routing with other work; the Runtime calls it when a task arrives,
+        so the embedding runs while the graph starts and writes its first checkpoint (and, with
+        memory on, while memory is recalled). An embedding error surfaces from :meth:`best`.
+        """
+        with self._ahead_lock:
+            if text in self._ahead:
+                return
+            while len(self._ahead) >= PREFETCH_LIMIT:
+                self._ahead.popitem(last=False)
+            self._ahead[text] = _prefetch_pool().submit(self.embedder.embed, [text])
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 1:
+            with self._ahead_lock:
+                ahead = self._ahead.pop(texts[0], None)
+            if ahead is not None:
+                return ahead.result()
+        return self.embedder.embed(texts)
 
     def scores_many(self, texts: Sequence[str]) -> np.ndarray:
         """Score matrix (texts × routes)."""
-        sims = self.embedder.embed(texts) @ self._vectors.T
+        sims = self._embed(texts) @ self._vectors.T
         out = np.empty((len(texts), len(self.names)), dtype=np.float32)
         for index in range(len(self.names)):
             own = sims[:, self._owner == index]

@@ -102,6 +102,42 @@ def test_caller_can_choose_the_agent(runtime):
     assert result.transcript == []
 
 
+class CountingEmbedder:
+    """Another embedder's vectors, with every text it was asked for recorded."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim = inner, f"counting:{inner.name}", inner.dim
+        self.texts: list[str] = []
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+    def embed_one(self, text):
+        return self.embed([text])[0]
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8_embedder, memory):
+    counting = CountingEmbedder(int8_embedder)
+    configured = settings.model_copy(update={"memory": memory})
+    with Runtime(configured, embedder=embedder, router_embedder=counting) as runtime:
+        runtime.router  # noqa: B018 - the route examples are embedded here
+        examples = len(counting.texts)
+        prefetched = []
+        real = runtime.router.prefetch
+        runtime.router.prefetch = lambda text: (prefetched.append(text), real(text))[1]
+        task = "How can we improve the conversion rate of our landing page? I prefer bullet points."
+        result = runtime.run(task)
+        assert result.route.target == "marketing" and result.route.decided_by == "semantic"
+        # Started when the task arrived, preference sentence removed, and not embedded again by Route.
+        assert prefetched == ["How can we improve the conversion rate of our landing page?"]
+        assert counting.texts[examples:] == prefetched
+        assert runtime.router._ahead == {}
+        runtime.run("Should we launch a freemium tier?", agent="technical")  # no routing, no prefetch
+        assert counting.texts[examples:] == prefetched
+
+
 def test_unsure_router_falls_back_offline_with_reason(runtime):
     result = runtime.run("What time zone is Tokyo in?")
     assert result.route.decided_by == "fallback"

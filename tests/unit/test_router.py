@@ -165,6 +165,44 @@ def test_examples_embedded_once_and_queries_in_one_batch(fake: HandMadeEmbedder)
     assert fake.calls[1:] == [["q_x", "q_yz", "q_neg"]]
 
 
+def test_prefetch_embeds_once_and_best_uses_it(fake: HandMadeEmbedder) -> None:
+    router = make(fake)
+    expected = make(HandMadeEmbedder(TABLE)).best("q_yz")
+    router.prefetch("q_yz")
+    router.prefetch("q_yz")  # already on its way: not embedded twice
+    assert router.best("q_yz") == expected
+    assert fake.calls[1:] == [["q_yz"]]
+    assert router.best("q_yz") == expected  # claimed once; a later call embeds again
+    assert fake.calls[1:] == [["q_yz"], ["q_yz"]]
+
+
+def test_prefetch_of_another_text_is_not_used(fake: HandMadeEmbedder) -> None:
+    router = make(fake)
+    router.prefetch("q_x")
+    assert router.best("q_yz").name == "beta"
+    assert router.best("q_x").name == "alpha"
+    assert sorted(map(tuple, fake.calls[1:])) == [("q_x",), ("q_yz",)]
+
+
+def test_unclaimed_prefetches_are_bounded(fake: HandMadeEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(router_module, "PREFETCH_LIMIT", 2)
+    router = make(fake)
+    for text in ("q_x", "q_yz", "q_neg"):
+        router.prefetch(text)
+    assert list(router._ahead) == ["q_yz", "q_neg"]  # the oldest went first
+    for future in router._ahead.values():
+        future.result()
+    router.best("q_x")
+    assert [c for c in fake.calls[1:] if c == ["q_x"]] == [["q_x"], ["q_x"]]  # dropped: embedded again
+
+
+def test_prefetch_errors_surface_from_best(fake: HandMadeEmbedder) -> None:
+    router = make(fake)
+    router.prefetch("not in the table")
+    with pytest.raises(KeyError, match="not in the table"):
+        router.best("not in the table")
+
+
 def test_route_many_on_nothing(fake: HandMadeEmbedder) -> None:
     router = make(fake)
     assert router.route_many([]) == []
