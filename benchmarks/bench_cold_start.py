@@ -122,9 +122,11 @@ import brainstack.graphs.factory
 mark("import the graph factory (nodes, agents)")
 import onnxruntime, tokenizers
 mark("import onnxruntime + tokenizers")
-from brainstack.memory.embeddings import default_embedder
-default_embedder(rt.settings)._ensure()  # the shared instance the router will use
-mark("ONNX session: load the cached export")
+from brainstack.memory.embeddings import default_embedder, router_embedder
+router_embedder(rt.settings)._ensure()  # the shared instances the router and memory will use
+mark("ONNX session: the router's int8 MiniLM (cached)")
+default_embedder(rt.settings)._ensure()
+mark("ONNX session: memory's float32 MiniLM (cached)")
 rt.router
 mark("router: embed the route examples")
 if rt.memory is not None:
@@ -141,8 +143,9 @@ asyncio.run(rt.arun(sys.argv[1]))
 mark("second run, same process (for comparison)")
 print(json.dumps([(b[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])]))
 """
-"""Times the phases of a first ``brainstack run`` in a fresh process, one after another (the CLI overlaps
-the memory warm-up with building the graph, so the sum can exceed its wall time)."""
+"""Times the phases of a first ``brainstack run`` in a fresh process, one after another. The CLI does not
+run them in this order: ``Runtime.warm_up`` loads both ONNX sessions, embeds the route examples and opens
+memory on background threads while the graph's modules import, so the sum exceeds its wall time."""
 
 
 def phase_profile(bin_dir: Path, runs: int, env: dict[str, str], workdir: Path, warm_cache: Path) -> dict:

@@ -129,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
     runtime = Runtime(agents=getattr(args, "agents", None))
+    runtime.warm_up()  # models load while the rest of the first run imports
     out = sys.stdout
     if not args.json:
         print(_banner(runtime), file=sys.stderr)

@@ -84,6 +84,9 @@ class Runtime:
         self._embedder = embedder
         self._router_embedder = router_embedder
         self._router: SemanticRouter | None = None
+        self._router_lock = threading.Lock()
+        self._warm_lock = threading.Lock()
+        self._warming = False
         self._graph: StateGraph[Any] | None = None
         self._memory: MemoryGateway | None = memory
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,16 +102,43 @@ class Runtime:
 
     @property
     def router(self) -> SemanticRouter:
-        if self._router is None:
-            from brainstack.graphs.router import SemanticRouter
+        with self._router_lock:  # warm_up may be building it on another thread
+            if self._router is None:
+                from brainstack.graphs.router import SemanticRouter
 
-            self._router = SemanticRouter(
-                self.agents.routes,
-                self._route_embedder(),
-                self.settings.router_threshold,
-                margin=self.settings.router_margin,
-            )
-        return self._router
+                self._router = SemanticRouter(
+                    self.agents.routes,
+                    self._route_embedder(),
+                    self.settings.router_threshold,
+                    margin=self.settings.router_margin,
+                )
+            return self._router
+
+    def warm_up(self) -> None:
+        """Start preparing what the first run needs on background threads, and return at once.
+
+        One thread loads the router's embedding model and embeds the route examples, then
+        loads memory's embedding model; another opens the memory backends. onnxruntime releases
+        the GIL while it loads and runs, so this overlaps with the imports that building the
+        graph does anyway. The graph's first use starts it; ``brainstack run`` starts it as soon
+        as the Runtime exists. Failures are left to the run that needs the part to report.
+        """
+        with self._warm_lock:
+            if self._warming:
+                return
+            self._warming = True
+        memory = self.memory
+        threading.Thread(target=self._warm_models, name="brainstack-warm-up", daemon=True).start()
+        if memory is not None:
+            threading.Thread(target=memory.warm_up, name="brainstack-memory-warm-up", daemon=True).start()
+
+    def _warm_models(self) -> None:
+        with contextlib.suppress(Exception):
+            self.router  # noqa: B018 - building it is the point
+            if self.memory is not None:
+                warm = getattr(self._default_embedder(), "warm_up", None)
+                if warm is not None:
+                    warm()
 
     def _route_embedder(self) -> Embedder:
         if self._router_embedder is None:
@@ -139,9 +169,7 @@ class Runtime:
     def graph(self) -> StateGraph[Any]:
         """The uncompiled router graph."""
         if self._graph is None:
-            memory = self.memory
-            if memory is not None:  # open the memory backends while the graph is being built
-                threading.Thread(target=memory.warm_up, name="brainstack-memory-warm-up", daemon=True).start()
+            self.warm_up()  # load the models and open memory while the graph's modules import
             from brainstack.graphs.factory import create_router_graph
 
             self._graph = create_router_graph(

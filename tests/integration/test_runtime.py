@@ -17,7 +17,7 @@ from brainstack import (
     UnknownAgentError,
     UsageError,
 )
-from brainstack.errors import BackendError, ConfigurationError, ModelUnavailableError
+from brainstack.errors import BackendError, ConfigurationError, ModelError, ModelUnavailableError
 from brainstack.events import (
     GroupChatTurnEvent,
     MemoryRecalledEvent,
@@ -136,6 +136,52 @@ def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8
         assert runtime.router._ahead == {}
         runtime.run("Should we launch a freemium tier?", agent="technical")  # no routing, no prefetch
         assert counting.texts[examples:] == prefetched
+
+
+def _warm_up_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("brainstack-") and "warm-up" in t.name]
+
+
+def test_warm_up_prepares_router_models_and_memory_in_the_background(settings, monkeypatch):
+    from brainstack.memory import MiniLMEmbedder
+
+    router_model = MiniLMEmbedder(settings.cache_dir, quantized=True)
+    memory_model = MiniLMEmbedder(settings.cache_dir)
+    with Runtime(settings, embedder=memory_model, router_embedder=router_model) as runtime:
+        runtime.warm_up()
+        runtime.warm_up()  # once is enough: no second set of threads
+        threads = _warm_up_threads()
+        assert sorted(t.name for t in threads) == ["brainstack-memory-warm-up", "brainstack-warm-up"]
+        for thread in threads:
+            thread.join(timeout=60)
+        # Everything the first run needs was made on those threads, none of it by this one.
+        assert runtime._router is not None and runtime._router.embedder is router_model
+        assert router_model._session is not None and memory_model._session is not None
+        assert runtime.memory is not None and runtime.memory._chroma is not None
+        assert runtime.run("What is 17.5% of 2340?").route.target == "finance"
+
+
+class DownEmbedder:
+    name, dim = "down", 384
+
+    def embed(self, texts):
+        raise ModelError("the embeddings endpoint is down")
+
+    def embed_one(self, text):
+        return self.embed([text])[0]
+
+
+def test_failed_warm_up_is_left_to_the_run_to_report(settings):
+    configured = settings.model_copy(update={"memory": False})
+    with Runtime(configured, router_embedder=DownEmbedder()) as runtime:
+        runtime.warm_up()
+        for thread in _warm_up_threads():
+            thread.join(timeout=60)
+        assert runtime._router is None  # the failure stayed on the thread...
+        with pytest.raises(ModelError, match="endpoint is down"):  # ...the run reports it
+            runtime.run("What is 17.5% of 2340?")
 
 
 def test_unsure_router_falls_back_offline_with_reason(runtime):
