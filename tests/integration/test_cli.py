@@ -119,9 +119,10 @@ def test_unreachable_endpoint_is_one_clear_line(env_home):
     assert "Cannot reach the model endpoint at http://127.0.0.1:9" in line
 
 
-def test_module_entry_point(env_home):
+@pytest.mark.parametrize("module", ["brainstack", "brainstack.cli"])
+def test_module_entry_point(env_home, module):
     done = subprocess.run(
-        [sys.executable, "-m", "brainstack.cli", "--help"], env=env_home, capture_output=True, text=True
+        [sys.executable, "-m", module, "--help"], env=env_home, capture_output=True, text=True
     )
     assert done.returncode == 0 and "run" in done.stdout
     assert os.path.exists(BRAINSTACK)
