@@ -323,7 +323,7 @@ async def measure_pieces(runtime: Any, saver: Any, reps: int) -> dict[str, list[
             router.best, fresh(n)
         ),
         "round trip to the runtime's loop thread (empty coroutine)": lambda n: on_runtime_loop(nothing()),
-        "aget_state after the run (on the runtime's loop)": lambda n: on_runtime_loop(
+        "aget_state after a run (runtime loop; now only paused runs read it)": lambda n: on_runtime_loop(
             compiled.aget_state(done)
         ),
         "graph.compile, brainstack graph (now once per Runtime)": lambda n: sync(
@@ -442,7 +442,7 @@ def report(result: dict[str, Any]) -> str:
         ("thread hop to the runtime's loop and the result back to the caller's loop", FULL, INSIDE, 1),
         ("(diagnostic: hop time saved by a 0.5 ms GIL switch interval)", FULL, SWITCH, 0),
         ("query embedding in the Route node (int8 MiniLM via asyncio.to_thread)", INSIDE, PREFILLED, 1),
-        ("the rest: bigger state, node timers, stream writer, aget_state, RunResult", PREFILLED, BARE3, 1),
+        ("the rest: bigger state, node timers, custom + values streams, RunResult", PREFILLED, BARE3, 1),
         ("(for scale: 2 more pass-through nodes in bare LangGraph)", BARE5, BARE3, 0),
     ]
     extra = mean[FULL] - mean[BARE3]
