@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from brainstack.errors import BrainstackError, UsageError
 
+    _show_progress_logs()
     try:
         if args.command == "memory":
             return _memory(args)
@@ -123,6 +124,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN
+
+
+def _show_progress_logs() -> None:
+    """brainstack's INFO records (one-time preparation steps, e.g. building the embedding model)
+    as ``◦ message`` lines on stderr; a host that configured logging itself keeps its own."""
+    import logging
+
+    logger = logging.getLogger("brainstack")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("◦ %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _run(args: argparse.Namespace) -> int:

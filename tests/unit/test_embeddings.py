@@ -397,12 +397,19 @@ def test_second_embedder_reuses_the_cached_file(
 
 
 def test_fresh_cache_dir_builds_its_own_file_once(
-    tmp_path: Path, embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    embedder: MiniLMEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls = _counting_builder(monkeypatch, _bert_onnx.build_sentence_encoder)
     folder = tmp_path / "not" / "yet" / "there"
     fresh = MiniLMEmbedder(folder)
-    vectors = fresh.embed(SENTENCES[:3])
+    with caplog.at_level("INFO", logger="brainstack"):
+        vectors = fresh.embed(SENTENCES[:3])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"preparing the local embedding model (once): {embedder.onnx_path().name} in {folder}"
+    ]
     assert len(calls) == 1
     assert calls[0] == MiniLMEmbedder.model_dir()
     files = _onnx_files(folder)
@@ -457,6 +464,7 @@ def test_int8_copy_is_quantized_once_from_the_float_export(
     embedder: MiniLMEmbedder,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     folder = _with_float_export(tmp_path, embedder)
     calls = _counting_builder(monkeypatch, _bert_onnx.build_sentence_encoder)
@@ -469,7 +477,12 @@ def test_int8_copy_is_quantized_once_from_the_float_export(
 
     monkeypatch.setattr(embeddings_module, "_quantize", counting)
     int8 = MiniLMEmbedder(folder, quantized=True)
-    path = int8.onnx_path()
+    with caplog.at_level("INFO", logger="brainstack"):
+        path = int8.onnx_path()
+        MiniLMEmbedder(folder, quantized=True).onnx_path()  # cached: says nothing
+    assert [r.getMessage() for r in caplog.records] == [
+        f"preparing the router's int8 copy of the embedding model (once): {path.name}"
+    ]
     assert calls == [] and quantized == [folder / embedder.onnx_path().name]  # from the cached export
     assert path.name.startswith("all-MiniLM-L6-v2-int8-") and path.parent == folder
     assert path.stat().st_size < embedder.onnx_path().stat().st_size / 3  # int8 weights
