@@ -90,23 +90,7 @@ def spinning_minilm(cache_dir: Path, threads: int | None = None, *, quantized: b
     from brainstack.memory import MiniLMEmbedder
 
     class SpinningMiniLM(MiniLMEmbedder):
-        def _ensure(self) -> tuple[Any, Any]:  # brainstack's _ensure plus one session option
-            if self._session is None:
-                import onnxruntime as ort
-                from tokenizers import Tokenizer
-
-                tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))
-                tokenizer.enable_truncation(max_length=self.max_tokens)
-                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-                path = str(self.onnx_path())
-                self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-                self._tokenizer = tokenizer
-            return self._session, self._tokenizer
+        allow_spinning = True
 
     return SpinningMiniLM(cache_dir, threads=threads, quantized=quantized)
 

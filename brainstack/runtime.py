@@ -144,10 +144,7 @@ class Runtime:
         if self._router_embedder is None:
             from brainstack.memory.embeddings import router_embedder
 
-            if self.settings.router_embeddings == "memory":
-                self._router_embedder = self._default_embedder()
-            else:
-                self._router_embedder = router_embedder(self.settings)
+            self._router_embedder = router_embedder(self.settings, self._embedder)
         return self._router_embedder
 
     def _default_embedder(self) -> Embedder:

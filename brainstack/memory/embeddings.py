@@ -97,6 +97,10 @@ class MiniLMEmbedder:
     batch_size = 64
     recent_size = 256
     """Single texts remembered (about 1.5 KB each)."""
+    allow_spinning = False
+    """Whether onnxruntime's pool threads spin between runs (its default) instead of sleeping: a
+    process holds two sessions (router int8, memory float32) next to the event loop, aiosqlite and
+    Chroma threads, and spinning pools starved them on 2 cores (benchmarks/RESULTS.md)."""
 
     def __init__(
         self, cache_dir: str | Path | None = None, *, threads: int | None = None, quantized: bool = False
@@ -171,20 +175,22 @@ class MiniLMEmbedder:
                     tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))
                     tokenizer.enable_truncation(max_length=self.max_tokens)
                     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = self.threads
-                    options.inter_op_num_threads = 1
-                    options.log_severity_level = 3
-                    # Pool threads sleep between runs instead of spinning: a process holds two
-                    # sessions (router int8, memory float32) next to the event loop, aiosqlite and
-                    # Chroma threads, and spinning pools starved them on 2 cores (benchmarks/RESULTS.md).
-                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                     session = ort.InferenceSession(
-                        str(self.onnx_path()), options, providers=["CPUExecutionProvider"]
+                        str(self.onnx_path()), self._session_options(), providers=["CPUExecutionProvider"]
                     )
                     self._tokenizer = tokenizer
                     self._session = session
         return self._session, self._tokenizer
+
+    def _session_options(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.allow_spinning)))
+        return options
 
     def warm_up(self) -> None:
         """Build/load the model now instead of on the first request."""
