@@ -1,7 +1,5 @@
 """``python -m brainstack``: the same CLI as the ``brainstack`` command."""
 
-import sys
+from brainstack.cli import console_main
 
-from brainstack.cli import main
-
-sys.exit(main())
+console_main()

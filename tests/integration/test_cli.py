@@ -159,3 +159,51 @@ def test_one_time_preparation_is_shown_on_stderr(capsys, monkeypatch):
     finally:
         logger.handlers.clear()
         logger.setLevel(logging.NOTSET)
+
+
+EXIT_PROBE = """
+import atexit, sys
+from brainstack import cli
+
+class Teardown:
+    def __del__(self):
+        print("interpreter teardown ran", flush=True)
+
+LEFT_AT_EXIT = Teardown()  # freed only when the interpreter tears its modules down
+
+def command(argv=None):
+    atexit.register(print, "a library's exit hook ran", flush=True)  # registered during the command
+    print("working", end="")  # unflushed: must still reach the pipe
+    {outcome}
+
+cli.main = command
+cli.console_main()
+"""
+
+
+def probe(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [("return 3", 3), ("raise SystemExit(0)", 0), ("raise SystemExit('usage: …')", 1)],
+)
+def test_the_command_ends_after_exit_hooks_without_interpreter_teardown(env_home, outcome, code):
+    done = probe(EXIT_PROBE.format(outcome=outcome), env_home)
+    assert done.returncode == code, done.stderr
+    assert done.stdout.startswith("working") and "a library's exit hook ran" in done.stdout
+    assert "interpreter teardown ran" not in done.stdout
+
+
+def test_a_crashing_command_still_shows_its_traceback_and_exits_1(env_home):
+    done = probe(EXIT_PROBE.format(outcome="raise RuntimeError('boom')"), env_home)
+    assert done.returncode == 1
+    assert "RuntimeError: boom" in done.stderr and "a library's exit hook ran" in done.stdout
+
+
+def test_without_the_quick_exit_the_probe_would_see_teardown(env_home):
+    """The control for the two tests above: plain ``sys.exit(main())`` does tear down."""
+    plain = EXIT_PROBE.format(outcome="return 0").replace("cli.console_main()", "sys.exit(cli.main())")
+    done = probe(plain, env_home)
+    assert done.returncode == 0 and "interpreter teardown ran" in done.stdout
