@@ -4,17 +4,20 @@ All in one process on a temp local Chroma folder (``open_chroma(path=...)``), Mi
 
 1. Episodic search latency (p50/p95, query embedding included, ``mode="hybrid"``) at 1k, 10k and 100k
    synthetic episodes, (a) all for one user and (b) spread over 100 users (one user's collection is
-   queried), against a plain ``collection.query(query_embeddings=embedder.embed([q]), n_results=5)`` on
-   the same collection in the same run, interleaved query by query. The single-text embedding cache is
-   cleared before every call, so every call computes its query embedding. The first search after opening
-   (the BM25 keyword index is built lazily, once per process and collection) is reported apart, both
-   in-process (a new ``EpisodicMemory`` on the open client) and in a fresh Python process. A breakdown
-   times the parts of a hybrid search separately (PII masking, query embedding, ``count()``, the dense
-   Chroma query for ids and distances, the one `get` of the results' documents and metadata, BM25).
+   queried), against a plain ``collection.query(query_embeddings=..., n_results=5)`` on the same
+   collection in the same run, interleaved query by query. Episodes are stored with float32 MiniLM;
+   queries are embedded as memory does by default (``BRAINSTACK_QUERY_EMBEDDINGS=int8``: its int8
+   copy), and every search is also run with float32 queries (the previous default) for comparison.
+   The single-text embedding caches are cleared before every call, so every call computes its query
+   embedding. The first search after opening (the BM25 keyword index is built lazily, once per
+   process and collection) is reported apart, both in-process (a new ``EpisodicMemory`` on the open
+   client) and in a fresh Python process. A breakdown times the parts of a hybrid search separately
+   (PII masking, query embedding, ``count()``, the dense Chroma query for ids and distances, the one
+   ``get`` of the results' documents and metadata, BM25).
 2. Ingestion: episodes/s of ``EpisodicMemory.add_many`` with embeddings (2k episodes, batches of 256),
    and chunks/s of ``KnowledgeBase.add`` on a generated folder of Markdown files.
 3. Retrieval quality: recall@1/5/10 of hybrid vs dense-only (and keyword-only) on
-   ``tests/data/episodic_eval.yaml``.
+   ``tests/data/episodic_eval.yaml``, with int8 and with float32 query embeddings.
 4. Tokens the memory context adds per run: ``MemoryGateway.recall`` over a set of tasks for a user seeded
    with episodes, knowledge-base documents, preferences and the built-in skills.
 
@@ -73,6 +76,17 @@ def log(message: str) -> None:
 
 def ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
+
+
+def models(embedder: Any) -> list[Any]:
+    """The MiniLM models behind ``embedder`` (a :class:`QueryFastEmbedder` has two)."""
+    return [embedder.queries, embedder.documents] if hasattr(embedder, "queries") else [embedder]
+
+
+def forget(embedder: Any) -> None:
+    """Clear the single-text caches, so the next call computes its query embedding."""
+    for model in models(embedder):
+        model._recent.clear()
 
 
 def many_user(index: int) -> str:
@@ -345,9 +359,9 @@ def bulk_embeddings(
 
 COLD_PROCESS = """
 import json, sys, time
-from brainstack.memory.embeddings import MiniLMEmbedder
+from brainstack.memory.embeddings import MiniLMEmbedder, QueryFastEmbedder
 from brainstack.memory.episodic import EpisodicMemory, open_chroma
-embedder = MiniLMEmbedder(sys.argv[1])
+embedder = QueryFastEmbedder(MiniLMEmbedder(sys.argv[1]), MiniLMEmbedder(sys.argv[1], quantized=True))
 embedder.warm_up()
 start = time.perf_counter()
 client = open_chroma(path=sys.argv[2])
@@ -383,25 +397,29 @@ def load_layout(
 
 
 def timed_search_round(
-    memory: Any, collection: Any, user: str, queries: Sequence[tuple[str, int | None]], embedder: Any
+    memories: dict[str, Any], collection: Any, user: str, queries: Sequence[tuple[str, int | None]]
 ) -> dict[str, Any]:
-    """Every query through hybrid, dense and plain Chroma, in a rotating order; ms and hit@5 each."""
-    variants = ("hybrid", "plain", "dense")
+    """Every query through hybrid, dense and plain Chroma, with int8 queries (memory's default) and
+    float32 queries, in a rotating order; ms and hit@5 each. ``memories``: ``int8`` and ``float32``
+    EpisodicMemory on the same collection, differing only in their query model."""
+    variants = ("hybrid", "plain", "dense", "hybrid_f32", "plain_f32")
     times: dict[str, list[float]] = {v: [] for v in variants}
     hits: dict[str, list[bool]] = {v: [] for v in variants}
     keyword_only = 0
     for index, (query, target) in enumerate(queries):
         shift = index % len(variants)
         for variant in variants[shift:] + variants[:shift]:
-            embedder._recent.clear()  # the query embedding is computed on every call
-            if variant == "plain":
+            memory = memories["float32" if variant.endswith("_f32") else "int8"]
+            forget(memory.embedder)  # the query embedding is computed on every call
+            if variant.startswith("plain"):
                 start = time.perf_counter()
-                found = collection.query(query_embeddings=embedder.embed([query]), n_results=5)
+                vector = memory.embedder.embed_query(query)[None, :]
+                found = collection.query(query_embeddings=vector, n_results=5)
                 elapsed = ms_since(start)
                 numbers = [m.get("n") for m in found["metadatas"][0]]
             else:
                 start = time.perf_counter()
-                result = memory.search(user, query, 5, mode=variant)
+                result = memory.search(user, query, 5, mode=variant.removesuffix("_f32"))
                 elapsed = ms_since(start)
                 numbers = [e.metadata.get("n") for e in result]
                 # Hybrid results the dense pool alone would not have found (keyword-only hits).
@@ -418,25 +436,36 @@ def timed_search_round(
     }
 
 
-def breakdown(
-    memory: Any, collection: Any, queries: Sequence[tuple[str, int | None]], embedder: Any
-) -> dict[str, dict]:
+def breakdown(memory: Any, collection: Any, queries: Sequence[tuple[str, int | None]]) -> dict[str, dict]:
     """The parts of a hybrid search, timed one by one on the same queries (p50/p95 ms each)."""
     from brainstack.memory.pii import mask_pii
 
     index = memory._keyword_index(collection, {})  # {}: no dense hits, so it counts and (re)builds
     parts: dict[str, list[float]] = {
         k: []
-        for k in ("mask_pii", "embed", "count", "chroma_query_20", "chroma_get_5", "chroma_query_5", "bm25")
+        for k in (
+            "mask_pii",
+            "embed",
+            "embed_f32",
+            "count",
+            "chroma_query_20",
+            "chroma_get_5",
+            "chroma_query_5",
+            "bm25",
+        )
     }
+    embedder = memory.embedder
     for query, _ in queries:
         start = time.perf_counter()
         masked = mask_pii(query)
         parts["mask_pii"].append(ms_since(start))
-        embedder._recent.clear()
+        forget(embedder)
         start = time.perf_counter()
-        vector = embedder.embed([masked])
+        vector = embedder.embed_query(masked)[None, :]
         parts["embed"].append(ms_since(start))
+        start = time.perf_counter()
+        embedder.embed_one(masked)  # the stored vectors' model (float32): memory's previous query model
+        parts["embed_f32"].append(ms_since(start))
         start = time.perf_counter()
         collection.count()
         parts["count"].append(ms_since(start))
@@ -469,6 +498,7 @@ def search_latency(
     client = open_chroma(path=path)
     loader = EpisodicMemory(client, embedder=embedder)  # writes only: it never builds a keyword index
     function = chroma_embedding_function(embedder)
+    float32 = embedder.documents  # what the episodes are stored with
     rows: list[dict[str, Any]] = []
     loaded = {"one": 0, "many": 0}
     load_seconds = {"one": 0.0, "many": 0.0}
@@ -490,7 +520,7 @@ def search_latency(
             gc.collect()
             # First search of a new EpisodicMemory on the open client: builds the BM25 index.
             memory = EpisodicMemory(client, embedder=embedder)
-            embedder._recent.clear()
+            forget(embedder)
             start = time.perf_counter()
             memory.search(user, cold_query, 5)
             first_ms = ms_since(start)
@@ -504,16 +534,19 @@ def search_latency(
             saved_dir = workdir / f"keyword-index-{layout}-{size}"
             cold_process(args.cache_dir, path, user, queries[0][0], queries[1][0], saved_dir)  # saves it
             cold_saved = cold_process(args.cache_dir, path, user, queries[0][0], queries[1][0], saved_dir)
+            memories = {"int8": memory, "float32": EpisodicMemory(client, embedder=float32)}
             for query, _ in warm:
-                memory.search(user, query, 5)
-                collection.query(query_embeddings=embedder.embed([query]), n_results=5)
+                for warmed in memories.values():
+                    warmed.search(user, query, 5)
+                    vector = warmed.embedder.embed_query(query)[None, :]
+                    collection.query(query_embeddings=vector, n_results=5)
             log(
                 f"search: {layout} layout, {size} episodes ({in_collection} in the collection): "
                 f"{len(queries)} queries"
             )
             gc.collect()
-            measured = timed_search_round(memory, collection, user, queries, embedder)
-            parts = breakdown(memory, collection, queries[: min(len(queries), 100)], embedder)
+            measured = timed_search_round(memories, collection, user, queries)
+            parts = breakdown(memory, collection, queries[: min(len(queries), 100)])
             ms = measured["ms"]
             log(
                 f"search: hybrid p50 {ms['hybrid']['p50']:.1f} / p95 {ms['hybrid']['p95']:.1f} ms, "
@@ -535,7 +568,7 @@ def search_latency(
                     **{k: v for k, v in measured.items() if k != "raw_ms"},
                 }
             )
-            del memory
+            del memory, memories
     return {
         "rows": rows,
         "bulk_store_rows_per_s": {k: loaded[k] / v for k, v in load_seconds.items() if v},
@@ -631,7 +664,7 @@ def ingestion(args: argparse.Namespace, workdir: Path, embedder: Any) -> dict[st
     chunk_tokens = [len(tokenizer.encode(d).ids) for d in documents]
     kb_search = []
     for i in range(50):
-        embedder._recent.clear()
+        forget(embedder)
         start = time.perf_counter()
         topic = f"{SERVICES[i % len(SERVICES)]} {PARAGRAPH_WORDS[i % len(PARAGRAPH_WORDS)]}"
         kb.search(f"how do we handle a {topic} problem?", k=3)
@@ -652,8 +685,8 @@ def ingestion(args: argparse.Namespace, workdir: Path, embedder: Any) -> dict[st
         "kb_readd_unchanged": len(again.unchanged),
         "kb_search_ms": summary(kb_search),
         "kb_chunk_tokens": summary(chunk_tokens),
-        "kb_chunks_over_window": sum(1 for n in chunk_tokens if n > embedder.max_tokens),
-        "embedder_max_tokens": embedder.max_tokens,
+        "kb_chunks_over_window": sum(1 for n in chunk_tokens if n > MiniLMEmbedder.max_tokens),
+        "embedder_max_tokens": MiniLMEmbedder.max_tokens,
     }
 
 
@@ -817,29 +850,33 @@ async def gateway_recall(args: argparse.Namespace, workdir: Path, embedder: Any)
     skills = len(gateway.skills.all())
     log(f"gateway: {len(data['episodes'])} episodes, {kb_report.chunks} KB chunks, {skills} skills; recall")
 
-    embedder._recent.clear()
+    forget(embedder)
     start = time.perf_counter()
     first = await gateway.recall(user, thread, "Give me a quick status of open incidents.")
     first_ms = ms_since(start)
     records = []
     calls: list[int] = []
-    model = embedder._embed
 
-    def counted(texts: list[str]) -> Any:  # counts real model calls (cache misses) per recall
-        calls.append(len(texts))
-        return model(texts)
+    def counting(real: Any) -> Any:  # counts real model calls (cache misses) per recall
+        def counted(texts: list[str]) -> Any:
+            calls.append(len(texts))
+            return real(texts)
 
-    embedder._embed = counted
+        return counted
+
+    for model in models(embedder):
+        model._embed = counting(model._embed)
     try:
         for task in TASKS[: args.tasks]:
-            embedder._recent.clear()
+            forget(embedder)
             before = len(calls)
             start = time.perf_counter()
             recall = await gateway.recall(user, thread, task)
             wall = ms_since(start)
             records.append(record(recall, task, wall, len(calls) - before))
     finally:
-        del embedder._embed  # back to the class's method
+        for model in models(embedder):
+            del model._embed  # back to the class's method
     tokens = [r["tokens"] for r in records]
     layers = sorted({name for r in records for name in r["timings"]})
     return {
@@ -882,18 +919,21 @@ def corpus(args: argparse.Namespace, embedder: Any) -> tuple[list[tuple[str, str
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from brainstack.memory.embeddings import MiniLMEmbedder
+    from brainstack.memory.embeddings import MiniLMEmbedder, QueryFastEmbedder
 
     began = time.perf_counter()
-    embedder = MiniLMEmbedder(args.cache_dir)
+    float32 = MiniLMEmbedder(args.cache_dir)
+    # Memory's default (``BRAINSTACK_QUERY_EMBEDDINGS=int8``): store float32, search with int8.
+    embedder = QueryFastEmbedder(float32, MiniLMEmbedder(args.cache_dir, quantized=True))
     start = time.perf_counter()
     embedder.warm_up()
-    log(f"model ready in {time.perf_counter() - start:.1f} s ({embedder.onnx_path()})")
-    single = []
+    log(f"models ready in {time.perf_counter() - start:.1f} s ({float32.onnx_path()})")
+    single: dict[str, list[float]] = {"int8": [], "float32": []}
     for i in range(100):
-        start = time.perf_counter()
-        embedder.embed([f"single query embedding probe number {i}"])
-        single.append(ms_since(start))
+        for name, model in (("int8", embedder.queries), ("float32", float32)):
+            start = time.perf_counter()
+            model.embed([f"single query embedding probe number {i}"])
+            single[name].append(ms_since(start))
 
     result: dict[str, Any] = {
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -901,9 +941,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "users": USERS,
         "queries_per_size": args.queries,
         "quick": args.quick,
-        "single_embed_ms": summary(single),
+        "single_embed_ms": {name: summary(times) for name, times in single.items()},
     }
-    steps: list[tuple[str, Callable[[], Any]]] = [("quality", lambda: quality(workdir, embedder))]
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("quality", lambda: quality(workdir / "q8", embedder)),
+        ("quality_f32", lambda: quality(workdir / "f32", float32)),
+    ]
     steps.append(("gateway", lambda: asyncio.run(gateway_recall(args, workdir, embedder))))
     steps.append(("ingestion", lambda: ingestion(args, workdir, embedder)))
     for name, step in steps:
@@ -911,7 +954,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         result[name] = step()
         log(f"{name} done in {time.perf_counter() - start:.0f} s")
 
-    episodes, vectors, result["corpus"] = corpus(args, embedder)
+    episodes, vectors, result["corpus"] = corpus(args, float32)
     start = time.perf_counter()
     result["search"] = search_latency(args, workdir, embedder, episodes, vectors)
     log(f"search done in {time.perf_counter() - start:.0f} s")
@@ -931,10 +974,12 @@ def report(result: dict[str, Any]) -> str:
     out.append("### Episodic search latency (hybrid, query embedding included)\n")
     out.append(
         f"{result['queries_per_size']} queries per size (80 % name an episode id, 20 % only a topic), "
-        "each run through brainstack hybrid, brainstack dense and plain Chroma in a rotating order; the "
-        "single-text embedding cache is cleared before every call. Plain = "
-        "`collection.query(query_embeddings=embedder.embed([q]), n_results=5)` on the same collection. "
-        "hit@5: the episode a query names is among the 5 results.\n"
+        "each run through brainstack hybrid, brainstack dense and plain Chroma, with int8 query embeddings "
+        "(memory's default, `BRAINSTACK_QUERY_EMBEDDINGS=int8`; episodes are stored float32) and with "
+        "float32 ones (f32), in a rotating order; the single-text embedding caches are cleared before "
+        "every call. Plain = `collection.query(query_embeddings=<the query's vector>, n_results=5)` on the "
+        "same collection with the same query model. hit@5: the episode a query names is among the 5 "
+        "results.\n"
     )
     out.append(
         table(
@@ -949,7 +994,11 @@ def report(result: dict[str, Any]) -> str:
                 "plain p95 ms",
                 "ratio p50",
                 "ratio p95",
+                "hybrid f32 p50 ms",
+                "hybrid f32 p95 ms",
+                "plain f32 p50 ms",
                 "hit@5 hybrid",
+                "hit@5 hybrid f32",
                 "hit@5 plain",
             ],
             [
@@ -964,7 +1013,11 @@ def report(result: dict[str, Any]) -> str:
                     r["ms"]["plain"]["p95"],
                     f"{r['ms']['hybrid']['p50'] / r['ms']['plain']['p50']:.1f}×",
                     f"{r['ms']['hybrid']['p95'] / r['ms']['plain']['p95']:.1f}×",
+                    r["ms"]["hybrid_f32"]["p50"],
+                    r["ms"]["hybrid_f32"]["p95"],
+                    r["ms"]["plain_f32"]["p50"],
                     f"{r['hit_at_5']['hybrid']:.0%}",
+                    f"{r['hit_at_5']['hybrid_f32']:.0%}",
                     f"{r['hit_at_5']['plain']:.0%}",
                 )
                 for r in rows
@@ -1042,7 +1095,8 @@ def report(result: dict[str, Any]) -> str:
                 "layout",
                 "episodes",
                 "mask_pii",
-                "embed query",
+                "embed query (int8)",
+                "embed query (float32)",
                 "count()",
                 "Chroma query n=20 (ids, distances)",
                 "Chroma get of the 5 results",
@@ -1058,6 +1112,7 @@ def report(result: dict[str, Any]) -> str:
                     f"{r['episodes']:,}",
                     r["breakdown"]["mask_pii"]["p50"],
                     r["breakdown"]["embed"]["p50"],
+                    r["breakdown"]["embed_f32"]["p50"],
                     r["breakdown"]["count"]["p50"],
                     r["breakdown"]["chroma_query_20"]["p50"],
                     r["breakdown"]["chroma_get_5"]["p50"],
@@ -1085,7 +1140,9 @@ def report(result: dict[str, Any]) -> str:
         rate += f", by an earlier run on {made.get('when')} (load average then {made.get('loadavg_after')})"
     store = result["search"]["bulk_store_rows_per_s"]
     out.append(
-        f"\nOne short query embedding alone: p50 {single['p50']:.1f} ms, p95 {single['p95']:.1f} ms. Corpus: "
+        "\nOne short query embedding alone: "
+        + ", ".join(f"{k} p50 {v['p50']:.1f} ms, p95 {v['p95']:.1f} ms" for k, v in single.items())
+        + ". Corpus: "
         f"{corpus['episodes']:,} episodes ({corpus['changed_by_pii_masking']} changed by PII masking), "
         f"embeddings {rate}. Bulk load with precomputed embeddings (`add_many(..., embeddings=...)`, "
         f"{STORE_BATCH} rows per call): "
@@ -1135,22 +1192,31 @@ def report(result: dict[str, Any]) -> str:
         f"embedder's {ing['embedder_max_tokens']}-piece window, so their tail is never embedded."
     )
 
-    q = result["quality"]
+    q, q32 = result["quality"], result["quality_f32"]
     out.append(
         f"\n### Retrieval quality (`tests/data/episodic_eval.yaml`: {q['episodes']} episodes, "
-        f"{q['queries']} queries)\n"
+        f"{q['queries']} queries)\n\nEpisodes stored float32; queries int8 (memory's default) or float32.\n"
     )
     out.append(
         table(
             ["mode", "recall@1", "recall@5", "recall@10"],
             [
-                (mode, *(f"{q['recall'][f'{mode}@{k}']:.2f}" for k in (1, 5, 10)))
-                for mode in ("hybrid", "dense", "keyword")
+                (label_, *(f"{data['recall'][f'{mode}@{k}']:.2f}" for k in (1, 5, 10)))
+                for label_, data, mode in (
+                    ("hybrid", q, "hybrid"),
+                    ("dense", q, "dense"),
+                    ("keyword", q, "keyword"),
+                    ("hybrid, float32 queries", q32, "hybrid"),
+                    ("dense, float32 queries", q32, "dense"),
+                )
             ],
         )
     )
     for mode, missed in q["misses_at_5"].items():
         out.append(f"\nMissed at 5 by {mode}: " + "; ".join(f"“{m}”" for m in missed))
+    for mode, missed in q32["misses_at_5"].items():
+        if mode != "keyword":
+            out.append(f"\nMissed at 5 by {mode}, float32 queries: " + "; ".join(f"“{m}”" for m in missed))
 
     g = result["gateway"]
     out.append(

@@ -106,6 +106,9 @@ class PrefilledEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
 
 # -- brainstack ----------------------------------------------------------------------------------------
 

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     working_memory_ttl_s: float = Field(default=3600.0, gt=0)
     """How long preferences and session facts live (seconds)."""
 
+    query_embeddings: Literal["int8", "float32"] = "int8"
+    """What local MiniLM memory embeds search queries with (episodes, knowledge base, skills):
+    ``int8``, its quantized copy (the router's model: a run embeds its task once), or ``float32``.
+    What memory stores is always float32."""
     router_embeddings: Literal["int8", "float32", "memory"] = "int8"
     """What the semantic router embeds with: ``int8`` MiniLM (the fastest), ``float32`` MiniLM, or
     ``memory`` (the embedder ``embeddings`` selects, e.g. OpenAI). Threshold and margin are tuned on

@@ -19,6 +19,7 @@ from brainstack.memory.embeddings import (
     Embedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
+    QueryFastEmbedder,
     _openai_from_settings,
     _shared_minilm,
 )
@@ -35,6 +36,10 @@ class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
     def __call__(self, input: Documents) -> Embeddings:
         return list(self.embedder.embed(list(input)))
 
+    def embed_query(self, input: Documents) -> Embeddings:
+        """What Chroma embeds ``query_texts`` with: the embedder's query side."""
+        return [self.embedder.embed_query(text) for text in input]
+
     @staticmethod
     def name() -> str:
         return "brainstack"
@@ -44,10 +49,11 @@ class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"embedder": self.embedder.name, "dim": self.embedder.dim}
-        if isinstance(self.embedder, MiniLMEmbedder):
-            config["cache_dir"] = str(self.embedder.cache_dir.absolute())
-        elif isinstance(self.embedder, OpenAIEmbedder) and self.embedder.dimensions:
-            config["dimensions"] = self.embedder.dimensions
+        stored = self.embedder.documents if isinstance(self.embedder, QueryFastEmbedder) else self.embedder
+        if isinstance(stored, MiniLMEmbedder):
+            config["cache_dir"] = str(stored.cache_dir.absolute())
+        elif isinstance(stored, OpenAIEmbedder) and stored.dimensions:
+            config["dimensions"] = stored.dimensions
         return config
 
     @staticmethod
@@ -96,6 +102,9 @@ class _NotRebuilt:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
     def __repr__(self) -> str:
         return f"_NotRebuilt({self.name!r})"
 
@@ -132,7 +141,7 @@ def _define_llama_class() -> Any:
             return "BrainstackEmbedding"
 
         def _get_query_embedding(self, query: str) -> list[float]:
-            return [float(x) for x in self._embedder.embed_one(query)]
+            return [float(x) for x in self._embedder.embed_query(query)]
 
         def _get_text_embedding(self, text: str) -> list[float]:
             return [float(x) for x in self._embedder.embed_one(text)]

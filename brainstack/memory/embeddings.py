@@ -24,6 +24,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -39,6 +40,7 @@ __all__ = [
     "Embedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
+    "QueryFastEmbedder",
     "chroma_embedding_function",
     "default_embedder",
     "llamaindex_embedding",
@@ -72,6 +74,11 @@ class Embedder(Protocol):
         """The vector for one text, shape ``(dim,)``."""
         ...
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """The vector of a search query, shape ``(dim,)``, in the same space as :meth:`embed`'s:
+        what searches compare with stored vectors (it may come from a faster copy of the model)."""
+        ...
+
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -88,8 +95,9 @@ class MiniLMEmbedder:
     ``quantized=True`` runs an int8 copy of the same graph (dynamic quantization, per-channel
     weights, built once from the float32 export): about 1.4-1.8x faster for one short text, with
     vectors within ~0.98 cosine of float32. The router uses it by default
-    (``BRAINSTACK_ROUTER_EMBEDDINGS``); memory keeps float32, where int8 cost retrieval quality
-    (benchmarks/RESULTS.md). The two give different vectors: never mix them in one collection.
+    (``BRAINSTACK_ROUTER_EMBEDDINGS``), and memory embeds its search queries with it
+    (:class:`QueryFastEmbedder`). What memory stores stays float32: int8 there cost retrieval
+    quality (benchmarks/RESULTS.md). Never store both precisions' vectors in one collection.
     """
 
     dim = 384
@@ -117,6 +125,7 @@ class MiniLMEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, Future[np.ndarray]] = {}
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -200,22 +209,38 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        if len(texts) == 1:
-            # One run embeds its task for episodic memory, skills and the knowledge base (and the
-            # router, when it shares this embedder): a small cache of single texts makes that one
-            # model call instead of several.
-            with self._lock:
-                cached = self._recent.get(texts[0])
-                if cached is not None:
-                    self._recent.move_to_end(texts[0])
-                    return cached[None, :].copy()
+        if len(texts) != 1:
+            return self._embed(texts)
+        # One run embeds its task for the router, episodic memory, skills and the knowledge base:
+        # a small cache of single texts makes that one model call instead of several, and a text
+        # already being embedded on another thread (the router's prefetch while memory recalls)
+        # is waited for, not computed twice.
+        text = texts[0]
+        with self._lock:
+            cached = self._recent.get(text)
+            if cached is not None:
+                self._recent.move_to_end(text)
+                return cached[None, :].copy()
+            pending = self._pending.get(text)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[text] = Future()
+        if not owner:
+            return np.asarray(pending.result())[None, :].copy()  # the owner's error is raised too
+        try:
             vector = self._embed(texts)
+        except BaseException as exc:
             with self._lock:
-                self._recent[texts[0]] = vector[0].copy()
-                if len(self._recent) > self.recent_size:
-                    self._recent.popitem(last=False)
-            return vector
-        return self._embed(texts)
+                del self._pending[text]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[text]
+            self._recent[text] = vector[0].copy()
+            if len(self._recent) > self.recent_size:
+                self._recent.popitem(last=False)
+        pending.set_result(vector[0])
+        return vector
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -234,6 +259,9 @@ class MiniLMEmbedder:
         return out
 
     def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
     def __repr__(self) -> str:
@@ -406,8 +434,56 @@ class OpenAIEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
     def __repr__(self) -> str:
         return f"OpenAIEmbedder(model={self.model!r})"
+
+
+class QueryFastEmbedder:
+    """Stores with one model and searches with a faster copy of it: :meth:`embed` and
+    :meth:`embed_one` (what gets stored) use ``documents``; :meth:`embed_query` uses ``queries``.
+
+    Memory's default: float32 MiniLM for what it stores, its int8 copy (the router's model) for
+    search queries. A query then costs about half the time (it is most of a search), a run embeds
+    its task once for the router and every memory layer (one cache), and retrieval quality held on
+    the project's sets (benchmarks/RESULTS.md). ``BRAINSTACK_QUERY_EMBEDDINGS=float32`` turns it off.
+    The two models must share one vector space (a quantized copy does; two different models don't).
+    """
+
+    def __init__(self, documents: Embedder, queries: Embedder) -> None:
+        if documents.dim != queries.dim:
+            raise ValueError(f"{documents.name} ({documents.dim}) and {queries.name} ({queries.dim}) differ")
+        self.documents = documents
+        self.queries = queries
+
+    @property
+    def name(self) -> str:
+        """The stored vectors' model: collections are keyed by it."""
+        return self.documents.name
+
+    @property
+    def dim(self) -> int:
+        return self.documents.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.documents.embed(texts)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.documents.embed_one(text)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.queries.embed_query(text)
+
+    def warm_up(self) -> None:
+        for embedder in (self.queries, self.documents):
+            warm = getattr(embedder, "warm_up", None)
+            if warm is not None:
+                warm()
+
+    def __repr__(self) -> str:
+        return f"QueryFastEmbedder(documents={self.documents!r}, queries={self.queries!r})"
 
 
 def _vector(embedding: Any) -> np.ndarray:
@@ -418,13 +494,21 @@ def _vector(embedding: Any) -> np.ndarray:
 
 
 def default_embedder(settings: Any = None) -> Embedder:
-    """The embedder the settings ask for: OpenAI when ``embeddings == "openai"``, else local MiniLM."""
+    """The embedder the settings ask for: OpenAI when ``embeddings == "openai"``, else local MiniLM
+    (float32; search queries with its int8 copy unless ``query_embeddings == "float32"``)."""
     from brainstack.config import Settings
 
     settings = settings or Settings.from_env()
     if settings.embeddings == "openai":
         return _openai_from_settings(settings, settings.embedding_model)
-    return _shared_minilm(str(settings.cache_dir))
+    documents = _shared_minilm(str(settings.cache_dir))
+    if settings.query_embeddings == "float32":
+        return documents
+    with _MINILM_LOCK:
+        key = str(settings.cache_dir)
+        if key not in _QUERY_FAST:
+            _QUERY_FAST[key] = QueryFastEmbedder(documents, _shared_minilm(key, quantized=True))
+        return _QUERY_FAST[key]
 
 
 def _openai_from_settings(settings: Any, model: str, *, dimensions: int | None = None) -> OpenAIEmbedder:
@@ -452,7 +536,8 @@ def router_embedder(settings: Any = None, memory_embedder: Embedder | None = Non
 
 
 _MINILM: dict[tuple[str, bool], MiniLMEmbedder] = {}
-_MINILM_LOCK = threading.Lock()
+_QUERY_FAST: dict[str, QueryFastEmbedder] = {}
+_MINILM_LOCK = threading.RLock()
 
 
 def _shared_minilm(cache_dir: str, *, quantized: bool = False) -> MiniLMEmbedder:

@@ -240,7 +240,9 @@ class EpisodicMemory:
             dense: dict[str, float] = {}
             if mode != "keyword":
                 found = collection.query(  # Chroma caps n_results at the collection's size
-                    query_embeddings=self.embedder.embed([query]), n_results=pool, include=["distances"]
+                    query_embeddings=self.embedder.embed_query(query)[None, :],
+                    n_results=pool,
+                    include=["distances"],
                 )
                 for doc_id, distance in zip(found["ids"][0], found["distances"][0], strict=True):
                     dense[doc_id] = 1.0 - float(distance)

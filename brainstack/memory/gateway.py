@@ -242,8 +242,9 @@ class MemoryGateway:
             "procedural": lambda: self._recall_skills(task),
         }
         # Embed the task once, before the layers start: they then share the embedder's cache
-        # instead of each computing the same vector at the same moment.
-        embedded = await _timed("embedding", lambda: self.embedder.embed_one(task))
+        # instead of each computing the same vector at the same moment (with int8 queries, the
+        # router's model and cache: the router has usually embedded this text already).
+        embedded = await _timed("embedding", lambda: self.embedder.embed_query(task))
         results = await asyncio.gather(*(_timed(name, fn) for name, fn in layers.items()))
         results.insert(0, embedded)
         out: dict[str, Any] = {"timings": {}, "degraded": []}

@@ -318,7 +318,7 @@ class SkillStore:
             _, vectors, owners, by_name = self._index
         if vectors is None or not task.strip():
             return []
-        sims = vectors @ self.embedder.embed_one(task)
+        sims = vectors @ self.embedder.embed_query(task)
         best: dict[str, float] = {}
         for name, score in zip(owners, sims, strict=True):
             best[name] = max(best.get(name, -1.0), float(score))

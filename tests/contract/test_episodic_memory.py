@@ -84,7 +84,8 @@ def test_another_writer_is_seen_by_keyword_search(memory):
     assert found and "INC-9001" in found[0].text
 
 
-def test_hybrid_beats_dense_only_on_the_retrieval_set(memory):
+def retrieval_recall(memory: EpisodicMemory) -> dict[tuple[str, int], float]:
+    """recall@1 and @5 of dense and hybrid search on the project's retrieval set."""
     data = yaml.safe_load(EVAL.read_text())
     labels = list(data["episodes"])
     memory.add_many("eval", [(data["episodes"][label], {"label": label}) for label in labels])
@@ -97,9 +98,28 @@ def test_hybrid_beats_dense_only_on_the_retrieval_set(memory):
                 for query in data["queries"]
             )
             recall[mode, k] = hits / len(data["queries"])
+    return recall
+
+
+def test_hybrid_beats_dense_only_on_the_retrieval_set(memory):
+    recall = retrieval_recall(memory)
     assert recall["hybrid", 5] > recall["dense", 5]
     assert recall["hybrid", 1] > recall["dense", 1]
     assert recall["hybrid", 5] >= 0.95
+
+
+def test_int8_queries_against_float32_episodes_keep_retrieval_quality(tmp_path, embedder, int8_embedder):
+    """Memory's default: stored vectors float32, search queries int8 (the router's model)."""
+    from brainstack.memory import QueryFastEmbedder
+
+    client = open_chroma(path=tmp_path / "chroma")
+    float32 = retrieval_recall(EpisodicMemory(client, embedder=embedder, namespace="f32"))
+    split = QueryFastEmbedder(embedder, int8_embedder)
+    mixed = retrieval_recall(EpisodicMemory(client, embedder=split, namespace="q8"))
+    one_query = 1 / len(yaml.safe_load(EVAL.read_text())["queries"])
+    assert mixed["hybrid", 5] >= float32["hybrid", 5] >= 0.95
+    assert mixed["hybrid", 1] >= float32["hybrid", 1] - one_query
+    assert mixed["dense", 5] >= float32["dense", 5] - one_query
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,9 @@ class CountingEmbedder:
     def embed_one(self, text):
         return self.embed([text])[0]
 
+    def embed_query(self, text):
+        return self.embed([text])[0]
+
 
 @pytest.mark.parametrize("memory", [True, False])
 def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8_embedder, memory):
@@ -136,6 +139,27 @@ def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8
         assert runtime.router._ahead == {}
         runtime.run("Should we launch a freemium tier?", agent="technical")  # no routing, no prefetch
         assert counting.texts[examples:] == prefetched
+
+
+def test_a_run_embeds_its_task_once_for_router_and_memory(settings, monkeypatch):
+    """Default embedders: the router and memory's searches share the int8 model and its cache;
+    memory stores float32 vectors."""
+    from brainstack.memory import QueryFastEmbedder, default_embedder, router_embedder
+
+    memory = default_embedder(settings)
+    assert isinstance(memory, QueryFastEmbedder) and memory.queries is router_embedder(settings)
+    with Runtime(settings) as runtime:
+        runtime.run("warm everything up")
+        calls: dict[str, list[list[str]]] = {"int8": [], "float32": []}
+        for kind, model in (("int8", memory.queries), ("float32", memory.documents)):
+            spy = lambda texts, k=kind, f=model._embed: calls[k].append(texts) or f(texts)  # noqa: E731
+            monkeypatch.setattr(model, "_embed", spy)
+        task = "How can we improve the conversion rate of our landing page?"
+        result = runtime.run(task)
+        assert result.route.decided_by == "semantic" and result.remembered.episode_id
+        assert calls["int8"] == [[task]]  # router prefetch, recall, skills, knowledge base: one call
+        assert [task] not in calls["float32"]
+        assert len(calls["float32"]) == 1  # the episode remember stored
 
 
 def _warm_up_threads() -> list:
@@ -170,6 +194,9 @@ class DownEmbedder:
         raise ModelError("the embeddings endpoint is down")
 
     def embed_one(self, text):
+        return self.embed([text])[0]
+
+    def embed_query(self, text):
         return self.embed([text])[0]
 
 

@@ -29,6 +29,7 @@ from brainstack.memory import (
     Embedder,
     MiniLMEmbedder,
     OpenAIEmbedder,
+    QueryFastEmbedder,
     _bert_onnx,
     chroma_embedding_function,
     default_embedder,
@@ -548,7 +549,10 @@ def test_router_embedder_follows_settings(tmp_path: Path, cache_dir: Path) -> No
     assert router_embedder(base) is default  # one session per cache folder and precision
     full = router_embedder(base.model_copy(update={"router_embeddings": "float32"}))
     assert isinstance(full, MiniLMEmbedder) and not full.quantized
-    assert full is default_embedder(base)  # the same session memory uses
+    memory = default_embedder(base)
+    assert isinstance(memory, QueryFastEmbedder) and memory is default_embedder(base)
+    assert full is memory.documents  # the same sessions memory stores with…
+    assert default is memory.queries  # …and searches with
     shared = base.model_copy(update={"router_embeddings": "memory"})
     mine = MiniLMEmbedder(tmp_path)
     assert router_embedder(shared, mine) is mine
@@ -606,14 +610,15 @@ def test_both_implementations_satisfy_the_protocol(embedder: MiniLMEmbedder) -> 
     openai_embedder = OpenAIEmbedder(api_key="sk-test", http_client=client)
     assert isinstance(embedder, Embedder)
     assert isinstance(openai_embedder, Embedder)
+    assert isinstance(QueryFastEmbedder(embedder, embedder), Embedder)
     assert not isinstance(object(), Embedder)
 
 
 def test_default_embedder_follows_settings(tmp_path: Path, cache_dir: Path) -> None:
     local = brainstack.Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
     first = default_embedder(local)
-    assert isinstance(first, MiniLMEmbedder)
-    assert first.cache_dir == cache_dir
+    assert isinstance(first, QueryFastEmbedder) and isinstance(first.documents, MiniLMEmbedder)
+    assert first.documents.cache_dir == cache_dir and not first.documents.quantized
     assert default_embedder(local) is first  # one ONNX session per cache folder
     remote = brainstack.Settings(
         home=tmp_path / "home",
@@ -1009,6 +1014,9 @@ class HandMadeEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
 
 def test_chroma_collection_with_another_embedder_is_cosine(no_chroma_default: None) -> None:
     import chromadb
@@ -1113,3 +1121,115 @@ def test_single_texts_are_cached(cache_dir, monkeypatch):
     assert model.embed_one("How do we cut cloud costs?")[0] != 42.0
     model.embed(["How do we cut cloud costs?", "another"])  # batches are not cached
     assert len(calls) == 2
+
+
+# -- query side: int8 queries against float32 documents -----------------------------------------
+
+
+def test_memory_stores_float32_and_searches_with_the_routers_int8_model(tmp_path, cache_dir):
+    settings = brainstack.Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
+    memory = default_embedder(settings)
+    assert isinstance(memory, QueryFastEmbedder)
+    assert memory.name == "all-MiniLM-L6-v2" and memory.dim == DIM  # collections keep their key
+    assert memory.queries is router_embedder(settings)  # one session, one cache for a run's task
+    text = "How do we cut cloud costs?"
+    np.testing.assert_array_equal(memory.embed([text]), memory.documents.embed([text]))
+    np.testing.assert_array_equal(memory.embed_one(text), memory.documents.embed_one(text))
+    np.testing.assert_array_equal(memory.embed_query(text), memory.queries.embed_one(text))
+    # Same vector space: the int8 query is close to the float32 one, not equal to it.
+    cosine = float(memory.embed_query(text) @ memory.embed_one(text))
+    assert 0.95 < cosine < 0.99999
+    plain = default_embedder(settings.model_copy(update={"query_embeddings": "float32"}))
+    assert plain is memory.documents
+
+
+def test_query_fast_embedder_needs_one_vector_space(cache_dir):
+    with pytest.raises(ValueError, match="differ"):
+        QueryFastEmbedder(MiniLMEmbedder(cache_dir), HandMadeEmbedder())
+
+
+def test_query_embeddings_setting_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BRAINSTACK_QUERY_EMBEDDINGS", "float32")
+    assert brainstack.Settings.from_env().query_embeddings == "float32"
+    monkeypatch.setenv("BRAINSTACK_QUERY_EMBEDDINGS", "int4")
+    with pytest.raises(brainstack.ConfigurationError, match=r"BRAINSTACK_QUERY_EMBEDDINGS='int4'.*'float32'"):
+        brainstack.Settings.from_env()
+
+
+def test_adapters_embed_queries_with_the_query_side(int8_embedder, embedder, offline_llama):
+    split = QueryFastEmbedder(embedder, int8_embedder)
+    text = "Which vendor did we pick for payments?"
+    chroma = chroma_embedding_function(split)
+    np.testing.assert_array_equal(chroma.embed_query([text])[0], int8_embedder.embed_one(text))
+    np.testing.assert_array_equal(chroma([text])[0], embedder.embed_one(text))
+    assert chroma.get_config()["cache_dir"] == str(embedder.cache_dir.absolute())
+    llama = llamaindex_embedding(split)
+    np.testing.assert_allclose(llama.get_query_embedding(text), int8_embedder.embed_one(text), atol=1e-6)
+    np.testing.assert_allclose(llama.get_text_embedding(text), embedder.embed_one(text), atol=1e-6)
+
+
+def test_a_text_being_embedded_is_waited_for_not_computed_twice(cache_dir, monkeypatch):
+    """The router's prefetch and memory's recall ask for the same task at the same moment."""
+    model = MiniLMEmbedder(cache_dir, quantized=True)
+    model.warm_up()
+    started, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+    real = model._embed
+
+    def slow(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        started.set()
+        assert release.wait(timeout=30)
+        return real(texts)
+
+    monkeypatch.setattr(model, "_embed", slow)
+    results: dict[str, np.ndarray] = {}
+    first = threading.Thread(target=lambda: results.update(first=model.embed_one("the same task")))
+    first.start()
+    assert started.wait(timeout=30)
+    second = threading.Thread(target=lambda: results.update(second=model.embed_one("the same task")))
+    second.start()
+    second.join(timeout=0.2)
+    assert second.is_alive()  # waiting for the first thread's vector
+    release.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert calls == [["the same task"]]
+    np.testing.assert_array_equal(results["first"], results["second"])
+    assert model._pending == {}
+
+
+def test_a_failed_embedding_reaches_its_waiters_and_is_not_kept(cache_dir, monkeypatch):
+    model = MiniLMEmbedder(cache_dir, quantized=True)
+    started, release = threading.Event(), threading.Event()
+    attempts = []
+
+    def failing(texts: list[str]) -> np.ndarray:
+        attempts.append(texts)
+        started.set()
+        assert release.wait(timeout=30)
+        raise ModelError("onnxruntime failed")
+
+    monkeypatch.setattr(model, "_embed", failing)
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            model.embed_one("doomed")
+        except ModelError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask)]
+    threads[0].start()
+    assert started.wait(timeout=30)
+    threads.append(threading.Thread(target=ask))
+    threads[1].start()
+    threads[1].join(timeout=0.2)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == 2 and len(attempts) == 1
+    assert model._pending == {} and "doomed" not in model._recent
+    with pytest.raises(ModelError):  # the next call tries again
+        model.embed_one("doomed")
+    assert len(attempts) == 2

@@ -47,6 +47,9 @@ class HandMadeEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
 
 TABLE = {
     # route alpha: x, the x-y diagonal, y
