@@ -125,7 +125,7 @@ mark("import onnxruntime + tokenizers")
 from brainstack.memory.embeddings import default_embedder, router_embedder
 router_embedder(rt.settings)._ensure()  # the shared instances the router and memory will use
 mark("ONNX session: the router's int8 MiniLM (cached)")
-default_embedder(rt.settings)._ensure()
+default_embedder(rt.settings).documents._ensure()  # float32: what memory stores with
 mark("ONNX session: memory's float32 MiniLM (cached)")
 rt.router
 mark("router: embed the route examples")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +66,7 @@ class Route:
         if requested:
             decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
         else:
-            match = await asyncio.to_thread(self.router.best, routing_text(state["task"]))
+            match = await self.router.abest(routing_text(state["task"]))
             summary = f"semantic {match.name} {match.score:.2f} (margin {match.margin:.2f})"
             if self.router.accepts(match):
                 decision = _decision(match.name, match.score, "semantic", summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -108,8 +109,11 @@ class SemanticRouter:
 
     def scores_many(self, texts: Sequence[str]) -> np.ndarray:
         """Score matrix (texts × routes)."""
-        sims = self._embed(texts) @ self._vectors.T
-        out = np.empty((len(texts), len(self.names)), dtype=np.float32)
+        return self._scores(self._embed(texts))
+
+    def _scores(self, vectors: np.ndarray) -> np.ndarray:
+        sims = vectors @ self._vectors.T
+        out = np.empty((len(vectors), len(self.names)), dtype=np.float32)
         for index in range(len(self.names)):
             own = sims[:, self._owner == index]
             k = min(TOP_K, own.shape[1])
@@ -118,8 +122,11 @@ class SemanticRouter:
 
     def best_many(self, texts: Sequence[str]) -> list[RouteMatch]:
         """The top route for each text, whatever its score."""
+        return self._matches(self.scores_many(texts))
+
+    def _matches(self, scores: np.ndarray) -> list[RouteMatch]:
         matches = []
-        for row in self.scores_many(texts):
+        for row in scores:
             order = np.argsort(row)[::-1]
             runner_up = float(row[order[1]]) if len(order) > 1 else -1.0
             top = float(row[order[0]])
@@ -128,6 +135,17 @@ class SemanticRouter:
 
     def best(self, text: str) -> RouteMatch:
         return self.best_many([text])[0]
+
+    async def abest(self, text: str) -> RouteMatch:
+        """:meth:`best` for a coroutine that must not block its loop: a prefetched embedding is
+        awaited on the loop itself (scoring it takes microseconds), so a run whose embedding is
+        ready pays no worker-thread round trip; otherwise :meth:`best` runs on a worker thread."""
+        with self._ahead_lock:
+            ahead = self._ahead.pop(text, None)
+        if ahead is None:
+            return await asyncio.to_thread(self.best, text)
+        vector = await asyncio.wrap_future(ahead)
+        return self._matches(self._scores(vector))[0]
 
     def accepts(self, match: RouteMatch) -> bool:
         return match.score >= self.threshold and match.margin >= self.margin

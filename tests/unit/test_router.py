@@ -206,6 +206,37 @@ def test_prefetch_errors_surface_from_best(fake: HandMadeEmbedder) -> None:
         router.best("not in the table")
 
 
+async def test_abest_awaits_a_prefetch_on_the_loop_without_a_worker_thread(
+    fake: HandMadeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    router = make(fake)
+    expected = make(HandMadeEmbedder(TABLE)).best("q_yz")
+    hops: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(fn, *args):  # type: ignore[no-untyped-def]
+        hops.append(fn)
+        return await real_to_thread(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    router.prefetch("q_yz")
+    assert await router.abest("q_yz") == expected
+    assert hops == [] and fake.calls[1:] == [["q_yz"]]
+    # Without a prefetch the embedding runs on a worker thread, never on the loop.
+    assert await router.abest("q_x") == router.best("q_x")
+    assert len(hops) == 1
+
+
+async def test_abest_raises_the_prefetch_error(fake: HandMadeEmbedder) -> None:
+    router = make(fake)
+    router.prefetch("not in the table")
+    with pytest.raises(KeyError, match="not in the table"):
+        await router.abest("not in the table")
+    assert router._ahead == {}
+
+
 def test_route_many_on_nothing(fake: HandMadeEmbedder) -> None:
     router = make(fake)
     assert router.route_many([]) == []
