@@ -357,12 +357,12 @@ PREFILLED = "… memory off, on the runtime's loop, query embedding precomputed"
 async def benchmark(
     runs: int, warmup: int, piece_reps: int, workdir: Path, cache_dir: Path
 ) -> dict[str, Any]:
-    from brainstack.memory import MiniLMEmbedder
+    from brainstack.memory import MiniLMEmbedder, QueryFastEmbedder
 
-    embedder = MiniLMEmbedder(cache_dir)  # memory's (float32)
-    embedder.warm_up()  # builds the ONNX export into cache_dir if needed; never timed
     router_embedder = MiniLMEmbedder(cache_dir, quantized=True)  # the router's default (int8)
-    router_embedder.warm_up()
+    # Memory's default: stores with float32, searches with the router's int8 session and cache.
+    embedder = QueryFastEmbedder(MiniLMEmbedder(cache_dir), router_embedder)
+    embedder.warm_up()  # builds the ONNX exports into cache_dir if needed; never timed
     model = InstantModel()
 
     def runtime(name: str, memory: bool = False, router: Any = router_embedder) -> Any:

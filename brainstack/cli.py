@@ -91,7 +91,8 @@ def console_main() -> None:
     LangChain, Chroma). Freeing them one by one at interpreter teardown took 0.6-0.9 s of a
     5 s first run and writes nothing: the checkpointer is closed when the command's Runtime is,
     Chroma commits each write, the keyword index is a cache saved on write. So once every other
-    exit hook has run and every worker thread has been joined, the process ends there.
+    exit hook has run and every non-daemon thread has been joined, the process ends there (daemon
+    threads — model warm-up, the runtime's loop — are abandoned at exit either way).
     :func:`main` itself, called in-process (tests, a host program), never exits.
     """
     import atexit

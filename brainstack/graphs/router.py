@@ -23,7 +23,8 @@ TOP_K = 2
 """A route's score is the mean of its ``TOP_K`` best example similarities:
 steadier than the single best match, sharper than the mean of all."""
 PREFETCH_LIMIT = 32
-"""Prefetched texts kept for a later :meth:`SemanticRouter.best` (the oldest unclaimed go first)."""
+"""Prefetched texts kept for a later :meth:`SemanticRouter.best` or :meth:`~SemanticRouter.abest`
+(the oldest unclaimed go first)."""
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -85,12 +86,13 @@ class SemanticRouter:
         self._ahead_lock = threading.Lock()
 
     def prefetch(self, text: str) -> None:
-        """Start embedding ``text`` on a background thread: a later :meth:`best` (or
-        :meth:`route`) of the same text waits for that vector instead of embedding it again.
+        """Start embedding ``text`` on a background thread: a later :meth:`best`, :meth:`abest`
+        or :meth:`route` of the same text waits for that vector instead of embedding it again.
 
         Lets a caller overlap routing with other work; the Runtime calls it when a task arrives,
         so the embedding runs while the graph starts and writes its first checkpoint (and, with
-        memory on, while memory is recalled). An embedding error surfaces from :meth:`best`.
+        memory on, while memory is recalled). An embedding error surfaces from :meth:`best`
+        (or :meth:`abest`).
         """
         with self._ahead_lock:
             if text in self._ahead:

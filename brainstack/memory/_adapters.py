@@ -22,6 +22,7 @@ from brainstack.memory.embeddings import (
     QueryFastEmbedder,
     _openai_from_settings,
     _shared_minilm,
+    query_embedding,
 )
 
 __all__ = ["BrainstackChromaEmbedding"]  # and BrainstackLlamaEmbedding, defined on first use
@@ -38,7 +39,7 @@ class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
 
     def embed_query(self, input: Documents) -> Embeddings:
         """What Chroma embeds ``query_texts`` with: the embedder's query side."""
-        return [self.embedder.embed_query(text) for text in input]
+        return [query_embedding(self.embedder, text) for text in input]
 
     @staticmethod
     def name() -> str:
@@ -141,7 +142,7 @@ def _define_llama_class() -> Any:
             return "BrainstackEmbedding"
 
         def _get_query_embedding(self, query: str) -> list[float]:
-            return [float(x) for x in self._embedder.embed_query(query)]
+            return [float(x) for x in query_embedding(self._embedder, query)]
 
         def _get_text_embedding(self, text: str) -> list[float]:
             return [float(x) for x in self._embedder.embed_one(text)]

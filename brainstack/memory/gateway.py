@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 
+from brainstack.memory.embeddings import query_embedding
 from brainstack.results import (
     MemoryRecall,
     MemoryWrite,
@@ -242,9 +243,9 @@ class MemoryGateway:
             "procedural": lambda: self._recall_skills(task),
         }
         # Embed the task once, before the layers start: they then share the embedder's cache
-        # instead of each computing the same vector at the same moment (with int8 queries, the
-        # router's model and cache: the router has usually embedded this text already).
-        embedded = await _timed("embedding", lambda: self.embedder.embed_query(task))
+        # instead of each computing the same vector at the same moment (with the default int8
+        # queries, the router's model and cache: its prefetch of the same text is waited for).
+        embedded = await _timed("embedding", lambda: query_embedding(self.embedder, task))
         results = await asyncio.gather(*(_timed(name, fn) for name, fn in layers.items()))
         results.insert(0, embedded)
         out: dict[str, Any] = {"timings": {}, "degraded": []}

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from brainstack.errors import ConfigurationError
+from brainstack.memory.embeddings import query_embedding
 
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
@@ -318,7 +319,7 @@ class SkillStore:
             _, vectors, owners, by_name = self._index
         if vectors is None or not task.strip():
             return []
-        sims = vectors @ self.embedder.embed_query(task)
+        sims = vectors @ query_embedding(self.embedder, task)
         best: dict[str, float] = {}
         for name, score in zip(owners, sims, strict=True):
             best[name] = max(best.get(name, -1.0), float(score))

@@ -1233,3 +1233,74 @@ def test_a_failed_embedding_reaches_its_waiters_and_is_not_kept(cache_dir, monke
     with pytest.raises(ModelError):  # the next call tries again
         model.embed_one("doomed")
     assert len(attempts) == 2
+
+
+def test_an_interrupted_owner_leaves_the_text_to_its_waiters(cache_dir, monkeypatch):
+    """A KeyboardInterrupt stays with its thread: a waiter embeds the text itself."""
+    model = MiniLMEmbedder(cache_dir, quantized=True)
+    model.warm_up()
+    started, release = threading.Event(), threading.Event()
+    real = model._embed
+    calls: list[str] = []
+
+    def interrupted_once(texts: list[str]) -> np.ndarray:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            started.set()
+            assert release.wait(timeout=30)
+            raise KeyboardInterrupt
+        return real(texts)
+
+    monkeypatch.setattr(model, "_embed", interrupted_once)
+    outcome: dict[str, Any] = {}
+
+    def owner() -> None:
+        try:
+            model.embed_one("interrupted")
+        except KeyboardInterrupt:
+            outcome["owner"] = "interrupted"
+
+    def waiter() -> None:
+        outcome["waiter"] = model.embed_one("interrupted")
+
+    first = threading.Thread(target=owner, name="owner")
+    first.start()
+    assert started.wait(timeout=30)
+    second = threading.Thread(target=waiter, name="waiter")
+    second.start()
+    second.join(timeout=0.2)
+    release.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert outcome["owner"] == "interrupted" and calls == ["owner", "waiter"]
+    np.testing.assert_allclose(outcome["waiter"], real(["interrupted"])[0], atol=1e-6)
+    assert model._pending == {}
+
+
+def test_a_caller_changing_its_vector_does_not_change_the_cache(cache_dir):
+    model = MiniLMEmbedder(cache_dir, quantized=True)
+    mine = model.embed(["mutable result"])
+    kept = mine.copy()
+    mine[0, :] = 0.0
+    np.testing.assert_array_equal(model.embed(["mutable result"]), kept)
+
+
+def test_an_embedder_without_embed_query_is_searched_with_embed_one(tmp_path):
+    """Custom embedders written against the older protocol keep working in every layer."""
+    from brainstack.memory.embeddings import query_embedding
+    from brainstack.memory.episodic import EpisodicMemory, open_chroma
+
+    class Older:
+        name, dim = "older", 3
+
+        def embed(self, texts: Any) -> np.ndarray:
+            return HandMadeEmbedder().embed(texts)
+
+        def embed_one(self, text: str) -> np.ndarray:
+            return self.embed([text])[0]
+
+    older = Older()
+    np.testing.assert_array_equal(query_embedding(older, "abc"), older.embed_one("abc"))
+    memory = EpisodicMemory(open_chroma(path=tmp_path / "c"), embedder=older)  # type: ignore[arg-type]
+    memory.add("ada", "Incident INC-1234: the cache stampede.")
+    assert [e.text for e in memory.search("ada", "INC-1234", 1)] == ["Incident INC-1234: the cache stampede."]
