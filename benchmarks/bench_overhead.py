@@ -106,8 +106,7 @@ class PrefilledEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+    embed_query = embed_one  # one model: a query is embedded like anything else
 
 
 # -- brainstack ----------------------------------------------------------------------------------------

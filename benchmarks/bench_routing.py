@@ -58,20 +58,6 @@ def minilm(cache_dir: Path, threads: int | None = None, *, quantized: bool = Fal
     return MiniLMEmbedder(cache_dir, threads=threads, quantized=quantized)
 
 
-def minilm_at(cache_dir: Path, path: Path, threads: int | None = None, name: str | None = None) -> Any:
-    """brainstack's MiniLMEmbedder (tokenizer, pooling, cache) running another ONNX file."""
-    from brainstack.memory import MiniLMEmbedder
-
-    class MiniLMVariant(MiniLMEmbedder):
-        def onnx_path(self) -> Path:
-            return path
-
-    embedder = MiniLMVariant(cache_dir, threads=threads)
-    if name:
-        embedder.name = name
-    return embedder
-
-
 def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> Any:
     """MiniLM from the plain-ONNX graph (standard operators only: the default before builder 2)."""
     import onnx
@@ -82,7 +68,12 @@ def plain_minilm(cache_dir: Path, workdir: Path, threads: int | None = None) -> 
     target = workdir / "minilm-plain.onnx"
     if not target.is_file():
         onnx.save(build_sentence_encoder(MiniLMEmbedder(cache_dir).model_dir(), fused=False), str(target))
-    return minilm_at(cache_dir, target, threads)
+
+    class PlainMiniLM(MiniLMEmbedder):  # brainstack's tokenizer, pooling and cache on that file
+        def onnx_path(self) -> Path:
+            return target
+
+    return PlainMiniLM(cache_dir, threads=threads)
 
 
 def spinning_minilm(cache_dir: Path, threads: int | None = None, *, quantized: bool = False) -> Any:

@@ -101,13 +101,14 @@ class SemanticRouter:
                 self._ahead.popitem(last=False)
             self._ahead[text] = _prefetch_pool().submit(self.embedder.embed, [text])
 
+    def _claim(self, text: str) -> Future[np.ndarray] | None:
+        """The prefetch of ``text``, taken (each is used once), or ``None``."""
+        with self._ahead_lock:
+            return self._ahead.pop(text, None)
+
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 1:
-            with self._ahead_lock:
-                ahead = self._ahead.pop(texts[0], None)
-            if ahead is not None:
-                return ahead.result()
-        return self.embedder.embed(texts)
+        ahead = self._claim(texts[0]) if len(texts) == 1 else None
+        return ahead.result() if ahead is not None else self.embedder.embed(texts)
 
     def scores_many(self, texts: Sequence[str]) -> np.ndarray:
         """Score matrix (texts × routes)."""
@@ -142,8 +143,7 @@ class SemanticRouter:
         """:meth:`best` for a coroutine that must not block its loop: a prefetched embedding is
         awaited on the loop itself (scoring it takes microseconds), so a run whose embedding is
         ready pays no worker-thread round trip; otherwise :meth:`best` runs on a worker thread."""
-        with self._ahead_lock:
-            ahead = self._ahead.pop(text, None)
+        ahead = self._claim(text)
         if ahead is None:
             return await asyncio.to_thread(self.best, text)
         vector = await asyncio.wrap_future(ahead)

@@ -103,8 +103,7 @@ class _NotRebuilt:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+    embed_query = embed_one  # one model: a query is embedded like anything else
 
     def __repr__(self) -> str:
         return f"_NotRebuilt({self.name!r})"

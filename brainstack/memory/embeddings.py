@@ -278,8 +278,7 @@ class MiniLMEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+    embed_query = embed_one  # one model: a query is embedded like anything else
 
     def __repr__(self) -> str:
         extra = ", quantized=True" if self.quantized else ""
@@ -455,8 +454,7 @@ class OpenAIEmbedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+    embed_query = embed_one  # one model: a query is embedded like anything else
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedder(model={self.model!r})"
