@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -219,6 +219,10 @@ class AfterReview:
 after_review = AfterReview()
 
 
+_ALWAYS = frozenset({"task", "user_id"})
+"""Keys the first node writes on every run (LangGraph Studio shows them as the run's input)."""
+
+
 def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
     """Wrap the graph's first node so that every run starts clean, whoever starts it.
 
@@ -254,6 +258,14 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
             "memory": {},
             "remembered": {},
             "approval": {},
+        }
+        # Write only what changes: a new thread has none of these keys (readers default them), and
+        # a reset that is already in place would only make each checkpoint bigger.
+        stored: Mapping[str, Any] = state
+        fresh = {
+            key: value
+            for key, value in fresh.items()
+            if key in _ALWAYS or (stored[key] != value if key in stored else bool(value))
         }
         messages = list(state.get("messages") or [])
         last = messages[-1] if messages else None

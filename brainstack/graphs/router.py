@@ -80,7 +80,14 @@ class SemanticRouter:
         self.margin = margin
         self.names = list(routes)
         examples = [text for name in self.names for text in routes[name]]
-        self._owner = np.repeat(np.arange(len(self.names)), [len(routes[n]) for n in self.names])
+        counts = np.array([len(routes[n]) for n in self.names])
+        # Each route's examples as one row of a grid (padded with -inf), so that scoring is a
+        # handful of array operations whatever the number of routes.
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        columns = np.arange(counts.max())
+        self._grid = np.minimum(starts[:, None] + columns, len(examples) - 1)
+        self._padding = np.where(columns < counts[:, None], 0.0, -np.inf).astype(np.float32)
+        self._top_k = np.minimum(TOP_K, counts).astype(np.float32)
         self._vectors = embedder.embed(examples)
         self._ahead: OrderedDict[str, Future[np.ndarray]] = OrderedDict()
         self._ahead_lock = threading.Lock()
@@ -115,13 +122,9 @@ class SemanticRouter:
         return self._scores(self._embed(texts))
 
     def _scores(self, vectors: np.ndarray) -> np.ndarray:
-        sims = vectors @ self._vectors.T
-        out = np.empty((len(vectors), len(self.names)), dtype=np.float32)
-        for index in range(len(self.names)):
-            own = sims[:, self._owner == index]
-            k = min(TOP_K, own.shape[1])
-            out[:, index] = np.sort(own, axis=1)[:, -k:].mean(axis=1)
-        return out
+        grid = (vectors @ self._vectors.T)[:, self._grid] + self._padding  # texts × routes × examples
+        best = np.sort(grid, axis=2)[:, :, -TOP_K:]  # a route with fewer examples keeps -inf here
+        return (np.where(best > -np.inf, best, 0.0).sum(axis=2) / self._top_k).astype(np.float32)
 
     def best_many(self, texts: Sequence[str]) -> list[RouteMatch]:
         """The top route for each text, whatever its score."""

@@ -228,6 +228,34 @@ def test_stream_yields_events_in_order(runtime):
     assert tool_events and tool_events[0].result == "144"
 
 
+def test_run_collects_no_progress_events_and_stream_does(runtime, monkeypatch):
+    import brainstack.runtime as runtime_module
+
+    seen: list[dict] = []
+    original = runtime_module.event_from_custom
+
+    def spy(payload):
+        seen.append(payload)
+        return original(payload)
+
+    monkeypatch.setattr(runtime_module, "event_from_custom", spy)
+    task = "Should we launch a freemium tier?"
+    result = runtime.run(task)  # nobody watches a run's progress: LangGraph's custom stream stays off
+    assert seen == [] and result.speakers == ["CTO", "CMO", "CFO"] and len(result.transcript) == 3
+    streamed = list(runtime.stream(task))
+    assert [p["type"] for p in seen].count("group_chat_turn") == 3
+    assert streamed[-1].result.speakers == result.speakers
+
+
+def test_a_run_after_a_group_chat_on_its_thread_starts_clean(runtime):
+    thread = unique("clean")
+    chat = runtime.run("Should we launch a freemium tier?", thread_id=thread)
+    assert chat.transcript and chat.route.target == "group_chat"
+    sum_ = runtime.run("What is 12 * 12?", thread_id=thread)
+    assert sum_.transcript == [] and sum_.speakers == [sum_.route.target] and len(sum_.tool_calls) == 1
+    assert sum_.usage.model_calls < chat.usage.model_calls and "group_chat" not in sum_.timings
+
+
 async def test_arun_inside_an_event_loop(runtime):
     result = await runtime.arun("What is 2 + 2?")
     assert "4" in result.answer

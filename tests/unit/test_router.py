@@ -99,6 +99,16 @@ def test_score_is_the_mean_of_the_two_best_example_cosines(fake: HandMadeEmbedde
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
+def test_a_short_route_first_scores_the_same(fake: HandMadeEmbedder) -> None:
+    # beta (one example) before alpha (three): its padding must not pick up alpha's examples
+    reordered = SemanticRouter({"beta": ["b1"], "alpha": ["a1", "a2", "a3"]}, fake, None)
+    expected = make(fake).scores_many(["q_x", "q_yz", "q_neg"])[:, ::-1]
+    np.testing.assert_allclose(reordered.scores_many(["q_x", "q_yz", "q_neg"]), expected, atol=1e-6)
+    assert reordered.best("q_yz") == RouteMatch(
+        "beta", pytest.approx(BETA_YZ), pytest.approx(BETA_YZ - ALPHA_YZ)
+    )
+
+
 def test_top_k_is_two() -> None:
     assert router_module.TOP_K == 2
 
