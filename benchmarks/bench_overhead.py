@@ -4,7 +4,8 @@ brainstack: ``Runtime(openai provider, dummy key, home=tmp, transport=httpx2.Moc
 the semantic router sends to the marketing specialist: one model call, SQLite checkpointer,
 ``durability="sync"``. The graph runs recall → route → specialist_marketing → review → remember; with
 ``memory=False`` it is route → specialist_marketing → review (the run of the issue). The runtime runs every
-graph on its own event loop thread, with one checkpointer and one compiled graph.
+graph on its own event loop thread, with one checkpointer and one compiled graph. ``arun`` collects only
+the result; ``astream`` (the CLI's path) also streams each node's progress events, timed as its own row.
 
 Baseline: a bare ``StateGraph`` with three nodes on ``AsyncSqliteSaver`` (a temp file opened once,
 ``durability="sync"``) whose middle node makes the same single ``ChatOpenAI`` call through the same kind of
@@ -164,6 +165,19 @@ def inside_loop(runtime: Any) -> Callable[[str], Awaitable[float]]:
 
         loop = runtime._runtime_loop()  # private: the loop every run of this runtime executes on
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(body(), loop))
+
+    return run
+
+
+def streamed(runtime: Any) -> Callable[[str], Awaitable[Any]]:
+    """``runtime.astream`` read to its end (every progress event crosses to the caller's loop);
+    returns the final ``RunResult``, as ``arun`` does."""
+
+    async def run(text: str) -> Any:
+        result = None
+        async for event in runtime.astream(text):
+            result = getattr(event, "result", result)
+        return result
 
     return run
 
@@ -350,6 +364,8 @@ DEFAULT = "brainstack Runtime.arun, default settings (memory on)"
 FULL = "brainstack Runtime.arun, memory off"
 SWITCH = "… memory off, GIL switch interval 0.5 ms during the run (diagnostic)"
 INSIDE = "… memory off, timed on the runtime's loop (no thread hop)"
+STREAMED = "… memory off, through Runtime.astream (progress events on, as the CLI runs)"
+SERIAL = "… memory off, on the runtime's loop, no prefetch (the Route node embeds on a worker thread)"
 PREFILLED = "… memory off, on the runtime's loop, query embedding precomputed"
 
 
@@ -369,19 +385,24 @@ async def benchmark(
             workdir / name, cache_dir, model, embedder, memory=memory, router_embedder=router
         )
 
-    names = [BARE3, BARE5, DEFAULT, FULL, SWITCH, INSIDE, PREFILLED]
+    names = [BARE3, BARE5, DEFAULT, FULL, STREAMED, SWITCH, INSIDE, SERIAL, PREFILLED]
     index = {name: n for n, name in enumerate(names)}
     texts = [task_text(i, index[PREFILLED]) for i in range(-warmup, runs)]
     runtimes = {
         DEFAULT: runtime("default", memory=True),
         FULL: runtime("full"),
         SWITCH: runtime("switch"),
+        STREAMED: runtime("streamed"),
         INSIDE: runtime("inside"),
+        SERIAL: runtime("serial"),
         PREFILLED: runtime("prefilled", router=PrefilledEmbedder(router_embedder, texts)),
     }
     full = runtimes[FULL]
     system_prompt = full.agents.agents["marketing"].system_prompt
     chat_model = bare_chat_model(model.transport(), full.settings)
+
+    # Ablation: the Route node embeds its task itself (abest on a worker thread), nothing ahead.
+    runtimes[SERIAL].router.prefetch = lambda text: None
 
     for rt in runtimes.values():  # first runs: Chroma, SQLite files, loop threads, sessions
         check = await rt.arun(task_text(-1000, 0))
@@ -402,7 +423,9 @@ async def benchmark(
                 DEFAULT: runtimes[DEFAULT].arun,
                 FULL: full.arun,
                 SWITCH: short_switch_interval(runtimes[SWITCH]),
+                STREAMED: streamed(runtimes[STREAMED]),
                 INSIDE: inside_loop(runtimes[INSIDE]),
+                SERIAL: inside_loop(runtimes[SERIAL]),
                 PREFILLED: inside_loop(runtimes[PREFILLED]),
             }
             node_timings: dict[str, list[dict[str, float]]] = {name: [] for name in names}
@@ -449,7 +472,9 @@ def report(result: dict[str, Any]) -> str:
         ("thread hop to the runtime's loop and the result back to the caller's loop", FULL, INSIDE, 1),
         ("(diagnostic: hop time saved by a 0.5 ms GIL switch interval)", FULL, SWITCH, 0),
         ("query embedding for the Route node (int8 MiniLM, prefetched on arrival)", INSIDE, PREFILLED, 1),
-        ("the rest: bigger state, node timers, custom + values streams, RunResult", PREFILLED, BARE3, 1),
+        ("(ablation: the same embedding without the prefetch)", SERIAL, PREFILLED, 0),
+        ("the rest: bigger state, node timers, values stream, RunResult", PREFILLED, BARE3, 1),
+        ("(streaming the progress events too, as stream/astream and the CLI do)", STREAMED, FULL, 0),
         ("(for scale: 2 more pass-through nodes in bare LangGraph)", BARE5, BARE3, 0),
     ]
     extra = mean[FULL] - mean[BARE3]
