@@ -259,13 +259,13 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
             "remembered": {},
             "approval": {},
         }
-        # Write only what changes: a new thread has none of these keys (readers default them), and
-        # a reset that is already in place would only make each checkpoint bigger.
+        # A reset already in place is not written again (it would only grow the checkpoint); every
+        # other key is, so each thread's state has the same keys (LangGraph server clients read them).
         stored: Mapping[str, Any] = state
         fresh = {
             key: value
             for key, value in fresh.items()
-            if key in _ALWAYS or (stored[key] != value if key in stored else bool(value))
+            if key in _ALWAYS or key not in stored or stored[key] != value
         }
         messages = list(state.get("messages") or [])
         last = messages[-1] if messages else None

@@ -124,7 +124,7 @@ class SemanticRouter:
     def _scores(self, vectors: np.ndarray) -> np.ndarray:
         grid = (vectors @ self._vectors.T)[:, self._grid] + self._padding  # texts × routes × examples
         best = np.sort(grid, axis=2)[:, :, -TOP_K:]  # a route with fewer examples keeps -inf here
-        return (np.where(best > -np.inf, best, 0.0).sum(axis=2) / self._top_k).astype(np.float32)
+        return (np.where(np.isneginf(best), 0.0, best).sum(axis=2) / self._top_k).astype(np.float32)
 
     def best_many(self, texts: Sequence[str]) -> list[RouteMatch]:
         """The top route for each text, whatever its score."""

@@ -256,6 +256,20 @@ def test_a_run_after_a_group_chat_on_its_thread_starts_clean(runtime):
     assert sum_.usage.model_calls < chat.usage.model_calls and "group_chat" not in sum_.timings
 
 
+@pytest.mark.parametrize("memory", [True, False])
+async def test_the_graph_runs_without_a_thread_and_fills_every_per_run_key(settings, embedder, memory):
+    # LangGraph server clients and direct graph users read the state's keys: a new thread (or no
+    # thread and no checkpointer at all) gets every per-run key, as a continued thread does.
+    with Runtime(settings.model_copy(update={"memory": memory}), embedder=embedder) as runtime:
+        final = await runtime.graph.compile().ainvoke({"task": "What is 12 * 12?"})
+    for key in ("route", "answer", "speakers", "transcript", "tool_calls", "usage", "timings"):
+        assert key in final
+    for key in ("review", "model", "thread_id", "memory", "remembered", "approval"):
+        assert key in final
+    assert final["thread_id"] == "" and final["transcript"] == [] and final["approval"] == {}
+    assert "144" in final["answer"]
+
+
 async def test_arun_inside_an_event_loop(runtime):
     result = await runtime.arun("What is 2 + 2?")
     assert "4" in result.answer

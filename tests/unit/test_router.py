@@ -109,6 +109,13 @@ def test_a_short_route_first_scores_the_same(fake: HandMadeEmbedder) -> None:
     )
 
 
+def test_a_nan_similarity_is_never_accepted() -> None:
+    broken = HandMadeEmbedder({**TABLE, "q_nan": np.full(3, np.nan, dtype=np.float32)})
+    router = SemanticRouter(ROUTES, broken, 0.0)
+    assert np.isnan(router.scores_many(["q_nan"])).all()
+    assert router.route("q_nan") is None
+
+
 def test_top_k_is_two() -> None:
     assert router_module.TOP_K == 2
 
