@@ -359,12 +359,7 @@ class Runtime:
             "configurable": {"thread_id": thread_id, "checkpoint_id": checkpoint_id},
             "recursion_limit": 25,
         }
-        result: RunResult | None = None
-        async for event in self._drive(None, config, thread_id, live=False):
-            if isinstance(event, ResultEvent):
-                result = event.result
-        assert result is not None
-        return result
+        return await _final_result(self._drive(None, config, thread_id, live=False))
 
     def replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
         """Re-run a thread from one of its checkpoints (see :meth:`history`); the steps after it run
@@ -433,12 +428,7 @@ class Runtime:
         return result
 
     async def _result_of(self, run: _Run) -> RunResult:
-        result: RunResult | None = None
-        async for event in self._events(run, live=False):  # nobody watches: no progress events
-            if isinstance(event, ResultEvent):
-                result = event.result
-        assert result is not None  # _events always ends with a result or raises
-        return result
+        return await _final_result(self._events(run, live=False))  # nobody watches: no progress events
 
     def run(
         self,
@@ -625,6 +615,16 @@ class _Run:
     resume: Any
     existing: bool
     """Whether the caller named the thread (it may hold an unfinished run)."""
+
+
+async def _final_result(events: AsyncIterator[Event]) -> RunResult:
+    """The result a run's events end with (a run always ends with one, or raises)."""
+    result: RunResult | None = None
+    async for event in events:
+        if isinstance(event, ResultEvent):
+            result = event.result
+    assert result is not None
+    return result
 
 
 def _approval_request(value: Any, values: dict[str, Any]) -> ApprovalRequest:

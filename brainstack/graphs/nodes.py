@@ -219,10 +219,6 @@ class AfterReview:
 after_review = AfterReview()
 
 
-_ALWAYS = frozenset({"task", "user_id"})
-"""Keys the first node writes on every run (LangGraph Studio shows them as the run's input)."""
-
-
 def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
     """Wrap the graph's first node so that every run starts clean, whoever starts it.
 
@@ -259,14 +255,10 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
             "remembered": {},
             "approval": {},
         }
-        # A reset already in place is not written again (it would only grow the checkpoint); every
+        # A value already in place is not written again (it would only grow the checkpoint); every
         # other key is, so each thread's state has the same keys (LangGraph server clients read them).
         stored: Mapping[str, Any] = state
-        fresh = {
-            key: value
-            for key, value in fresh.items()
-            if key in _ALWAYS or key not in stored or stored[key] != value
-        }
+        fresh = {key: value for key, value in fresh.items() if key not in stored or stored[key] != value}
         messages = list(state.get("messages") or [])
         last = messages[-1] if messages else None
         if not (last is not None and last.type == "human" and last.content == task):
