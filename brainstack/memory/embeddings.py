@@ -195,8 +195,13 @@ class MiniLMEmbedder:
                     tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))
                     tokenizer.enable_truncation(max_length=self.max_tokens)
                     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest
+                    from brainstack.memory._bert_onnx import UNFUSED
+
                     session = ort.InferenceSession(
-                        str(self.onnx_path()), self._session_options(), providers=["CPUExecutionProvider"]
+                        str(self.onnx_path()),
+                        self._session_options(),
+                        providers=["CPUExecutionProvider"],
+                        disabled_optimizers=UNFUSED,  # keeps the faster unfused layer norms
                     )
                     self._tokenizer = tokenizer
                     self._session = session

@@ -188,11 +188,7 @@ def test_plain_onnx_graph_matches_numpy_reference_too(
     plain = build_sentence_encoder(embedder.model_dir(), fused=False)
     assert not any(n.domain for n in plain.graph.node)  # only standard ONNX operators
     fused = build_sentence_encoder(embedder.model_dir())
-    assert {n.op_type for n in fused.graph.node if n.domain} == {
-        "Attention",
-        "SkipLayerNormalization",
-        "BiasGelu",
-    }
+    assert {n.op_type for n in fused.graph.node if n.domain} == {"Attention", "BiasGelu"}
     assert len(fused.graph.node) < len(plain.graph.node) / 2
     session = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_file(str(embedder.model_dir() / "tokenizer.json"))
@@ -205,6 +201,29 @@ def test_plain_onnx_graph_matches_numpy_reference_too(
     }
     vectors = session.run(None, feed)[0].astype(np.float64)
     assert ((vectors * reference_vectors).sum(axis=1)).min() > 0.99999
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float32", "int8"])
+def test_sessions_keep_the_layer_norms_unfused(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quantized: bool
+) -> None:
+    """onnxruntime would fuse each residual Add + LayerNormalization into its slower
+    SkipLayerNormalization kernel; the embedder's sessions must not let it (see _bert_onnx)."""
+    import onnx
+
+    optimized = tmp_path / "optimized.onnx"
+    options = MiniLMEmbedder._session_options
+
+    def saving(self: MiniLMEmbedder) -> Any:
+        chosen = options(self)
+        chosen.optimized_model_filepath = str(optimized)  # what the session actually runs
+        return chosen
+
+    monkeypatch.setattr(MiniLMEmbedder, "_session_options", saving)
+    MiniLMEmbedder(cache_dir, quantized=quantized).embed_one("layer norms stay apart")
+    ops = [n.op_type for n in onnx.load(str(optimized)).graph.node]
+    assert "SkipLayerNormalization" not in ops
+    assert ops.count("LayerNormalization") == 13  # 2 per layer and the embeddings'
 
 
 def test_text_beyond_the_window_is_ignored(embedder: MiniLMEmbedder) -> None:
