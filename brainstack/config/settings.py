@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     """What the semantic router embeds with: ``int8`` MiniLM (the fastest), ``float32`` MiniLM, or
     ``memory`` (the embedder ``embeddings`` selects, e.g. OpenAI). Threshold and margin are tuned on
     MiniLM; re-tune them for ``memory`` with another model."""
+    embed_threads: int | None = Field(default=None, ge=1, le=256)
+    """onnxruntime threads per local MiniLM session (the router's and memory's); unset: 2, or 1 on
+    a one-core host. 2 is fastest on an idle 2-core machine; on a host shared by several worker
+    processes, 1 avoids oversubscribing the cores (benchmarks/RESULTS.md)."""
     router_threshold: float = Field(default=0.32, ge=-1, le=1)
     """Semantic route accepted when the best route scores at least this (cosine)."""
     router_margin: float = Field(default=0.04, ge=0, le=2)

@@ -525,13 +525,15 @@ def default_embedder(settings: Any = None) -> Embedder:
     settings = settings or Settings.from_env()
     if settings.embeddings == "openai":
         return _openai_from_settings(settings, settings.embedding_model)
-    documents = _shared_minilm(str(settings.cache_dir))
+    cache_dir, threads = str(settings.cache_dir), settings.embed_threads
+    documents = _shared_minilm(cache_dir, threads=threads)
     if settings.query_embeddings == "float32":
         return documents
     with _MINILM_LOCK:
-        key = str(settings.cache_dir)
+        key = (cache_dir, threads)
         if key not in _QUERY_FAST:
-            _QUERY_FAST[key] = QueryFastEmbedder(documents, _shared_minilm(key, quantized=True))
+            queries = _shared_minilm(cache_dir, quantized=True, threads=threads)
+            _QUERY_FAST[key] = QueryFastEmbedder(documents, queries)
         return _QUERY_FAST[key]
 
 
@@ -556,20 +558,22 @@ def router_embedder(settings: Any = None, memory_embedder: Embedder | None = Non
     settings = settings or Settings.from_env()
     if settings.router_embeddings == "memory":
         return memory_embedder or default_embedder(settings)
-    return _shared_minilm(str(settings.cache_dir), quantized=settings.router_embeddings == "int8")
+    quantized = settings.router_embeddings == "int8"
+    return _shared_minilm(str(settings.cache_dir), quantized=quantized, threads=settings.embed_threads)
 
 
-_MINILM: dict[tuple[str, bool], MiniLMEmbedder] = {}
-_QUERY_FAST: dict[str, QueryFastEmbedder] = {}
+_MINILM: dict[tuple[str, bool, int | None], MiniLMEmbedder] = {}
+_QUERY_FAST: dict[tuple[str, int | None], QueryFastEmbedder] = {}
 _MINILM_LOCK = threading.RLock()
 
 
-def _shared_minilm(cache_dir: str, *, quantized: bool = False) -> MiniLMEmbedder:
-    # One ONNX session per cache folder, precision and process: the float32 one holds ~90 MB.
+def _shared_minilm(cache_dir: str, *, quantized: bool = False, threads: int | None = None) -> MiniLMEmbedder:
+    # One ONNX session per cache folder, precision, thread count and process: the float32 one
+    # holds ~90 MB.
     with _MINILM_LOCK:
-        key = (cache_dir, quantized)
+        key = (cache_dir, quantized, threads)
         if key not in _MINILM:
-            _MINILM[key] = MiniLMEmbedder(cache_dir, quantized=quantized)
+            _MINILM[key] = MiniLMEmbedder(cache_dir, quantized=quantized, threads=threads)
         return _MINILM[key]
 
 

@@ -12,6 +12,7 @@ import importlib.machinery
 import importlib.util
 import json
 import math
+import os
 import threading
 import uuid
 import warnings
@@ -580,6 +581,31 @@ def test_router_embedder_follows_settings(tmp_path: Path, cache_dir: Path) -> No
         home=tmp_path / "home", router_embeddings="memory", embeddings="openai", openai_api_key="sk-test"
     )
     assert isinstance(router_embedder(remote), OpenAIEmbedder)
+
+
+def test_embed_threads_setting_sizes_both_sessions_and_keeps_them_shared(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRAINSTACK_EMBED_THREADS", "1")
+    one = brainstack.Settings.from_env().model_copy(update={"cache_dir": cache_dir, "home": tmp_path})
+    assert one.embed_threads == 1
+    router = router_embedder(one)
+    memory = default_embedder(one)
+    assert isinstance(router, MiniLMEmbedder) and isinstance(memory, QueryFastEmbedder)
+    assert router.threads == 1 and memory.documents.threads == 1  # type: ignore[attr-defined]
+    assert memory.queries is router  # a run still embeds its task once
+    session, _ = router._ensure()
+    assert session.get_session_options().intra_op_num_threads == 1
+    unset = one.model_copy(update={"embed_threads": None})
+    assert router_embedder(unset) is not router  # the default size is a session of its own
+    assert router_embedder(unset).threads == min(2, os.cpu_count() or 1)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_embed_threads_must_be_a_positive_count(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BRAINSTACK_EMBED_THREADS", value)
+    with pytest.raises(brainstack.ConfigurationError, match="BRAINSTACK_EMBED_THREADS"):
+        brainstack.Settings.from_env()
 
 
 # -- missing weights ------------------------------------------------------------------------------
