@@ -71,10 +71,15 @@ class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
 
         name = str(config.get("embedder", ""))
         if name == MINILM_NAME:
+            try:
+                settings: Settings | None = Settings.from_env()
+            except ConfigurationError:  # never raise here (see above): the default thread count
+                settings = None
             cache_dir = config.get("cache_dir")
             if not (cache_dir and Path(cache_dir).is_dir()):  # an older config, or moved elsewhere
-                cache_dir = Settings.from_env().cache_dir
-            return BrainstackChromaEmbedding(_shared_minilm(str(cache_dir)))
+                cache_dir = (settings or Settings.from_env()).cache_dir
+            threads = settings.embed_threads if settings else None  # the app's session, not another
+            return BrainstackChromaEmbedding(_shared_minilm(str(cache_dir), threads=threads))
         if name.startswith("openai:"):
             model = name.removeprefix("openai:")
             dimensions = config.get("dimensions")

@@ -20,8 +20,9 @@ __all__ = ["BUILDER_VERSION", "UNFUSED", "build_sentence_encoder"]
 BUILDER_VERSION = "3"
 """Bump when the graph changes: cached exports carry it in their file name."""
 
-UNFUSED = ["SkipLayerNormFusion"]
-"""onnxruntime graph optimizers a session of this graph must disable (see build_sentence_encoder)."""
+UNFUSED = ("SkipLayerNormFusion",)
+"""onnxruntime graph optimizers a session of this graph must disable (see build_sentence_encoder):
+the session option ``optimization.disable_specified_optimizers``, joined with ``;``."""
 
 OPSET = 17  # LayerNormalization is in the default domain from 17 on.
 CONTRIB = "com.microsoft"  # onnxruntime's fused transformer kernels (in every onnxruntime build)
@@ -36,11 +37,12 @@ def build_sentence_encoder(model_dir: Path, *, fused: bool = True) -> Any:
     patterns, so it would otherwise run every small operator; for one short query that dispatch
     cost dominates. ``fused=False`` builds the plain ONNX graph (portable to other runtimes).
 
-    The residual adds stay separate from the layer norms on purpose: onnxruntime's CPU
-    ``SkipLayerNormalization`` kernel takes about 4x as long as ``Add`` + ``LayerNormalization``
-    for one short text (onnxruntime 1.32; 12 of them were 15 % of an int8 query embedding). A
-    session must therefore be created with ``disabled_optimizers=UNFUSED`` so that onnxruntime
-    does not fuse them back (see ``MiniLMEmbedder``).
+    The residual adds stay separate from the layer norms on purpose: for one short text,
+    onnxruntime's CPU ``SkipLayerNormalization`` kernel is slower than ``Add`` + ``Add`` +
+    ``LayerNormalization`` (onnxruntime 1.32: 1.3x on two threads, 2.3x on one, session overhead
+    included; its 12 nodes were 16 % of an int8 query embedding's kernel time). A session must
+    therefore disable the ``UNFUSED`` optimizers so that onnxruntime does not fuse them back (see
+    ``MiniLMEmbedder``).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper

@@ -97,6 +97,12 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def _session_threads(threads: int | None = None) -> int:
+    """The onnxruntime thread count a MiniLM session gets: ``threads``, or by default 2 (1 on a
+    one-core host; ``BRAINSTACK_EMBED_THREADS`` sets it through the settings)."""
+    return threads or min(2, os.cpu_count() or 1)
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on onnxruntime (384 dimensions, offline).
 
@@ -129,7 +135,7 @@ class MiniLMEmbedder:
 
             cache_dir = Settings.from_env().cache_dir
         self.cache_dir = Path(cache_dir)
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.threads = _session_threads(threads)
         self.quantized = quantized
         self.name = f"{MINILM_NAME}-int8" if quantized else MINILM_NAME
         self._lock = threading.Lock()
@@ -195,13 +201,8 @@ class MiniLMEmbedder:
                     tokenizer = Tokenizer.from_file(str(self.model_dir() / "tokenizer.json"))
                     tokenizer.enable_truncation(max_length=self.max_tokens)
                     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest
-                    from brainstack.memory._bert_onnx import UNFUSED
-
                     session = ort.InferenceSession(
-                        str(self.onnx_path()),
-                        self._session_options(),
-                        providers=["CPUExecutionProvider"],
-                        disabled_optimizers=UNFUSED,  # keeps the faster unfused layer norms
+                        str(self.onnx_path()), self._session_options(), providers=["CPUExecutionProvider"]
                     )
                     self._tokenizer = tokenizer
                     self._session = session
@@ -210,11 +211,15 @@ class MiniLMEmbedder:
     def _session_options(self) -> Any:
         import onnxruntime as ort
 
+        from brainstack.memory._bert_onnx import UNFUSED
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.allow_spinning)))
+        # Keep the graph's faster unfused layer norms (see _bert_onnx.build_sentence_encoder).
+        options.add_session_config_entry("optimization.disable_specified_optimizers", ";".join(UNFUSED))
         return options
 
     def warm_up(self) -> None:
@@ -287,7 +292,7 @@ class MiniLMEmbedder:
 
     def __repr__(self) -> str:
         extra = ", quantized=True" if self.quantized else ""
-        return f"MiniLMEmbedder(cache_dir={str(self.cache_dir)!r}{extra})"
+        return f"MiniLMEmbedder(cache_dir={str(self.cache_dir)!r}, threads={self.threads}{extra})"
 
 
 class _Abandoned(Exception):
@@ -530,7 +535,7 @@ def default_embedder(settings: Any = None) -> Embedder:
     if settings.query_embeddings == "float32":
         return documents
     with _MINILM_LOCK:
-        key = (cache_dir, threads)
+        key = (cache_dir, _session_threads(threads))
         if key not in _QUERY_FAST:
             queries = _shared_minilm(cache_dir, quantized=True, threads=threads)
             _QUERY_FAST[key] = QueryFastEmbedder(documents, queries)
@@ -562,8 +567,8 @@ def router_embedder(settings: Any = None, memory_embedder: Embedder | None = Non
     return _shared_minilm(str(settings.cache_dir), quantized=quantized, threads=settings.embed_threads)
 
 
-_MINILM: dict[tuple[str, bool, int | None], MiniLMEmbedder] = {}
-_QUERY_FAST: dict[tuple[str, int | None], QueryFastEmbedder] = {}
+_MINILM: dict[tuple[str, bool, int], MiniLMEmbedder] = {}
+_QUERY_FAST: dict[tuple[str, int], QueryFastEmbedder] = {}
 _MINILM_LOCK = threading.RLock()
 
 
@@ -571,7 +576,7 @@ def _shared_minilm(cache_dir: str, *, quantized: bool = False, threads: int | No
     # One ONNX session per cache folder, precision, thread count and process: the float32 one
     # holds ~90 MB.
     with _MINILM_LOCK:
-        key = (cache_dir, quantized, threads)
+        key = (cache_dir, quantized, _session_threads(threads))  # unset and the default size are one
         if key not in _MINILM:
             _MINILM[key] = MiniLMEmbedder(cache_dir, quantized=quantized, threads=threads)
         return _MINILM[key]

@@ -227,6 +227,20 @@ def test_sessions_keep_the_layer_norms_unfused(
     assert ops.count("LayerNormalization") == 13  # 2 per layer and the embeddings'
 
 
+def test_without_the_option_onnxruntime_would_fuse_the_layer_norms(
+    int8_embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    """The control for the test above: the option is what keeps them apart."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "default.onnx")
+    ort.InferenceSession(str(int8_embedder.onnx_path()), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    assert ops.count("SkipLayerNormalization") == 12
+
+
 def test_text_beyond_the_window_is_ignored(embedder: MiniLMEmbedder) -> None:
     long = SENTENCES[4]
     longer = long + " Completely different ending about volcanoes and jazz." * 100  # > 512 tokens too
@@ -597,8 +611,17 @@ def test_embed_threads_setting_sizes_both_sessions_and_keeps_them_shared(
     session, _ = router._ensure()
     assert session.get_session_options().intra_op_num_threads == 1
     unset = one.model_copy(update={"embed_threads": None})
-    assert router_embedder(unset) is not router  # the default size is a session of its own
-    assert router_embedder(unset).threads == min(2, os.cpu_count() or 1)  # type: ignore[attr-defined]
+    default = router_embedder(unset)
+    assert default is not router  # another size is a session of its own
+    assert default.threads == min(2, os.cpu_count() or 1)  # type: ignore[attr-defined]
+    explicit = one.model_copy(update={"embed_threads": default.threads})  # type: ignore[attr-defined]
+    assert router_embedder(explicit) is default  # unset and the default size share one session
+    assert default_embedder(explicit) is default_embedder(unset)
+    # Chroma rebuilds memory's function from a collection's config: it gets the app's session.
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    rebuilt = BrainstackChromaEmbedding.build_from_config(BrainstackChromaEmbedding(memory).get_config())
+    assert rebuilt.embedder is memory.documents
 
 
 @pytest.mark.parametrize("value", ["0", "many", "-2"])

@@ -207,7 +207,8 @@ def test_fixture_settings_are_offline_and_isolated(settings: Settings, tmp_path:
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
     """A new setting without a README row fails here (the table is the users' reference)."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    table = readme[readme.index("## Configuration") :]
-    table = table[: table.index("\n## ", 1)] if "\n## " in table[1:] else table
+    section = readme[readme.index("## Configuration") :]
+    section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
+    table = "\n".join(line for line in section.splitlines() if line.startswith("| `"))
     missing = [name for name in Settings.model_fields if f"`BRAINSTACK_{name.upper()}`" not in table]
     assert not missing, f"README's Configuration table has no row for {missing}"
