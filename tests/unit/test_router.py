@@ -17,6 +17,7 @@ from brainstack.graphs import router as router_module
 from brainstack.memory import Embedder, MiniLMEmbedder
 
 EVAL_FILE = Path(__file__).resolve().parents[1] / "data" / "routing_eval.yaml"
+DEV_FILE = EVAL_FILE.with_name("routing_dev.yaml")  # what agents.yaml's examples are tuned on
 
 
 def unit(*values: float) -> np.ndarray:
@@ -415,11 +416,22 @@ def test_route_many_equals_route_one_by_one(toy_router: SemanticRouter) -> None:
 # -- quality on the held-out set ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def evaluation() -> dict[str, list[str]]:
-    data = yaml.safe_load(EVAL_FILE.read_text("utf-8"))
+def _load_set(path: Path) -> dict[str, list[str]]:
+    data = yaml.safe_load(path.read_text("utf-8"))
     assert isinstance(data, dict) and all(isinstance(v, list) and v for v in data.values())
     return data
+
+
+@pytest.fixture(scope="module")
+def evaluation() -> dict[str, list[str]]:
+    return _load_set(EVAL_FILE)
+
+
+def test_development_set_is_apart_from_examples_and_evaluation(evaluation: dict[str, list[str]]) -> None:
+    development = _load_set(DEV_FILE)
+    assert set(development) == set(evaluation)
+    assert sorted(_leaked(development, load_agents(None).routes)) == []
+    assert sorted(_leaked(development, evaluation)) == []
 
 
 def _leaked(evaluation: dict[str, list[str]], routes: dict[str, list[str]]) -> set[str]:
@@ -458,8 +470,40 @@ def test_default_routes_quality(
     coverage = len(accepted) / len(texts)
     wrong = [(t, m.name, g) for t, m, g in zip(texts, matches, gold, strict=True) if m and m.name != g]
     assert precision >= 0.95, wrong
-    assert coverage >= 0.6, coverage
+    assert coverage >= 0.8, coverage  # 0.825 with the examples chosen on routing_dev.yaml (0.625 before)
     # Every route is reachable, and even unthresholded the top route is mostly right.
     assert {name for name, _ in accepted} == set(evaluation)
     top1 = np.mean([m.name == g for m, g in zip(router.best_many(texts), gold, strict=True)])
-    assert top1 >= 0.85, top1
+    assert top1 >= 0.9, top1
+
+
+@pytest.mark.parametrize("precision_name", ["int8", "float32"])
+def test_default_routes_quality_on_the_development_set(
+    precision_name: str, request: pytest.FixtureRequest
+) -> None:
+    """What agents.yaml's examples were chosen by: 0.87 coverage, 0.96 precision (0.58-0.62 and 0.89
+    with the examples before them)."""
+    embedder = request.getfixturevalue("int8_embedder" if precision_name == "int8" else "embedder")
+    settings = brainstack.Settings()
+    router = SemanticRouter(
+        load_agents(None).routes, embedder, settings.router_threshold, margin=settings.router_margin
+    )
+    pairs = [(t, route) for route, texts in _load_set(DEV_FILE).items() for t in texts]
+    matches = router.route_many([t for t, _ in pairs])
+    accepted = [(m.name, gold) for m, (_, gold) in zip(matches, pairs, strict=True) if m is not None]
+    precision = sum(name == gold for name, gold in accepted) / len(accepted)
+    assert precision >= 0.95, precision
+    assert len(accepted) / len(pairs) >= 0.8
+
+
+def test_the_task_the_llm_route_scenarios_use_stays_below_the_threshold(
+    int8_embedder: MiniLMEmbedder,
+) -> None:
+    """tests/replay (llm_route, malformed_classifier, invalid_classifier_twice) and the runtime's
+    fallback test need a task the default router is unsure about. If new examples in agents.yaml
+    route it, give those tests another task instead of dropping the examples."""
+    settings = brainstack.Settings()
+    router = SemanticRouter(
+        load_agents(None).routes, int8_embedder, settings.router_threshold, margin=settings.router_margin
+    )
+    assert router.route("What time zone is Tokyo in?") is None
