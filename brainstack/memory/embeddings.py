@@ -572,6 +572,14 @@ _QUERY_FAST: dict[tuple[str, int], QueryFastEmbedder] = {}
 _MINILM_LOCK = threading.RLock()
 
 
+def _existing_minilm(cache_dir: str, *, quantized: bool = False) -> MiniLMEmbedder | None:
+    """The MiniLM this process already made for ``cache_dir`` and precision, if it made exactly one
+    (with several thread counts, the settings must say which)."""
+    with _MINILM_LOCK:
+        found = [e for (d, q, _), e in _MINILM.items() if d == cache_dir and q == quantized]
+    return found[0] if len(found) == 1 else None
+
+
 def _shared_minilm(cache_dir: str, *, quantized: bool = False, threads: int | None = None) -> MiniLMEmbedder:
     # One ONNX session per cache folder, precision, thread count and process: the float32 one
     # holds ~90 MB.

@@ -1018,6 +1018,26 @@ def test_chroma_config_round_trip(embedder: MiniLMEmbedder, cache_dir: Path, no_
     np.testing.assert_allclose(np.array(rebuilt(["round trip"])), embedder.embed(["round trip"]), atol=1e-6)
 
 
+def test_chroma_rebuild_reuses_the_apps_session_without_reading_settings(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma rebuilds the function on collection calls (twice per memory-on run): reading the
+    settings each time cost ~3.4 ms a run (found by bench_overhead)."""
+    from brainstack.memory._adapters import BrainstackChromaEmbedding
+
+    monkeypatch.setattr(embeddings_module, "_MINILM", {})  # this process's sessions: only the app's
+    monkeypatch.setattr(embeddings_module, "_QUERY_FAST", {})
+    memory = default_embedder(brainstack.Settings(home=tmp_path, cache_dir=cache_dir, provider="offline"))
+    config = BrainstackChromaEmbedding(memory).get_config()
+
+    def unread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the settings were read")
+
+    monkeypatch.setattr(brainstack.Settings, "from_env", unread)
+    rebuilt = BrainstackChromaEmbedding.build_from_config(config)
+    assert rebuilt.embedder is memory.documents  # type: ignore[attr-defined]
+
+
 def test_chroma_config_rebuilds_minilm_in_its_own_cache(
     embedder: MiniLMEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
