@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     kb_search.add_argument("query")
     kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
     kb_commands.add_parser("list", help="the files in the knowledge base")
+
+    routes = commands.add_parser("routes", help="see how the semantic router routes your own requests")
+    routes_commands = routes.add_subparsers(dest="action", required=True, metavar="ACTION")
+    explain = routes_commands.add_parser(
+        "explain", help="every route's score for one request, and the decision"
+    )
+    explain.add_argument("text", help="the request")
+    check = routes_commands.add_parser(
+        "check",
+        help="coverage and precision on a YAML file of labelled requests (route: [request, ...])",
+    )
+    check.add_argument("file", help="YAML mapping each route name to requests that belong to it")
+    check.add_argument("--min-coverage", type=float, metavar="SHARE", help="exit 1 below this (0-1)")
+    check.add_argument("--min-precision", type=float, metavar="SHARE", help="exit 1 below this (0-1)")
+    for sub in (explain, check):
+        sub.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
     return parser
 
 
@@ -132,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             return _skills(args)
         if args.command == "kb":
             return _kb(args)
+        if args.command == "routes":
+            return _routes(args)
         if args.command in ("history", "replay"):
             return _time_travel(args)
         return _run(args)
@@ -305,6 +323,106 @@ def _kb(args: argparse.Namespace) -> int:
     for passage in kb.search(args.query, k=args.k):
         print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
         print("   " + passage.text.strip().replace("\n", "\n   "))
+    return 0
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from brainstack.runtime import Runtime
+
+    with Runtime(agents=args.agents) as runtime:
+        router = runtime.router  # the one runs use: the settings' embedder, threshold and margin
+        print(
+            f"router: {router.embedder.name} · threshold {router.threshold:g} · margin {router.margin:g}",
+            file=sys.stderr,
+        )
+        if args.action == "explain":
+            return _explain_route(router, args.text)
+        return _check_routes(router, runtime.agents.routes, args)
+
+
+def _explain_route(router: Any, text: str) -> int:
+    from brainstack.graphs.nodes import routing_text
+
+    if not text.strip():
+        raise _usage("The request is empty: pass the text to route.")
+    scores = router.scores_many([routing_text(text)])[0]
+    for index in sorted(range(len(router.names)), key=lambda i: -scores[i]):
+        print(f"  {router.names[index]:<16} {scores[index]:.3f}")
+    match = router.best_many([routing_text(text)])[0]
+    if router.accepts(match):
+        print(f"→ semantic route: {match.name} (score {match.score:.3f}, margin {match.margin:.3f})")
+    elif match.score < router.threshold:
+        print(f"→ below the threshold ({match.score:.3f} < {router.threshold:g}): the model classifies it")
+    else:
+        print(
+            f"→ {match.name} leads by less than the margin ({match.margin:.3f} < {router.margin:g}): "
+            "the model classifies it"
+        )
+    return 0
+
+
+def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from brainstack.graphs.router import check_routes
+
+    path = Path(args.file)
+    try:
+        labelled = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise _usage(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise _usage(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not (
+        isinstance(labelled, dict)
+        and labelled
+        and all(
+            isinstance(texts, list) and texts and all(isinstance(t, str) and t.strip() for t in texts)
+            for texts in labelled.values()
+        )
+    ):
+        raise _usage(
+            f'{path} must map route names to lists of requests, e.g. `finance: ["What is our burn rate?"]`'
+        )
+    for share in (args.min_coverage, args.min_precision):
+        if share is not None and not 0 <= share <= 1:
+            raise _usage(f"--min-coverage and --min-precision take a share from 0 to 1, not {share:g}")
+    try:
+        check = check_routes(router, {str(k): v for k, v in labelled.items()}, examples=examples)
+    except ValueError as exc:
+        raise _usage(f"{path}: {exc}") from None
+    print(f"{'route':<16} {'n':>4} {'semantic':>9} {'correct':>8} {'top-1':>6}")
+    for name, row in check.counts.items():
+        print(f"{name:<16} {row['n']:>4} {row['covered']:>9} {row['correct']:>8} {row['top1']:>6}")
+    n, covered = check.total("n"), check.total("covered")
+    print(f"{'all':<16} {n:>4} {covered:>9} {check.total('correct'):>8} {check.total('top1'):>6}")
+    precision = "—" if check.precision is None else f"{check.precision:.1%}"
+    print(
+        f"\ncoverage {check.coverage:.1%} ({covered} of {n} routed without the model) · "
+        f"precision {precision} · top-1 {check.top1:.1%}"
+    )
+    if check.wrong:
+        print("\nrouted to the wrong route:")
+        for item in check.wrong:
+            m = item.match
+            print(f"  {item.expected} → {m.name} {m.score:.3f} (margin {m.margin:.3f}): {item.text}")
+    if check.unsure:
+        print("\nleft to the model (below the threshold or the margin):")
+        for item in check.unsure:
+            m = item.match
+            print(f"  {item.expected}: best {m.name} {m.score:.3f} (margin {m.margin:.3f}): {item.text}")
+    if check.examples:
+        print(f"\nleft out, already example utterances: {len(check.examples)}")
+    failed = []
+    if args.min_coverage is not None and check.coverage < args.min_coverage:
+        failed.append(f"coverage {check.coverage:.1%} < {args.min_coverage:.1%}")
+    if args.min_precision is not None and (check.precision or 0.0) < args.min_precision:
+        failed.append(f"precision {precision} < {args.min_precision:.1%}")
+    if failed:
+        print(f"brainstack: {'; '.join(failed)}", file=sys.stderr)
+        return EXIT_RUN
     return 0
 
 

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
 
-__all__ = ["RouteMatch", "SemanticRouter"]
+__all__ = ["RouteCheck", "RouteMatch", "SemanticRouter", "check_routes"]
 
 DEFAULT_THRESHOLD = 0.32
 """Tuned on tests/data/routing_eval.yaml with all-MiniLM-L6-v2, float32 and int8 (see
@@ -160,3 +161,94 @@ class SemanticRouter:
 
     def route(self, text: str) -> RouteMatch | None:
         return self.route_many([text])[0]
+
+
+class LabelledMatch(NamedTuple):
+    text: str
+    expected: str
+    match: RouteMatch
+    """The best route, whether or not the router accepts it."""
+
+
+@dataclass
+class RouteCheck:
+    """How a router does on utterances labelled with the route a person would pick
+    (:func:`check_routes`). *Coverage*: the share the router decides alone (the rest cost a model
+    classification); *precision*: the share of those it gets right; *top-1*: the share whose best
+    route is right, whatever the threshold."""
+
+    threshold: float
+    margin: float
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per route: ``n``, ``covered``, ``correct`` (of covered) and ``top1``."""
+    wrong: list[LabelledMatch] = field(default_factory=list)
+    """Routed alone, to the wrong route."""
+    unsure: list[LabelledMatch] = field(default_factory=list)
+    """Below the threshold or the margin: left to the model."""
+    examples: list[str] = field(default_factory=list)
+    """Utterances that are example utterances themselves: left out (they would score 1.0)."""
+
+    def total(self, key: str) -> int:
+        return sum(row[key] for row in self.counts.values())
+
+    @property
+    def coverage(self) -> float:
+        n = self.total("n")
+        return self.total("covered") / n if n else 0.0
+
+    @property
+    def precision(self) -> float | None:
+        covered = self.total("covered")
+        return self.total("correct") / covered if covered else None
+
+    @property
+    def top1(self) -> float:
+        n = self.total("n")
+        return self.total("top1") / n if n else 0.0
+
+
+def check_routes(
+    router: SemanticRouter,
+    labelled: Mapping[str, Sequence[str]],
+    *,
+    examples: Mapping[str, Sequence[str]] | None = None,
+) -> RouteCheck:
+    """Route every labelled utterance (route name → utterances) and count what went where.
+
+    Label names the router does not know raise ``ValueError``. Utterances found among
+    ``examples`` (normally the router's own routes) are left out and listed.
+    """
+    unknown = sorted(set(labelled) - set(router.names))
+    if unknown:
+        raise ValueError(
+            f"unknown route(s) {', '.join(map(repr, unknown))}; the routes are {', '.join(router.names)}"
+        )
+    known = {text.strip().lower() for texts in (examples or {}).values() for text in texts}
+    check = RouteCheck(router.threshold, router.margin)
+    pairs: list[tuple[str, str]] = []
+    for name, texts in labelled.items():
+        check.counts[name] = {"n": 0, "covered": 0, "correct": 0, "top1": 0}
+        for text in texts:
+            if text.strip().lower() in known:
+                check.examples.append(text)
+            else:
+                pairs.append((text, name))
+    if not pairs:
+        return check
+    from brainstack.graphs.nodes import routing_text  # what the Route node embeds
+
+    matches = router.best_many([routing_text(text) for text, _ in pairs])
+    for (text, expected), match in zip(pairs, matches, strict=True):
+        row = check.counts[expected]
+        row["n"] += 1
+        row["top1"] += match.name == expected
+        labelled_match = LabelledMatch(text, expected, match)
+        if not router.accepts(match):
+            check.unsure.append(labelled_match)
+            continue
+        row["covered"] += 1
+        if match.name == expected:
+            row["correct"] += 1
+        else:
+            check.wrong.append(labelled_match)
+    return check

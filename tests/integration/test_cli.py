@@ -207,3 +207,54 @@ def test_without_the_quick_exit_the_probe_would_see_teardown(env_home):
     plain = EXIT_PROBE.format(outcome="return 0").replace("cli.console_main()", "sys.exit(cli.main())")
     done = probe(plain, env_home)
     assert done.returncode == 0 and "interpreter teardown ran" in done.stdout
+
+
+def test_routes_explain_shows_every_score_and_the_decision(env_home):
+    done = cli("routes", "explain", "What is 17.5% of 2340?", env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert "router: all-MiniLM-L6-v2-int8 · threshold 0.32 · margin 0.04" in done.stderr
+    scores = [line.split() for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert scores[0][0] == "finance"
+    assert {name for name, _ in scores} == {"technical", "finance", "marketing", "general", "group_chat"}
+    assert [float(v) for _, v in scores] == sorted((float(v) for _, v in scores), reverse=True)
+    assert done.stdout.splitlines()[-1].startswith("→ semantic route: finance (score ")
+    unsure = cli("routes", "explain", "What time zone is Tokyo in?", env=env_home)
+    assert "→ below the threshold (" in unsure.stdout and "the model classifies it" in unsure.stdout
+
+
+def test_routes_check_reports_coverage_precision_and_the_misses(env_home, tmp_path):
+    labelled = tmp_path / "mine.yaml"
+    labelled.write_text(
+        "finance:\n  - What is 17.5% of 2340?\n  - Prepare a budget for the next quarter.\n"
+        "general:\n  - What time zone is Tokyo in?\n"
+        "marketing:\n  - How much cash do we need to survive 18 months?\n"
+    )
+    done = cli("routes", "check", str(labelled), env=env_home)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.splitlines()[0].split() == ["route", "n", "semantic", "correct", "top-1"]
+    assert "finance" in out and "\nall " in out
+    assert "left out, already example utterances: 1" in out  # the budget example
+    assert "general: best general" in out and "What time zone is Tokyo in?" in out  # left to the model
+    assert "marketing → finance" in out  # a wrongly labelled line shows up as a wrong route
+    assert "coverage 66.7% (2 of 3 routed without the model) · precision 50.0%" in out
+    strict = cli("routes", "check", str(labelled), "--min-precision", "0.9", env=env_home)
+    assert assert_one_clean_line(strict, 1) == "brainstack: precision 50.0% < 90.0%"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "cannot read"),
+        ("finance: [unclosed", "is not valid YAML"),
+        ("- just a list", "must map route names to lists of requests"),
+        ("finance: []", "must map route names to lists of requests"),
+        ("legal: [Review this contract]", "unknown route(s) 'legal'; the routes are technical"),
+    ],
+)
+def test_routes_check_refuses_a_bad_file_in_one_line(env_home, tmp_path, content, needle):
+    labelled = tmp_path / "labelled.yaml"
+    if content is not None:
+        labelled.write_text(content)
+    line = assert_one_clean_line(cli("routes", "check", str(labelled), env=env_home), 2)
+    assert needle in line and str(labelled) in line

@@ -100,6 +100,24 @@ def test_score_is_the_mean_of_the_two_best_example_cosines(fake: HandMadeEmbedde
     np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
+def test_check_routes_counts_covered_correct_wrong_unsure_and_leaked(fake: HandMadeEmbedder) -> None:
+    from brainstack.graphs.router import check_routes
+
+    router = make(fake, threshold=0.5, margin=0.05)
+    check = check_routes(router, {"alpha": ["q_x", "q_yz", "A1 "], "beta": ["q_neg"]}, examples=ROUTES)
+    assert check.counts["alpha"] == {"n": 2, "covered": 2, "correct": 1, "top1": 1}
+    assert check.counts["beta"]["n"] == 1 and check.counts["beta"]["covered"] == 0
+    assert [(m.text, m.expected, m.match.name) for m in check.wrong] == [("q_yz", "alpha", "beta")]
+    assert check.wrong[0].match.score == pytest.approx(BETA_YZ)
+    assert [m.text for m in check.unsure] == ["q_neg"]  # -0.58 < 0.5: left to the model
+    assert check.examples == ["A1 "]  # an example utterance itself (case and spaces ignored)
+    assert check.coverage == pytest.approx(2 / 3) and check.precision == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"unknown route\(s\) 'gamma'; the routes are alpha, beta"):
+        check_routes(router, {"gamma": ["q_x"]})
+    empty = check_routes(router, {"alpha": ["a1"]}, examples=ROUTES)
+    assert empty.coverage == 0.0 and empty.precision is None and empty.top1 == 0.0
+
+
 def test_a_short_route_first_scores_the_same(fake: HandMadeEmbedder) -> None:
     # beta (one example) before alpha (three): its padding must not pick up alpha's examples
     reordered = SemanticRouter({"beta": ["b1"], "alpha": ["a1", "a2", "a3"]}, fake, None)
