@@ -59,7 +59,9 @@ def test_run_result_fields():
 
 
 def test_graph_package_exports():
-    assert {"SemanticRouter", "RouteMatch", "create_router_graph"} <= set(brainstack.graphs.__all__)
+    assert {"SemanticRouter", "RouteMatch", "create_router_graph", "check_routes", "RouteCheck"} <= set(
+        brainstack.graphs.__all__
+    )
     params = inspect.signature(brainstack.graphs.SemanticRouter).parameters
     assert list(params)[:3] == ["routes", "embedder", "threshold"]
     assert params["embedder"].default is None and params["threshold"].default is None

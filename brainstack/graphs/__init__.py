@@ -1,8 +1,8 @@
 """The LangGraph graphs: state, nodes, the semantic router and the graph factories."""
 
-from brainstack.graphs.router import RouteMatch, SemanticRouter
+from brainstack.graphs.router import RouteCheck, RouteMatch, SemanticRouter, check_routes
 
-__all__ = ["RouteMatch", "SemanticRouter", "create_router_graph"]
+__all__ = ["RouteCheck", "RouteMatch", "SemanticRouter", "check_routes", "create_router_graph"]
 
 
 def __getattr__(name: str) -> object:

@@ -101,7 +101,7 @@ def test_score_is_the_mean_of_the_two_best_example_cosines(fake: HandMadeEmbedde
 
 
 def test_check_routes_counts_covered_correct_wrong_unsure_and_leaked(fake: HandMadeEmbedder) -> None:
-    from brainstack.graphs.router import check_routes
+    from brainstack.graphs import check_routes
 
     router = make(fake, threshold=0.5, margin=0.05)
     check = check_routes(router, {"alpha": ["q_x", "q_yz", "A1 "], "beta": ["q_neg"]}, examples=ROUTES)
