@@ -329,6 +329,9 @@ def _kb(args: argparse.Namespace) -> int:
 def _routes(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
+    if args.action == "explain" and not args.text.strip():
+        raise _usage("The request is empty: pass the text to route.")
+
     with Runtime(agents=args.agents) as runtime:
         router = runtime.router  # the one runs use: the settings' embedder, threshold and margin
         print(
@@ -343,8 +346,6 @@ def _routes(args: argparse.Namespace) -> int:
 def _explain_route(router: Any, text: str) -> int:
     from brainstack.graphs.nodes import routing_text
 
-    if not text.strip():
-        raise _usage("The request is empty: pass the text to route.")
     scores = router.scores_many([routing_text(text)])[0]
     for index in sorted(range(len(router.names)), key=lambda i: -scores[i]):
         print(f"  {router.names[index]:<16} {scores[index]:.3f}")

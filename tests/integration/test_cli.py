@@ -220,6 +220,9 @@ def test_routes_explain_shows_every_score_and_the_decision(env_home):
     assert done.stdout.splitlines()[-1].startswith("→ semantic route: finance (score ")
     unsure = cli("routes", "explain", "What time zone is Tokyo in?", env=env_home)
     assert "→ below the threshold (" in unsure.stdout and "the model classifies it" in unsure.stdout
+    empty = cli("routes", "explain", "  ", env=env_home)
+    assert assert_one_clean_line(empty, 2) == "brainstack: The request is empty: pass the text to route."
+    assert "router:" not in empty.stderr  # refused before any model is loaded
 
 
 def test_routes_check_reports_coverage_precision_and_the_misses(env_home, tmp_path):
