@@ -130,29 +130,22 @@ def throughput(embedder: Any, texts: Sequence[str], reps: int) -> list[float]:
 
 
 def quality(router: Any, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Coverage (accepted / all), precision of accepted routes, top-1 without threshold, mistakes."""
-    texts = [t for t, _ in pairs]
-    gold = [g for _, g in pairs]
-    best = router.best_many(texts)
-    accepted = [(t, m.name, g) for t, m, g in zip(texts, best, gold, strict=True) if router.accepts(m)]
-    per_route = {}
-    for route in dict.fromkeys(gold):
-        mine = [(m, g) for m, g in zip(best, gold, strict=True) if g == route]
-        took = [(m, g) for m, g in mine if router.accepts(m)]
-        per_route[route] = {
-            "n": len(mine),
-            "covered": len(took),
-            "correct": sum(m.name == g for m, g in took),
-            "top1": sum(m.name == g for m, g in mine),
-        }
+    """Coverage (accepted / all), precision of accepted routes, top-1 without threshold, mistakes:
+    :func:`brainstack.graphs.check_routes`, as ``brainstack routes check`` reports it."""
+    from brainstack.graphs import check_routes
+
+    labelled: dict[str, list[str]] = {}
+    for text, gold in pairs:
+        labelled.setdefault(gold, []).append(text)
+    check = check_routes(router, labelled)
     return {
-        "n": len(texts),
-        "accepted": len(accepted),
-        "coverage": len(accepted) / len(texts),
-        "precision": sum(name == g for _, name, g in accepted) / max(1, len(accepted)),
-        "top1": float(np.mean([m.name == g for m, g in zip(best, gold, strict=True)])),
-        "wrong_accepted": [(t, name, g) for t, name, g in accepted if name != g],
-        "per_route": per_route,
+        "n": check.total("n"),
+        "accepted": check.total("covered"),
+        "coverage": check.coverage,
+        "precision": check.precision or 0.0,
+        "top1": check.top1,
+        "wrong_accepted": [(m.text, m.match.name, m.expected) for m in check.wrong],
+        "per_route": check.counts,
     }
 
 
