@@ -231,10 +231,6 @@ class Runtime:
                 )
         if run.task is not None:
             inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}
-            if run.agent is None:  # embed for the router while the graph starts (and recalls)
-                from brainstack.graphs.nodes import routing_text
-
-                self.router.prefetch(routing_text(run.task))
         elif pending is None:
             raise UsageError(
                 f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one."
@@ -382,8 +378,7 @@ class Runtime:
         ``"reject"``, ``{"reject": why}``, ``{"edit": text}``) when it waits for approval, or from
         its last checkpoint when its process stopped mid-run.
         """
-        run = self._check(task, user_id, thread_id, agent, resume)
-        self.graph  # noqa: B018 - build (and validate) the graph in the caller, before any thread hop
+        run = self._start(task, user_id, thread_id, agent, resume)
         loop = self._runtime_loop()
         caller = asyncio.get_running_loop()
         if caller is loop:
@@ -422,8 +417,7 @@ class Runtime:
         resume: Any = None,
     ) -> RunResult:
         """Run ``task`` to completion (or until it waits for approval; see :meth:`astream`)."""
-        run = self._check(task, user_id, thread_id, agent, resume)
-        self.graph  # noqa: B018 - build (and validate) the graph in the caller
+        run = self._start(task, user_id, thread_id, agent, resume)
         result: RunResult = await self._on_loop(self._result_of(run))
         return result
 
@@ -440,8 +434,7 @@ class Runtime:
         resume: Any = None,
     ) -> RunResult:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
-        run = self._check(task, user_id, thread_id, agent, resume)
-        self.graph  # noqa: B018
+        run = self._start(task, user_id, thread_id, agent, resume)
         result: RunResult = self._submit(self._result_of(run))
         return result
 
@@ -455,8 +448,7 @@ class Runtime:
         resume: Any = None,
     ) -> Iterator[Event]:
         """Blocking :meth:`astream`: events are yielded as they happen."""
-        run = self._check(task, user_id, thread_id, agent, resume)
-        self.graph  # noqa: B018
+        run = self._start(task, user_id, thread_id, agent, resume)
         loop = self._runtime_loop()
         if threading.current_thread() is self._thread:
             raise RuntimeError(
@@ -536,6 +528,21 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _start(
+        self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
+    ) -> _Run:
+        """Check a run's arguments in the caller, build (and validate) the graph there, and start
+        embedding the task for the router, all before the hop to the runtime loop: the embedding
+        then runs while the run crosses threads, starts the graph and writes its first checkpoint
+        (and, with memory on, while memory is recalled)."""
+        run = self._check(task, user_id, thread_id, agent, resume)
+        self.graph  # noqa: B018
+        if run.task is not None and run.agent is None:
+            from brainstack.graphs.nodes import routing_text
+
+            self.router.prefetch(routing_text(run.task))
+        return run
 
     def _check(
         self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any

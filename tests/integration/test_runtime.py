@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -128,8 +130,15 @@ def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8
         runtime.router  # noqa: B018 - the route examples are embedded here
         examples = len(counting.texts)
         prefetched = []
+        threads = []
         real = runtime.router.prefetch
-        runtime.router.prefetch = lambda text: (prefetched.append(text), real(text))[1]
+
+        def spy(text):
+            prefetched.append(text)
+            threads.append(threading.current_thread())
+            real(text)
+
+        runtime.router.prefetch = spy
         task = "How can we improve the conversion rate of our landing page? I prefer bullet points."
         result = runtime.run(task)
         assert result.route.target == "marketing" and result.route.decided_by == "semantic"
@@ -137,6 +146,11 @@ def test_the_router_embeds_each_task_once_started_ahead(settings, embedder, int8
         assert prefetched == ["How can we improve the conversion rate of our landing page?"]
         assert counting.texts[examples:] == prefetched
         assert runtime.router._ahead == {}
+        # ... in the caller's thread, before the run crosses to the runtime loop.
+        assert threads == [threading.current_thread()]
+        result = asyncio.run(runtime.arun("How do we grow our newsletter audience?"))
+        assert result.route.decided_by == "semantic" and threads[-1] is threading.current_thread()
+        assert counting.texts[examples:] == prefetched and len(prefetched) == 2
         runtime.run("Should we launch a freemium tier?", agent="technical")  # no routing, no prefetch
         assert counting.texts[examples:] == prefetched
 
