@@ -180,11 +180,13 @@ class Review:
                 "messages": [AIMessage(answer, name=active)],
                 "review": {**review, "status": status, "notes": notes, "checks": checks, "next": None},
             }
-        notes.append(f"{active} returned an empty answer")
-        if attempts == 0:
-            next_node, status = active, "retried"
-        elif active != f"specialist_{self.default_agent}":
-            next_node, status = f"specialist_{self.default_agent}", "fallback"
+        notes.append(f"{active or 'the agent'} returned an empty answer")
+        # active_agent is the agent's name (``marketing``, ``group_chat``); the graph's edges
+        # are keyed by node names (``specialist_marketing``).
+        if attempts == 0 and active:
+            next_node, status = node_name(active), "retried"
+        elif active != self.default_agent:
+            next_node, status = node_name(self.default_agent), "fallback"
             notes.append(f"falling back to {self.default_agent}")
         else:
             next_node, status = None, "failed"

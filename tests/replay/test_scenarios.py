@@ -95,6 +95,22 @@ def test_invalid_classifier_output_twice_falls_back_to_general(runtime):
     assert "invalid twice" in result.route.reason and "lawyers" in result.route.reason
 
 
+def test_an_empty_answer_is_retried_once_then_falls_back_to_general(runtime):
+    with replay(ROOT / "empty_answer_fallback.yaml") as cassette:
+        result = runtime.run("How can we improve the conversion rate of our landing page?")
+    assert len(cassette.played) == 3
+    assert result.route.target == "marketing"  # the route stays what was decided
+    assert result.speakers == ["marketing", "marketing", "general"]
+    assert result.answer == "Shorten the form and test one clear call to action."
+    assert result.review.status == "fallback"
+    assert result.review.notes == [
+        "marketing returned an empty answer",
+        "marketing returned an empty answer",
+        "falling back to general",
+    ]
+    assert set(result.timings) >= {"specialist_marketing", "specialist_general", "review"}
+
+
 def test_rate_limit_then_success(runtime):
     with replay(ROOT / "rate_limited.yaml") as cassette:
         result = runtime.run("How can we improve the conversion rate of our landing page?")
