@@ -92,6 +92,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        self._loop_state = _LoopState()
         self._compiled: Any = None
         self._resources: list[Any] = []
 
@@ -192,23 +193,32 @@ class Runtime:
                 thread = threading.Thread(target=loop.run_forever, name="brainstack-runtime", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
+                self._loop_state = _LoopState()  # its locks belong to this loop
                 self._finalizer = weakref.finalize(self, _shutdown, loop, thread, self._resources)
             return self._loop
 
     async def _compiled_graph(self) -> Any:
         """The graph compiled with the open checkpointer (on the runtime loop)."""
         if self._compiled is None:
-            from brainstack.graphs.checkpointers import open_checkpointer
+            async with self._loop_state.opening:  # concurrent first runs open one checkpointer
+                if self._compiled is None:
+                    from brainstack.graphs.checkpointers import open_checkpointer
 
-            stack = contextlib.AsyncExitStack()
-            saver = await stack.enter_async_context(open_checkpointer(self.settings))
-            self._resources.append(stack)
-            self._compiled = self.graph.compile(checkpointer=saver)
+                    stack = contextlib.AsyncExitStack()
+                    saver = await stack.enter_async_context(open_checkpointer(self.settings))
+                    self._resources.append(stack)
+                    self._compiled = self.graph.compile(checkpointer=saver)
         return self._compiled
 
     async def _events(self, run: _Run, *, live: bool = True) -> AsyncIterator[Event]:
-        """The run itself, on the runtime loop. ``live=False`` yields only the result (and an
-        interrupt): the nodes' progress events are not collected at all."""
+        """The run itself, on the runtime loop, once the thread's previous run in this process
+        has ended. ``live=False`` yields only the result (and an interrupt): the nodes' progress
+        events are not collected at all."""
+        async with self._loop_state.turn(run.thread_id):
+            async for event in self._thread_events(run, live=live):
+                yield event
+
+    async def _thread_events(self, run: _Run, *, live: bool) -> AsyncIterator[Event]:
         config: Any = {
             "configurable": {"thread_id": run.thread_id},
             "recursion_limit": 25,
@@ -340,6 +350,10 @@ class Runtime:
         return result
 
     async def _replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
+        async with self._loop_state.turn(thread_id):
+            return await self._replay_from(thread_id, checkpoint_id)
+
+    async def _replay_from(self, thread_id: str, checkpoint_id: str) -> RunResult:
         known = {c.checkpoint_id: c for c in await self._history(thread_id)}
         if checkpoint_id not in known:
             raise UsageError(
@@ -388,14 +402,20 @@ class Runtime:
         events: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
 
+        def hand(item: Any) -> None:
+            # The caller's loop may already be closed (Ctrl-C ended its asyncio.run): nobody is
+            # left to read the item, and raising here would only log a stray traceback.
+            with contextlib.suppress(RuntimeError):
+                caller.call_soon_threadsafe(events.put_nowait, item)
+
         async def pump() -> None:
             try:
                 async for event in self._events(run):
-                    caller.call_soon_threadsafe(events.put_nowait, event)
+                    hand(event)
             except BaseException as exc:
-                caller.call_soon_threadsafe(events.put_nowait, exc)
+                hand(exc)
             finally:
-                caller.call_soon_threadsafe(events.put_nowait, done)
+                hand(done)
 
         future = asyncio.run_coroutine_threadsafe(pump(), loop)
         try:
@@ -609,6 +629,30 @@ class Runtime:
                 else None
             ),
         )
+
+
+class _LoopState:
+    """What the runtime loop coordinates: opening the checkpointer once, and one run at a time
+    per thread (a second run on a thread waits for the first, then sees its conversation; two
+    at once would each write a branch from the same checkpoint and one turn would be lost)."""
+
+    def __init__(self) -> None:
+        self.opening = asyncio.Lock()
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, thread_id: str) -> AsyncIterator[None]:
+        lock, users = self._turns.get(thread_id, (asyncio.Lock(), 0))
+        self._turns[thread_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[thread_id]
+            if users == 1:
+                del self._turns[thread_id]  # nobody waits: keep no lock per finished thread
+            else:
+                self._turns[thread_id] = (lock, users - 1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -380,6 +380,48 @@ async def test_concurrent_runs_on_one_runtime(runtime):
         assert [m["role"] for m in await runtime.amessages(thread)] == ["human", "ai"]
 
 
+async def test_concurrent_first_runs_open_one_checkpointer(runtime, monkeypatch):
+    import asyncio
+
+    import brainstack.graphs.checkpointers as checkpointers
+
+    opened = []
+    real = checkpointers.open_checkpointer
+    monkeypatch.setattr(checkpointers, "open_checkpointer", lambda s: opened.append(s) or real(s))
+    results = await asyncio.gather(*(runtime.arun("What is 6 * 7?") for _ in range(4)))
+    assert all("42" in r.answer for r in results)
+    assert len(opened) == 1 and len(runtime._resources) == 1
+    runtime.close()
+
+
+def test_runs_on_one_thread_at_once_take_turns_and_keep_every_exchange(runtime):
+    """Three callers on one thread at the same moment: each run sees the ones before it, none is
+    lost to a parallel branch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    thread = unique("shared")
+    runtime.run("What is 1 + 1?", thread_id=unique("warm"))  # open everything first
+    barrier = threading.Barrier(3)
+
+    def ask(n: int):
+        barrier.wait()
+        return runtime.run(f"What is {n} + {n}?", thread_id=thread)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(ask, (2, 3, 4)))
+    assert [r.status for r in results] == ["completed"] * 3
+    messages = runtime.messages(thread)
+    assert [m["role"] for m in messages] == ["human", "ai"] * 3
+    assert sorted(m["content"] for m in messages if m["role"] == "human") == [
+        "What is 2 + 2?",
+        "What is 3 + 3?",
+        "What is 4 + 4?",
+    ]
+    steps = [c.step for c in runtime.history(thread)]
+    assert len(steps) == len(set(steps))  # one line of checkpoints, no parallel branches
+    assert runtime._loop_state._turns == {}  # no lock is kept for a thread nobody runs on
+
+
 def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
     events = runtime.stream("Should we launch a freemium tier?")
     first = next(events)
