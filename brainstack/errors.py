@@ -65,6 +65,15 @@ class InvalidTaskError(UsageError):
                 f"The task has {len(text)} characters; the limit is {max_chars}. Shorten it or raise "
                 f"BRAINSTACK_MAX_TASK_CHARS."
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: bytes that were not UTF-8 (argv, files)
+            raise cls(
+                f"The task is not valid UTF-8 text (character {exc.start + 1} is {text[exc.start]!r}, "
+                "undecodable input); pass it as UTF-8."
+            ) from None
+        if "\x00" in text:
+            raise cls(f"The task contains a NUL character (character {text.index(chr(0)) + 1}); remove it.")
         return text
 
 

@@ -261,3 +261,16 @@ def test_routes_check_refuses_a_bad_file_in_one_line(env_home, tmp_path, content
         labelled.write_text(content)
     line = assert_one_clean_line(cli("routes", "check", str(labelled), env=env_home), 2)
     assert needle in line and str(labelled) in line
+
+
+def test_a_task_that_is_not_utf8_is_one_line_and_exit_2(env_home):
+    """A shell in a Latin-1 locale passes bytes that are not UTF-8: refused before the run starts."""
+    done = subprocess.run(
+        [BRAINSTACK, "run", b"caf\xe9 pricing question"], env=env_home, capture_output=True, timeout=120
+    )
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("brainstack: ")] == [
+        "brainstack: The task is not valid UTF-8 text (character 4 is '\\udce9', undecodable input); "
+        "pass it as UTF-8."
+    ]

@@ -297,6 +297,8 @@ async def test_arun_inside_an_event_loop(runtime):
         ("", {}, InvalidTaskError, "empty"),
         ("   \n\t", {}, InvalidTaskError, "empty"),
         ("x" * 8001, {}, InvalidTaskError, "8001 characters; the limit is 8000"),
+        ("hello \ud800 world", {}, InvalidTaskError, "not valid UTF-8 text \\(character 7"),
+        ("a\x00b", {}, InvalidTaskError, "NUL character \\(character 2\\)"),
         ("hello", {"agent": "lawyer"}, UnknownAgentError, "No agent named 'lawyer'"),
         ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
         ("hello", {"user_id": ""}, UsageError, "user_id"),
