@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from brainstack.config import AgentsConfig, Settings
     from brainstack.errors import (
+        BackendError,
         BrainstackError,
         ConfigurationError,
         InvalidTaskError,
         ModelError,
+        ModelUnavailableError,
         RunError,
         UnknownAgentError,
         UsageError,
@@ -38,10 +40,12 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 _LAZY = {
     "AgentsConfig": "brainstack.config",
     "Settings": "brainstack.config",
+    "BackendError": "brainstack.errors",
     "BrainstackError": "brainstack.errors",
     "ConfigurationError": "brainstack.errors",
     "InvalidTaskError": "brainstack.errors",
     "ModelError": "brainstack.errors",
+    "ModelUnavailableError": "brainstack.errors",
     "RunError": "brainstack.errors",
     "UnknownAgentError": "brainstack.errors",
     "UsageError": "brainstack.errors",
@@ -68,11 +72,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AgentsConfig",
+    "BackendError",
     "BrainstackError",
     "ChatTurn",
     "ConfigurationError",
     "InvalidTaskError",
     "ModelError",
+    "ModelUnavailableError",
     "RouteDecision",
     "RunError",
     "RunResult",

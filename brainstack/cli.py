@@ -547,8 +547,13 @@ def _args(arguments: dict[str, Any]) -> str:
 
 def _banner(runtime: Runtime) -> str:
     if runtime.model == "offline":
+        why = (
+            "BRAINSTACK_PROVIDER=offline"
+            if runtime.settings.provider == "offline"
+            else "no OPENAI_API_KEY or OPENAI_BASE_URL set"
+        )
         return (
-            "brainstack · model: offline (no OPENAI_API_KEY or OPENAI_BASE_URL set): routing, "
+            f"brainstack · model: offline ({why}): routing, "
             "group chat, tools and checkpoints are real; answers are assembled, not generated."
         )
     if runtime.model == "local":

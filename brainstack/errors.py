@@ -124,12 +124,22 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
         if isinstance(exc, openai.APIConnectionError):
             request = getattr(exc, "_request", None) or getattr(exc, "request", None)
             url = getattr(request, "url", None)
-            where = f" at {url.scheme}://{url.host}:{url.port or ''}" if url is not None else ""
+            port = f":{url.port}" if url is not None and url.port else ""
+            where = f" at {url.scheme}://{url.host}{port}" if url is not None else ""
+            offline = "unset OPENAI_API_KEY and OPENAI_BASE_URL to run with the offline model"
+            if isinstance(exc, openai.APITimeoutError):
+                return ModelUnavailableError(
+                    f"The model endpoint{where} did not answer in time. Check that it is up, raise "
+                    f"BRAINSTACK_MODEL_TIMEOUT_S for a slow model, or {offline}.{resume}",
+                    thread_id=thread_id,
+                )
             cause = exc.__cause__ or exc.__context__
-            detail = f"{exc}" + (f": {_short(str(cause), 160)}" if cause and str(cause) else "")
+            detail = str(exc)
+            if cause and str(cause) and str(cause).rstrip(".") != detail.rstrip("."):
+                detail += f": {_short(str(cause), 160)}"
             return ModelUnavailableError(
                 f"Cannot reach the model endpoint{where} ({detail}). Check OPENAI_BASE_URL and the "
-                f"network, or unset OPENAI_API_KEY to run with the offline model.{resume}",
+                f"network, or {offline}.{resume}",
                 thread_id=thread_id,
             )
         if isinstance(exc, openai.AuthenticationError):

@@ -12,11 +12,13 @@ import brainstack.testing
 
 PUBLIC = [
     "AgentsConfig",
+    "BackendError",
     "BrainstackError",
     "ChatTurn",
     "ConfigurationError",
     "InvalidTaskError",
     "ModelError",
+    "ModelUnavailableError",
     "RouteDecision",
     "RunError",
     "RunResult",

@@ -44,6 +44,14 @@ class ModelProvider:
     def __init__(self, settings: Settings, agents: AgentsConfig, *, transport: Any | None = None) -> None:
         self.settings = settings
         self.name: Literal["openai", "offline", "local"] = settings.resolved_provider
+        endpoint = settings.openai_api_key or settings.openai_base_url
+        if self.name == "openai" and transport is None and not endpoint:
+            from brainstack.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "BRAINSTACK_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a server that "
+                "takes no key); set one, or unset BRAINSTACK_PROVIDER to run with the offline model."
+            )
         if self.name == "offline" and transport is None:
             import httpx2
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAINSTACK_", extra="ignore", frozen=True)
 
     home: Path = Field(default_factory=_default_home)
-    """Where the SQLite checkpoints (and, later, local memory) live."""
+    """Where the SQLite checkpoints, local memory (Chroma, skills) and the knowledge base live."""
     cache_dir: Path = Field(default_factory=_default_cache)
     """Where prepared artefacts (the ONNX embedding model) are cached."""
     agents_file: Path | None = None
@@ -125,10 +125,29 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("openai_base_url")
+    @field_validator(
+        "openai_api_key",
+        "openai_base_url",
+        "agents_file",
+        "local_model_path",
+        "checkpoint_url",
+        "chroma_url",
+        "skills_dir",
+        "redis_url",
+        mode="before",
+    )
     @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _blank_is_unset(cls, value: object) -> object:
+        # ``export BRAINSTACK_REDIS_URL=`` means "not set", not "an empty URL" (or, for a path,
+        # the current directory).
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("home", "cache_dir", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip():
+            return _default_home() if info.field_name == "home" else _default_cache()
+        return value
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -119,6 +119,20 @@ def test_unreachable_endpoint_is_one_clear_line(env_home):
     assert "Cannot reach the model endpoint at http://127.0.0.1:9" in line
 
 
+def test_the_openai_provider_without_a_key_is_one_clear_line(env_home):
+    line = assert_one_clean_line(cli("run", "hello", env={**env_home, "BRAINSTACK_PROVIDER": "openai"}), 2)
+    assert "BRAINSTACK_PROVIDER=openai needs OPENAI_API_KEY" in line
+
+
+def test_the_banner_says_why_the_model_is_offline(env_home):
+    forced = {**env_home, "BRAINSTACK_PROVIDER": "offline", "OPENAI_API_KEY": "sk-unused"}
+    done = cli("run", "What is 2 + 2?", env=forced)
+    assert done.returncode == 0, done.stderr
+    assert "model: offline (BRAINSTACK_PROVIDER=offline)" in done.stderr
+    done = cli("run", "What is 2 + 2?", env=env_home)
+    assert "model: offline (no OPENAI_API_KEY or OPENAI_BASE_URL set)" in done.stderr
+
+
 @pytest.mark.parametrize("module", ["brainstack", "brainstack.cli"])
 def test_module_entry_point(env_home, module):
     done = subprocess.run(

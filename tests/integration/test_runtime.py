@@ -10,6 +10,7 @@ import threading
 import uuid
 
 import pytest
+from pydantic import SecretStr
 
 import brainstack
 from brainstack import (
@@ -339,8 +340,37 @@ def test_unreachable_model_endpoint(settings, embedder):
         openai_base_url="http://127.0.0.1:9/v1",
         model_max_retries=0,
     )
-    with pytest.raises(ModelUnavailableError, match=r"127\.0\.0\.1:9"):
+    with pytest.raises(ModelUnavailableError, match=r"127\.0\.0\.1:9") as caught:
         Runtime(dead, embedder=embedder).run("How can we improve the conversion rate of our landing page?")
+    message = str(caught.value)
+    assert "(Connection error.)" in message  # said once, not "Connection error.: Connection error."
+    assert "unset OPENAI_API_KEY and OPENAI_BASE_URL to run with the offline model" in message
+
+
+def test_a_model_endpoint_that_does_not_answer_in_time(settings, embedder):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        slow = settings.model_copy(
+            update={
+                "provider": "openai",
+                "openai_api_key": SecretStr("k"),
+                "openai_base_url": f"http://127.0.0.1:{port}/v1",
+                "model_max_retries": 0,
+                "model_timeout_s": 0.5,
+            }
+        )
+        with pytest.raises(ModelUnavailableError, match="did not answer in time") as caught:
+            Runtime(slow, embedder=embedder).run("How can we improve our landing page?")
+    assert f"127.0.0.1:{port}" in str(caught.value) and "BRAINSTACK_MODEL_TIMEOUT_S" in str(caught.value)
+
+
+def test_the_openai_provider_without_a_key_or_endpoint_is_a_configuration_error(settings):
+    with pytest.raises(ConfigurationError, match="BRAINSTACK_PROVIDER=openai needs OPENAI_API_KEY"):
+        Runtime(settings.model_copy(update={"provider": "openai"}))
 
 
 def test_module_level_run_uses_the_environment(monkeypatch, tmp_path, cache_dir):

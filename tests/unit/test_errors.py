@@ -67,7 +67,7 @@ def test_usage_and_run_errors_are_disjoint(run_error: type[BrainstackError]) -> 
 def test_package_exports_the_public_errors() -> None:
     for name in ("BrainstackError", "UsageError", "InvalidTaskError", "UnknownAgentError"):
         assert getattr(brainstack, name) is getattr(brainstack.errors, name)
-    for name in ("ConfigurationError", "RunError", "ModelError"):
+    for name in ("ConfigurationError", "RunError", "ModelError", "ModelUnavailableError", "BackendError"):
         assert getattr(brainstack, name) is getattr(brainstack.errors, name)
 
 
@@ -143,8 +143,8 @@ def test_authentication_error_points_at_the_key() -> None:
 @pytest.mark.parametrize(
     ("exc", "detail"),
     [
-        (openai.APIConnectionError(request=_request()), "Connection error."),
-        (openai.APITimeoutError(request=_request()), "Request timed out."),
+        (openai.APIConnectionError(request=_request()), "(Connection error.)"),
+        (openai.APITimeoutError(request=_request()), "did not answer in time"),
     ],
 )
 def test_unreachable_endpoint_becomes_model_unavailable(exc: Exception, detail: str) -> None:

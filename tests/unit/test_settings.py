@@ -127,6 +127,34 @@ def test_blank_key_or_url_counts_as_unset(monkeypatch: pytest.MonkeyPatch, varia
     assert Settings().resolved_provider == "offline"
 
 
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "BRAINSTACK_AGENTS_FILE",
+        "BRAINSTACK_LOCAL_MODEL_PATH",
+        "BRAINSTACK_CHECKPOINT_URL",
+        "BRAINSTACK_CHROMA_URL",
+        "BRAINSTACK_SKILLS_DIR",
+        "BRAINSTACK_REDIS_URL",
+    ],
+)
+def test_blank_optional_settings_count_as_unset(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "  ")
+    settings = Settings()
+    assert getattr(settings, variable.removeprefix("BRAINSTACK_").lower()) is None
+
+
+def test_blank_home_and_cache_are_the_defaults_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    monkeypatch.setenv("BRAINSTACK_HOME", "")
+    monkeypatch.setenv("BRAINSTACK_CACHE_DIR", " ")
+    blank = Settings()
+    assert (blank.home, blank.cache_dir) == (defaults.home, defaults.cache_dir)
+    assert blank.home.is_absolute() and blank.sqlite_path != Path("checkpoints.sqlite")
+
+
 def test_explicit_offline_wins_over_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     monkeypatch.setenv("BRAINSTACK_PROVIDER", "offline")
