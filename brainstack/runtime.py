@@ -98,7 +98,7 @@ class Runtime:
 
     @property
     def model(self) -> str:
-        """The provider that answers: ``openai`` or ``offline``."""
+        """The provider that answers: ``openai``, ``local`` or ``offline``."""
         return self.provider.name
 
     @property

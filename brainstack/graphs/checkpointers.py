@@ -21,7 +21,7 @@ _postgres_ready: set[str] = set()
 
 @contextlib.asynccontextmanager
 async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[str]]:
-    """Open the configured checkpointer for the duration of one run."""
+    """Open the configured checkpointer; a Runtime keeps it open until it is closed."""
     url = settings.checkpoint_url
     if url and url.startswith(("postgres://", "postgresql://")):
         try:
