@@ -77,6 +77,10 @@ class InvalidTaskError(UsageError):
         return text
 
 
+class ThreadBusyError(UsageError):
+    """Another process (or another Runtime on the same storage) is running the thread now."""
+
+
 class UnknownAgentError(UsageError):
     """An agent name that the agents file does not define."""
 

@@ -84,12 +84,23 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
             except queue.Empty:
                 pytest.fail(f"the first process never reached the second turn: {seen}\n{errors.read_text()}")
         assert "group_chat_turn CTO" in seen and "result" not in seen, seen
+        # While the first process is alive its run is not "stopped": continuing it is refused.
+        busy = subprocess.run(
+            [sys.executable, "-m", "brainstack.cli", "resume", "--thread", thread],
+            env=backend_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert busy.returncode == 2, busy.stderr
+        assert f"is being run by another process (process {child.pid} on " in busy.stderr
         os.kill(child.pid, signal.SIGKILL)  # a real kill: no cleanup, no finally blocks
         child.wait(timeout=10)
     finally:
         if child.poll() is None:
             child.kill()
     assert child.returncode == -signal.SIGKILL
+    _wait_until_the_lease_is_free(backend_settings, thread)
 
     with Runtime(backend_settings, embedder=embedder) as runtime:
         last = runtime.history(thread)[0]
@@ -118,3 +129,26 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
         assert runtime.memory.episodes.count("default") == 1
         (episode,) = runtime.memory.episodes.search("default", DECISION, k=5)
         assert episode.metadata["thread_id"] == thread and episode.metadata["route"] == "group_chat"
+
+
+def _wait_until_the_lease_is_free(settings, thread: str, timeout: float = 15.0) -> None:
+    """A killed process's lease ends with it: at once for a lock file, and as soon as the server
+    sees the connection close for PostgreSQL (usually milliseconds, not instantly)."""
+    import asyncio
+    import time
+
+    from brainstack.errors import ThreadBusyError
+    from brainstack.graphs.leases import open_leases
+
+    async def free() -> bool:
+        async with open_leases(settings) as leases:
+            try:
+                async with leases.hold(thread):
+                    return True
+            except ThreadBusyError:
+                return False
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(free()):
+        assert time.monotonic() < deadline, f"the killed process still holds {thread!r}"
+        time.sleep(0.05)

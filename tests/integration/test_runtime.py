@@ -454,6 +454,49 @@ def test_runs_on_one_thread_at_once_take_turns_and_keep_every_exchange(runtime):
     assert runtime._loop_state._turns == {}  # no lock is kept for a thread nobody runs on
 
 
+def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_settings, embedder):
+    """Another process (here: another Runtime on the same storage) is mid-run on the thread: a new
+    task and a "continue" are both refused, nothing is written, and the thread works once it ends."""
+    import os
+
+    import httpx2
+
+    from brainstack.agents.offline import OfflineModel
+    from brainstack.errors import ThreadBusyError
+
+    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request):
+        started.set()
+        release.wait(60)
+        return model.handle(request)
+
+    thread = unique("leased")
+    first = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    second = Runtime(backend_settings, embedder=embedder)
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(first.run("Write a tagline.", thread_id=thread)))
+    worker.start()
+    try:
+        assert started.wait(60)
+        busy = f"another process \\(process {os.getpid()} on "
+        for attempt in ({"task": "What is 2 + 2?"}, {}):  # a new task; "continue the stopped run"
+            with pytest.raises(ThreadBusyError, match=busy) as caught:
+                second.run(**attempt, thread_id=thread)
+            assert caught.value.thread_id == thread
+        assert "4" in second.run("What is 2 + 2?", thread_id=unique("free")).answer  # others run on
+    finally:
+        release.set()
+        worker.join(60)
+    assert outcome and outcome[0].status == "completed"
+    assert [m["role"] for m in second.messages(thread)] == ["human", "ai"]  # the refused runs wrote nothing
+    assert "4" in second.run("What is 2 + 2?", thread_id=thread).answer  # free again
+    assert [m["role"] for m in second.messages(thread)] == ["human", "ai", "human", "ai"]
+    first.close()
+    second.close()
+
+
 def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
     events = runtime.stream("Should we launch a freemium tier?")
     first = next(events)
