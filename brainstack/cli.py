@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--min-precision", type=float, metavar="SHARE", help="exit 1 below this (0-1)")
     for sub in (explain, check):
         sub.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
+    for sub in (resume, history, replay):  # a thread's graph has the agents it ran with
+        sub.add_argument(
+            "--agents", metavar="FILE", help="the agents.yaml the thread ran with, if not the built-in one"
+        )
     return parser
 
 
@@ -197,7 +201,7 @@ def _show_progress_logs() -> None:
 def _run(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
-    with Runtime(agents=getattr(args, "agents", None)) as runtime:
+    with Runtime(agents=args.agents) as runtime:
         runtime.warm_up()  # models load while the rest of the first run imports
         return _run_with(runtime, args)
 
@@ -430,7 +434,7 @@ def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Na
 def _time_travel(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
-    with Runtime() as runtime:
+    with Runtime(agents=args.agents) as runtime:
         if args.command == "history":
             checkpoints = runtime.history(args.thread)
             if args.json:

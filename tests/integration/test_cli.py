@@ -288,3 +288,54 @@ def test_a_task_that_is_not_utf8_is_one_line_and_exit_2(env_home):
         "brainstack: The task is not valid UTF-8 text (character 4 is '\\udce9', undecodable input); "
         "pass it as UTF-8."
     ]
+
+
+LEGAL = """
+  legal:
+    description: Contracts, compliance and legal risk.
+    system_prompt: You are the legal specialist. Name the legal risks and what to do about them.
+    tools: []
+    examples:
+      - Review this contract for risky clauses.
+      - Are we compliant with the GDPR?
+      - Draft a non-disclosure agreement for a supplier.
+"""
+
+
+@pytest.fixture
+def legal_thread(env_home, tmp_path) -> tuple[str, Path]:
+    """A thread run with an agents file that adds a ``legal`` specialist, stopped inside it (its
+    model endpoint is unreachable): its last checkpoint is due to run ``specialist_legal``."""
+    builtin = (Path(__file__).parents[2] / "brainstack" / "config" / "agents.yaml").read_text("utf-8")
+    agents = tmp_path / "legal agents.yaml"  # a space: the hints must quote it
+    agents.write_text(builtin.replace("\nagents:\n", "\nagents:" + LEGAL, 1), "utf-8")
+    thread = f"legal-{uuid.uuid4().hex[:8]}"
+    down = {
+        **env_home,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "BRAINSTACK_MODEL_MAX_RETRIES": "0",
+    }
+    task = ("run", "Review our supplier contract.", "--agent", "legal", "--thread", thread)
+    crashed = cli(*task, "--agents", str(agents), env=down)
+    assert "Cannot reach the model endpoint" in assert_one_clean_line(crashed, 1)
+    return thread, agents
+
+
+def test_resume_history_and_replay_take_the_agents_file_the_thread_ran_with(env_home, legal_thread):
+    thread, agents = legal_thread
+    listed = cli("history", "--thread", thread, "--agents", str(agents), "--json", env=env_home)
+    assert listed.returncode == 0, listed.stderr
+    checkpoints = json.loads(listed.stdout)
+    assert checkpoints[0]["next"] == ["specialist_legal"]
+    resumed = cli("resume", "--thread", thread, "--agents", str(agents), env=env_home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Review our supplier contract." in resumed.stdout  # the offline model answers the task
+    listed = cli("history", "--thread", thread, "--json", "--agents", str(agents), env=env_home)
+    done = json.loads(listed.stdout)
+    assert done[0]["next"] == [] and done[0]["route"] == "legal"
+    start = next(c["checkpoint_id"] for c in done if c["next"] == ["route"])
+    env = {**env_home, "BRAINSTACK_AGENTS_FILE": str(agents)}  # the variable works as --agents does
+    replayed = cli("replay", "--thread", thread, "--checkpoint", start, "--json", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["route"]["target"] == "legal"
