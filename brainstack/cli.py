@@ -435,21 +435,31 @@ def _time_travel(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
     with Runtime(agents=args.agents) as runtime:
+        from brainstack.graphs.stranded import stranded_message
+
         if args.command == "history":
             checkpoints = runtime.history(args.thread)
+            # `next` lists only nodes this graph has: an empty one may be a run stopped before a
+            # node of another agents file rather than its end
+            missing = runtime.stranded(args.thread) if checkpoints and not checkpoints[0].next else []
             if args.json:
                 import json
 
                 print(json.dumps([c.model_dump() for c in checkpoints], indent=2, ensure_ascii=False))
-                return 0
-            if not checkpoints:
+            elif not checkpoints:
                 print(f"Thread {args.thread!r} has no checkpoints.", file=sys.stderr)
-                return 0
-            for c in checkpoints:
+            for index, c in enumerate([] if args.json else checkpoints):
                 upcoming = ", ".join(c.next) or "(end of run)"
+                if index == 0 and missing:
+                    upcoming = f"{', '.join(missing)} (not in this graph)"
                 when = c.created_at[:19]
                 print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
+            if missing:
+                print(f"⚠ {stranded_message(args.thread, missing)}", file=sys.stderr)
             return 0
+        missing = runtime.stranded(args.thread, args.checkpoint)
+        if missing:
+            raise _usage(stranded_message(args.thread, missing))
         result = runtime.replay(args.thread, args.checkpoint)
         if args.json:
             print(result.model_dump_json(indent=2))

@@ -300,7 +300,31 @@ class Runtime:
             return "waiting for approval"
         if snapshot.next:
             return f"stopped before {', '.join(snapshot.next)}"
+        missing = await self._stranded(thread_id)
+        if missing:  # not "finished": it stopped before a node this graph lacks
+            from brainstack.graphs.stranded import stranded_message
+
+            raise UsageError(stranded_message(thread_id, missing))
         return None
+
+    def stranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:
+        """The nodes the thread's last checkpoint (or ``checkpoint_id``) is due to run that this
+        runtime's graph does not have: it ran with another agents file (or other settings). Empty
+        when there are none; see :mod:`brainstack.graphs.stranded`."""
+        result: list[str] = self._submit(self._stranded(thread_id, checkpoint_id))
+        return result
+
+    async def _stranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:
+        configurable = {"thread_id": thread_id}
+        if checkpoint_id is not None:
+            configurable["checkpoint_id"] = checkpoint_id
+        from brainstack.graphs.stranded import missing_nodes_at
+
+        try:
+            compiled = await self._compiled_graph()
+            return await missing_nodes_at(compiled, {"configurable": configurable})
+        except Exception as exc:
+            _reraise(exc, thread_id)
 
     async def _drive(
         self, inputs: dict[str, Any] | None, config: Any, thread_id: str, *, live: bool = True

@@ -339,3 +339,28 @@ def test_resume_history_and_replay_take_the_agents_file_the_thread_ran_with(env_
     replayed = cli("replay", "--thread", thread, "--checkpoint", start, "--json", env=env)
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout)["route"]["target"] == "legal"
+
+
+def test_a_thread_stopped_before_a_node_of_another_agents_file_is_not_taken_for_finished(
+    env_home, legal_thread
+):
+    thread, agents = legal_thread
+    why = (
+        f"Thread {thread!r} stopped before node 'specialist_legal', which the current agents file does "
+        "not define; pass the agents file it ran with: --agents FILE"
+    )
+    listed = cli("history", "--thread", thread, env=env_home)  # the built-in agents: no legal node
+    assert listed.returncode == 0, listed.stderr
+    assert "next: specialist_legal (not in this graph)" in listed.stdout.splitlines()[0]
+    assert "(end of run)" not in listed.stdout and why in listed.stderr
+    as_json = cli("history", "--thread", thread, "--json", env=env_home)
+    assert json.loads(as_json.stdout)[0]["next"] == [] and why in as_json.stderr
+    assert why in assert_one_clean_line(cli("resume", "--thread", thread, env=env_home), 2)
+    again = cli("run", "Another question", "--thread", thread, env=env_home)
+    assert why in assert_one_clean_line(again, 2)  # the interrupted run is not silently abandoned
+    last = json.loads(
+        cli("history", "--thread", thread, "--json", "--agents", str(agents), env=env_home).stdout
+    )[0]
+    assert last["next"] == ["specialist_legal"]
+    replayed = cli("replay", "--thread", thread, "--checkpoint", last["checkpoint_id"], env=env_home)
+    assert why in assert_one_clean_line(replayed, 2)

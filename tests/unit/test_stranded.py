@@ -1,0 +1,44 @@
+"""missing_nodes: which due nodes of a checkpoint a graph lacks (LangGraph's trigger rule)."""
+
+from __future__ import annotations
+
+from brainstack.graphs.stranded import missing_nodes, stranded_message
+
+V1, V2, V3 = (f"{n:032}.0.5" for n in (1, 2, 3))
+
+
+def checkpoint(versions, seen, values=None):
+    return {
+        "channel_versions": versions,
+        "versions_seen": seen,
+        "channel_values": {k: None for k in versions} if values is None else values,
+    }
+
+
+def test_a_due_node_the_graph_lacks_is_missing():
+    saved = checkpoint(
+        {"branch:to:route": V2, "branch:to:specialist_legal": V3}, {"route": {"branch:to:route": V2}}
+    )
+    assert missing_nodes(saved, {"route", "review"}) == ["specialist_legal"]
+    assert missing_nodes(saved, {"route", "specialist_legal"}) == []  # the graph has it: not missing
+
+
+def test_a_node_that_already_ran_or_whose_trigger_is_spent_is_not_due():
+    ran = checkpoint(
+        {"branch:to:specialist_legal": V2}, {"specialist_legal": {"branch:to:specialist_legal": V2}}
+    )
+    assert missing_nodes(ran, {"route"}) == []
+    retriggered = checkpoint(
+        {"branch:to:specialist_legal": V3}, {"specialist_legal": {"branch:to:specialist_legal": V2}}
+    )
+    assert missing_nodes(retriggered, {"route"}) == ["specialist_legal"]
+    spent = checkpoint({"branch:to:specialist_legal": V3}, {}, values={})  # no value left in the channel
+    assert missing_nodes(spent, {"route"}) == []
+    assert missing_nodes(checkpoint({"messages": V1, "join:a+b:c": V1}, {}), set()) == []
+
+
+def test_the_message_says_which_file_to_pass():
+    message = stranded_message("t1", ["specialist_legal"])
+    assert message.startswith("Thread 't1' stopped before node 'specialist_legal', which the current agents")
+    assert "--agents FILE" in message
+    assert "settings it ran with" in stranded_message("t1", ["approve"])
