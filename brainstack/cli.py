@@ -207,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
+    from brainstack.runtime import cli_command
+
     out = sys.stdout
     if not args.json:
         print(_banner(runtime), file=sys.stderr)
@@ -220,8 +222,9 @@ def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
     print(f"\n{result.answer}\n", file=out)
     if result.status == "awaiting_approval":
         print(
-            f"⏸ waiting for your approval. Continue with: brainstack resume --thread {result.thread_id} "
-            "--approve | --reject [WHY] | --edit TEXT",
+            "⏸ waiting for your approval. Continue with: "
+            f"{cli_command('resume', result.thread_id, runtime.agents_file)} --approve | --reject [WHY] | "
+            "--edit TEXT",
             file=sys.stderr,
         )
     elif result.approval is not None:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import queue
 import re
+import shlex
 import threading
 import uuid
 import weakref
@@ -79,6 +80,9 @@ class Runtime:
             self.agents = agents
         else:
             self.agents = load_agents(agents if agents is not None else self.settings.agents_file)
+        self.agents_file = None if isinstance(agents, AgentsConfig) else agents or self.settings.agents_file
+        """The agents file this runtime loaded (``None``: the built-in one, or ``agents`` given as a
+        config); the CLI commands it suggests pass it as ``--agents``."""
         from brainstack.agents.providers import ModelProvider
 
         self.provider: ModelProvider = ModelProvider(self.settings, self.agents, transport=transport)
@@ -258,11 +262,10 @@ class Runtime:
             pending = await self._pending(run.thread_id)
             if run.task is not None and pending is not None:
                 how = (
-                    f"answer it with `brainstack resume --thread {run.thread_id} --approve|--reject|--edit "
+                    f"answer it with `{self._cli('resume', run.thread_id)} --approve|--reject|--edit "
                     f"TEXT` (Python: run(thread_id=…, resume=…))"
                     if "approval" in pending
-                    else f"continue it with `brainstack resume --thread {run.thread_id}` (Python: "
-                    f"run(thread_id=…))"
+                    else f"continue it with `{self._cli('resume', run.thread_id)}` (Python: run(thread_id=…))"
                 )
                 raise UsageError(
                     f"Thread {run.thread_id!r} has an unfinished run ({pending}): {how}, or use a new thread."
@@ -282,7 +285,7 @@ class Runtime:
         elif "approval" in pending:
             raise UsageError(
                 f"Thread {run.thread_id!r} is waiting for approval: pass resume={RESUME_FORMS} "
-                f"(CLI: `brainstack resume --thread {run.thread_id} --approve|--reject|--edit TEXT`)."
+                f"(CLI: `{self._cli('resume', run.thread_id)} --approve|--reject|--edit TEXT`)."
             )
         else:
             inputs = None  # a run stopped by a crash: go on from its last checkpoint
@@ -410,7 +413,7 @@ class Runtime:
         if checkpoint_id not in known:
             raise UsageError(
                 f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}; "
-                f"list them with `brainstack history --thread {thread_id}`."
+                f"list them with `{self._cli('history', thread_id)}`."
             )
         if not known[checkpoint_id].next:
             raise UsageError(
@@ -601,6 +604,9 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _cli(self, command: str, thread_id: str) -> str:
+        return cli_command(command, thread_id, self.agents_file)
+
     def _start(
         self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
     ) -> _Run:
@@ -734,6 +740,13 @@ def _approval_request(value: Any, values: dict[str, Any]) -> ApprovalRequest:
     if isinstance(value, dict) and value.get("type") == "approval":
         return ApprovalRequest(**value)
     return ApprovalRequest(question=str(value), answer=values.get("answer", ""))
+
+
+def cli_command(command: str, thread_id: str, agents_file: str | Path | None) -> str:
+    """``brainstack COMMAND --thread T``, with ``--agents FILE`` when the thread ran with an agents
+    file: its graph has that file's agents, and without them the run cannot go on."""
+    line = f"brainstack {command} --thread {thread_id}"
+    return f"{line} --agents {shlex.quote(str(agents_file))}" if agents_file is not None else line
 
 
 def _reraise(exc: Exception, thread_id: str) -> NoReturn:

@@ -303,12 +303,19 @@ LEGAL = """
 
 
 @pytest.fixture
-def legal_thread(env_home, tmp_path) -> tuple[str, Path]:
-    """A thread run with an agents file that adds a ``legal`` specialist, stopped inside it (its
-    model endpoint is unreachable): its last checkpoint is due to run ``specialist_legal``."""
+def legal_agents(tmp_path) -> Path:
+    """The built-in agents file plus a ``legal`` specialist."""
     builtin = (Path(__file__).parents[2] / "brainstack" / "config" / "agents.yaml").read_text("utf-8")
     agents = tmp_path / "legal agents.yaml"  # a space: the hints must quote it
     agents.write_text(builtin.replace("\nagents:\n", "\nagents:" + LEGAL, 1), "utf-8")
+    return agents
+
+
+@pytest.fixture
+def legal_thread(env_home, legal_agents) -> tuple[str, Path]:
+    """A thread run with an agents file that adds a ``legal`` specialist, stopped inside it (its
+    model endpoint is unreachable): its last checkpoint is due to run ``specialist_legal``."""
+    agents = legal_agents
     thread = f"legal-{uuid.uuid4().hex[:8]}"
     down = {
         **env_home,
@@ -364,3 +371,22 @@ def test_a_thread_stopped_before_a_node_of_another_agents_file_is_not_taken_for_
     assert last["next"] == ["specialist_legal"]
     replayed = cli("replay", "--thread", thread, "--checkpoint", last["checkpoint_id"], env=env_home)
     assert why in assert_one_clean_line(replayed, 2)
+
+
+def test_the_hints_run_prints_pass_the_agents_file_it_ran_with(env_home, legal_agents):
+    import shlex
+
+    env = {**env_home, "BRAINSTACK_APPROVAL": "1"}
+    thread = f"hint-{uuid.uuid4().hex[:8]}"
+    paused = cli(
+        "run", "Should we launch a freemium tier?", "--thread", thread, "--agents", str(legal_agents), env=env
+    )
+    assert paused.returncode == 0, paused.stderr
+    command = f"brainstack resume --thread {thread} --agents {shlex.quote(str(legal_agents))}"
+    assert f"Continue with: {command} --approve |" in paused.stderr
+    busy = cli("run", "What is 2 + 2?", "--thread", thread, "--agents", str(legal_agents), env=env)
+    assert f"`{command} --approve|--reject|--edit TEXT`" in assert_one_clean_line(busy, 2)
+    _, *args = shlex.split(command)  # the hint works as printed
+    approved = cli(*args, "--approve", "--json", env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["approval"]["status"] == "approved"
