@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _show_progress_logs()
     try:
+        _check_ids(args)
         if args.command == "memory":
             return _memory(args)
         if args.command == "skills":
@@ -182,6 +183,19 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN
+
+
+def _check_ids(args: argparse.Namespace) -> None:
+    """Refuse a malformed --thread, --user or --checkpoint in every command, as runs do."""
+    given = [(flag, getattr(args, flag)) for flag in ("thread", "user", "checkpoint") if hasattr(args, flag)]
+    given = [(flag, value) for flag, value in given if value is not None]
+    if not given:
+        return
+    from brainstack.runtime import _ID  # the rule Runtime applies to user and thread ids
+
+    for flag, value in given:
+        if not _ID.fullmatch(value):  # fullmatch: `$` would accept a trailing newline
+            raise _usage(f"--{flag} {value!r} must be 1-128 letters, digits or _.:@-")
 
 
 def _show_progress_logs() -> None:

@@ -84,7 +84,14 @@ def test_thread_continues_across_invocations(env_home):
         (["run", "x" * 9000], 2, "9000 characters; the limit is 8000"),
         (["run", "hello", "--agent", "lawyer"], 2, "No agent named 'lawyer'"),
         (["run", "hello", "--agents", "/nonexistent/agents.yaml"], 2, "/nonexistent/agents.yaml"),
-        (["run", "hello", "--thread", "no spaces allowed"], 2, "thread_id"),
+        (["run", "hello", "--thread", "no spaces allowed"], 2, "--thread 'no spaces allowed' must be"),
+        (["run", "hello", "--user", "x" * 129], 2, "--user"),
+        (["resume", "--thread", "bad/thread", "--approve"], 2, "--thread 'bad/thread' must be"),
+        (["history", "--thread", "bad/thread"], 2, "--thread 'bad/thread' must be"),
+        (["history", "--thread", "trailing-newline\n"], 2, "--thread 'trailing-newline\\n' must be"),
+        (["replay", "--thread", "t1", "--checkpoint", "../x"], 2, "--checkpoint '../x' must be"),
+        (["memory", "search", "pricing", "--user", "bad user"], 2, "--user 'bad user' must be"),
+        (["memory", "forget", "--user", "bad user", "--yes"], 2, "--user 'bad user' must be 1-128"),
     ],
 )
 def test_bad_input_is_one_clear_line(env_home, args, code, needle):
