@@ -463,7 +463,6 @@ def slow_model():
     model.close()
 
 
-@pytest.mark.xfail(strict=True, reason="runtime pump fix pending")
 def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, slow_model):
     """Ctrl-C mid-run: the one line, exit 130, and no "Task exception was never retrieved …
     RuntimeError: Event loop is closed" (Runtime.astream's pump handing events to the closed loop

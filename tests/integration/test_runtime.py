@@ -302,6 +302,7 @@ async def test_arun_inside_an_event_loop(runtime):
         ("a\x00b", {}, InvalidTaskError, "NUL character \\(character 2\\)"),
         ("hello", {"agent": "lawyer"}, UnknownAgentError, "No agent named 'lawyer'"),
         ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
+        ("hello", {"thread_id": "ends-with-a-newline\n"}, UsageError, "thread_id"),
         ("hello", {"user_id": ""}, UsageError, "user_id"),
     ],
 )
