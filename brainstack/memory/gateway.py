@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 
 from brainstack.memory.embeddings import query_embedding
+from brainstack.memory.pii import mask_pii
 from brainstack.results import (
     MemoryRecall,
     MemoryWrite,
@@ -334,7 +335,10 @@ class MemoryGateway:
                 write["degraded"].append(f"{layer}: {_describe(exc)}")
                 return None
 
-        preferences = stated_preferences(task)
+        # Personal data is masked in everything written below, as the episode store masks episodes:
+        # working memory is shared by the user's sessions (and, with Redis, machines), and learned
+        # skills by every user.
+        preferences = [mask_pii(p) for p in stated_preferences(task)]
         if preferences:
 
             def store_preferences() -> dict[str, Any]:
@@ -345,7 +349,7 @@ class MemoryGateway:
 
             write["preferences"] = attempt("working", store_preferences) or {}
 
-        session = {"last_task": _clip(task, 120), "last_route": route.get("target", "")}
+        session = {"last_task": _clip(mask_pii(task), 120), "last_route": route.get("target", "")}
 
         def store_session() -> bool:
             for key, value in session.items():
@@ -386,7 +390,8 @@ class MemoryGateway:
                     task=task,
                     route=route.get("target", "general"),
                     steps=steps,
-                    description=f"Learned from a successful {route.get('kind', 'run')}: {_clip(task, 200)}",
+                    description=f"Learned from a successful {route.get('kind', 'run')}: "
+                    + _clip(mask_pii(task), 200),
                     thread_id=thread_id,
                 ),
             )

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from brainstack.errors import ConfigurationError
 from brainstack.memory.embeddings import query_embedding
+from brainstack.memory.pii import mask_pii
 
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
@@ -347,13 +348,22 @@ class SkillStore:
     ) -> tuple[str, bool]:
         """Reinforce the skill that matches ``task`` or write a new learned one.
 
-        Returns ``(name, created)``.
+        Returns ``(name, created)``. Everything the skill file holds (its name, description,
+        when-to-use example, steps and provenance) is masked for personal data first, as episodes
+        are: learned skills are shared by every user, so nothing of one user's may reach them. A
+        tool step whose arguments held personal data is left out (masked arguments would only make
+        the tool fail when the skill is replayed).
         """
+        task = mask_pii(task)
+        description = mask_pii(description)
+        steps = [masked for step in steps if (masked := _masked_step(step)) is not None]
         matches = self.match(task, k=1)
         if matches and matches[0].score >= max(self.min_score, 0.8):
             name = matches[0].name
             self.record_success(name, thread_id)
             return name, False
+        if not steps:
+            raise ValueError("no step is left to learn once personal data is left out")
         name = _slug(f"{route}-{task}")
         if (self.user_dir / f"{name}.yaml").exists() or (
             self.builtin_dir and (self.builtin_dir / f"{name}.yaml").exists()
@@ -375,6 +385,23 @@ class SkillStore:
         self.save(skill)
         self.record_success(name, thread_id)
         return name, True
+
+
+def _masked_step(step: PromptStep | ToolStep | CheckStep) -> PromptStep | ToolStep | CheckStep | None:
+    """``step`` with personal data masked; ``None`` for a tool step whose arguments held some."""
+    if isinstance(step, ToolStep):
+        arguments = {k: mask_pii(v) if isinstance(v, str) else v for k, v in step.arguments.items()}
+        if arguments != step.arguments:
+            return None
+        return ToolStep(kind="tool", tool=step.tool, arguments=step.arguments, note=mask_pii(step.note))
+    if isinstance(step, CheckStep):
+        return CheckStep(
+            kind="check",
+            text=mask_pii(step.text)[:500],
+            contains=[mask_pii(word) for word in step.contains],
+            min_chars=step.min_chars,
+        )
+    return PromptStep(kind="prompt", text=mask_pii(step.text)[:1000])
 
 
 def _slug(text: str) -> str:

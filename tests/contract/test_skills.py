@@ -442,6 +442,80 @@ def test_learn_creates_a_learned_skill_with_provenance(store):
     assert store.match(LEARNED_TASK)[0].source == "learned"
 
 
+PII_TASK = (
+    "Should we launch a premium support tier for ada.lovelace@example.com, phone +44 20 7946 0958, "
+    "card 4111 1111 1111 1111?"
+)
+RAW_PII = ("ada.lovelace", "lovelace@example.com", "7946", "4111", "ada-love")
+
+
+def test_learn_masks_personal_data_in_everything_it_writes(store):
+    """Learned skills are shared by every user: no e-mail, phone or card may reach the file."""
+    name, created = store.learn(
+        task=PII_TASK,
+        route="group_chat",
+        steps=[
+            PromptStep(kind="prompt", text=f"CTO: on {PII_TASK} the support load matters."),
+            ToolStep(
+                kind="tool", tool="calculator", arguments={"expression": "3 * 120"}, note="mail ada@x.org"
+            ),
+            CheckStep(kind="check", text="Says who pays: ada.lovelace@example.com.", contains=["ada@x.org"]),
+        ],
+        description=f"Learned from a successful group_chat: {PII_TASK}",
+        thread_id="t-pii",
+    )
+    assert created
+    assert name == "group-chat-should-we-launch-a-premium-support-tier-for-email-ph"  # 63 characters at most
+    written = (store.user_dir / f"{name}.yaml").read_text()
+    for raw in RAW_PII:
+        assert raw not in written and raw not in name
+    skill = store.get(name)
+    masked = "Should we launch a premium support tier for [email], phone [phone], card [card]?"
+    assert skill.when_to_use == [masked] and skill.provenance.task == masked
+    assert skill.description == f"Learned from a successful group_chat: {masked}"
+    assert [s.model_dump() for s in skill.steps] == [
+        {"kind": "prompt", "text": f"CTO: on {masked} the support load matters."},
+        {
+            "kind": "tool",
+            "tool": "calculator",
+            "arguments": {"expression": "3 * 120"},
+            "note": "mail [email]",
+        },
+        {"kind": "check", "text": "Says who pays: [email].", "contains": ["[email]"], "min_chars": 1},
+    ]
+
+
+def test_a_tool_step_with_personal_data_in_its_arguments_is_not_learned(store):
+    name, _ = store.learn(
+        task="Charge the card 4111 1111 1111 1111 twice and add the fees",
+        route="finance",
+        steps=[
+            PromptStep(kind="prompt", text="Work the numbers out with the tools, then answer."),
+            ToolStep(kind="tool", tool="calculator", arguments={"expression": "4111 1111 1111 1111 * 2"}),
+            ToolStep(kind="tool", tool="calculator", arguments={"expression": "2 * 1.5"}),
+        ],
+        description="d",
+        thread_id="t",
+    )
+    steps = store.get(name).steps
+    assert [getattr(s, "arguments", None) for s in steps] == [None, {"expression": "2 * 1.5"}]
+    assert "4111" not in (store.user_dir / f"{name}.yaml").read_text()
+
+
+def test_learning_nothing_but_personal_data_tool_steps_is_refused(store):
+    with pytest.raises(ValueError, match="personal data"):
+        store.learn(
+            task="Add up 4111 1111 1111 1111",
+            route="finance",
+            steps=[
+                ToolStep(kind="tool", tool="calculator", arguments={"expression": "4111 1111 1111 1111 + 1"})
+            ],
+            description="d",
+            thread_id="t",
+        )
+    assert list(store.user_dir.glob("*.yaml")) == []
+
+
 def test_learning_a_near_identical_task_reinforces_the_skill(store):
     name, created = store.learn(
         task=LEARNED_TASK, route="cfo", steps=_steps(), description="Learned.", thread_id="thread-1"

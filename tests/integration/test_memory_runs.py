@@ -161,3 +161,35 @@ def test_without_memory_runs_on_a_thread_start_clean_and_can_pause(settings, emb
         done = runtime.run(thread_id="off", resume="approve")
         assert done.status == "completed" and done.remembered.episode_id is None
         assert len(runtime.messages("off")) == 6
+
+
+PII = "ada.lovelace@example.com, phone +44 20 7946 0958, card 4111 1111 1111 1111"
+RAW_PII = ("ada.lovelace", "lovelace@example.com", "7946 0958", "4111 1111", "ada-love")
+
+
+def test_personal_data_is_masked_in_every_layer_memory_writes(settings, embedder):
+    """Skills (name, description, examples, steps, provenance), session facts and preferences are
+    masked like episodes; another user's run recalls the learned skill without the data."""
+    runtime = Runtime(settings, embedder=embedder)
+    task = f"Should we launch a premium support tier for {PII}? I prefer a call on +44 20 7946 0958."
+    first = runtime.run(task, user_id="piiuser", agent="group_chat", thread_id="pii")
+    written = first.remembered
+    assert written.skill and written.skill_created and not written.degraded
+    assert written.session["last_task"].startswith(
+        "Should we launch a premium support tier for [email], phone [phone], card [card]?"
+    )
+    assert written.preferences == {"stated_preferences": ["a call on [phone]"]}
+
+    stored = [runtime.memory.working.items("session", "pii"), runtime.memory.working.items("user", "piiuser")]
+    skill_files = list(settings.skills_path.glob("*.yaml"))
+    assert [p.stem for p in skill_files] == [written.skill]
+    for text in [json.dumps(stored), *(p.read_text() for p in skill_files), written.skill]:
+        for raw in RAW_PII:
+            assert raw not in text
+
+    other_task = "Should we launch a premium support tier for enterprise?"
+    other = runtime.run(other_task, user_id="otheruser")
+    recalled = " ".join(s.instructions for s in other.memory.skills) + other.answer
+    assert written.skill in {m.name for m in runtime.memory.skills.match(other_task, k=5)}
+    for raw in RAW_PII:
+        assert raw not in recalled
