@@ -63,10 +63,20 @@ MAX_PREFERENCES = 5
 MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
 
 _PREFERENCE = re.compile(
-    r"(?:\b(?:i(?: would|'d|\u2019d)? prefer|i like|please always|from now on,?)|(?:^|(?<=[.!?]\s))always)"
-    r"\s+(?P<what>[^.!?\n]{3,120})",
-    re.IGNORECASE,
+    r"(?:\b(?:i(?: would|'d|\u2019d)? prefer|i like|please always|from now on,?)|^always)"
+    r"\s+(?P<what>\S.{2,})",
+    re.IGNORECASE | re.DOTALL,
 )
+"""Matched within one sentence (see :func:`sentences`): what is preferred runs to its end."""
+MAX_PREFERENCE_CHARS = 120
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s|$)")
+_ABBREVIATIONS = frozenset(
+    {"e.g", "i.e", "vs", "cf", "approx", "incl", "esp", "dept", "fig", "mr", "mrs", "ms", "dr", "prof"}
+    | {"st", "jr", "sr", "inc", "ltd", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep"}
+    | {"sept", "oct", "nov", "dec"}
+)
+"""Words whose full stop does not end a sentence (lower case, without that dot). Not "etc": it
+ends a sentence as often as not."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -93,21 +103,52 @@ def recent_messages(messages: Sequence[BaseMessage], max_messages: int, max_toke
     return trimmed
 
 
+def sentences(text: str) -> list[str]:
+    """``text`` split into sentences, each with its final punctuation.
+
+    A sentence ends at a line break, or at ``.``, ``!`` or ``?`` (and any closing quote or
+    bracket) followed by white space or the end of the text. So the dots inside an e-mail
+    address, a URL, a version or a number never end one, and neither does the dot of an
+    abbreviation ("e.g.", "Dr.") or of an initial ("A. Lovelace").
+    """
+    found = []
+    for line in text.splitlines():
+        start = 0
+        for end in _SENTENCE_END.finditer(line):
+            if end.group().startswith(".") and _abbreviation(line[start : end.start()]):
+                continue
+            found.append(line[start : end.end()].strip())
+            start = end.end()
+        found.append(line[start:].strip())
+    return [sentence for sentence in found if sentence]
+
+
+def _abbreviation(before: str) -> bool:
+    """Whether the word before a full stop is an abbreviation or an initial."""
+    words = before.split()
+    word = words[-1].lstrip("(\"'\u201c\u2018") if words else ""
+    return word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isupper())
+
+
 def stated_preferences(task: str) -> list[str]:
     """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
     found = []
-    sentences = [x for x in re.split(r"(?<=[.!?])\s+", task.strip()) if not x.rstrip().endswith("?")]
-    for match in _PREFERENCE.finditer(" ".join(sentences)):
-        what = " ".join(match.group("what").split()).rstrip(",;:")
-        if what:
-            found.append(what)
+    for sentence in sentences(task):
+        if sentence.endswith("?"):
+            continue
+        for match in _PREFERENCE.finditer(sentence):
+            what = " ".join(match.group("what").split())
+            what = re.sub(r"[.!,;:]+$", "", what)
+            if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
+                what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+            if len(what) >= 3:
+                found.append(what)
     return found
 
 
 def without_preferences(task: str) -> str:
     """The task with its preference sentences removed (they say how to answer, not what about)."""
-    sentences = re.split(r"(?<=[.!?])\s+", task.strip())
-    kept = [s for s in sentences if not _PREFERENCE.search(s)]
+    kept = [s for s in sentences(task) if not _PREFERENCE.search(s)]
     return " ".join(kept) if kept else task
 
 
@@ -338,7 +379,7 @@ class MemoryGateway:
         # Personal data is masked in everything written below, as the episode store masks episodes:
         # working memory is shared by the user's sessions (and, with Redis, machines), and learned
         # skills by every user.
-        preferences = [mask_pii(p) for p in stated_preferences(task)]
+        preferences = stated_preferences(mask_pii(task))  # masked first: nothing cuts an address
         if preferences:
 
             def store_preferences() -> dict[str, Any]:

@@ -193,3 +193,10 @@ def test_personal_data_is_masked_in_every_layer_memory_writes(settings, embedder
     assert written.skill in {m.name for m in runtime.memory.skills.match(other_task, k=5)}
     for raw in RAW_PII:
         assert raw not in recalled
+
+
+def test_a_preference_with_an_e_mail_address_is_stored_whole_and_masked(settings, embedder):
+    runtime = Runtime(settings, embedder=embedder)
+    result = runtime.run("I prefer answers sent to ada.lovelace@example.com. What is 2 + 2?", user_id="ada")
+    assert result.remembered.preferences == {"stated_preferences": ["answers sent to [email]"]}
+    assert runtime.memory.working.items("user", "ada") == {"stated_preferences": ["answers sent to [email]"]}

@@ -14,7 +14,9 @@ from brainstack.memory.gateway import (
     estimate_tokens,
     recent_messages,
     render_memory,
+    sentences,
     stated_preferences,
+    without_preferences,
 )
 from brainstack.memory.skills import SkillStore
 from brainstack.results import MemoryRecall, RecalledEpisode, RecalledPassage, RecalledSkill
@@ -138,6 +140,56 @@ def test_plain_questions_state_no_preference(task):
 @pytest.mark.parametrize("task", ["Should we always raise prices?", "Why is the build always red?"])
 def test_always_inside_a_question_is_no_preference(task):
     assert stated_preferences(task) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "preferences"),
+    [
+        ("I prefer answers sent to ada.lovelace@example.com", ["answers sent to ada.lovelace@example.com"]),
+        (
+            "I prefer answers sent to ada.lovelace@example.com. What is our churn?",
+            ["answers sent to ada.lovelace@example.com"],
+        ),
+        (
+            "I like the report at https://example.com/q3.pdf. Thanks",
+            ["the report at https://example.com/q3.pdf"],
+        ),
+        (
+            "From now on, use the v2.5 price list and round to 0.01 euros.",
+            ["use the v2.5 price list and round to 0.01 euros"],
+        ),
+        ("I prefer examples, e.g. tables, over prose.", ["examples, e.g. tables, over prose"]),
+        ("Please always cc Dr. Lovelace. What is our churn?", ["cc Dr. Lovelace"]),
+        ("I prefer short answers\nWhat is our churn", ["short answers"]),  # a line break ends it
+    ],
+)
+def test_dots_inside_addresses_numbers_and_abbreviations_do_not_end_a_preference(task, preferences):
+    assert stated_preferences(task) == preferences
+
+
+def test_a_long_preference_is_cut_at_a_word():
+    (preference,) = stated_preferences("I prefer " + "answers " * 30)
+    assert len(preference) <= 120 and preference.endswith("answers")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mail ada.lovelace@example.com. Then call.", ["Mail ada.lovelace@example.com.", "Then call."]),
+        ("See https://example.com/a.b?c=1 now! Why?", ["See https://example.com/a.b?c=1 now!", "Why?"]),
+        ("Revenue grew 3.5% vs. last year. Ok.", ["Revenue grew 3.5% vs. last year.", "Ok."]),
+        ('He said "done." Then left', ['He said "done."', "Then left"]),
+        ("A. Lovelace wrote it.", ["A. Lovelace wrote it."]),
+        ("", []),
+    ],
+)
+def test_sentences(text, expected):
+    assert sentences(text) == expected
+
+
+def test_without_preferences_keeps_the_question_whole():
+    task = "I prefer answers sent to ada.lovelace@example.com. Should we open an office in St. Louis?"
+    assert without_preferences(task) == "Should we open an office in St. Louis?"
 
 
 # -- render_memory -----------------------------------------------------------------------------
