@@ -86,7 +86,10 @@ class GroupChat:
             for client in clients:
                 await client.close()
         decision = _decision(transcript, self.spec.termination_word)
-        if self.spec.termination_word.lower() not in stop_reason.lower() and transcript:
+        # The team agreed when a member said the termination word (which is what ended the chat);
+        # otherwise it ran out of rounds. Only an agreed chat counts as a success for skills.
+        agreed = bool(transcript) and self.spec.termination_word in transcript[-1]["content"]
+        if not agreed and transcript:
             decision += f"\n\n(The meeting ended without agreement: {stop_reason}.)"
         return {
             "answer": decision,
@@ -94,7 +97,7 @@ class GroupChat:
             "transcript": transcript,
             "speakers": [*state.get("speakers", []), *(t["speaker"] for t in transcript)],
             "usage": add_usage(state.get("usage") or {}, usage),
-            "review": {**state.get("review", {}), "stop_reason": stop_reason},
+            "review": {**state.get("review", {}), "stop_reason": stop_reason, "agreed": agreed},
         }
 
 

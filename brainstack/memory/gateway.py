@@ -61,6 +61,8 @@ PASSAGE_MIN_SCORE = 0.4
 PREFERENCES_KEY = "stated_preferences"
 MAX_PREFERENCES = 5
 MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
+NO_AGREEMENT = "no_agreement"
+"""The outcome of a group chat that hit its round limit without the termination word."""
 
 _PREFERENCE = re.compile(
     r"(?:\b(?:i(?: would|'d|\u2019d)? prefer|i like|please always|from now on,?)|^always)"
@@ -364,8 +366,14 @@ class MemoryGateway:
         answer = state.get("answer", "")
         review = state.get("review") or {}
         approval = (state.get("approval") or {}).get("status")
+        # A group chat that ran out of rounds without its termination word reached no decision:
+        # its episode says so, and it neither teaches nor reinforces a skill.
+        agreed = review.get("agreed") is not False
         succeeded = (
-            review.get("status", "ok") in ("ok", "retried") and bool(answer) and approval != "rejected"
+            review.get("status", "ok") in ("ok", "retried")
+            and bool(answer)
+            and approval != "rejected"
+            and agreed
         )
         write: dict[str, Any] = {"degraded": []}
 
@@ -408,7 +416,7 @@ class MemoryGateway:
             "route": route.get("target", ""),
             "kind": route.get("kind", ""),
             "speakers": speakers,
-            "outcome": approval or review.get("status", "ok"),
+            "outcome": _outcome(approval or review.get("status", "ok"), agreed),
             "task": _clip(task, 500),
         }
         write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
@@ -439,6 +447,13 @@ class MemoryGateway:
             if learned:
                 write["skill"], write["skill_created"] = learned
         return MemoryWrite(**write)
+
+
+def _outcome(status: str, agreed: bool) -> str:
+    """An episode's outcome: the review's (or the approver's) status, and whether the team agreed."""
+    if agreed:
+        return status
+    return NO_AGREEMENT if status == "ok" else f"{status}, {NO_AGREEMENT}"
 
 
 def _procedure(state: dict[str, Any]) -> list[Any]:

@@ -200,3 +200,25 @@ def test_a_preference_with_an_e_mail_address_is_stored_whole_and_masked(settings
     result = runtime.run("I prefer answers sent to ada.lovelace@example.com. What is 2 + 2?", user_id="ada")
     assert result.remembered.preferences == {"stated_preferences": ["answers sent to [email]"]}
     assert runtime.memory.working.items("user", "ada") == {"stated_preferences": ["answers sent to [email]"]}
+
+
+@pytest.mark.parametrize(("agreed", "outcome"), [(True, "ok"), (False, "no_agreement")])
+def test_only_an_agreed_group_chat_learns_a_skill(settings, embedder, agreed, outcome):
+    from brainstack.memory.gateway import MemoryGateway
+
+    gateway = MemoryGateway(settings, embedder=embedder)
+    task = "Should we move the data team from Lisbon to Porto next spring?"
+    turns = [{"speaker": s, "content": f"{s} weighs the move. More later."} for s in ("CTO", "CMO", "CFO")]
+    state = {
+        "user_id": "ada",
+        "task": task,
+        "route": {"target": "group_chat", "kind": "group_chat"},
+        "answer": "CFO: we are split.",
+        "speakers": ["CTO", "CMO", "CFO"],
+        "transcript": turns,
+        "review": {"status": "ok", "stop_reason": "Maximum number of messages 4 reached", "agreed": agreed},
+    }
+    written = gateway._remember(state, "t-move")
+    assert written.episode_id and not written.degraded
+    assert (written.skill is not None) is agreed
+    assert gateway.episodes.search("ada", task, k=1)[0].metadata["outcome"] == outcome

@@ -151,3 +151,29 @@ def test_a_closed_runtime_runs_again_with_fresh_model_clients(runtime):
         second = runtime.run(task)
     runtime.close()
     assert second.answer == first.answer and second.thread_id != first.thread_id
+
+
+def test_group_chat_without_agreement_is_remembered_but_teaches_no_skill(runtime):
+    """Six turns, no TERMINATE: the chat stops at max_rounds. The episode records that the team did
+    not agree; no skill is learned or reinforced (the same task with an agreement teaches one)."""
+    task = "Should we launch a freemium tier?"
+    with replay(ROOT / "group_chat_no_agreement.yaml") as cassette:
+        result = runtime.run(task, user_id="ada", agent="group_chat")
+    assert len(cassette.played) == 12 and len(result.transcript) == 6
+    assert "TERMINATE" not in " ".join(turn.content for turn in result.transcript)
+    assert "The meeting ended without agreement: Maximum number of messages" in result.answer
+    assert result.remembered.episode_id and not result.remembered.degraded
+    assert result.remembered.skill is None
+    skills = runtime.memory.skills
+    assert skills.stats() == {} and list(skills.user_dir.glob("*.yaml")) == []
+    (episode,) = runtime.memory.episodes.search("ada", task, k=1)
+    assert episode.metadata["outcome"] == "no_agreement"
+
+    with replay(ROOT / "group_chat.yaml"):
+        agreed = runtime.run(task, user_id="ada", agent="group_chat")
+    assert agreed.remembered.skill is not None
+    assert skills.success_count(agreed.remembered.skill) == 1
+    outcomes = {
+        e.metadata["thread_id"]: e.metadata["outcome"] for e in runtime.memory.episodes.search("ada", task)
+    }
+    assert outcomes == {result.thread_id: "no_agreement", agreed.thread_id: "ok"}
