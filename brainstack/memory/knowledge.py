@@ -143,6 +143,17 @@ class KnowledgeBase:
                 continue
             digest = hashlib.sha256(data).hexdigest()
             stored = self._stored_hash(source)
+            if not text.strip():
+                # Nothing to index: LlamaIndex would store one blank chunk that every search
+                # then returns. A file emptied since it was added loses its old chunks.
+                why = "empty file, nothing to index"
+                if stored is not None:
+                    removed = self.remove(file)
+                    why += f" (its {removed} earlier chunk(s) were removed)"
+                report.skipped.append((source, why))
+                if progress:
+                    progress(source, "skipped")
+                continue
             if stored == digest:
                 report.unchanged.append(source)
                 if progress:
@@ -159,7 +170,9 @@ class KnowledgeBase:
                         excluded_embed_metadata_keys=["source", "sha256"],
                         excluded_llm_metadata_keys=["sha256"],
                     )
-                    nodes = splitter.get_nodes_from_documents([document])
+                    nodes = [
+                        n for n in splitter.get_nodes_from_documents([document]) if n.get_content().strip()
+                    ]
                     for number, node in enumerate(nodes):
                         node.metadata["chunk"] = number
                     self.index.insert_nodes(nodes)
@@ -202,6 +215,7 @@ class KnowledgeBase:
             nodes = self.index.as_retriever(similarity_top_k=k).retrieve(query)
         except Exception as exc:
             raise translate(exc) from exc
+        # A blank chunk (stored by versions that indexed empty files) is no passage.
         return [
             Passage(
                 text=n.node.get_content(),
@@ -212,6 +226,7 @@ class KnowledgeBase:
                 chunk=int(n.node.metadata.get("chunk", 0)),
             )
             for n in nodes
+            if n.node.get_content().strip()
         ]
 
     def count(self) -> int:

@@ -186,6 +186,43 @@ def test_a_non_utf8_file_is_skipped_with_a_reason(kb, docs):
     assert str(report).endswith("1 skipped")
 
 
+@pytest.mark.parametrize("content", ["", "  \n\t\n   \n"])
+def test_an_empty_file_is_skipped_and_stores_no_blank_chunk(kb, docs, content):
+    empty = docs / "empty.md"
+    empty.write_text(content, encoding="utf-8")
+    seen = []
+    report = kb.add(docs, progress=lambda path, status: seen.append((path, status)))
+    assert report.skipped == [(str(empty.resolve()), "empty file, nothing to index")]
+    assert (str(empty.resolve()), "skipped") in seen
+    assert sorted(report.added) == _expected(docs) and report.chunks == kb.count() == 3
+    assert str(empty.resolve()) not in kb.sources()
+    assert all(p.text.strip() for p in kb.search("anything at all", k=10))
+    assert kb.add(empty).skipped  # and again: an empty file is never "unchanged"
+
+
+def test_a_file_emptied_since_it_was_added_loses_its_chunks(kb, docs):
+    kb.add(docs)
+    (docs / "pricing.md").write_text("\n", encoding="utf-8")
+    report = kb.add(docs / "pricing.md")
+    assert report.skipped == [
+        (
+            str((docs / "pricing.md").resolve()),
+            "empty file, nothing to index (its 1 earlier chunk(s) were removed)",
+        )
+    ]
+    assert kb.count() == 2 and str((docs / "pricing.md").resolve()) not in kb.sources()
+
+
+def test_a_blank_chunk_stored_earlier_is_not_a_passage(kb, docs):
+    """Versions before the empty-file check stored a blank chunk for an empty file."""
+    from llama_index.core.schema import TextNode
+
+    kb.add(docs)
+    kb.index.insert_nodes([TextNode(text=" \n", metadata={"source": "/old/empty.md", "chunk": 0})])
+    assert kb.count() == 4
+    assert all(p.text.strip() for p in kb.search("anything at all", k=10))
+
+
 def test_a_missing_path_raises(kb, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         kb.add(tmp_path / "no-such-folder")

@@ -222,3 +222,21 @@ def test_only_an_agreed_group_chat_learns_a_skill(settings, embedder, agreed, ou
     assert written.episode_id and not written.degraded
     assert (written.skill is not None) is agreed
     assert gateway.episodes.search("ada", task, k=1)[0].metadata["outcome"] == outcome
+
+
+def test_cli_kb_add_names_the_empty_files_it_skipped(env_home, tmp_path):
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.md").write_text("  \n", encoding="utf-8")
+    (docs / "refunds.md").write_text("Refunds within 30 days of purchase.\n", encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([brainstack, *args], env=env_home, capture_output=True, text=True, timeout=120)
+
+    added = cli("kb", "add", str(docs))
+    assert added.returncode == 0
+    assert f"skipped   {(docs / 'empty.md').resolve()}: empty file, nothing to index" in added.stderr
+    assert "1 added" in added.stdout and "1 skipped" in added.stdout and "(1 chunks in all)" in added.stdout
+    passages = cli("kb", "search", "refund", "-k", "5").stdout
+    assert "refunds.md" in passages and "empty.md" not in passages
