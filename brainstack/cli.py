@@ -283,19 +283,43 @@ def _memory(args: argparse.Namespace) -> int:
             print(f"{episode.score:.3f}  {when}  {episode.metadata.get('route', '')}  [{episode.id[:8]}]")
             print("   " + episode.text.replace("\n", "\n   "))
         return 0
-    # forget
-    count = gateway.episodes.count(args.user)
+    return _forget(gateway, args)
+
+
+def _forget(gateway: Any, args: argparse.Namespace) -> int:
+    """Delete the user's episodes and working memory: each layer is tried, and the output says
+    what each one deleted and which failed (a backend that is down must not hide what was done)."""
+    from brainstack.errors import translate
+
     if not args.yes:
         if not sys.stdin.isatty():
             raise _usage("refusing to forget without confirmation: add --yes")
+        count = gateway.episodes.count(args.user)
         reply = input(f"Delete {count} episode(s) and the working memory of user {args.user!r}? [y/N] ")
         if reply.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.", file=sys.stderr)
             return 0
-    deleted = gateway.episodes.forget(args.user)
-    keys = gateway.working.clear("user", args.user)
-    print(f"Forgot user {args.user!r}: {deleted} episode(s), {keys} working-memory key(s).")
-    return 0
+    layers = (
+        ("episodic memory", "episode(s)", lambda: gateway.episodes.forget(args.user)),
+        ("working memory", "working-memory key(s)", lambda: gateway.working.clear("user", args.user)),
+    )
+    done, failed = [], []
+    for layer, unit, forget in layers:
+        try:
+            done.append(f"{forget()} {unit}")
+        except Exception as exc:
+            failed.append(f"{layer} not deleted: {translate(exc)}")
+    if done:
+        print(f"Forgot user {args.user!r}: {', '.join(done)}.")
+    if not failed:
+        return 0
+    import shlex
+
+    for line in failed:
+        print(f"brainstack: {line}", file=sys.stderr)
+    again = f"brainstack memory forget --user {shlex.quote(args.user)} --yes"
+    print(f"brainstack: once it is back, run `{again}` again.", file=sys.stderr)
+    return EXIT_RUN
 
 
 def _skills(args: argparse.Namespace) -> int:

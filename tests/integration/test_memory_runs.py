@@ -240,3 +240,29 @@ def test_cli_kb_add_names_the_empty_files_it_skipped(env_home, tmp_path):
     assert "1 added" in added.stdout and "1 skipped" in added.stdout and "(1 chunks in all)" in added.stdout
     passages = cli("kb", "search", "refund", "-k", "5").stdout
     assert "refunds.md" in passages and "empty.md" not in passages
+
+
+def test_cli_forget_with_a_layer_down_reports_what_it_deleted_and_what_failed(env_home):
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    user = f"u{uuid.uuid4().hex[:6]}"
+    redis_down = {**env_home, "BRAINSTACK_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+    def cli(*args: str, env: dict[str, str] = env_home) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([brainstack, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert cli("run", "Incident INC-4242: the billing API timed out.", "--user", user).returncode == 0
+    forgot = cli("memory", "forget", "--user", user, "--yes", env=redis_down)
+    assert forgot.returncode == 1
+    assert forgot.stdout == f"Forgot user {user!r}: 1 episode(s).\n"  # the episodes are gone: said so
+    failed = forgot.stderr.strip().splitlines()
+    assert failed[0].startswith("brainstack: working memory not deleted: The Redis backend failed")
+    assert (
+        failed[1] == f"brainstack: once it is back, run `brainstack memory forget --user {user} --yes` again."
+    )
+    assert json.loads(cli("memory", "search", "INC-4242", "--user", user, "--json").stdout) == []
+
+    chroma_down = {**env_home, "BRAINSTACK_CHROMA_URL": "http://127.0.0.1:1"}
+    forgot = cli("memory", "forget", "--user", user, "--yes", env=chroma_down)
+    assert forgot.returncode == 1
+    assert forgot.stdout == f"Forgot user {user!r}: 0 working-memory key(s).\n"
+    assert forgot.stderr.startswith("brainstack: episodic memory not deleted: The Chroma backend")
