@@ -221,5 +221,7 @@ def _backend_of(exc: BaseException) -> tuple[str, str] | None:
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+    """``text`` on one line, cut at ``limit``, without a final full stop: every message goes on
+    after it ("… refused. Check that …" would otherwise read "… refused.. Check that …")."""
+    text = " ".join(text.split()).rstrip(".")
     return text if len(text) <= limit else text[: limit - 1] + "…"

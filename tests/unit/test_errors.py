@@ -314,3 +314,14 @@ def test_translate_can_be_raised_from_the_original() -> None:
         except Exception as exc:
             raise translate(exc, thread_id="t") from exc
     assert caught.value.__cause__ is original
+
+
+def test_a_foreign_message_ending_in_a_full_stop_gives_no_double_period():
+    import redis
+
+    from brainstack.errors import BackendError, translate
+
+    error = translate(redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."))
+    assert isinstance(error, BackendError)
+    assert "Connection refused. Check that it is up" in str(error) and ".." not in str(error)
+    assert ".." not in str(translate(RuntimeError("it broke.")))
