@@ -19,6 +19,7 @@ from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config import AgentsConfig, Settings, load_agents
 from brainstack.config.agents import GROUP_CHAT
 from brainstack.errors import (
+    ConfigurationError,
     InvalidTaskError,
     RunError,
     UnknownAgentError,
@@ -76,6 +77,7 @@ class Runtime:
         memory: MemoryGateway | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
+        _check_embeddings(self.settings)
         if isinstance(agents, AgentsConfig):
             self.agents = agents
         else:
@@ -686,6 +688,17 @@ class Runtime:
                 if state.get("approval")
                 else None
             ),
+        )
+
+
+def _check_embeddings(settings: Settings) -> None:
+    """OpenAI embeddings without a key or endpoint would fail on every run, one memory layer at a
+    time ("degraded"); say so once, before anything starts."""
+    used = settings.memory or settings.router_embeddings == "memory"
+    if used and settings.embeddings == "openai" and not (settings.openai_api_key or settings.openai_base_url):
+        raise ConfigurationError(
+            "BRAINSTACK_EMBEDDINGS=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a server that "
+            "takes no key); set one, or unset BRAINSTACK_EMBEDDINGS to embed with the local MiniLM."
         )
 
 

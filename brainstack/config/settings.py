@@ -142,6 +142,22 @@ class Settings(BaseSettings):
         # the current directory).
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be a redis://, rediss:// or unix:// URL (unset: in-process working memory)"
+            )
+        return value
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of a Chroma server (unset: a local folder)")
+        return value
+
     @field_validator("home", "cache_dir", mode="before")
     @classmethod
     def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:

@@ -184,6 +184,9 @@ def test_explicit_openai_wins_without_a_key() -> None:
         ("BRAINSTACK_HISTORY_MESSAGES", "-1"),
         ("BRAINSTACK_MAX_TOOL_ROUNDS", "0"),
         ("BRAINSTACK_MAX_TOOL_ROUNDS", "21"),
+        ("BRAINSTACK_REDIS_URL", "notaurl"),
+        ("BRAINSTACK_REDIS_URL", "http://127.0.0.1:6379"),
+        ("BRAINSTACK_CHROMA_URL", "localhost:8000"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -240,3 +243,10 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
     table = "\n".join(line for line in section.splitlines() if line.startswith("| `"))
     missing = [name for name in Settings.model_fields if f"`BRAINSTACK_{name.upper()}`" not in table]
     assert not missing, f"README's Configuration table has no row for {missing}"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380", "unix:///tmp/r.sock"]
+)
+def test_redis_urls_of_each_scheme_are_accepted(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
