@@ -418,6 +418,11 @@ class Runtime:
                 f"list them with `{self._cli('history', thread_id)}`."
             )
         if not known[checkpoint_id].next:
+            missing = await self._stranded(thread_id, checkpoint_id)
+            if missing:  # not the end of a run: its next node is not in this graph
+                from brainstack.graphs.stranded import stranded_message
+
+                raise UsageError(stranded_message(thread_id, missing))
             raise UsageError(
                 f"Checkpoint {checkpoint_id!r} is the end of a run: nothing is left to re-run from it; "
                 "choose an earlier one."

@@ -378,6 +378,11 @@ def test_a_thread_stopped_before_a_node_of_another_agents_file_is_not_taken_for_
     assert last["next"] == ["specialist_legal"]
     replayed = cli("replay", "--thread", thread, "--checkpoint", last["checkpoint_id"], env=env_home)
     assert why in assert_one_clean_line(replayed, 2)
+    from brainstack import Runtime, Settings, UsageError
+
+    settings = Settings(home=env_home["BRAINSTACK_HOME"], cache_dir=env_home["BRAINSTACK_CACHE_DIR"])
+    with Runtime(settings) as runtime, pytest.raises(UsageError, match="specialist_legal"):
+        runtime.replay(thread, last["checkpoint_id"])  # the Python API says the same, not "end of a run"
 
 
 def test_the_hints_run_prints_pass_the_agents_file_it_ran_with(env_home, legal_agents):
