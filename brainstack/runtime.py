@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import queue
@@ -202,7 +203,9 @@ class Runtime:
                 thread.start()
                 self._loop, self._thread = loop, thread
                 self._loop_state = _LoopState()  # its locks belong to this loop
-                self._finalizer = weakref.finalize(self, _shutdown, loop, thread, self._resources)
+                self._finalizer = weakref.finalize(
+                    self, _shutdown, loop, thread, self._resources, self._loop_state.runs
+                )
             return self._loop
 
     async def _compiled_graph(self) -> Any:
@@ -232,6 +235,17 @@ class Runtime:
         ``lease=False`` for a thread the Runtime has just named itself (a random id nobody else
         knows before the run returns it): such a run skips the lease (0.2 ms for a new lock file).
         """
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop_state.runs.add(task)
+        try:
+            async with self._hold(thread_id, lease=lease):
+                yield
+        finally:
+            self._loop_state.runs.discard(task)
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, thread_id: str, *, lease: bool) -> AsyncIterator[None]:
         async with self._loop_state.turn(thread_id):
             try:
                 await self._compiled_graph()  # opens the checkpointer and the leases
@@ -564,7 +578,17 @@ class Runtime:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("blocking Runtime methods cannot be called from the runtime's own loop")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RunError(
+                "The Runtime was closed while the run was under way; the thread keeps its last "
+                "checkpoint (continue it with run(thread_id=…))."
+            ) from None
+        except BaseException:
+            future.cancel()  # Ctrl-C in the caller (Jupyter: "interrupt"): the run stops too
+            raise
 
     async def _on_loop(self, coro: Any) -> Any:
         """Await a coroutine on the runtime loop from any event loop (only the result crosses)."""
@@ -714,6 +738,8 @@ class _LoopState:
 
     def __init__(self) -> None:
         self.opening = asyncio.Lock()
+        self.runs: set[asyncio.Task[Any]] = set()
+        """The tasks of the runs under way (close() cancels them)."""
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
@@ -775,10 +801,22 @@ def _reraise(exc: Exception, thread_id: str) -> NoReturn:
     raise error from exc
 
 
-def _shutdown(loop: asyncio.AbstractEventLoop, thread: threading.Thread, resources: list[Any]) -> None:
+def _shutdown(
+    loop: asyncio.AbstractEventLoop,
+    thread: threading.Thread,
+    resources: list[Any],
+    runs: set[asyncio.Task[Any]],
+) -> None:
     """Close what the runtime opened on its loop, then stop the loop."""
 
     async def close_all() -> None:
+        # Runs still under way end first (cancelled), so they give back their thread's turn and
+        # lease and their callers are told, before the checkpointer they write to is closed.
+        running = list(runs)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=5)
         for stack in reversed(resources):
             with contextlib.suppress(Exception):
                 await stack.aclose()

@@ -17,6 +17,7 @@ processes (and other Runtimes on the same storage).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FileLeases", "Leases", "PostgresLeases", "open_leases"]
 
-_LEASE_CLASS = 0x62737463  # PostgreSQL advisory lock namespace ("bstc"): thread leases
 _APPLICATION = "brainstack"
 _KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 
@@ -83,11 +83,10 @@ class FileLeases:
         try:
             yield
         finally:
-            os.close(fd)  # releases the lock
+            _unlock_file(fd)
+            os.close(fd)  # (POSIX: closing alone releases the flock)
 
     def _acquire(self, thread_id: str) -> int:
-        import fcntl
-
         path = self._path(thread_id)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -102,15 +101,50 @@ class FileLeases:
         except OSError as exc:
             raise BackendError(f"Cannot open the thread lock file {path}: {exc.strerror}.") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _flock_holder(os.fstat(fd).st_ino)
-            os.close(fd)
-            raise _busy(thread_id, holder) from None
+            locked = _lock_file(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not locked:
+            holder = _flock_holder(os.fstat(fd).st_ino)
+            os.close(fd)
+            raise _busy(thread_id, holder)
         return fd
+
+
+def _lock_file(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; ``False`` if another open file has it.
+
+    POSIX: ``flock`` (per open file, so two Runtimes of one process exclude each other too).
+    Windows: ``msvcrt.locking`` on the first byte (not exercised by this project's CI).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock_file(fd: int) -> None:
+    try:
+        import fcntl  # noqa: F401 - POSIX: closing the file releases the lock
+    except ImportError:  # Windows releases a closed file's locks only "eventually": unlock first
+        import msvcrt
+
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
 
 
 def _flock_holder(inode: int) -> dict[str, Any] | None:
@@ -133,59 +167,89 @@ def _flock_holder(inode: int) -> dict[str, Any] | None:
 
 
 class PostgresLeases:
-    """Leases as PostgreSQL session advisory locks on one connection of the Runtime's own."""
+    """Leases as PostgreSQL session advisory locks on one connection of the Runtime's own.
+
+    A lease must never outlive its run on that long-lived session (PostgreSQL keeps a session
+    lock until it is unlocked or the session ends): the lock and unlock statements are shielded
+    from cancellation, and a run cancelled while its lock was being granted gives it back.
+    """
 
     def __init__(self, url: str, connect_timeout_s: float) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self._conn: Any = None
+        self._opening = asyncio.Lock()
 
     async def _connection(self) -> Any:
         import psycopg
 
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            holder = _holder()
-            self._conn = await psycopg.AsyncConnection.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, int(self.connect_timeout_s)),
-                application_name=f"{_APPLICATION} pid {holder['pid']} on {holder['host']}"[:63],
-                # A holder whose host vanished (no FIN) keeps its lease until the server gives up on
-                # the connection: keepalives make that about a minute, not the OS's two hours.
-                options=_KEEPALIVES,
-                keepalives=1,
-                keepalives_idle=30,
-            )
-        return self._conn
+        async with self._opening:  # concurrent first leases share one connection
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                holder = _holder()
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.connect_timeout_s)),
+                    application_name=f"{_APPLICATION} pid {holder['pid']} on {holder['host']}"[:63],
+                    # A holder whose host vanished (no FIN) keeps its lease until the server gives
+                    # up on the connection: keepalives make that about a minute, not two hours.
+                    options=_KEEPALIVES,
+                    keepalives=1,
+                    keepalives_idle=30,
+                )
+            return self._conn
+
+    async def _try_lock(self, key: int) -> tuple[Any, bool]:
+        conn = await self._connection()
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        row = await cursor.fetchone()
+        return conn, bool(row and row[0])
+
+    async def _unlock(self, conn: Any, key: int) -> None:
+        with contextlib.suppress(Exception):  # a lost connection has released it already
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     @contextlib.asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
         key = _key(thread_id)
+        attempt = asyncio.ensure_future(self._try_lock(key))
         try:
-            conn = await self._connection()
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LEASE_CLASS, key))
-            row = await cursor.fetchone()
+            conn, granted = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The server may grant the lock after we stopped waiting: give it back then.
+            attempt.add_done_callback(self._give_back(key))
+            raise
         except Exception as exc:
             raise BackendError(
                 f"Cannot take the lease on thread {thread_id!r} in PostgreSQL ({type(exc).__name__}: "
                 f"{' '.join(str(exc).split())}).",
                 thread_id=thread_id,
             ) from exc
-        if not row[0]:
+        if not granted:
             raise _busy(thread_id, await self._holder_of(conn, key))
         try:
             yield
         finally:
-            with contextlib.suppress(Exception):  # a lost connection has released it already
-                await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LEASE_CLASS, key))
+            await asyncio.shield(self._unlock(conn, key))  # runs to the end even if we are cancelled
+
+    def _give_back(self, key: int) -> Any:
+        def done(attempt: asyncio.Future[tuple[Any, bool]]) -> None:
+            if not attempt.cancelled() and attempt.exception() is None:
+                conn, granted = attempt.result()
+                if granted:
+                    _background.add(task := asyncio.ensure_future(self._unlock(conn, key)))
+                    task.add_done_callback(_background.discard)
+
+        return done
 
     async def _holder_of(self, conn: Any, key: int) -> dict[str, Any] | None:
         try:
             cursor = await conn.execute(
-                "SELECT a.application_name, a.backend_start FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
-                (_LEASE_CLASS & 0xFFFFFFFF, key & 0xFFFFFFFF),
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND l.classid = %s AND l.objid = %s",
+                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
             )
             row = await cursor.fetchone()
         except Exception:
@@ -205,9 +269,14 @@ class PostgresLeases:
             self._conn = None
 
 
+_background: set[asyncio.Task[None]] = set()
+"""Unlocks scheduled for cancelled lease attempts (kept referenced until they finish)."""
+
+
 def _key(thread_id: str) -> int:
-    """A signed 32-bit key for ``pg_try_advisory_lock(int, int)``."""
-    return int.from_bytes(hashlib.sha256(thread_id.encode()).digest()[:4], "big", signed=True)
+    """A signed 64-bit key for ``pg_try_advisory_lock(bigint)``, in brainstack's own key space."""
+    digest = hashlib.sha256(f"brainstack thread lease:{thread_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextlib.asynccontextmanager

@@ -128,3 +128,147 @@ def test_only_runs_on_a_named_thread_take_a_lease(settings, embedder):
         assert not locks.exists() or list(locks.iterdir()) == []
         runtime.run("What is 2 + 2?", thread_id="named")
         assert len(list(locks.iterdir())) == 1
+
+
+@pytest.mark.postgres
+def test_a_postgres_lease_attempt_cancelled_while_granted_is_given_back(postgres_url, monkeypatch):
+    """The server grants the lock after the run stopped waiting: the lease must not stay held on
+    the Runtime's long-lived session (another process would be refused until it closed)."""
+    from brainstack.graphs.leases import PostgresLeases
+
+    thread = _thread()
+    real = PostgresLeases._try_lock
+
+    async def slow_reply(self, key):
+        outcome = await real(self, key)  # granted on the server...
+        await asyncio.sleep(0.3)  # ...but the reply arrives after the cancellation
+        return outcome
+
+    async def scenario() -> str:
+        first, second = PostgresLeases(postgres_url, 10), PostgresLeases(postgres_url, 10)
+        try:
+            monkeypatch.setattr(PostgresLeases, "_try_lock", slow_reply)
+
+            async def run() -> None:
+                async with first.hold(thread):
+                    pytest.fail("the cancelled attempt must not enter the run")
+
+            task = asyncio.ensure_future(run())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            monkeypatch.setattr(PostgresLeases, "_try_lock", real)
+            for _ in range(40):  # the give-back runs once the late reply is in
+                try:
+                    async with second.hold(thread):
+                        return "held"
+                except ThreadBusyError:
+                    await asyncio.sleep(0.05)
+            return "still held by the cancelled attempt"
+        finally:
+            await first.close()
+            await second.close()
+
+    assert asyncio.run(scenario()) == "held"
+
+
+@pytest.mark.postgres
+def test_concurrent_first_postgres_leases_share_one_connection(postgres_url, monkeypatch):
+    import psycopg
+
+    from brainstack.graphs.leases import PostgresLeases
+
+    connects = []
+    real = psycopg.AsyncConnection.connect
+
+    async def counting(*args, **kwargs):
+        connects.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+
+    async def scenario() -> None:
+        leases = PostgresLeases(postgres_url, 10)
+
+        async def one() -> None:
+            async with leases.hold(_thread()):
+                await asyncio.sleep(0.05)
+
+        try:
+            await asyncio.gather(one(), one(), one())
+        finally:
+            await leases.close()
+
+    asyncio.run(scenario())
+    assert len(connects) == 1
+
+
+def test_closing_a_runtime_mid_run_ends_the_run_and_frees_its_thread(settings, embedder):
+    """close() while a named run waits on its model: the caller gets a RunError (not a hang), and
+    the thread's lease and turn are given back, so the thread runs again at once."""
+    import threading
+
+    import httpx2
+
+    from brainstack import Runtime
+    from brainstack.errors import RunError
+
+    started = threading.Event()
+
+    async def stalled(request):
+        started.set()
+        await asyncio.sleep(30)
+
+    runtime = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            runtime.run("Write a tagline.", thread_id="closing")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    assert started.wait(60)
+    runtime.close()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], RunError), outcome
+    assert "closed while the run was under way" in str(outcome[0])
+    with Runtime(settings, embedder=embedder) as again:  # not busy: continue the stopped run
+        assert again.run(thread_id="closing").status == "completed"
+
+
+def test_without_fcntl_the_file_lease_uses_msvcrt(monkeypatch, tmp_path):
+    """The Windows path (no fcntl): msvcrt.locking on the first byte, unlocked before closing."""
+    import types
+
+    held: dict[str, int] = {}
+    calls: list[tuple[str, int]] = []
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append(("lock" if mode == 1 else "unlock", nbytes))
+        if mode == 1:  # LK_NBLCK
+            if name in held:
+                raise OSError("locked")
+            held[name] = fd
+        else:
+            held.pop(name, None)
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_NBLCK=1, LK_UNLCK=0, locking=locking))
+
+    async def scenario() -> None:
+        first, second = FileLeases(tmp_path / "locks"), FileLeases(tmp_path / "locks")
+        async with first.hold("t-1"):
+            with pytest.raises(ThreadBusyError):
+                async with second.hold("t-1"):
+                    pass
+        async with second.hold("t-1"):
+            pass
+
+    asyncio.run(scenario())
+    assert calls == [("lock", 1), ("lock", 1), ("unlock", 1), ("lock", 1), ("unlock", 1)]
