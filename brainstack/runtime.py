@@ -78,7 +78,8 @@ class Runtime:
         memory: MemoryGateway | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
-        _check_embeddings(self.settings)
+        if embedder is None and memory is None:  # otherwise the settings' embedder is never built
+            _check_embeddings(self.settings)
         if isinstance(agents, AgentsConfig):
             self.agents = agents
         else:

@@ -409,7 +409,7 @@ class MemoryGateway:
             write["session"] = session
 
         speakers = state.get("speakers") or []
-        summary = _clip(" ".join(answer.split()), 400)
+        summary = _clip(mask_pii(" ".join(answer.split())), 400)  # mask, then clip: a cut address escapes
         text = f"{task}\n→ {route.get('target', '?')} ({', '.join(speakers) or 'no agent'}): {summary}"
         metadata = {
             "thread_id": thread_id,
@@ -417,7 +417,7 @@ class MemoryGateway:
             "kind": route.get("kind", ""),
             "speakers": speakers,
             "outcome": _outcome(approval or review.get("status", "ok"), agreed),
-            "task": _clip(task, 500),
+            "task": _clip(mask_pii(task), 500),
         }
         write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
 
@@ -466,7 +466,8 @@ def _procedure(state: dict[str, Any]) -> list[Any]:
     if len(transcript) >= 2:
         for turn in transcript:
             first = re.split(r"(?<=[.!?])\s", " ".join(turn["content"].split()), maxsplit=1)[0]
-            steps.append(PromptStep(kind="prompt", text=_clip(f"{turn['speaker']}: {first}", 300)))
+            text = mask_pii(f"{turn['speaker']}: {first}")  # before clipping: a cut address is not masked
+            steps.append(PromptStep(kind="prompt", text=_clip(text, 300)))
         steps.append(CheckStep(kind="check", text="The answer states the team's decision.", min_chars=20))
     elif len(tool_calls) >= 2:  # one tool call is a look-up, not a procedure
         for call in tool_calls[:5]:

@@ -276,8 +276,8 @@ class SkillStore:
             entry = stats.setdefault(name, {"success_count": 0, "threads": []})
             entry["success_count"] = int(entry.get("success_count", 0)) + 1
             entry["last_success"] = datetime.now(UTC).isoformat(timespec="seconds")
-            if thread_id:
-                entry["threads"] = [*entry.get("threads", []), thread_id][-5:]
+            if thread_id:  # masked: a thread id may be an e-mail address
+                entry["threads"] = [*entry.get("threads", []), mask_pii(thread_id)][-5:]
             _atomic_write(self.user_dir / STATS_FILE, json.dumps(stats, indent=2, sort_keys=True))
             return int(entry["success_count"])
 
@@ -345,25 +345,28 @@ class SkillStore:
         steps: Sequence[PromptStep | ToolStep | CheckStep],
         description: str,
         thread_id: str | None,
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool] | None:
         """Reinforce the skill that matches ``task`` or write a new learned one.
 
-        Returns ``(name, created)``. Everything the skill file holds (its name, description,
-        when-to-use example, steps and provenance) is masked for personal data first, as episodes
-        are: learned skills are shared by every user, so nothing of one user's may reach them. A
-        tool step whose arguments held personal data is left out (masked arguments would only make
-        the tool fail when the skill is replayed).
+        Returns ``(name, created)``, or ``None`` when nothing worth keeping is left once personal
+        data is out (a tool procedure whose every tool step held some). Everything the skill file
+        holds (its name, description, when-to-use example, steps and provenance, and the thread ids
+        in its stats) is masked for personal data first, as episodes are: learned skills are shared
+        by every user, so nothing of one user's may reach them. A tool step whose arguments held
+        personal data is left out (masked arguments would only make the tool fail when the skill is
+        replayed).
         """
         task = mask_pii(task)
         description = mask_pii(description)
+        had_tools = any(isinstance(step, ToolStep) for step in steps)
         steps = [masked for step in steps if (masked := _masked_step(step)) is not None]
+        if not steps or (had_tools and not any(isinstance(step, ToolStep) for step in steps)):
+            return None  # only the generic framing would be left: nothing to learn
         matches = self.match(task, k=1)
         if matches and matches[0].score >= max(self.min_score, 0.8):
             name = matches[0].name
             self.record_success(name, thread_id)
             return name, False
-        if not steps:
-            raise ValueError("no step is left to learn once personal data is left out")
         name = _slug(f"{route}-{task}")
         if (self.user_dir / f"{name}.yaml").exists() or (
             self.builtin_dir and (self.builtin_dir / f"{name}.yaml").exists()
@@ -376,7 +379,7 @@ class SkillStore:
             steps=list(steps)[:20],
             provenance=Provenance(
                 source="learned",
-                thread_id=thread_id,
+                thread_id=mask_pii(thread_id) if thread_id else thread_id,  # ids may be addresses
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
                 task=task[:500],
                 route=route,

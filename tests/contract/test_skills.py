@@ -502,18 +502,32 @@ def test_a_tool_step_with_personal_data_in_its_arguments_is_not_learned(store):
     assert "4111" not in (store.user_dir / f"{name}.yaml").read_text()
 
 
-def test_learning_nothing_but_personal_data_tool_steps_is_refused(store):
-    with pytest.raises(ValueError, match="personal data"):
-        store.learn(
-            task="Add up 4111 1111 1111 1111",
-            route="finance",
-            steps=[
-                ToolStep(kind="tool", tool="calculator", arguments={"expression": "4111 1111 1111 1111 + 1"})
-            ],
-            description="d",
-            thread_id="t",
-        )
+@pytest.mark.parametrize("framing", [[], [PromptStep(kind="prompt", text="Work it out with the tools.")]])
+def test_learning_nothing_but_personal_data_tool_steps_learns_nothing(store, framing):
+    """As a run's tool procedure comes: a generic prompt step, then the tool steps."""
+    learned = store.learn(
+        task="Add up 4111 1111 1111 1111",
+        route="finance",
+        steps=[
+            *framing,
+            ToolStep(kind="tool", tool="calculator", arguments={"expression": "4111 1111 1111 1111 + 1"}),
+            ToolStep(kind="tool", tool="calculator", arguments={"expression": "4111 1111 1111 1111 * 2"}),
+        ],
+        description="d",
+        thread_id="t",
+    )
+    assert learned is None
     assert list(store.user_dir.glob("*.yaml")) == []
+
+
+def test_a_thread_id_that_is_an_address_is_masked_in_the_skill_and_its_stats(store):
+    name, _ = store.learn(
+        task=LEARNED_TASK, route="cfo", steps=_steps(), description="Learned.", thread_id="ada@example.com"
+    )
+    store.record_success(name, "bob@example.com")
+    files = [p.read_text("utf-8") for p in store.user_dir.iterdir() if p.is_file()]
+    assert files and not any("@example.com" in text for text in files)
+    assert store.get(name).provenance.thread_id == "[email]"
 
 
 def test_learning_a_near_identical_task_reinforces_the_skill(store):

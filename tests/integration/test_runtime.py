@@ -369,11 +369,12 @@ def test_a_model_endpoint_that_does_not_answer_in_time(settings, embedder):
     assert f"127.0.0.1:{port}" in str(caught.value) and "BRAINSTACK_MODEL_TIMEOUT_S" in str(caught.value)
 
 
-def test_openai_embeddings_without_a_key_or_endpoint_are_a_configuration_error(settings):
+def test_openai_embeddings_without_a_key_or_endpoint_are_a_configuration_error(settings, embedder):
     openai_embeddings = settings.model_copy(update={"embeddings": "openai"})
     with pytest.raises(ConfigurationError, match="BRAINSTACK_EMBEDDINGS=openai needs OPENAI_API_KEY"):
         Runtime(openai_embeddings)
     Runtime(openai_embeddings.model_copy(update={"memory": False})).close()  # not used: no error
+    Runtime(openai_embeddings, embedder=embedder).close()  # the caller's embedder is used instead
 
 
 def test_the_openai_provider_without_a_key_or_endpoint_is_a_configuration_error(settings):

@@ -384,3 +384,15 @@ def test_split_memory_round_trip_with_multi_line_items():
     _, memory = split_memory(render_memory(recall))
     assert len(memory.episodes) == 2
     assert len(memory.passages) == 2
+
+
+def test_an_address_at_the_clip_boundary_is_masked_not_cut(monkeypatch):
+    """Masking runs before clipping: a cut address no longer looks like one and would escape."""
+    from brainstack.memory.gateway import _procedure
+
+    filler = "We should decide " + "x" * 243 + " and write to "
+    turn = filler + "ada.lovelace@example.com today."
+    assert len("CTO: " + filler + "ada.lovelace@example") == 299  # the cut falls inside the address
+    state = {"transcript": [{"speaker": "CTO", "content": turn}, {"speaker": "CFO", "content": "Agreed."}]}
+    texts = [getattr(step, "text", "") for step in _procedure(state)]
+    assert not any("lovelace" in text or "example" in text for text in texts), texts
