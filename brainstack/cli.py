@@ -294,8 +294,11 @@ def _forget(gateway: Any, args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise _usage("refusing to forget without confirmation: add --yes")
-        count = gateway.episodes.count(args.user)
-        reply = input(f"Delete {count} episode(s) and the working memory of user {args.user!r}? [y/N] ")
+        try:
+            episodes = f"{gateway.episodes.count(args.user)} episode(s)"
+        except Exception:  # episodic memory is down: still offer to clear the other layer
+            episodes = "the episodes (episodic memory is not answering)"
+        reply = input(f"Delete {episodes} and the working memory of user {args.user!r}? [y/N] ")
         if reply.strip().lower() not in ("y", "yes"):
             print("Nothing deleted.", file=sys.stderr)
             return 0
