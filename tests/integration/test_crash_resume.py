@@ -85,13 +85,7 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
                 pytest.fail(f"the first process never reached the second turn: {seen}\n{errors.read_text()}")
         assert "group_chat_turn CTO" in seen and "result" not in seen, seen
         # While the first process is alive its run is not "stopped": continuing it is refused.
-        busy = subprocess.run(
-            [sys.executable, "-m", "brainstack.cli", "resume", "--thread", thread],
-            env=backend_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        busy = _resume(thread, backend_env)
         assert busy.returncode == 2, busy.stderr
         assert f"is being run by another process (process {child.pid} on " in busy.stderr
         os.kill(child.pid, signal.SIGKILL)  # a real kill: no cleanup, no finally blocks
@@ -109,13 +103,7 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
         with pytest.raises(Exception, match="stopped before group_chat"):
             runtime.run("A new question", thread_id=thread)
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "brainstack.cli", "resume", "--thread", thread],
-        env=backend_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _resume(thread, backend_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "→ route:" not in resumed.stdout  # route ran before the kill and is not repeated
     turns = [line.split("]")[0].strip(" [") for line in resumed.stdout.splitlines() if line.startswith("  [")]
@@ -152,3 +140,14 @@ def _wait_until_the_lease_is_free(settings, thread: str, timeout: float = 15.0) 
     while not asyncio.run(free()):
         assert time.monotonic() < deadline, f"the killed process still holds {thread!r}"
         time.sleep(0.05)
+
+
+def _resume(thread: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`brainstack resume --thread THREAD` in a new process, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "brainstack.cli", "resume", "--thread", thread],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
