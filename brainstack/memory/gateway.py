@@ -72,6 +72,8 @@ _PREFERENCE = re.compile(
 """Matched within one sentence (see :func:`sentences`): what is preferred runs to its end."""
 MAX_PREFERENCE_CHARS = 120
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s|$)")
+_CLOSERS = "\"')]\u201d\u2019"
+"""Closing quotes and brackets that may follow a sentence's final punctuation."""
 _ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "vs", "cf", "approx", "incl", "esp", "dept", "fig", "mr", "mrs", "ms", "dr", "prof"}
     | {"st", "jr", "sr", "inc", "ltd", "corp", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep"}
@@ -136,11 +138,11 @@ def stated_preferences(task: str) -> list[str]:
     """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
     found = []
     for sentence in sentences(task):
-        if sentence.endswith("?"):
+        if sentence.rstrip(_CLOSERS).endswith("?"):  # a question, even quoted: 'tables?"'
             continue
         for match in _PREFERENCE.finditer(sentence):
             what = " ".join(match.group("what").split())
-            what = re.sub(r"[.!,;:]+$", "", what)
+            what = re.sub(r"[.!,;:]+$", "", what.rstrip(_CLOSERS)).strip()
             if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
                 what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
             if len(what) >= 3:

@@ -396,3 +396,15 @@ def test_an_address_at_the_clip_boundary_is_masked_not_cut(monkeypatch):
     state = {"transcript": [{"speaker": "CTO", "content": turn}, {"speaker": "CFO", "content": "Agreed."}]}
     texts = [getattr(step, "text", "") for step in _procedure(state)]
     assert not any("lovelace" in text or "example" in text for text in texts), texts
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ('I prefer tables?" he asked. Summarize the report.', []),  # a quoted question states nothing
+        ('"I prefer short answers." Summarize the report.', ["short answers"]),  # no quote kept
+        ("(I prefer euros.) Price the plan.", ["euros"]),
+    ],
+)
+def test_preferences_ignore_closing_quotes_and_quoted_questions(task, expected):
+    assert stated_preferences(task) == expected
