@@ -490,7 +490,7 @@ class Runtime:
                 async for event in self._events(run):
                     hand(event)
             except BaseException as exc:
-                hand(exc)
+                hand(_closed() if isinstance(exc, asyncio.CancelledError) else exc)
             finally:
                 hand(done)
 
@@ -559,7 +559,7 @@ class Runtime:
                 async for event in self._events(run):
                     events.put(event)
             except BaseException as exc:  # handed to the caller's thread below
-                events.put(exc)
+                events.put(_closed() if isinstance(exc, asyncio.CancelledError) else exc)
             finally:
                 events.put(done)
 
@@ -583,10 +583,7 @@ class Runtime:
         try:
             return future.result()
         except concurrent.futures.CancelledError:
-            raise RunError(
-                "The Runtime was closed while the run was under way; the thread keeps its last "
-                "checkpoint (continue it with run(thread_id=…))."
-            ) from None
+            raise _closed() from None
         except BaseException:
             future.cancel()  # Ctrl-C in the caller (Jupyter: "interrupt"): the run stops too
             raise
@@ -730,6 +727,15 @@ def _check_embeddings(settings: Settings) -> None:
             "BRAINSTACK_EMBEDDINGS=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a server that "
             "takes no key); set one, or unset BRAINSTACK_EMBEDDINGS to embed with the local MiniLM."
         )
+
+
+def _closed() -> RunError:
+    """What a caller still waiting on a run gets when its Runtime is closed (the run was cancelled;
+    a caller that stopped reading a stream itself gets nothing)."""
+    return RunError(
+        "The Runtime was closed while the run was under way; the thread keeps its last "
+        "checkpoint (continue it with run(thread_id=…))."
+    )
 
 
 class _LoopState:

@@ -204,7 +204,8 @@ def test_concurrent_first_postgres_leases_share_one_connection(postgres_url, mon
     assert len(connects) == 1
 
 
-def test_closing_a_runtime_mid_run_ends_the_run_and_frees_its_thread(settings, embedder):
+@pytest.mark.parametrize("how", ["run", "stream"])
+def test_closing_a_runtime_mid_run_ends_the_run_and_frees_its_thread(settings, embedder, how):
     """close() while a named run waits on its model: the caller gets a RunError (not a hang), and
     the thread's lease and turn are given back, so the thread runs again at once."""
     import threading
@@ -225,7 +226,11 @@ def test_closing_a_runtime_mid_run_ends_the_run_and_frees_its_thread(settings, e
 
     def call() -> None:
         try:
-            runtime.run("Write a tagline.", thread_id="closing")
+            if how == "run":
+                runtime.run("Write a tagline.", thread_id="closing")
+            else:
+                for _ in runtime.stream("Write a tagline.", thread_id="closing"):
+                    pass
         except BaseException as exc:
             outcome.append(exc)
 
