@@ -72,6 +72,7 @@ _PREFERENCE = re.compile(
 """Matched within one sentence (see :func:`sentences`): what is preferred runs to its end."""
 MAX_PREFERENCE_CHARS = 120
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s|$)")
+_DOTTED_LETTERS = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _CLOSERS = "\"')]\u201d\u2019"
 """Closing quotes and brackets that may follow a sentence's final punctuation."""
 _ABBREVIATIONS = frozenset(
@@ -131,7 +132,11 @@ def _abbreviation(before: str) -> bool:
     """Whether the word before a full stop is an abbreviation or an initial."""
     words = before.split()
     word = words[-1].lstrip("(\"'\u201c\u2018") if words else ""
-    return word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isupper())
+    return (
+        word.lower() in _ABBREVIATIONS
+        or (len(word) == 1 and word.isupper())  # an initial: "A. Lovelace"
+        or _DOTTED_LETTERS.fullmatch(word) is not None  # "U.S.", "U.K.", "a.m."
+    )
 
 
 def stated_preferences(task: str) -> list[str]:

@@ -408,3 +408,9 @@ def test_an_address_at_the_clip_boundary_is_masked_not_cut(monkeypatch):
 )
 def test_preferences_ignore_closing_quotes_and_quoted_questions(task, expected):
     assert stated_preferences(task) == expected
+
+
+def test_dotted_letter_abbreviations_do_not_end_a_sentence():
+    task = "I prefer prices in the U.S. format. Summarize."
+    assert stated_preferences(task) == ["prices in the U.S. format"]
+    assert sentences("Meet at 9 a.m. tomorrow. Then lunch.") == ["Meet at 9 a.m. tomorrow.", "Then lunch."]
