@@ -492,19 +492,17 @@ def _time_travel(args: argparse.Namespace) -> int:
                 print(json.dumps([c.model_dump() for c in checkpoints], indent=2, ensure_ascii=False))
             elif not checkpoints:
                 print(f"Thread {args.thread!r} has no checkpoints.", file=sys.stderr)
-            for index, c in enumerate([] if args.json else checkpoints):
-                upcoming = ", ".join(c.next) or "(end of run)"
-                if index == 0 and missing:
-                    upcoming = f"{', '.join(missing)} (not in this graph)"
-                when = c.created_at[:19]
-                print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
+            else:
+                for index, c in enumerate(checkpoints):
+                    upcoming = ", ".join(c.next) or "(end of run)"
+                    if index == 0 and missing:
+                        upcoming = f"{', '.join(missing)} (not in this graph)"
+                    when = c.created_at[:19]
+                    print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
             if missing:
                 print(f"⚠ {stranded_message(args.thread, missing)}", file=sys.stderr)
             return 0
-        missing = runtime.stranded(args.thread, args.checkpoint)
-        if missing:
-            raise _usage(stranded_message(args.thread, missing))
-        result = runtime.replay(args.thread, args.checkpoint)
+        result = runtime.replay(args.thread, args.checkpoint)  # refuses a stranded checkpoint itself
         if args.json:
             print(result.model_dump_json(indent=2))
         else:

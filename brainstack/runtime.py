@@ -240,24 +240,16 @@ class Runtime:
         assert task is not None
         self._loop_state.runs.add(task)
         try:
-            async with self._hold(thread_id, lease=lease):
-                yield
+            async with self._loop_state.turn(thread_id):
+                try:
+                    await self._compiled_graph()  # opens the checkpointer and the leases
+                except Exception as exc:
+                    _reraise(exc, thread_id)
+                assert self._leases is not None
+                async with self._leases.hold(thread_id) if lease else contextlib.nullcontext():
+                    yield
         finally:
             self._loop_state.runs.discard(task)
-
-    @contextlib.asynccontextmanager
-    async def _hold(self, thread_id: str, *, lease: bool) -> AsyncIterator[None]:
-        async with self._loop_state.turn(thread_id):
-            try:
-                await self._compiled_graph()  # opens the checkpointer and the leases
-            except Exception as exc:
-                _reraise(exc, thread_id)
-            if not lease:
-                yield
-                return
-            assert self._leases is not None
-            async with self._leases.hold(thread_id):
-                yield
 
     async def _events(self, run: _Run, *, live: bool = True) -> AsyncIterator[Event]:
         """The run itself, on the runtime loop, once the thread's previous run in this process
@@ -320,12 +312,16 @@ class Runtime:
             return "waiting for approval"
         if snapshot.next:
             return f"stopped before {', '.join(snapshot.next)}"
-        missing = await self._stranded(thread_id)
-        if missing:  # not "finished": it stopped before a node this graph lacks
+        await self._refuse_stranded(thread_id)  # not "finished" if it stopped before a node we lack
+        return None
+
+    async def _refuse_stranded(self, thread_id: str, checkpoint_id: str | None = None) -> None:
+        """UsageError naming the nodes the checkpoint is due to run that this graph lacks, if any."""
+        missing = await self._stranded(thread_id, checkpoint_id)
+        if missing:
             from brainstack.graphs.stranded import stranded_message
 
             raise UsageError(stranded_message(thread_id, missing))
-        return None
 
     def stranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:
         """The nodes the thread's last checkpoint (or ``checkpoint_id``) is due to run that this
@@ -433,11 +429,7 @@ class Runtime:
                 f"list them with `{self._cli('history', thread_id)}`."
             )
         if not known[checkpoint_id].next:
-            missing = await self._stranded(thread_id, checkpoint_id)
-            if missing:  # not the end of a run: its next node is not in this graph
-                from brainstack.graphs.stranded import stranded_message
-
-                raise UsageError(stranded_message(thread_id, missing))
+            await self._refuse_stranded(thread_id, checkpoint_id)  # not the end of a run after all
             raise UsageError(
                 f"Checkpoint {checkpoint_id!r} is the end of a run: nothing is left to re-run from it; "
                 "choose an earlier one."
@@ -722,7 +714,7 @@ def _check_embeddings(settings: Settings) -> None:
     """OpenAI embeddings without a key or endpoint would fail on every run, one memory layer at a
     time ("degraded"); say so once, before anything starts."""
     used = settings.memory or settings.router_embeddings == "memory"
-    if used and settings.embeddings == "openai" and not (settings.openai_api_key or settings.openai_base_url):
+    if used and settings.embeddings == "openai" and not settings.openai_configured:
         raise ConfigurationError(
             "BRAINSTACK_EMBEDDINGS=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a server that "
             "takes no key); set one, or unset BRAINSTACK_EMBEDDINGS to embed with the local MiniLM."

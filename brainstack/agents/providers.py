@@ -44,8 +44,7 @@ class ModelProvider:
     def __init__(self, settings: Settings, agents: AgentsConfig, *, transport: Any | None = None) -> None:
         self.settings = settings
         self.name: Literal["openai", "offline", "local"] = settings.resolved_provider
-        endpoint = settings.openai_api_key or settings.openai_base_url
-        if self.name == "openai" and transport is None and not endpoint:
+        if self.name == "openai" and transport is None and not settings.openai_configured:
             from brainstack.errors import ConfigurationError
 
             raise ConfigurationError(

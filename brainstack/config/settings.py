@@ -190,7 +190,13 @@ class Settings(BaseSettings):
     def resolved_provider(self) -> Literal["openai", "offline", "local"]:
         if self.provider != "auto":
             return self.provider
-        return "openai" if (self.openai_api_key or self.openai_base_url) else "offline"
+        return "openai" if self.openai_configured else "offline"
+
+    @property
+    def openai_configured(self) -> bool:
+        """Whether an OpenAI(-compatible) endpoint is set: a key, or a base URL (a server that
+        may take no key)."""
+        return bool(self.openai_api_key or self.openai_base_url)
 
     @property
     def sqlite_path(self) -> Path:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,15 +44,11 @@ class Leases(Protocol):
 
 
 def _holder() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 def _busy(thread_id: str, holder: dict[str, Any] | None) -> ThreadBusyError:
-    who = ""
-    if holder:
-        since = holder.get("since")
-        started = f", started {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
-        who = f" (process {holder.get('pid', '?')} on {holder.get('host', '?')}{started})"
+    who = f" (process {holder.get('pid', '?')} on {holder.get('host', '?')})" if holder else ""
     return ThreadBusyError(
         f"Thread {thread_id!r} is being run by another process{who}. Wait for that run to end, "
         "then continue the thread, or use a new thread.",

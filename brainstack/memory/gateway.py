@@ -393,8 +393,9 @@ class MemoryGateway:
 
         # Personal data is masked in everything written below, as the episode store masks episodes:
         # working memory is shared by the user's sessions (and, with Redis, machines), and learned
-        # skills by every user.
-        preferences = stated_preferences(mask_pii(task))  # masked first: nothing cuts an address
+        # skills by every user. Masked before anything is cut, so no cut address escapes.
+        masked_task = mask_pii(task)
+        preferences = stated_preferences(masked_task)
         if preferences:
 
             def store_preferences() -> dict[str, Any]:
@@ -405,7 +406,7 @@ class MemoryGateway:
 
             write["preferences"] = attempt("working", store_preferences) or {}
 
-        session = {"last_task": _clip(mask_pii(task), 120), "last_route": route.get("target", "")}
+        session = {"last_task": _clip(masked_task, 120), "last_route": route.get("target", "")}
 
         def store_session() -> bool:
             for key, value in session.items():
@@ -424,7 +425,7 @@ class MemoryGateway:
             "kind": route.get("kind", ""),
             "speakers": speakers,
             "outcome": _outcome(approval or review.get("status", "ok"), agreed),
-            "task": _clip(mask_pii(task), 500),
+            "task": _clip(masked_task, 500),
         }
         write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
 
@@ -447,7 +448,7 @@ class MemoryGateway:
                     route=route.get("target", "general"),
                     steps=steps,
                     description=f"Learned from a successful {route.get('kind', 'run')}: "
-                    + _clip(mask_pii(task), 200),
+                    + _clip(masked_task, 200),
                     thread_id=thread_id,
                 ),
             )
