@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING
 from brainstack.errors import BackendError, ConfigurationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiosqlite
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
     from brainstack.config import Settings
 
-__all__ = ["open_checkpointer"]
+__all__ = ["connect_sqlite", "open_checkpointer"]
 
 _postgres_ready: set[str] = set()
 """URLs whose tables this process has already created (setup is idempotent but costs a round trip)."""
@@ -84,8 +87,27 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         raise ConfigurationError(
             f"Cannot create BRAINSTACK_HOME {path.parent}: {exc.strerror}. Set it to a writable folder."
         ) from exc
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as sqlite_saver:
-        yield sqlite_saver
+    async with connect_sqlite(path, settings.sqlite_synchronous) as conn:
+        yield AsyncSqliteSaver(conn)
+
+
+@contextlib.asynccontextmanager
+async def connect_sqlite(path: Path | str, synchronous: str = "full") -> AsyncIterator[aiosqlite.Connection]:
+    """An aiosqlite connection in WAL mode with ``PRAGMA synchronous`` set (``full`` or ``normal``,
+    ``BRAINSTACK_SQLITE_SYNCHRONOUS``).
+
+    With ``full`` (what ``AsyncSqliteSaver.from_conn_string`` leaves) every commit waits for an
+    fsync. WAL mode is set here, before the saver's own setup sets it too, because ``normal`` is
+    only corruption-safe in WAL mode.
+    """
+    import aiosqlite
+
+    if synchronous not in ("normal", "full"):
+        raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+    async with aiosqlite.connect(str(path)) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        yield conn
 
 
 def _where(url: str) -> str:

@@ -531,3 +531,32 @@ def test_history_lists_checkpoints_and_replay_reruns_from_one(runtime):
         runtime.replay(thread, "not-a-checkpoint")
     with pytest.raises(_UsageError, match="end of a run"):
         runtime.replay(thread, history[0].checkpoint_id)
+
+
+@pytest.mark.parametrize(("synchronous", "pragma"), [("full", 2), ("normal", 1)])
+async def test_sqlite_checkpointer_syncs_as_configured(settings, embedder, synchronous, pragma):
+    """BRAINSTACK_SQLITE_SYNCHRONOUS reaches the checkpointer's connection, always in WAL mode
+    (``normal`` is only corruption-safe there), and a thread continues in a new Runtime."""
+    from brainstack.graphs.checkpointers import open_checkpointer
+
+    configured = settings.model_copy(update={"sqlite_synchronous": synchronous})
+    async with open_checkpointer(configured) as saver:
+        async with saver.conn.execute("PRAGMA synchronous") as cursor:
+            assert (await cursor.fetchone())[0] == pragma
+        async with saver.conn.execute("PRAGMA journal_mode") as cursor:
+            assert (await cursor.fetchone())[0] == "wal"
+    thread = unique("sync")
+    with Runtime(configured, embedder=embedder) as first:
+        await first.arun("What is 2 + 2?", thread_id=thread)
+    with Runtime(configured, embedder=embedder) as second:
+        result = await second.arun("And 3 + 3?", thread_id=thread)
+        assert "6" in result.answer
+        assert [m["role"] for m in await second.amessages(thread)] == ["human", "ai"] * 2
+
+
+async def test_sqlite_connection_refuses_an_unknown_synchronous_mode(tmp_path):
+    from brainstack.graphs.checkpointers import connect_sqlite
+
+    with pytest.raises(ValueError, match="'normal' or 'full'"):
+        async with connect_sqlite(tmp_path / "x.sqlite", "off"):
+            pass

@@ -284,6 +284,34 @@ def test_input_order_is_preserved(embedder: MiniLMEmbedder) -> None:
     assert len({tuple(np.round(v, 4)) for v in vectors}) == len(texts)
 
 
+@pytest.mark.parametrize("quantized", [False, True], ids=["float32", "int8"])
+def test_one_text_skips_the_tokenizers_batch_pool_and_embeds_as_in_a_batch(
+    cache_dir: Path, quantized: bool
+) -> None:
+    """One text is tokenized with ``encode`` (no hand-off to the tokenizer's thread pool), truncated
+    at the model's limit like a batch's, and gets the batch's vector."""
+    model = MiniLMEmbedder(cache_dir, quantized=quantized)
+    _, tokenizer = model._ensure()
+    batches: list[int] = []
+
+    class Spy:
+        def encode(self, text: str) -> Any:
+            return tokenizer.encode(text)
+
+        def encode_batch(self, texts: list[str]) -> Any:
+            batches.append(len(texts))
+            return tokenizer.encode_batch(texts)
+
+    model._tokenizer = Spy()
+    long = "the quarterly revenue forecast " * 200  # far over the 256-token limit
+    for text in ("a short question?", long):
+        one = model._embed([text])
+        assert batches == [] and one.shape == (1, DIM) and one.dtype == np.float32
+        np.testing.assert_allclose(one[0], model._embed([text, text])[0], atol=2e-5, err_msg=text[:20])
+        batches.clear()
+    assert len(tokenizer.encode(long).ids) == MAX_TOKENS
+
+
 def test_duplicates_get_identical_vectors(embedder: MiniLMEmbedder) -> None:
     vectors = embedder.embed(["same text", "other", "same text"])
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)

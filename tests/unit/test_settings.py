@@ -20,6 +20,7 @@ def test_defaults_with_a_clean_environment() -> None:
     assert settings.checkpoint_url is None
     assert settings.model == "gpt-4o-mini"
     assert settings.embeddings == "local"
+    assert settings.sqlite_synchronous == "full"  # every checkpoint survives a power cut
     assert settings.home.name == "brainstack"
     assert settings.cache_dir.name == "brainstack"
     assert settings.home.is_absolute()
@@ -45,6 +46,7 @@ def test_defaults_with_a_clean_environment() -> None:
         ("BRAINSTACK_HISTORY_MESSAGES", "0", "history_messages", 0),
         ("BRAINSTACK_MAX_TOOL_ROUNDS", "3", "max_tool_rounds", 3),
         ("BRAINSTACK_PROVIDER", "offline", "provider", "offline"),
+        ("BRAINSTACK_SQLITE_SYNCHRONOUS", "normal", "sqlite_synchronous", "normal"),
         (
             "BRAINSTACK_OPENAI_BASE_URL",
             "http://localhost:8000/v1",
@@ -187,6 +189,7 @@ def test_explicit_openai_wins_without_a_key() -> None:
         ("BRAINSTACK_REDIS_URL", "notaurl"),
         ("BRAINSTACK_REDIS_URL", "http://127.0.0.1:6379"),
         ("BRAINSTACK_CHROMA_URL", "localhost:8000"),
+        ("BRAINSTACK_SQLITE_SYNCHRONOUS", "off"),
     ],
 )
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
