@@ -9,8 +9,10 @@ the result; ``astream`` (the CLI's path) also streams each node's progress event
 
 Baseline: a bare ``StateGraph`` with three nodes on ``AsyncSqliteSaver`` (a temp file opened once,
 ``durability="sync"``) whose middle node makes the same single ``ChatOpenAI`` call through the same kind of
-mock transport, run on the caller's loop. All variants, including the ablations that split brainstack's
-extra time, run interleaved in one process in a rotating order. Every run sends a new text (the task plus
+mock transport, run on the caller's loop. Both sides keep SQLite's default ``synchronous=FULL``
+(brainstack's default ``BRAINSTACK_SQLITE_SYNCHRONOUS``); one more pair runs both with ``NORMAL``.
+All variants, including the ablations that split brainstack's extra time, run interleaved in one
+process in a rotating order. Every run sends a new text (the task plus
 a request number), so no run is served by MiniLM's single-text cache.
 
     .venv/bin/python benchmarks/bench_overhead.py [--quick] [--runs N] [--json PATH]
@@ -121,6 +123,7 @@ def brainstack_runtime(
     *,
     memory: bool,
     router_embedder: Any = None,
+    sqlite_synchronous: str = "full",
 ) -> Any:
     from brainstack import Runtime, Settings
 
@@ -131,6 +134,7 @@ def brainstack_runtime(
         home=home,
         cache_dir=cache_dir,
         memory=memory,
+        sqlite_synchronous=sqlite_synchronous,
     )
     return Runtime(settings, transport=model.transport(), embedder=embedder, router_embedder=router_embedder)
 
@@ -252,10 +256,16 @@ async def run_bare(compiled: Any, task: str) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def sqlite_saver(path: Path) -> AsyncIterator[Any]:
+async def sqlite_saver(path: Path, synchronous: str = "FULL") -> AsyncIterator[Any]:
+    """LangGraph's ``AsyncSqliteSaver`` on its own aiosqlite connection (``from_conn_string``
+    does the same), with ``PRAGMA synchronous`` set as the brainstack side has it."""
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+    async with aiosqlite.connect(str(path)) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={synchronous}")
+        saver = AsyncSqliteSaver(conn)
         await saver.setup()
         yield saver
 
@@ -378,6 +388,8 @@ INSIDE = "… memory off, timed on the runtime's loop (no thread hop)"
 STREAMED = "… memory off, through Runtime.astream (progress events on, as the CLI runs)"
 SERIAL = "… memory off, on the runtime's loop, no prefetch (the Route node embeds on a worker thread)"
 PREFILLED = "… memory off, on the runtime's loop, query embedding precomputed"
+BARE3_NORMAL = "bare LangGraph, 3 nodes, SQLite synchronous=NORMAL"
+NORMAL = "brainstack Runtime.arun, memory off, BRAINSTACK_SQLITE_SYNCHRONOUS=normal"
 
 
 async def benchmark(
@@ -391,12 +403,18 @@ async def benchmark(
     embedder.warm_up()  # builds the ONNX exports into cache_dir if needed; never timed
     model = InstantModel()
 
-    def runtime(name: str, memory: bool = False, router: Any = router_embedder) -> Any:
+    def runtime(name: str, memory: bool = False, router: Any = router_embedder, sync: str = "full") -> Any:
         return brainstack_runtime(
-            workdir / name, cache_dir, model, embedder, memory=memory, router_embedder=router
+            workdir / name,
+            cache_dir,
+            model,
+            embedder,
+            memory=memory,
+            router_embedder=router,
+            sqlite_synchronous=sync,
         )
 
-    names = [BARE3, BARE5, DEFAULT, FULL, STREAMED, SWITCH, INSIDE, SERIAL, PREFILLED]
+    names = [BARE3, BARE5, DEFAULT, FULL, STREAMED, SWITCH, INSIDE, SERIAL, PREFILLED, BARE3_NORMAL, NORMAL]
     index = {name: n for n, name in enumerate(names)}
     texts = [task_text(i, index[PREFILLED]) for i in range(-warmup, runs)]
     runtimes = {
@@ -406,6 +424,7 @@ async def benchmark(
         STREAMED: runtime("streamed"),
         SERIAL: runtime("serial"),
         PREFILLED: runtime("prefilled", router=PrefilledEmbedder(router_embedder, texts)),
+        NORMAL: runtime("normal", sync="normal"),
     }
     full = runtimes[FULL]
     # The hop is timed on one runtime both ways: two instances differ by more than the hop
@@ -428,9 +447,11 @@ async def benchmark(
         async with (
             sqlite_saver(workdir / "bare3.sqlite") as saver3,
             sqlite_saver(workdir / "bare5.sqlite") as saver5,
+            sqlite_saver(workdir / "bare3-normal.sqlite", "NORMAL") as saver3_normal,
         ):
             bare3 = bare_graph(chat_model, system_prompt).compile(checkpointer=saver3)
             bare5 = bare_graph(chat_model, system_prompt, nodes=5).compile(checkpointer=saver5)
+            bare3_normal = bare_graph(chat_model, system_prompt).compile(checkpointer=saver3_normal)
             runners: dict[str, Callable[[str], Awaitable[Any]]] = {
                 BARE3: lambda text: run_bare(bare3, text),
                 BARE5: lambda text: run_bare(bare5, text),
@@ -441,6 +462,8 @@ async def benchmark(
                 INSIDE: inside_loop(runtimes[INSIDE]),
                 SERIAL: inside_loop(runtimes[SERIAL]),
                 PREFILLED: inside_loop(runtimes[PREFILLED]),
+                BARE3_NORMAL: lambda text: run_bare(bare3_normal, text),
+                NORMAL: runtimes[NORMAL].arun,
             }
             node_timings: dict[str, list[dict[str, float]]] = {name: [] for name in names}
             variants = {name: timed(runners[name], index[name], node_timings[name]) for name in names}
@@ -490,6 +513,8 @@ def report(result: dict[str, Any]) -> str:
         ("the rest: bigger state, node timers, values stream, RunResult", PREFILLED, BARE3, 1),
         ("(streaming the progress events too, as stream/astream and the CLI do)", STREAMED, FULL, 0),
         ("(for scale: 2 more pass-through nodes in bare LangGraph)", BARE5, BARE3, 0),
+        ("(SQLite synchronous=FULL instead of NORMAL, bare LangGraph)", BARE3, BARE3_NORMAL, 0),
+        ("(… the same, brainstack memory off)", FULL, NORMAL, 0),
     ]
     extra = mean[FULL] - mean[BARE3]
     parts = []
@@ -519,7 +544,10 @@ def report(result: dict[str, Any]) -> str:
             f"Target brainstack / bare ≤ {TARGET_RATIO:.2f}× (mean): memory off (route → specialist → "
             f"review) **{full_ratio:.2f}× — {verdict(full_ratio)}** (p50 {p50[FULL] / base['p50']:.2f}×); "
             f"default settings (memory on) **{default_ratio:.2f}× — {verdict(default_ratio)}** "
-            f"(p50 {p50[DEFAULT] / base['p50']:.2f}×).",
+            f"(p50 {p50[DEFAULT] / base['p50']:.2f}×). With SQLite synchronous=NORMAL on both sides: "
+            f"memory off {mean[NORMAL] / mean[BARE3_NORMAL]:.2f}× "
+            f"(p50 {p50[NORMAL] / p50[BARE3_NORMAL]:.2f}×; "
+            f"{mean[NORMAL]:.2f} vs {mean[BARE3_NORMAL]:.2f} ms).",
             "",
             "### Where brainstack's extra time goes (differences between the interleaved variants)",
             "",
