@@ -7,7 +7,8 @@ on it lasts. The lease is released when the run ends and, because the operating 
 database server ends it with its holder, when the process dies: a thread whose process was killed
 mid-run can be resumed at once.
 
-- SQLite checkpoints (one host): an exclusive ``flock`` on ``<home>/locks/<thread hash>.lock``.
+- SQLite checkpoints (one host): an exclusive ``flock`` on ``<home>/locks/<thread hash>.lock``
+  (files older than a day that no run holds are swept away; a later run makes a new one).
 - PostgreSQL checkpoints (any number of hosts): a session advisory lock on a connection the
   Runtime keeps for its leases.
 
@@ -20,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from brainstack.config import Settings
 
 __all__ = ["FileLeases", "Leases", "PostgresLeases", "open_leases"]
+
+log = logging.getLogger(__name__)
 
 _APPLICATION = "brainstack"
 _KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
@@ -60,13 +65,29 @@ class FileLeases:
     """Leases as ``flock``-ed files under ``folder`` (the SQLite checkpoints' host).
 
     Each thread has one empty file (an inode, no data), kept between runs: creating, writing or
-    removing a file costs 40-250 µs on ext4, an ``flock`` on an existing one ~6 µs. Who holds a
-    lease is read from ``/proc/locks`` when one is refused (Linux; elsewhere the message names no
-    process).
+    removing a file costs 40-250 µs on ext4, an ``flock`` on an existing one ~6 µs. So that the
+    folder does not keep a file for every thread ever run, the first lease of each instance and
+    every :attr:`sweep_every` th after it start a :meth:`sweep` on a worker thread, which removes
+    files created more than :attr:`stale_after_s` ago that no run holds. A sweep locks a file
+    before removing it, so a lease that loses that race retries on the new file, and a lease
+    refused for a few milliseconds retries until :attr:`busy_wait_s` (a sweep holds a file for
+    microseconds, a run for as long as it lasts). Who holds a lease is read from
+    ``/proc/locks`` when one is refused (Linux; elsewhere the message names no process).
     """
+
+    stale_after_s = 24 * 3600.0
+    """A lock file this old that no run holds is removed by the next sweep."""
+    sweep_every = 1000
+    """Leases between two sweeps of one instance (the first lease starts one too); 0: none."""
+    sweep_limit = 10_000
+    """Files one sweep looks at, at most (a folder from before sweeps shrinks over a few)."""
+    busy_wait_s = 0.05
+    """How long a refused lease keeps trying before it reports the thread busy."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._leases = 0
+        self._sweep: asyncio.Future[int] | None = None
 
     def _path(self, thread_id: str) -> Path:
         digest = hashlib.sha256(thread_id.encode()).hexdigest()[:32]
@@ -74,37 +95,124 @@ class FileLeases:
 
     @contextlib.asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
-        fd = self._acquire(thread_id)
+        fd = await self._acquire(thread_id)
+        self._start_sweep()
         try:
             yield
         finally:
             _unlock_file(fd)
             os.close(fd)  # (POSIX: closing alone releases the flock)
 
-    def _acquire(self, thread_id: str) -> int:
+    async def _acquire(self, thread_id: str) -> int:
         path = self._path(thread_id)
+        deadline = time.monotonic() + self.busy_wait_s
+        while True:
+            fd = self._open(path)
+            try:
+                locked = _lock_file(fd)
+                current = _same_file(fd, path)  # False: a sweep removed the file we opened
+            except BaseException:
+                os.close(fd)
+                raise
+            if locked and current:
+                return fd
+            if locked:
+                _unlock_file(fd)
+            inode = os.fstat(fd).st_ino
+            os.close(fd)
+            if current:
+                if not _posix_locks() or time.monotonic() >= deadline:
+                    raise _busy(thread_id, _flock_holder(inode))
+                await asyncio.sleep(0.002)
+
+    def _open(self, path: Path) -> int:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:  # the first lease here (or the folder was removed)
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise BackendError(
                     f"Cannot create the thread lock folder {self.folder}: {exc.strerror}."
                 ) from exc
         except OSError as exc:
             raise BackendError(f"Cannot open the thread lock file {path}: {exc.strerror}.") from exc
+
+    def _start_sweep(self) -> None:
+        self._leases += 1
+        if not self.sweep_every or (self._leases - 1) % self.sweep_every:
+            return
+        if self._sweep is not None and not self._sweep.done():
+            return
+        self._sweep = asyncio.get_running_loop().run_in_executor(None, self.sweep)
+        self._sweep.add_done_callback(_log_sweep)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove the lock files created more than :attr:`stale_after_s` before ``now`` that no run
+        holds (at most :attr:`sweep_limit` files looked at); returns how many were removed.
+
+        POSIX only: Windows cannot remove a file another process has open.
+        """
+        if not _posix_locks():
+            return 0
+        cutoff = (time.time() if now is None else now) - self.stale_after_s
+        removed = 0
         try:
-            locked = _lock_file(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not locked:
-            holder = _flock_holder(os.fstat(fd).st_ino)
-            os.close(fd)
-            raise _busy(thread_id, holder)
-        return fd
+            entries = os.scandir(self.folder)
+        except OSError:  # no folder yet, or unreadable: nothing to sweep
+            return 0
+        with entries:
+            for seen, entry in enumerate(entries):
+                if seen >= self.sweep_limit:
+                    break
+                if not entry.name.endswith(".lock"):
+                    continue
+                try:
+                    if entry.stat().st_mtime > cutoff:
+                        continue
+                    fd = os.open(entry.path, os.O_RDWR)
+                except OSError:  # removed meanwhile, or not ours to open
+                    continue
+                try:
+                    path = Path(entry.path)
+                    # Locked, so no run holds it and none can take it until it is gone; a run that
+                    # opened it meanwhile finds it removed and opens the new one (see _acquire).
+                    if _lock_file(fd) and _same_file(fd, path) and os.fstat(fd).st_mtime <= cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+        return removed
+
+
+def _log_sweep(done: asyncio.Future[int]) -> None:
+    if done.cancelled():
+        return
+    if (error := done.exception()) is not None:
+        log.warning("sweeping old thread lock files failed: %s", error)
+    elif removed := done.result():
+        log.debug("removed %d old thread lock files", removed)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a sweep may have removed it)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
+
+
+def _posix_locks() -> bool:
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _lock_file(fd: int) -> bool:

@@ -84,6 +84,110 @@ def test_file_leases_are_exclusive_and_keep_one_empty_file_per_thread(tmp_path):
     asyncio.run(scenario())
 
 
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+@pytest.fixture
+def no_auto_sweeps(monkeypatch):
+    """Only the sweeps a test starts itself (a lease's own sweep would race with its checks)."""
+    monkeypatch.setattr(FileLeases, "sweep_every", 0)
+
+
+def test_a_sweep_removes_old_lock_files_no_run_holds(tmp_path, no_auto_sweeps):
+    folder = tmp_path / "locks"
+    leases = FileLeases(folder)
+
+    async def scenario() -> int:
+        for thread in ("old-free", "old-held", "new-free"):
+            async with leases.hold(thread):
+                pass
+        for thread in ("old-free", "old-held"):
+            _age(leases._path(thread), leases.stale_after_s + 60)
+        (folder / "notes.txt").write_text("not a lock file")
+        _age(folder / "notes.txt", leases.stale_after_s + 60)
+        async with FileLeases(folder).hold("old-held"):  # a run under way on an old file
+            removed = leases.sweep()
+        return removed
+
+    assert asyncio.run(scenario()) == 1
+    assert not leases._path("old-free").exists()
+    assert leases._path("old-held").exists() and leases._path("new-free").exists()
+    assert (folder / "notes.txt").exists()
+    assert FileLeases(tmp_path / "never-made").sweep() == 0
+
+
+def test_the_first_lease_of_a_runtime_starts_a_sweep(tmp_path):
+    folder = tmp_path / "locks"
+    leases = FileLeases(folder)
+
+    async def scenario() -> None:
+        earlier = FileLeases(folder)
+        async with earlier.hold("stale"):
+            pass
+        assert earlier._sweep is not None and await earlier._sweep == 0  # its own first sweep
+        _age(leases._path("stale"), leases.stale_after_s + 60)
+        async with leases.hold("another"):
+            assert leases._sweep is not None
+            assert await leases._sweep == 1
+        async with leases.hold("another"):  # the next sweep waits for sweep_every leases
+            pass
+        assert leases._leases == 2
+
+    asyncio.run(scenario())
+    assert [p.name for p in folder.iterdir()] == [leases._path("another").name]
+
+
+def test_a_lease_whose_file_a_sweep_removed_takes_the_new_file(tmp_path, monkeypatch, no_auto_sweeps):
+    """A sweep removes the file between the lease's open and its lock: the lease must not hold
+    the removed inode (another run would create a new file and hold it at the same time)."""
+    import brainstack.graphs.leases as leases_module
+
+    folder = tmp_path / "locks"
+    leases = FileLeases(folder)
+    real = leases_module._lock_file
+    locks: list[int] = []
+
+    def lock_after_a_sweep(fd: int) -> bool:
+        locks.append(fd)
+        if len(locks) == 1:
+            os.unlink(leases._path("t-1"))  # what a sweep does, just before this lock
+        return real(fd)
+
+    monkeypatch.setattr(leases_module, "_lock_file", lock_after_a_sweep)
+
+    async def scenario() -> None:
+        async with leases.hold("t-1"):
+            assert leases._path("t-1").exists() and len(locks) == 2  # locked again, the new file
+            with pytest.raises(ThreadBusyError):  # the file at the path is the one held
+                async with FileLeases(folder).hold("t-1"):
+                    pass
+
+    asyncio.run(scenario())
+
+
+def test_a_lease_briefly_locked_by_a_sweep_is_not_reported_busy(tmp_path, no_auto_sweeps):
+    import fcntl
+    import threading
+
+    leases = FileLeases(tmp_path / "locks")
+
+    async def scenario() -> None:
+        async with leases.hold("t-1"):
+            pass
+        path = leases._path("t-1")
+        fd = os.open(path, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a sweep at work on this file
+        threading.Timer(0.01, lambda: (os.unlink(path), os.close(fd))).start()
+        started = time.monotonic()
+        async with leases.hold("t-1"):
+            assert path.exists()
+        assert time.monotonic() - started < leases.busy_wait_s
+
+    asyncio.run(scenario())
+
+
 def test_an_unusable_lock_folder_is_a_backend_error(tmp_path):
     from brainstack.errors import BackendError
 
