@@ -303,14 +303,41 @@ class PostgresLeases:
             return self._conn
 
     async def _try_lock(self, key: int) -> tuple[Any, bool]:
+        import psycopg
+
         conn = await self._connection()
+        try:
+            return conn, await self._lock_on(conn, key)
+        except psycopg.OperationalError:
+            if not (conn.closed or conn.broken):
+                raise
+        # The server ended the connection since the last lease (a restart, an idle timeout): a
+        # dead connection holds no lock, so take the lease on a new one.
+        conn = await self._connection()
+        return conn, await self._lock_on(conn, key)
+
+    @staticmethod
+    async def _lock_on(conn: Any, key: int) -> bool:
         cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
         row = await cursor.fetchone()
-        return conn, bool(row and row[0])
+        return bool(row and row[0])
 
-    async def _unlock(self, conn: Any, key: int) -> None:
-        with contextlib.suppress(Exception):  # a lost connection has released it already
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    async def _unlock(self, conn: Any, key: int) -> bool:
+        """Give the lock back; False if it was no longer held (its connection ended)."""
+        try:
+            cursor = await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            row = await cursor.fetchone()
+        except Exception:  # a lost connection has released it already
+            return False
+        return bool(row and row[0])
+
+    async def _release(self, conn: Any, key: int, thread_id: str) -> None:
+        if not await self._unlock(conn, key):
+            log.warning(
+                "the lease on thread %r was lost during its run (its PostgreSQL connection ended); "
+                "another process may have run the thread meanwhile",
+                thread_id,
+            )
 
     @contextlib.asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
@@ -333,7 +360,7 @@ class PostgresLeases:
         try:
             yield
         finally:
-            await asyncio.shield(self._unlock(conn, key))  # runs to the end even if we are cancelled
+            await asyncio.shield(self._release(conn, key, thread_id))  # runs to the end if cancelled
 
     def _give_back(self, key: int) -> Any:
         def done(attempt: asyncio.Future[tuple[Any, bool]]) -> None:
@@ -372,7 +399,7 @@ class PostgresLeases:
             self._conn = None
 
 
-_background: set[asyncio.Task[None]] = set()
+_background: set[asyncio.Task[Any]] = set()
 """Unlocks scheduled for cancelled lease attempts (kept referenced until they finish)."""
 
 

@@ -381,3 +381,68 @@ def test_without_fcntl_the_file_lease_uses_msvcrt(monkeypatch, tmp_path):
 
     asyncio.run(scenario())
     assert calls == [("lock", 1), ("lock", 1), ("unlock", 1), ("lock", 1), ("unlock", 1)]
+
+
+async def _terminate_lease_session(postgres_url: str, leases) -> None:
+    """What a server restart or a NAT timeout does to the Runtime's lease connection."""
+    import psycopg
+
+    pid = (await leases._connection()).info.backend_pid
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_lease_connection_is_reopened_for_the_next_lease(postgres_url):
+    """The server dropped the lease connection between runs: the next lease reconnects instead
+    of failing once with a BackendError."""
+    from brainstack.graphs.leases import PostgresLeases
+
+    async def scenario() -> None:
+        leases = PostgresLeases(postgres_url, 10)
+        try:
+            thread = _thread()
+            async with leases.hold(thread):
+                pass
+            await _terminate_lease_session(postgres_url, leases)
+            async with leases.hold(thread):
+                assert await _try_elsewhere(postgres_url, thread) == "busy"  # really held
+        finally:
+            await leases.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_postgres_lease_lost_mid_run_is_reported_when_it_ends(postgres_url, caplog):
+    from brainstack.graphs.leases import PostgresLeases
+
+    async def scenario() -> str:
+        leases = PostgresLeases(postgres_url, 10)
+        thread = _thread()
+        try:
+            async with leases.hold(thread):
+                await _terminate_lease_session(postgres_url, leases)
+        finally:
+            await leases.close()
+        return thread
+
+    with caplog.at_level("WARNING", logger="brainstack.graphs.leases"):
+        thread = asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the lease on thread {thread!r} was lost during its run (its PostgreSQL connection "
+        "ended); another process may have run the thread meanwhile"
+    ]
+
+
+async def _try_elsewhere(postgres_url: str, thread: str) -> str:
+    from brainstack.graphs.leases import PostgresLeases
+
+    other = PostgresLeases(postgres_url, 10)
+    try:
+        async with other.hold(thread):
+            return "held"
+    except ThreadBusyError:
+        return "busy"
+    finally:
+        await other.close()
