@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     default): at every commit, so each checkpoint survives a power cut. ``normal`` (WAL mode):
     only at WAL checkpoints; a killed process still loses nothing and the file is never
     corrupted, but a power cut or OS crash may lose the last checkpoints. ``normal`` makes a
-    run ~2.5 ms faster here (benchmarks/RESULTS.md): worth it where runs are short and many."""
+    run ~2.4 ms faster here (benchmarks/RESULTS.md): worth it where runs are short and many."""
 
     memory: bool = True
     """Recall before routing and remember after each run (``BRAINSTACK_MEMORY=0`` turns it off)."""

@@ -19,11 +19,13 @@ processes (and other Runtimes on the same storage).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,21 +98,31 @@ class FileLeases:
     @contextlib.asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
         fd = await self._acquire(thread_id)
-        self._start_sweep()
+        file = _identity(fd)
+        with _held_lock:
+            _held.add(file)  # never swept while held, even where a lock is per process (NFS)
         try:
+            self._start_sweep()
             yield
         finally:
+            with _held_lock:
+                _held.discard(file)
             _unlock_file(fd)
             os.close(fd)  # (POSIX: closing alone releases the flock)
 
     async def _acquire(self, thread_id: str) -> int:
         path = self._path(thread_id)
+        posix = _posix_locks()  # (Windows never sweeps: the file at the path is always the one opened)
         deadline = time.monotonic() + self.busy_wait_s
         while True:
             fd = self._open(path)
             try:
                 locked = _lock_file(fd)
-                current = _same_file(fd, path)  # False: a sweep removed the file we opened
+                current = not posix or _same_file(fd, path)  # False: a sweep removed our file
+                inode = os.fstat(fd).st_ino
+            except OSError as exc:
+                os.close(fd)
+                raise BackendError(f"Cannot lock the thread lock file {path}: {exc.strerror}.") from exc
             except BaseException:
                 os.close(fd)
                 raise
@@ -118,11 +130,12 @@ class FileLeases:
                 return fd
             if locked:
                 _unlock_file(fd)
-            inode = os.fstat(fd).st_ino
             os.close(fd)
-            if current:
-                if not _posix_locks() or time.monotonic() >= deadline:
+            if not posix or time.monotonic() >= deadline:
+                if current or not posix:
                     raise _busy(thread_id, _flock_holder(inode))
+                raise BackendError(f"The thread lock file {path} keeps being replaced; try again.")
+            if current:  # (a removed file is opened again at once)
                 await asyncio.sleep(0.002)
 
     def _open(self, path: Path) -> int:
@@ -141,11 +154,25 @@ class FileLeases:
 
     def _start_sweep(self) -> None:
         self._leases += 1
-        if not self.sweep_every or (self._leases - 1) % self.sweep_every:
+        if not self.sweep_every or (self._leases - 1) % self.sweep_every or not _posix_locks():
             return
         if self._sweep is not None and not self._sweep.done():
             return
-        self._sweep = asyncio.get_running_loop().run_in_executor(None, self.sweep)
+        # A daemon thread, not the loop's executor: a process that ends (the CLI after one run)
+        # does not wait for a sweep, and one cut short leaves every file as it was or removed.
+        done: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+        def sweep() -> None:
+            try:
+                done.set_result(self.sweep())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        try:
+            threading.Thread(target=sweep, name="brainstack-lock-sweep", daemon=True).start()
+        except RuntimeError:  # no new threads (the interpreter is shutting down): sweep later
+            return
+        self._sweep = asyncio.wrap_future(done)
         self._sweep.add_done_callback(_log_sweep)
 
     def sweep(self, now: float | None = None) -> int:
@@ -178,7 +205,14 @@ class FileLeases:
                     path = Path(entry.path)
                     # Locked, so no run holds it and none can take it until it is gone; a run that
                     # opened it meanwhile finds it removed and opens the new one (see _acquire).
-                    if _lock_file(fd) and _same_file(fd, path) and os.fstat(fd).st_mtime <= cutoff:
+                    # (Where locks belong to the process, as on NFS, this process's own runs'
+                    # files would lock here too: _held keeps them.)
+                    if (
+                        _lock_file(fd)
+                        and _same_file(fd, path)
+                        and _identity(fd) not in _held
+                        and os.fstat(fd).st_mtime <= cutoff
+                    ):
                         os.unlink(path)
                         removed += 1
                 except OSError:
@@ -197,14 +231,23 @@ def _log_sweep(done: asyncio.Future[int]) -> None:
         log.debug("removed %d old thread lock files", removed)
 
 
+_held: set[tuple[int, int]] = set()
+"""(device, inode) of the lock files this process's leases hold."""
+_held_lock = threading.Lock()
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    opened = os.fstat(fd)
+    return opened.st_dev, opened.st_ino
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """Whether ``path`` still names the file open as ``fd`` (a sweep may have removed it)."""
     try:
         named = os.stat(path)
     except FileNotFoundError:
         return False
-    opened = os.fstat(fd)
-    return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
+    return (named.st_dev, named.st_ino) == _identity(fd)
 
 
 def _posix_locks() -> bool:
@@ -288,6 +331,9 @@ class PostgresLeases:
 
         async with self._opening:  # concurrent first leases share one connection
             if self._conn is None or self._conn.closed or self._conn.broken:
+                if self._conn is not None:  # broken: close it, so the server ends its session now
+                    with contextlib.suppress(Exception):
+                        await self._conn.close()
                 holder = _holder()
                 self._conn = await psycopg.AsyncConnection.connect(
                     self.url,

@@ -188,6 +188,70 @@ def test_a_lease_briefly_locked_by_a_sweep_is_not_reported_busy(tmp_path, no_aut
     asyncio.run(scenario())
 
 
+def test_a_sweep_spares_leases_of_its_own_process_where_locks_are_per_process(
+    tmp_path, monkeypatch, no_auto_sweeps
+):
+    """On NFS, flock is emulated with POSIX locks, which belong to the process: a sweep's lock
+    on a file this process's run holds would succeed, and closing it would drop the run's lock."""
+    import fcntl
+
+    import brainstack.graphs.leases as leases_module
+
+    def per_process_lock(fd: int) -> bool:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    monkeypatch.setattr(leases_module, "_lock_file", per_process_lock)
+    leases = FileLeases(tmp_path / "locks")
+
+    async def scenario() -> None:
+        async with leases.hold("old"):
+            pass
+        _age(leases._path("old"), leases.stale_after_s + 60)
+        async with leases.hold("old"):
+            assert leases.sweep() == 0 and leases._path("old").exists()
+        assert leases.sweep() == 1  # no longer held
+
+    asyncio.run(scenario())
+
+
+def test_a_lease_whose_sweep_cannot_start_is_still_released(tmp_path, monkeypatch):
+    def refuse(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("threading.Thread.start", refuse)
+    folder = tmp_path / "locks"
+
+    async def scenario() -> None:
+        leases = FileLeases(folder)
+        async with leases.hold("t-1"):
+            assert leases._sweep is None  # skipped: a sweep is best effort
+        monkeypatch.setattr(leases, "_start_sweep", lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            async with leases.hold("t-1"):
+                pass
+        async with FileLeases(folder).hold("t-1"):  # not leaked by either
+            pass
+
+    asyncio.run(scenario())
+
+
+def test_a_lock_file_that_keeps_vanishing_is_an_error_not_a_hang(tmp_path, monkeypatch, no_auto_sweeps):
+    from brainstack.errors import BackendError
+
+    monkeypatch.setattr("brainstack.graphs.leases._same_file", lambda fd, path: False)
+
+    async def scenario() -> None:
+        async with FileLeases(tmp_path / "locks").hold("t-1"):
+            pass
+
+    with pytest.raises(BackendError, match="keeps being replaced"):
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
 def test_an_unusable_lock_folder_is_a_backend_error(tmp_path):
     from brainstack.errors import BackendError
 
