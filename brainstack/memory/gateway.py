@@ -10,6 +10,7 @@ run goes on without it: memory never costs a run its answer or its checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -363,38 +364,39 @@ class MemoryGateway:
     # -- remember ------------------------------------------------------------------------------
 
     async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
-        """Write what this run should leave behind; failures are recorded, never raised."""
-        return await asyncio.to_thread(self._remember, state, thread_id)
+        """Write what this run should leave behind; failures are recorded, never raised.
 
-    def _remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
+        The layers share nothing, so they are written at the same time, each on a worker thread:
+        the working memory (preferences, then session facts), the episode, and the skill. What a
+        layer fails to write is listed in ``degraded`` (in that order); the others are written all
+        the same. Returns once every layer is done.
+        """
         user_id = state.get("user_id") or "default"
-        task = state.get("task", "")
-        route = state.get("route") or {}
-        answer = state.get("answer", "")
-        review = state.get("review") or {}
-        approval = (state.get("approval") or {}).get("status")
-        # A group chat that ran out of rounds without its termination word reached no decision:
-        # its episode says so, and it neither teaches nor reinforces a skill.
-        agreed = review.get("agreed") is not False
-        succeeded = (
-            review.get("status", "ok") in ("ok", "retried")
-            and bool(answer)
-            and approval != "rejected"
-            and agreed
-        )
+        with contextlib.suppress(Exception):  # opened here, not by two layers at once; a failure
+            self.embedder  # noqa: B018 - is reported by the layers that need it
+        jobs: list[Callable[[], _Written]] = [
+            lambda: self._remember_working(state, user_id, thread_id),
+            lambda: self._remember_episode(state, user_id, thread_id),
+            lambda: self._remember_skill(state, thread_id),
+        ]
+        outcomes = await asyncio.gather(*(asyncio.to_thread(job) for job in jobs), return_exceptions=True)
         write: dict[str, Any] = {"degraded": []}
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):  # a bug, not a layer failing: raised as before,
+                raise outcome  # once the other layers are done
+            fields, degraded = outcome
+            write.update(fields)
+            write["degraded"] += degraded
+        return MemoryWrite(**write)
 
-        def attempt(layer: str, fn: Callable[[], Any]) -> Any:
-            try:
-                return fn()
-            except Exception as exc:
-                write["degraded"].append(f"{layer}: {_describe(exc)}")
-                return None
-
-        # Personal data is masked in everything written below, as the episode store masks episodes:
-        # working memory is shared by the user's sessions (and, with Redis, machines), and learned
-        # skills by every user. Masked before anything is cut, so no cut address escapes.
-        masked_task = mask_pii(task)
+    def _remember_working(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
+        """Preferences the task states (for the user) and this run's facts (for the session)."""
+        written: dict[str, Any] = {}
+        attempt = _Attempts()
+        # Personal data is masked in everything written here, as the episode store masks episodes:
+        # working memory is shared by the user's sessions (and, with Redis, machines). Masked before
+        # anything is cut, so no cut address escapes.
+        masked_task = mask_pii(state.get("task", ""))
         preferences = stated_preferences(masked_task)
         if preferences:
 
@@ -404,8 +406,9 @@ class MemoryGateway:
                 self.working.set("user", user_id, PREFERENCES_KEY, merged[-MAX_PREFERENCES:])
                 return {PREFERENCES_KEY: merged[-MAX_PREFERENCES:]}
 
-            write["preferences"] = attempt("working", store_preferences) or {}
+            written["preferences"] = attempt("working", store_preferences) or {}
 
+        route = state.get("route") or {}
         session = {"last_task": _clip(masked_task, 120), "last_route": route.get("target", "")}
 
         def store_session() -> bool:
@@ -414,21 +417,34 @@ class MemoryGateway:
             return True
 
         if attempt("working", store_session):
-            write["session"] = session
+            written["session"] = session
+        return written, attempt.degraded
 
-        speakers = state.get("speakers") or []
-        summary = _clip(mask_pii(" ".join(answer.split())), 400)  # mask, then clip: a cut address escapes
-        text = f"{task}\n→ {route.get('target', '?')} ({', '.join(speakers) or 'no agent'}): {summary}"
-        metadata = {
-            "thread_id": thread_id,
-            "route": route.get("target", ""),
-            "kind": route.get("kind", ""),
-            "speakers": speakers,
-            "outcome": _outcome(approval or review.get("status", "ok"), agreed),
-            "task": _clip(masked_task, 500),
-        }
-        write["episode_id"] = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
+    def _remember_episode(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
+        """The run as one episode of the user's (the episode store masks it)."""
+        attempt = _Attempts()
+        text, metadata = _episode(state, thread_id)
+        episode_id = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
+        return {"episode_id": episode_id}, attempt.degraded
 
+    def _remember_skill(self, state: dict[str, Any], thread_id: str) -> _Written:
+        """After a successful run: reinforce the skills it followed, or learn its procedure.
+
+        A group chat that ran out of rounds without its termination word reached no decision: it
+        neither teaches nor reinforces a skill.
+        """
+        task = state.get("task", "")
+        route = state.get("route") or {}
+        approval = (state.get("approval") or {}).get("status")
+        review = state.get("review") or {}
+        succeeded = (
+            review.get("status", "ok") in ("ok", "retried")
+            and bool(state.get("answer", ""))
+            and approval != "rejected"
+            and review.get("agreed") is not False
+        )
+        written: dict[str, Any] = {}
+        attempt = _Attempts()
         recalled = [s.get("name") for s in (state.get("memory") or {}).get("skills", [])]
         if succeeded and recalled:
             # The run followed a recalled skill: reinforce it rather than learn a near-copy.
@@ -439,8 +455,10 @@ class MemoryGateway:
 
             reinforced = attempt("procedural", reinforce)
             if reinforced:
-                write["skill"], write["skill_created"] = reinforced
+                written["skill"], written["skill_created"] = reinforced
         elif succeeded and (steps := _procedure(state)):
+            # Learned skills are shared by every user: the description is masked (before it is cut)
+            # like everything else the skill store writes.
             learned = attempt(
                 "procedural",
                 lambda: self.skills.learn(
@@ -448,13 +466,53 @@ class MemoryGateway:
                     route=route.get("target", "general"),
                     steps=steps,
                     description=f"Learned from a successful {route.get('kind', 'run')}: "
-                    + _clip(masked_task, 200),
+                    + _clip(mask_pii(task), 200),
                     thread_id=thread_id,
                 ),
             )
             if learned:
-                write["skill"], write["skill_created"] = learned
-        return MemoryWrite(**write)
+                written["skill"], written["skill_created"] = learned
+        return written, attempt.degraded
+
+
+_Written = tuple[dict[str, Any], list[str]]
+"""What one layer wrote (``MemoryWrite`` fields), and what it failed to write."""
+
+
+class _Attempts:
+    """Runs a layer's writes; a write that fails is described in ``degraded``, not raised."""
+
+    def __init__(self) -> None:
+        self.degraded: list[str] = []
+
+    def __call__(self, layer: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            self.degraded.append(f"{layer}: {_describe(exc)}")
+            return None
+
+
+def _episode(state: dict[str, Any], thread_id: str) -> tuple[str, dict[str, Any]]:
+    """The episode ``remember`` writes for a run: its text and metadata (the store masks both)."""
+    task = state.get("task", "")
+    route = state.get("route") or {}
+    answer = state.get("answer", "")
+    review = state.get("review") or {}
+    approval = (state.get("approval") or {}).get("status")
+    speakers = state.get("speakers") or []
+    summary = _clip(mask_pii(" ".join(answer.split())), 400)  # mask, then clip: a cut address escapes
+    text = f"{task}\n→ {route.get('target', '?')} ({', '.join(speakers) or 'no agent'}): {summary}"
+    metadata = {
+        "thread_id": thread_id,
+        "route": route.get("target", ""),
+        "kind": route.get("kind", ""),
+        "speakers": speakers,
+        # A group chat that ran out of rounds without its termination word reached no decision.
+        "outcome": _outcome(approval or review.get("status", "ok"), review.get("agreed") is not False),
+        "task": _clip(mask_pii(task), 500),
+    }
+    return text, metadata
 
 
 def _outcome(status: str, agreed: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -218,7 +219,7 @@ def test_only_an_agreed_group_chat_learns_a_skill(settings, embedder, agreed, ou
         "transcript": turns,
         "review": {"status": "ok", "stop_reason": "Maximum number of messages 4 reached", "agreed": agreed},
     }
-    written = gateway._remember(state, "t-move")
+    written = asyncio.run(gateway.remember(state, "t-move"))
     assert written.episode_id and not written.degraded
     assert (written.skill is not None) is agreed
     assert gateway.episodes.search("ada", task, k=1)[0].metadata["outcome"] == outcome
