@@ -95,7 +95,7 @@ def create_router_graph(
         graph.add_node("approve", timed("approve", Approve()))
         graph.add_edge("approve", finish)
         ends["approve"] = "approve"
-    graph.add_conditional_edges("review", AfterReview(approval), ends)
+    graph.add_conditional_edges("review", AfterReview(approval, memory), ends)
     return graph
 
 

@@ -203,10 +203,16 @@ class Review:
 
 class AfterReview:
     """Back to an agent when review asked for it; to ``approve`` when the route needs a human;
-    otherwise on to ``remember``."""
+    otherwise on to ``remember``.
 
-    def __init__(self, approval_routes: Iterable[str] = ()) -> None:
+    ``memory``: on the way to ``remember`` (the answer is final), its episode starts embedding
+    now (:meth:`~brainstack.memory.gateway.MemoryGateway.prefetch_episode`), while the graph
+    checkpoints review's step.
+    """
+
+    def __init__(self, approval_routes: Iterable[str] = (), memory: MemoryGateway | None = None) -> None:
         self.approval_routes = set(approval_routes)
+        self.memory = memory
 
     def __call__(self, state: RouterState) -> str:
         review = state.get("review") or {}
@@ -215,6 +221,8 @@ class AfterReview:
         target = (state.get("route") or {}).get("target")
         if target in self.approval_routes and review.get("status") != "failed":
             return "approve"
+        if self.memory is not None:
+            self.memory.prefetch_episode(dict(state))
         return "remember"
 
 

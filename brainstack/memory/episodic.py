@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from brainstack.errors import BackendError, ConfigurationError, translate
 from brainstack.memory.embeddings import query_embedding
 from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
@@ -31,7 +33,7 @@ from brainstack.memory.pii import mask_pii, mask_value
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
 
-__all__ = ["Episode", "EpisodicMemory", "open_chroma"]
+__all__ = ["Episode", "EpisodicMemory", "episode_document", "open_chroma"]
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 MAX_TEXT_CHARS = 4000
@@ -56,6 +58,11 @@ class Episode:
     """Cosine similarity to the query, when the dense ranking found it."""
     keyword_score: float | None = None
     """BM25 score, when the keyword ranking found it."""
+
+
+def episode_document(text: str) -> str:
+    """What the store keeps of an episode's text, and embeds: masked, then cut to ``MAX_TEXT_CHARS``."""
+    return mask_pii(text.strip())[:MAX_TEXT_CHARS]
 
 
 def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> Any:
@@ -155,9 +162,21 @@ class EpisodicMemory:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add(self, user_id: str, text: str, metadata: Mapping[str, Any] | None = None) -> str:
-        """Store one episode for ``user_id``; returns its id."""
-        return self.add_many(user_id, [(text, metadata)])[0]
+    def add(
+        self,
+        user_id: str,
+        text: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        embedding: Any = None,
+    ) -> str:
+        """Store one episode for ``user_id``; returns its id.
+
+        ``embedding``: the vector of :func:`episode_document` of ``text`` from this memory's
+        embedder, when it was computed ahead (otherwise it is computed here).
+        """
+        embeddings = None if embedding is None else np.asarray(embedding).reshape(1, -1)
+        return self.add_many(user_id, [(text, metadata)], embeddings=embeddings)[0]
 
     def add_many(
         self,
@@ -168,8 +187,9 @@ class EpisodicMemory:
     ) -> list[str]:
         """Store several episodes at once (one embedding batch, one write).
 
-        ``embeddings`` (one row per item, from this memory's embedder, of the masked text) skips
-        the embedding step — for bulk imports that already have them.
+        ``embeddings`` (one row per item, from this memory's embedder, of each text's
+        :func:`episode_document`) skips the embedding step — for bulk imports that already have
+        them, and for an episode embedded ahead.
         """
         if not items:
             return []
@@ -178,7 +198,7 @@ class EpisodicMemory:
         for text, metadata in items:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("an episode needs non-empty text")
-            texts.append(mask_pii(text.strip())[:MAX_TEXT_CHARS])
+            texts.append(episode_document(text))
             metadatas.append(_clean_metadata(metadata, user_id, now))
         ids = [uuid.uuid4().hex for _ in texts]
         vectors = self.embedder.embed(texts) if embeddings is None else embeddings

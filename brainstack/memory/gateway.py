@@ -16,7 +16,9 @@ import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +61,9 @@ EPISODE_MIN_DENSE = 0.35
 keyword with at least ``EPISODE_MIN_KEYWORD_DENSE``."""
 EPISODE_MIN_KEYWORD_DENSE = 0.15
 PASSAGE_MIN_SCORE = 0.4
+EPISODES_AHEAD = 8
+"""Episodes embedded ahead (:meth:`MemoryGateway.prefetch_episode`) and not yet written, at most
+(the oldest unclaimed go first)."""
 PREFERENCES_KEY = "stated_preferences"
 MAX_PREFERENCES = 5
 MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
@@ -209,6 +214,8 @@ class MemoryGateway:
         self._skills = skills
         self._chroma: Any = None
         self._lock = threading.Lock()
+        self._ahead: OrderedDict[str, Future[Any]] = OrderedDict()
+        self._ahead_lock = threading.Lock()
 
     # -- layers (opened on first use) ----------------------------------------------------------
 
@@ -363,6 +370,45 @@ class MemoryGateway:
 
     # -- remember ------------------------------------------------------------------------------
 
+    def prefetch_episode(self, state: dict[str, Any]) -> None:
+        """Start embedding the episode :meth:`remember` will write for ``state`` on a worker thread:
+        ``remember`` then waits for that vector instead of computing it.
+
+        The graph calls it when review has accepted the final answer and remember comes next, so
+        the embedding (the most of remember's time) runs while that step is checkpointed. Nothing
+        is opened for it: without an episode store already open it does nothing, and a failed
+        embedding is computed again (and reported) by ``remember``.
+        """
+        from brainstack.memory.episodic import episode_document
+
+        episodes = self._episodes
+        if episodes is None:
+            return
+        try:
+            document = episode_document(_episode_text(state))
+        except Exception:  # a state remember cannot describe either: it reports that itself
+            return
+        with self._ahead_lock:
+            if document in self._ahead:
+                return
+            while len(self._ahead) >= EPISODES_AHEAD:
+                self._ahead.popitem(last=False)
+            self._ahead[document] = _ahead_pool().submit(episodes.embedder.embed, [document])
+
+    def _embedded_ahead(self, text: str) -> Any:
+        """The vector :meth:`prefetch_episode` computed for the episode ``text`` (taken: each is
+        used once), or ``None`` when there is none or it failed."""
+        from brainstack.memory.episodic import episode_document
+
+        with self._ahead_lock:
+            ahead = self._ahead.pop(episode_document(text), None)
+        if ahead is None:
+            return None
+        try:
+            return ahead.result()[0]
+        except Exception:  # computed again by the store, which reports what fails
+            return None
+
     async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
         """Write what this run should leave behind; failures are recorded, never raised.
 
@@ -423,8 +469,11 @@ class MemoryGateway:
     def _remember_episode(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
         """The run as one episode of the user's (the episode store masks it)."""
         attempt = _Attempts()
-        text, metadata = _episode(state, thread_id)
-        episode_id = attempt("episodic", lambda: self.episodes.add(user_id, text, metadata))
+        text, metadata = _episode_text(state), _episode_metadata(state, thread_id)
+        episode_id = attempt(
+            "episodic",
+            lambda: self.episodes.add(user_id, text, metadata, embedding=self._embedded_ahead(text)),
+        )
         return {"episode_id": episode_id}, attempt.degraded
 
     def _remember_skill(self, state: dict[str, Any], thread_id: str) -> _Written:
@@ -493,26 +542,40 @@ class _Attempts:
             return None
 
 
-def _episode(state: dict[str, Any], thread_id: str) -> tuple[str, dict[str, Any]]:
-    """The episode ``remember`` writes for a run: its text and metadata (the store masks both)."""
-    task = state.get("task", "")
+def _episode_text(state: dict[str, Any]) -> str:
+    """The text of the episode ``remember`` writes for a run (the store masks it)."""
     route = state.get("route") or {}
-    answer = state.get("answer", "")
+    speakers = ", ".join(state.get("speakers") or []) or "no agent"
+    summary = _clip(mask_pii(" ".join(state.get("answer", "").split())), 400)  # masked before it is cut
+    return f"{state.get('task', '')}\n→ {route.get('target', '?')} ({speakers}): {summary}"
+
+
+def _episode_metadata(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
+    """The metadata of the episode ``remember`` writes for a run (the store masks it)."""
+    route = state.get("route") or {}
     review = state.get("review") or {}
     approval = (state.get("approval") or {}).get("status")
-    speakers = state.get("speakers") or []
-    summary = _clip(mask_pii(" ".join(answer.split())), 400)  # mask, then clip: a cut address escapes
-    text = f"{task}\n→ {route.get('target', '?')} ({', '.join(speakers) or 'no agent'}): {summary}"
-    metadata = {
+    return {
         "thread_id": thread_id,
         "route": route.get("target", ""),
         "kind": route.get("kind", ""),
-        "speakers": speakers,
+        "speakers": state.get("speakers") or [],
         # A group chat that ran out of rounds without its termination word reached no decision.
         "outcome": _outcome(approval or review.get("status", "ok"), review.get("agreed") is not False),
-        "task": _clip(mask_pii(task), 500),
+        "task": _clip(mask_pii(state.get("task", "")), 500),
     }
-    return text, metadata
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _ahead_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="brainstack-episode-ahead")
+        return _pool
 
 
 def _outcome(status: str, agreed: bool) -> str:

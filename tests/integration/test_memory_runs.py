@@ -267,3 +267,45 @@ def test_cli_forget_with_a_layer_down_reports_what_it_deleted_and_what_failed(en
     assert forgot.returncode == 1
     assert forgot.stdout == f"Forgot user {user!r}: 0 working-memory key(s).\n"
     assert forgot.stderr.startswith("brainstack: episodic memory not deleted: The Chroma backend")
+
+
+class CountingEmbedder:
+    """The session's MiniLM, noting each text it embeds and on which thread."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.calls: list[tuple[str, str]] = []
+
+    def embed(self, texts):
+        import threading
+
+        self.calls += [(text, threading.current_thread().name) for text in texts]
+        return self.inner.embed(texts)
+
+    def embed_one(self, text):
+        return self.embed([text])[0]
+
+    embed_query = embed_one
+
+
+def test_a_run_embeds_its_episode_once_ahead_of_remember_and_stores_that_vector(settings, embedder):
+    import numpy as np
+
+    from brainstack.memory.episodic import episode_document
+
+    counting = CountingEmbedder(embedder)
+    runtime = Runtime(settings, embedder=counting)
+    result = runtime.run("How should we price the launch? Mail ada@example.com the plan.", user_id="ada")
+    assert result.remembered.episode_id and not result.remembered.degraded
+
+    episodes = runtime.memory.episodes
+    stored = episodes._collection("ada", create=False).get(
+        ids=[result.remembered.episode_id], include=["documents", "embeddings"]
+    )
+    [document] = stored["documents"]
+    assert document == episode_document(document) and "ada@example.com" not in document
+    threads = [thread for text, thread in counting.calls if text == document]
+    assert len(threads) == 1 and threads[0].startswith("brainstack-episode-ahead")  # once, ahead
+    np.testing.assert_array_equal(stored["embeddings"][0], embedder.embed([document])[0])
+    assert not runtime.memory._ahead
+    runtime.close()

@@ -7,13 +7,33 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
-from brainstack.memory.gateway import MemoryGateway
+from brainstack.graphs.nodes import AfterReview
+from brainstack.memory.episodic import episode_document
+from brainstack.memory.gateway import EPISODES_AHEAD, MemoryGateway
 from brainstack.memory.working import InProcessWorkingMemory
 
 TASK = "I prefer short answers. How do we reach ada@example.com's team faster?"
 MASKED_TASK = "I prefer short answers. How do we reach [email]'s team faster?"
+
+
+class Embedder:
+    """Counts what it embeds (on which thread); fails the first ``failures`` calls."""
+
+    name, dim = "counting", 4
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.calls: list[tuple[list[str], str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append((list(texts), threading.current_thread().name))
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the model is busy")
+        return np.array([[len(t), 1.0, 2.0, len(self.calls)] for t in texts], dtype=np.float32)
 
 
 class Episodes:
@@ -21,12 +41,15 @@ class Episodes:
 
     def __init__(self, before: Any = None) -> None:
         self.before = before
+        self.embedder = Embedder()
         self.added: list[tuple[str, str, dict[str, Any]]] = []
+        self.embeddings: list[Any] = []
 
-    def add(self, user_id: str, text: str, metadata: dict[str, Any]) -> str:
+    def add(self, user_id: str, text: str, metadata: dict[str, Any], *, embedding: Any = None) -> str:
         if self.before:
             self.before()
         self.added.append((user_id, text, dict(metadata)))
+        self.embeddings.append(embedding)
         return f"episode-{len(self.added)}"
 
 
@@ -170,3 +193,84 @@ def test_only_a_successful_run_reinforces_its_skill(settings, changes, learns):
     written = asyncio.run(gateway.remember(_state(**changes), "t-6"))
     assert bool(gateway.skills.successes) is learns  # type: ignore[attr-defined]
     assert (written.skill is not None) is learns
+
+
+# -- the episode embedded ahead (prefetch_episode) ------------------------------------------------
+
+
+def test_an_episode_embedded_ahead_is_written_with_that_vector_and_not_embedded_again(settings):
+    gateway = _gateway(settings)
+    episodes = gateway.episodes
+    gateway.prefetch_episode(_state())
+    gateway.prefetch_episode(_state())  # the same episode again: one embedding
+    written = asyncio.run(gateway.remember(_state(), "t-7"))
+
+    [(_, text, _)] = episodes.added  # type: ignore[attr-defined]
+    [(texts, thread)] = episodes.embedder.calls  # type: ignore[attr-defined]
+    assert texts == [episode_document(text)]  # what the store keeps: masked
+    assert "ada@example.com" not in texts[0]
+    assert thread.startswith("brainstack-episode-ahead")
+    [embedding] = episodes.embeddings  # type: ignore[attr-defined]
+    assert embedding.tolist() == [len(texts[0]), 1.0, 2.0, 1.0]
+    assert written.episode_id == "episode-1" and not written.degraded
+    assert not gateway._ahead  # taken
+
+
+def test_an_episode_that_changed_since_is_embedded_by_the_store(settings):
+    gateway = _gateway(settings)
+    gateway.prefetch_episode(_state(answer="A first draft."))
+    asyncio.run(gateway.remember(_state(answer="The final answer."), "t-8"))
+    assert gateway.episodes.embeddings == [None]  # type: ignore[attr-defined]
+    assert len(gateway._ahead) == 1  # the draft's, dropped once EPISODES_AHEAD newer ones come
+
+
+def test_a_failed_embedding_ahead_leaves_the_embedding_to_the_store(settings):
+    gateway = _gateway(settings)
+    gateway.episodes.embedder.failures = 1  # type: ignore[attr-defined]
+    gateway.prefetch_episode(_state())
+    written = asyncio.run(gateway.remember(_state(), "t-9"))
+    assert gateway.episodes.embeddings == [None]  # type: ignore[attr-defined]
+    assert written.episode_id == "episode-1" and not written.degraded
+
+
+def test_embedding_ahead_keeps_the_newest_episodes(settings):
+    gateway = _gateway(settings)
+    for n in range(EPISODES_AHEAD + 3):
+        gateway.prefetch_episode(_state(answer=f"answer {n}"))
+    kept = [document.rsplit(": ", 1)[-1] for document in gateway._ahead]
+    assert kept == [f"answer {n}" for n in range(3, EPISODES_AHEAD + 3)]
+
+
+def test_embedding_ahead_opens_no_store_and_ignores_a_state_it_cannot_describe(settings):
+    gateway = MemoryGateway(settings, embedder=Embedder())  # type: ignore[arg-type]
+    gateway.prefetch_episode(_state())
+    assert gateway._episodes is None and gateway._chroma is None and not gateway._ahead
+    gateway = _gateway(settings)
+    gateway.prefetch_episode(_state(answer=None))  # remember itself reports such a state
+    assert not gateway._ahead
+
+
+class Ahead:
+    def __init__(self) -> None:
+        self.states: list[dict[str, Any]] = []
+
+    def prefetch_episode(self, state: dict[str, Any]) -> None:
+        self.states.append(state)
+
+
+@pytest.mark.parametrize(
+    ("review", "route", "goes_to", "prefetched"),
+    [
+        ({"status": "ok"}, "marketing", "remember", True),
+        ({"status": "failed"}, "marketing", "remember", True),
+        ({"status": "retried", "next": "specialist_marketing"}, "marketing", "specialist_marketing", False),
+        ({"status": "ok"}, "finance", "approve", False),  # the human may still change the answer
+        ({"status": "failed"}, "finance", "remember", True),
+    ],
+)
+def test_the_episode_is_embedded_ahead_only_on_the_way_to_remember(review, route, goes_to, prefetched):
+    memory = Ahead()
+    state = _state(review=review, route={"target": route, "kind": "specialist"})
+    assert AfterReview(["finance"], memory)(state) == goes_to  # type: ignore[arg-type]
+    assert memory.states == ([state] if prefetched else [])
+    assert AfterReview(["finance"])(state) == goes_to  # memory off: nothing to embed
