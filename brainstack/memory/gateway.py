@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -393,7 +394,7 @@ class MemoryGateway:
                 return
             while len(self._ahead) >= EPISODES_AHEAD:
                 self._ahead.popitem(last=False)
-            self._ahead[document] = _ahead_pool().submit(episodes.embedder.embed, [document])
+            self._ahead[document] = _pool().submit(episodes.embedder.embed, [document])
 
     def _embedded_ahead(self, text: str) -> Any:
         """The vector :meth:`prefetch_episode` computed for the episode ``text`` (taken: each is
@@ -402,7 +403,7 @@ class MemoryGateway:
 
         with self._ahead_lock:
             ahead = self._ahead.pop(episode_document(text), None)
-        if ahead is None:
+        if ahead is None or ahead.cancel():  # still waiting for a thread: quicker to embed it now
             return None
         try:
             return ahead.result()[0]
@@ -412,25 +413,33 @@ class MemoryGateway:
     async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
         """Write what this run should leave behind; failures are recorded, never raised.
 
-        The layers share nothing, so they are written at the same time, each on a worker thread:
-        the working memory (preferences, then session facts), the episode, and the skill. What a
-        layer fails to write is listed in ``degraded`` (in that order); the others are written all
-        the same. Returns once every layer is done.
+        The layers share nothing, so they are written at the same time: the episode (its embedding
+        and the store's write, most of the time) on one worker thread, the working memory
+        (preferences, then session facts) and the skill on another. What a layer fails to write is
+        listed in ``degraded`` (in that order); the others are written all the same. Returns once
+        every layer is done.
         """
+        return await asyncio.to_thread(self._remember, state, thread_id)
+
+    def _remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
         user_id = state.get("user_id") or "default"
         with contextlib.suppress(Exception):  # opened here, not by two layers at once; a failure
             self.embedder  # noqa: B018 - is reported by the layers that need it
-        jobs: list[Callable[[], _Written]] = [
-            lambda: self._remember_working(state, user_id, thread_id),
-            lambda: self._remember_episode(state, user_id, thread_id),
-            lambda: self._remember_skill(state, thread_id),
-        ]
-        outcomes = await asyncio.gather(*(asyncio.to_thread(job) for job in jobs), return_exceptions=True)
+
+        def others() -> tuple[_Written, _Written]:
+            return self._remember_working(state, user_id, thread_id), self._remember_skill(state, thread_id)
+
+        # The short writes go to the pool, the long one stays here: they are usually done when it
+        # is, so the loop is woken once, as when the layers were written one after another.
+        meanwhile = _pool().submit(others)
+        try:
+            episode = self._remember_episode(state, user_id, thread_id)
+        except BaseException:  # a bug, not a layer failing: raised once the other layers are done
+            wait([meanwhile])
+            raise
+        working, skill = meanwhile.result()
         write: dict[str, Any] = {"degraded": []}
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):  # a bug, not a layer failing: raised as before,
-                raise outcome  # once the other layers are done
-            fields, degraded = outcome
+        for fields, degraded in (working, episode, skill):
             write.update(fields)
             write["degraded"] += degraded
         return MemoryWrite(**write)
@@ -566,16 +575,19 @@ def _episode_metadata(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
     }
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+_workers: ThreadPoolExecutor | None = None
+_workers_lock = threading.Lock()
 
 
-def _ahead_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="brainstack-episode-ahead")
-        return _pool
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the gateway's own background work (episodes embedded ahead, the short layer
+    writes while remember writes the episode), sized like asyncio's default executor."""
+    global _workers
+    with _workers_lock:
+        if _workers is None:
+            workers = min(32, (os.cpu_count() or 1) + 4)
+            _workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="brainstack-memory")
+        return _workers
 
 
 def _outcome(status: str, agreed: bool) -> str:

@@ -305,7 +305,7 @@ def test_a_run_embeds_its_episode_once_ahead_of_remember_and_stores_that_vector(
     [document] = stored["documents"]
     assert document == episode_document(document) and "ada@example.com" not in document
     threads = [thread for text, thread in counting.calls if text == document]
-    assert len(threads) == 1 and threads[0].startswith("brainstack-episode-ahead")  # once, ahead
+    assert len(threads) == 1 and threads[0].startswith("brainstack-memory")  # once, ahead
     np.testing.assert_array_equal(stored["embeddings"][0], embedder.embed([document])[0])
     assert not runtime.memory._ahead
     runtime.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -123,28 +124,28 @@ def test_each_layer_gets_what_remember_always_wrote(settings):
     assert gateway.working.items("session", "t-1") == written.session
 
 
-def test_the_layers_are_written_at_the_same_time(settings):
-    """Each layer waits for the other two to start: written one after another, they would time out."""
-    barrier = threading.Barrier(3, timeout=10)
-    met: list[str] = []
+def test_the_episode_is_written_while_the_working_memory_and_the_skill_are(settings):
+    """The episode's write waits for the other two layers' writes to start, and they for it:
+    written one after another, the first would time out."""
+    started = {layer: threading.Event() for layer in ("working", "episodic", "procedural")}
 
-    def meet(layer: str) -> Any:
+    def meet(layer: str, *others: str) -> Any:
         def wait() -> None:
-            if layer not in met:  # the working memory writes twice: only its first write waits
-                met.append(layer)
-                barrier.wait()
+            started[layer].set()
+            for other in others:
+                if not started[other].wait(timeout=10):
+                    raise TimeoutError(f"{layer} waited for {other}")
 
         return wait
 
     gateway = _gateway(
         settings,
-        working=Working(meet("working")),
-        episodes=Episodes(meet("episodic")),
-        skills=Skills(meet("procedural")),
+        working=Working(meet("working", "episodic")),
+        episodes=Episodes(meet("episodic", "working", "procedural")),
+        skills=Skills(meet("procedural", "episodic")),
     )
     written = asyncio.run(gateway.remember(_state(), "t-2"))
     assert written.degraded == []
-    assert sorted(met) == ["episodic", "procedural", "working"]
     assert written.episode_id and written.skill and written.session
 
 
@@ -209,7 +210,7 @@ def test_an_episode_embedded_ahead_is_written_with_that_vector_and_not_embedded_
     [(texts, thread)] = episodes.embedder.calls  # type: ignore[attr-defined]
     assert texts == [episode_document(text)]  # what the store keeps: masked
     assert "ada@example.com" not in texts[0]
-    assert thread.startswith("brainstack-episode-ahead")
+    assert thread.startswith("brainstack-memory")  # ahead, not in remember
     [embedding] = episodes.embeddings  # type: ignore[attr-defined]
     assert embedding.tolist() == [len(texts[0]), 1.0, 2.0, 1.0]
     assert written.episode_id == "episode-1" and not written.degraded
@@ -231,6 +232,21 @@ def test_a_failed_embedding_ahead_leaves_the_embedding_to_the_store(settings):
     written = asyncio.run(gateway.remember(_state(), "t-9"))
     assert gateway.episodes.embeddings == [None]  # type: ignore[attr-defined]
     assert written.episode_id == "episode-1" and not written.degraded
+
+
+def test_an_embedding_still_waiting_for_a_thread_is_cancelled_and_done_by_the_store(settings, monkeypatch):
+    import brainstack.memory.gateway as gateway_module
+
+    busy = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=1)
+    pool.submit(busy.wait, 10)  # the pool's one thread is taken
+    monkeypatch.setattr(gateway_module, "_workers", pool)
+    gateway = _gateway(settings, episodes=Episodes(busy.set))
+    gateway.prefetch_episode(_state())
+    written = asyncio.run(gateway.remember(_state(), "t-10"))
+    pool.shutdown()
+    assert gateway.episodes.embeddings == [None] and gateway.episodes.embedder.calls == []  # type: ignore[attr-defined]
+    assert written.episode_id == "episode-1" and written.session and not written.degraded
 
 
 def test_embedding_ahead_keeps_the_newest_episodes(settings):
