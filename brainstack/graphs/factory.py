@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from brainstack.graphs.router import SemanticRouter
     from brainstack.memory.gateway import MemoryGateway
 
-__all__ = ["create_router_graph"]
+__all__ = ["create_router_graph", "embedding_ahead"]
 
 Node = Callable[[RouterState], Any]
 
@@ -61,12 +61,17 @@ def create_router_graph(
         graph.add_node("recall", first("recall", Recall(memory)))
     route = Route(agents, router, provider)
     graph.add_node("route", timed("route", route) if memory is not None else first("route", route))
+    approval = settings.approval_routes if settings.approval else ()
+    # A human may still change an approved route's answer: its episode is embedded by remember.
+    ahead = {name: memory if name not in approval else None for name in [*agents.agents, GROUP_CHAT]}
     targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
         node = node_name(name)
-        graph.add_node(node, timed(node, Specialist(name, spec, provider, settings)))
+        specialist = Specialist(name, spec, provider, settings)
+        graph.add_node(node, embedding_ahead(timed(node, specialist), ahead[name]))
         targets[node] = node
-    graph.add_node(GROUP_CHAT, timed(GROUP_CHAT, GroupChat(agents.group_chat, provider, settings)))
+    group_chat = GroupChat(agents.group_chat, provider, settings)
+    graph.add_node(GROUP_CHAT, embedding_ahead(timed(GROUP_CHAT, group_chat), ahead[GROUP_CHAT]))
     targets[GROUP_CHAT] = GROUP_CHAT
     graph.add_node("review", timed("review", Review(agents.default_agent)))
     finish = "remember" if memory is not None else END
@@ -81,7 +86,6 @@ def create_router_graph(
     for target in agents.agents:
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
-    approval = settings.approval_routes if settings.approval else ()
     unknown = set(approval) - {*agents.agents, GROUP_CHAT}
     if unknown:
         from brainstack.errors import ConfigurationError
@@ -113,5 +117,28 @@ def timed(name: str, node: Node) -> Any:  # Any: LangGraph's node protocols don'
         return {**update, "timings": timings}
 
     run.__name__ = run.__qualname__ = name
+    run.__doc__ = getattr(node, "__doc__", None)
+    return run
+
+
+def embedding_ahead(node: Node, memory: MemoryGateway | None) -> Any:
+    """Wrap an answering node so that, once it has answered, the episode ``remember`` will write
+    starts embedding (:meth:`~brainstack.memory.gateway.MemoryGateway.prefetch_episode`) while
+    the graph checkpoints this step and reviews the answer (``node`` as is without ``memory``).
+
+    Review keeps a non-empty answer's words (it may cut one beyond 20,000 characters; the episode
+    holds its first 400), so remember usually takes this vector; when it does not, the vector
+    is only unused.
+    """
+    if memory is None:
+        return node
+
+    async def run(state: RouterState) -> dict[str, Any]:
+        update = await node(state)
+        if (update.get("answer") or "").strip():
+            memory.prefetch_episode({**state, **update})
+        return update
+
+    run.__name__ = run.__qualname__ = getattr(node, "__name__", "answering")
     run.__doc__ = getattr(node, "__doc__", None)
     return run

@@ -215,7 +215,7 @@ class MemoryGateway:
         self._skills = skills
         self._chroma: Any = None
         self._lock = threading.Lock()
-        self._ahead: OrderedDict[str, Future[Any]] = OrderedDict()
+        self._ahead: OrderedDict[tuple[Any, ...], Future[tuple[str, Any]]] = OrderedDict()
         self._ahead_lock = threading.Lock()
 
     # -- layers (opened on first use) ----------------------------------------------------------
@@ -375,40 +375,45 @@ class MemoryGateway:
         """Start embedding the episode :meth:`remember` will write for ``state`` on a worker thread:
         ``remember`` then waits for that vector instead of computing it.
 
-        The graph calls it when review has accepted the final answer and remember comes next, so
-        the embedding (the most of remember's time) runs while that step is checkpointed. Nothing
-        is opened for it: without an episode store already open it does nothing, and a failed
-        embedding is computed again (and reported) by ``remember``.
+        The graph calls it once an agent has answered (and again when review sends the run on to
+        remember: the same episode is not embedded twice), so the embedding, most of remember's
+        time, runs while those steps are checkpointed. Nothing is opened for it: without an
+        episode store already open it does nothing. Everything but a look-up happens on the worker
+        thread; what fails there is done again (and reported) by ``remember``.
         """
-        from brainstack.memory.episodic import episode_document
-
         episodes = self._episodes
         if episodes is None:
             return
+        parts = {key: state.get(key) for key in _EPISODE_PARTS}
         try:
-            document = episode_document(_episode_text(state))
-        except Exception:  # a state remember cannot describe either: it reports that itself
+            key = _episode_key(parts)
+        except TypeError:  # not a state remember can describe either: it reports that itself
             return
         with self._ahead_lock:
-            if document in self._ahead:
+            if key in self._ahead:
                 return
             while len(self._ahead) >= EPISODES_AHEAD:
                 self._ahead.popitem(last=False)
-            self._ahead[document] = _pool().submit(episodes.embedder.embed, [document])
+            self._ahead[key] = _pool().submit(_embed_episode, episodes, parts)
 
-    def _embedded_ahead(self, text: str) -> Any:
-        """The vector :meth:`prefetch_episode` computed for the episode ``text`` (taken: each is
-        used once), or ``None`` when there is none or it failed."""
+    def _embedded_ahead(self, state: dict[str, Any], text: str) -> Any:
+        """The vector :meth:`prefetch_episode` computed for the episode ``text`` of ``state``
+        (taken: each is used once), or ``None`` when there is none, or it failed."""
         from brainstack.memory.episodic import episode_document
 
+        try:
+            key = _episode_key({key: state.get(key) for key in _EPISODE_PARTS})
+        except TypeError:
+            return None
         with self._ahead_lock:
-            ahead = self._ahead.pop(episode_document(text), None)
+            ahead = self._ahead.pop(key, None)
         if ahead is None or ahead.cancel():  # still waiting for a thread: quicker to embed it now
             return None
         try:
-            return ahead.result()[0]
+            document, vector = ahead.result()
         except Exception:  # computed again by the store, which reports what fails
             return None
+        return vector if document == episode_document(text) else None
 
     async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
         """Write what this run should leave behind; failures are recorded, never raised.
@@ -481,7 +486,7 @@ class MemoryGateway:
         text, metadata = _episode_text(state), _episode_metadata(state, thread_id)
         episode_id = attempt(
             "episodic",
-            lambda: self.episodes.add(user_id, text, metadata, embedding=self._embedded_ahead(text)),
+            lambda: self.episodes.add(user_id, text, metadata, embedding=self._embedded_ahead(state, text)),
         )
         return {"episode_id": episode_id}, attempt.degraded
 
@@ -557,6 +562,27 @@ def _episode_text(state: dict[str, Any]) -> str:
     speakers = ", ".join(state.get("speakers") or []) or "no agent"
     summary = _clip(mask_pii(" ".join(state.get("answer", "").split())), 400)  # masked before it is cut
     return f"{state.get('task', '')}\n→ {route.get('target', '?')} ({speakers}): {summary}"
+
+
+_EPISODE_PARTS = ("task", "route", "speakers", "answer")
+"""What an episode's text is made of (:func:`_episode_text`)."""
+
+
+def _episode_key(parts: dict[str, Any]) -> tuple[Any, ...]:
+    """An episode's text, identified without building it (that masks the answer)."""
+    route = parts.get("route")
+    target = route.get("target") if isinstance(route, dict) else route
+    key = (parts.get("task"), target, tuple(parts.get("speakers") or ()), parts.get("answer"))
+    hash(key)  # TypeError when something in it cannot be a key
+    return key
+
+
+def _embed_episode(episodes: EpisodicMemory, parts: dict[str, Any]) -> tuple[str, Any]:
+    """The document the episode store keeps of an episode, and its vector."""
+    from brainstack.memory.episodic import episode_document
+
+    document = episode_document(_episode_text(parts))
+    return document, episodes.embedder.embed([document])[0]
 
 
 def _episode_metadata(state: dict[str, Any], thread_id: str) -> dict[str, Any]:

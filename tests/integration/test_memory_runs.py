@@ -309,3 +309,25 @@ def test_a_run_embeds_its_episode_once_ahead_of_remember_and_stores_that_vector(
     np.testing.assert_array_equal(stored["embeddings"][0], embedder.embed([document])[0])
     assert not runtime.memory._ahead
     runtime.close()
+
+
+def test_an_answer_a_human_approves_is_embedded_by_remember_not_ahead(settings, embedder):
+    from brainstack.memory.episodic import episode_document
+
+    counting = CountingEmbedder(embedder)
+    runtime = Runtime(settings.model_copy(update={"approval": True}), embedder=counting)
+    paused = runtime.run("Should we launch a freemium tier next quarter?", thread_id="approve-me")
+    assert paused.status == "awaiting_approval" and not runtime.memory._ahead
+    assert not [text for text, _ in counting.calls if "\n→ " in text]  # no episode embedded yet
+    result = runtime.run(thread_id="approve-me", resume={"edit": "Launch it in May."})
+    assert result.answer == "Launch it in May." and result.remembered.episode_id
+
+    stored = runtime.memory.episodes._collection("default", create=False).get(
+        ids=[result.remembered.episode_id], include=["documents"]
+    )
+    [document] = stored["documents"]
+    assert document == episode_document(document) and document.endswith("Launch it in May.")
+    threads = [thread for text, thread in counting.calls if text == document]
+    assert len(threads) == 1 and not threads[0].startswith("brainstack-memory")  # in remember
+    assert [text for text, _ in counting.calls if "\n→ " in text] == [document]  # only the edited one
+    runtime.close()

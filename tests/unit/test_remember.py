@@ -253,17 +253,43 @@ def test_embedding_ahead_keeps_the_newest_episodes(settings):
     gateway = _gateway(settings)
     for n in range(EPISODES_AHEAD + 3):
         gateway.prefetch_episode(_state(answer=f"answer {n}"))
-    kept = [document.rsplit(": ", 1)[-1] for document in gateway._ahead]
+    kept = [answer for (_, _, _, answer) in gateway._ahead]
     assert kept == [f"answer {n}" for n in range(3, EPISODES_AHEAD + 3)]
 
 
-def test_embedding_ahead_opens_no_store_and_ignores_a_state_it_cannot_describe(settings):
+def test_embedding_ahead_opens_no_store(settings):
     gateway = MemoryGateway(settings, embedder=Embedder())  # type: ignore[arg-type]
     gateway.prefetch_episode(_state())
     assert gateway._episodes is None and gateway._chroma is None and not gateway._ahead
+
+
+def test_a_state_that_cannot_be_described_is_not_embedded_ahead_and_remember_reports_it(settings):
     gateway = _gateway(settings)
-    gateway.prefetch_episode(_state(answer=None))  # remember itself reports such a state
+    gateway.prefetch_episode(_state(speakers=[["not", "a", "name"]]))  # cannot be a key
     assert not gateway._ahead
+    gateway.prefetch_episode(_state(answer=None))  # fails on the worker thread, not here
+    [ahead] = gateway._ahead.values()
+    assert isinstance(ahead.exception(timeout=10), AttributeError)
+    with pytest.raises(AttributeError):  # as remember always did for such a state
+        asyncio.run(gateway.remember(_state(answer=None), "t-11"))
+
+
+def test_the_masking_happens_on_the_worker_thread(settings, monkeypatch):
+    import brainstack.memory.gateway as gateway_module
+
+    threads: list[str] = []
+    mask = gateway_module.mask_pii
+
+    def noting(text: str) -> str:
+        threads.append(threading.current_thread().name)
+        return mask(text)
+
+    monkeypatch.setattr(gateway_module, "mask_pii", noting)
+    gateway = _gateway(settings)
+    gateway.prefetch_episode(_state())  # on the caller's thread: the graph's event loop
+    [ahead] = gateway._ahead.values()
+    ahead.result(timeout=10)
+    assert threads and all(name.startswith("brainstack-memory") for name in threads)
 
 
 class Ahead:
@@ -290,3 +316,20 @@ def test_the_episode_is_embedded_ahead_only_on_the_way_to_remember(review, route
     assert AfterReview(["finance"], memory)(state) == goes_to  # type: ignore[arg-type]
     assert memory.states == ([state] if prefetched else [])
     assert AfterReview(["finance"])(state) == goes_to  # memory off: nothing to embed
+
+
+def test_an_answering_node_starts_its_episode_embedding_once_it_has_answered():
+    from brainstack.graphs.factory import embedding_ahead
+
+    memory = Ahead()
+
+    async def agent(state: dict[str, Any]) -> dict[str, Any]:
+        return {"answer": state["reply"], "speakers": ["marketing"]}
+
+    node = embedding_ahead(agent, memory)  # type: ignore[arg-type]
+    state = _state(reply="Two fields, one quote.")
+    assert asyncio.run(node(state)) == {"answer": "Two fields, one quote.", "speakers": ["marketing"]}
+    assert memory.states == [{**state, "answer": "Two fields, one quote.", "speakers": ["marketing"]}]
+    asyncio.run(node(_state(reply="  ")))  # review sends an empty answer back: nothing to embed
+    assert len(memory.states) == 1
+    assert embedding_ahead(agent, None) is agent  # memory off
