@@ -205,9 +205,10 @@ class AfterReview:
     """Back to an agent when review asked for it; to ``approve`` when the route needs a human;
     otherwise on to ``remember``.
 
-    ``memory``: on the way to ``remember`` (the answer is final), its episode starts embedding
-    now (:meth:`~brainstack.memory.gateway.MemoryGateway.prefetch_episode`), while the graph
-    checkpoints review's step.
+    ``memory``: on the way to ``remember`` (the answer is final), the episode is embedded ahead
+    (:meth:`~brainstack.memory.gateway.MemoryGateway.prefetch_episode`) if the agent's answer did
+    not already start it (see :func:`~brainstack.graphs.factory.embedding_ahead`): after a
+    failed review, or on a route a human approves whose review failed.
     """
 
     def __init__(self, approval_routes: Iterable[str] = (), memory: MemoryGateway | None = None) -> None:
