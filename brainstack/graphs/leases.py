@@ -97,8 +97,7 @@ class FileLeases:
 
     @contextlib.asynccontextmanager
     async def hold(self, thread_id: str) -> AsyncIterator[None]:
-        fd = await self._acquire(thread_id)
-        file = _identity(fd)
+        fd, file = await self._acquire(thread_id)
         with _held_lock:
             _held.add(file)  # never swept while held, even where a lock is per process (NFS)
         try:
@@ -110,7 +109,8 @@ class FileLeases:
             _unlock_file(fd)
             os.close(fd)  # (POSIX: closing alone releases the flock)
 
-    async def _acquire(self, thread_id: str) -> int:
+    async def _acquire(self, thread_id: str) -> tuple[int, tuple[int, int]]:
+        """The locked file's descriptor and its (device, inode)."""
         path = self._path(thread_id)
         posix = _posix_locks()  # (Windows never sweeps: the file at the path is always the one opened)
         deadline = time.monotonic() + self.busy_wait_s
@@ -118,8 +118,8 @@ class FileLeases:
             fd = self._open(path)
             try:
                 locked = _lock_file(fd)
+                opened = _identity(fd)
                 current = not posix or _same_file(fd, path)  # False: a sweep removed our file
-                inode = os.fstat(fd).st_ino
             except OSError as exc:
                 os.close(fd)
                 raise BackendError(f"Cannot lock the thread lock file {path}: {exc.strerror}.") from exc
@@ -127,13 +127,13 @@ class FileLeases:
                 os.close(fd)
                 raise
             if locked and current:
-                return fd
+                return fd, opened
             if locked:
                 _unlock_file(fd)
             os.close(fd)
             if not posix or time.monotonic() >= deadline:
-                if current or not posix:
-                    raise _busy(thread_id, _flock_holder(inode))
+                if current:
+                    raise _busy(thread_id, _flock_holder(opened[1]))
                 raise BackendError(f"The thread lock file {path} keeps being replaced; try again.")
             if current:  # (a removed file is opened again at once)
                 await asyncio.sleep(0.002)
