@@ -402,7 +402,7 @@ class MemoryGateway:
         from brainstack.memory.episodic import episode_document
 
         try:
-            key = _episode_key({key: state.get(key) for key in _EPISODE_PARTS})
+            key = _episode_key(state)
         except TypeError:
             return None
         with self._ahead_lock:
@@ -568,11 +568,11 @@ _EPISODE_PARTS = ("task", "route", "speakers", "answer")
 """What an episode's text is made of (:func:`_episode_text`)."""
 
 
-def _episode_key(parts: dict[str, Any]) -> tuple[Any, ...]:
-    """An episode's text, identified without building it (that masks the answer)."""
-    route = parts.get("route")
+def _episode_key(state: dict[str, Any]) -> tuple[Any, ...]:
+    """An episode's text, identified by its parts without building it (that masks the answer)."""
+    route = state.get("route")
     target = route.get("target") if isinstance(route, dict) else route
-    key = (parts.get("task"), target, tuple(parts.get("speakers") or ()), parts.get("answer"))
+    key = (state.get("task"), target, tuple(state.get("speakers") or ()), state.get("answer"))
     hash(key)  # TypeError when something in it cannot be a key
     return key
 
