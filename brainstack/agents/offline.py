@@ -22,9 +22,11 @@ from typing import Any
 __all__ = ["OFFLINE_MODEL_NAME", "OfflineModel"]
 
 OFFLINE_MODEL_NAME = "brainstack-offline"
+# A whole number: never the "80" of "80k" or the "2" of "v2" (that would answer another question).
+_NUMBER = r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?!\w|\.\d)"
 _ARITHMETIC = re.compile(
-    r"(?:[-(]\s*)*\d[\d,]*(?:\.\d+)?\s*%?\s*(?:(?:[-+*/×÷^]|\*\*|//|%\s*of)\s*[(\s]*"
-    r"\d[\d,]*(?:\.\d+)?\s*%?\s*\)*\s*)+",
+    rf"(?:[-(]\s*)*{_NUMBER}\s*%?\s*(?:(?:[-+*/×÷^]|\*\*|//|%\s*of)\s*[(\s]*"
+    rf"{_NUMBER}\s*%?\s*\)*\s*)+",
     re.IGNORECASE,
 )
 # What makes a candidate an arithmetic question rather than a date, a range or a count:

@@ -244,6 +244,8 @@ def test_tool_call_id_is_deterministic_per_expression(client: httpx2.Client) -> 
         ("What is 10-4?", "10-4"),  # asked for, so unspaced minus counts
         ("Calculate 3/4 please", "3/4"),
         ("Compare our 2024-2025 plan: what is 2 + 2?", "2 + 2"),  # the range is skipped
+        ("We grew 80k users; what is 12% of 80000?", "12% of 80000"),  # "80k" alone is skipped
+        ("What is 12% of 80,000?", "12% of 80,000"),
     ],
 )
 def test_extracts_the_arithmetic_from_the_task(client: httpx2.Client, task: str, expression: str) -> None:
@@ -265,6 +267,10 @@ def test_extracts_the_arithmetic_from_the_task(client: httpx2.Client, task: str,
         ("What happened on 3/14/2024?", [CALCULATOR_TOOL]),
         ("Our support team works 24/7.", [CALCULATOR_TOOL]),  # no question, no spaces
         ("Hire a team of 5-10 people.", [CALCULATOR_TOOL]),
+        # A number with a unit or suffix is not the number alone: "80k" is not 80.
+        ("What is 12% of 80k?", [CALCULATOR_TOOL]),
+        ("What is 2 + 3x?", [CALCULATOR_TOOL]),
+        ("Is v2 + 3 ready?", [CALCULATOR_TOOL]),
     ],
 )
 def test_no_tool_call_without_calculator_or_arithmetic(
