@@ -64,6 +64,12 @@ class Route:
         usage: dict[str, int] = {}
         requested = state.get("requested_agent")
         if requested:
+            if requested not in self.targets:  # Runtime checks first; a LangGraph server does not
+                from brainstack.errors import UnknownAgentError
+
+                raise UnknownAgentError(
+                    f"No agent named {requested!r}. Available: {', '.join(self.targets)}."
+                )
             decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
         else:
             match = await self.router.abest(routing_text(state["task"]))

@@ -285,6 +285,16 @@ async def test_the_graph_runs_without_a_thread_and_fills_every_per_run_key(setti
     assert "144" in final["answer"]
 
 
+async def test_the_graph_refuses_an_unknown_requested_agent(settings, embedder):
+    # A LangGraph server (Studio) passes requested_agent straight into the graph: an unknown name
+    # is the caller's mistake, named as such, not a KeyError from deep inside LangGraph.
+    with (
+        Runtime(settings, embedder=embedder) as runtime,
+        pytest.raises(UnknownAgentError, match=r"No agent named 'nope'\. Available: technical"),
+    ):
+        await runtime.graph.compile().ainvoke({"task": "Hello", "requested_agent": "nope"})
+
+
 async def test_arun_inside_an_event_loop(runtime):
     result = await runtime.arun("What is 2 + 2?")
     assert "4" in result.answer
