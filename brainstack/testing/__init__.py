@@ -50,10 +50,20 @@ def replay_settings(home: str | Path, **overrides: Any) -> Any:
     from brainstack.config import Settings
 
     values: dict[str, Any] = {"provider": "openai", "home": Path(home)}
-    if not _recording(None):
+    recording = _recording(None)
+    if not recording:
         values.update(openai_api_key=REPLAY_API_KEY, openai_base_url="https://api.openai.com/v1")
     values.update(overrides)
-    return Settings.from_env(**values)
+    settings = Settings.from_env(**values)
+    if recording and not settings.openai_configured:
+        from brainstack.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "BRAINSTACK_RECORD=1 records from the real endpoint, and none is set: set OPENAI_API_KEY "
+            "(and OPENAI_BASE_URL for a server other than OpenAI), or unset BRAINSTACK_RECORD to "
+            "replay the cassette."
+        )
+    return settings
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from brainstack import ModelError, Runtime
+from brainstack import ConfigurationError, ModelError, Runtime
 from brainstack.testing import Cassette, ReplayError, replay, replay_settings
 
 ROOT = Path(__file__).parent / "cassettes"
@@ -129,6 +130,32 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def test_record_mode_without_a_key_says_what_recording_needs(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINSTACK_RECORD", "1")
+    with pytest.raises(ConfigurationError) as caught:
+        replay_settings(tmp_path)
+    message = str(caught.value)
+    assert "BRAINSTACK_RECORD=1" in message and "OPENAI_API_KEY" in message
+    assert "BRAINSTACK_PROVIDER" not in message  # the user set no provider: replay_settings did
+
+
+def test_record_mode_against_a_closed_port_is_a_clear_model_error(
+    tmp_path, cache_dir, embedder, monkeypatch, port_factory
+):
+    from brainstack import ModelUnavailableError
+
+    closed = port_factory()  # free: nothing listens there
+    monkeypatch.setenv("BRAINSTACK_RECORD", "1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-dummy")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{closed}/v1")
+    path = tmp_path / "never.yaml"
+    settings = replay_settings(tmp_path / "home", cache_dir=cache_dir, model_max_retries=0)
+    unreachable = re.escape(f"Cannot reach the model endpoint at http://127.0.0.1:{closed}")
+    with pytest.raises(ModelUnavailableError, match=unreachable), replay(path):
+        Runtime(settings, embedder=embedder).run(TASK)
+    assert not path.exists()  # a failed recording writes no cassette
 
 
 def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder):
