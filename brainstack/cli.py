@@ -355,7 +355,8 @@ def _kb(args: argparse.Namespace) -> int:
             raise _usage(f"{args.path} does not exist")
 
         def progress(path: str, status: str) -> None:
-            print(f"  {status:9} {path}", file=sys.stderr, flush=True)
+            if status != "skipped":  # listed below, with the reason
+                print(f"  {status:9} {path}", file=sys.stderr, flush=True)
 
         report = kb.add(args.path, progress=progress)
         for path, why in report.skipped:

@@ -230,6 +230,19 @@ def test_without_the_quick_exit_the_probe_would_see_teardown(env_home):
     assert done.returncode == 0 and "interpreter teardown ran" in done.stdout
 
 
+def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nWithin 30 days.\n")
+    (docs / "empty.md").write_text("")
+    done = cli("kb", "add", str(docs), env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("refunds.md") == 1 and f"  added     {docs / 'refunds.md'}" in done.stderr
+    assert done.stderr.count("empty.md") == 1, done.stderr
+    assert f"  skipped   {docs / 'empty.md'}: empty file, nothing to index" in done.stderr
+    assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunks written")
+
+
 def test_routes_explain_shows_every_score_and_the_decision(env_home):
     done = cli("routes", "explain", "What is 17.5% of 2340?", env=env_home)
     assert done.returncode == 0, done.stderr
