@@ -440,9 +440,12 @@ class Runtime:
         }
         return await _final_result(self._drive(None, config, thread_id, live=False))
 
-    def replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
-        """Re-run a thread from one of its checkpoints (see :meth:`history`); the steps after it run
-        again and the thread continues from the new result (the old branch stays in the history)."""
+    def replay(self, thread_id: str, checkpoint_id: str | Checkpoint) -> RunResult:
+        """Re-run a thread from one of its checkpoints (an id, or a :class:`Checkpoint` from
+        :meth:`history`); the steps after it run again and the thread continues from the new result
+        (the old branch stays in the history)."""
+        if isinstance(checkpoint_id, Checkpoint):
+            checkpoint_id = checkpoint_id.checkpoint_id
         result: RunResult = self._submit(self._replay(thread_id, checkpoint_id))
         return result
 

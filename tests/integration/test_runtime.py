@@ -537,6 +537,8 @@ def test_history_lists_checkpoints_and_replay_reruns_from_one(runtime):
     assert replayed.thread_id == thread and "409.5" in replayed.answer
     assert replayed.route.target == first.route.target
     assert len(runtime.history(thread)) > len(history)  # the replay added a branch
+    # what history() returns can be passed as it is
+    assert "409.5" in runtime.replay(thread, before_route).answer
     with pytest.raises(_UsageError, match="no checkpoint"):
         runtime.replay(thread, "not-a-checkpoint")
     with pytest.raises(_UsageError, match="end of a run"):
