@@ -410,7 +410,11 @@ def test_margin_rejects_a_coin_toss(embedder: MiniLMEmbedder) -> None:
     assert SemanticRouter(routes, embedder, margin=0.04).route(text) is None
 
 
-def test_route_many_equals_route_one_by_one(toy_router: SemanticRouter) -> None:
+@pytest.mark.parametrize("precision_name", ["float32", "int8"])
+def test_route_many_equals_route_one_by_one(precision_name: str, request: pytest.FixtureRequest) -> None:
+    """A batch routes as one request at a time does (the int8 copy once made them differ)."""
+    embedder = request.getfixturevalue("int8_embedder" if precision_name == "int8" else "embedder")
+    toy_router = SemanticRouter(TOY_ROUTES, embedder)
     texts = [
         "qwv zzkx plorf",
         "I need a plane ticket to Berlin.",
@@ -427,6 +431,10 @@ def test_route_many_equals_route_one_by_one(toy_router: SemanticRouter) -> None:
         if a is not None and b is not None:
             assert a.score == pytest.approx(b.score, abs=1e-5)
             assert a.margin == pytest.approx(b.margin, abs=1e-5)
+    # The route examples, embedded together when the router is built, are the vectors each gets alone.
+    np.testing.assert_allclose(
+        toy_router._vectors[-1], embedder._embed([TOY_ROUTES["travel"][-1]])[0], atol=1e-6
+    )
 
 
 # -- quality on the held-out set ------------------------------------------------------------------
