@@ -46,8 +46,12 @@ class BrainstackError(Exception):
         return self.message
 
 
-class UsageError(BrainstackError):
-    """The caller asked for something brainstack cannot do as asked."""
+class UsageError(BrainstackError, ValueError):
+    """The caller asked for something brainstack cannot do as asked.
+
+    Also a ``ValueError``, as Python's own bad-argument errors are: a LangGraph server
+    (``langgraph dev``) passes a ``ValueError``'s message to its client and masks other errors'.
+    """
 
 
 class InvalidTaskError(UsageError):

@@ -210,7 +210,16 @@ async def test_an_empty_task_fails_the_run_with_a_clear_error(client):
     thread = await client.threads.create()
     chunks = await stream(client, thread["thread_id"], input={"task": "   "})
     errors = [c.data for c in chunks if c.event == "error"]
-    assert errors and errors[0]["error"] == "InvalidTaskError"  # (the server masks the message)
+    assert errors and errors[0]["error"] == "InvalidTaskError"
+    assert "The task is empty" in errors[0]["message"]  # shown: a UsageError is a ValueError
+
+
+async def test_an_unknown_agent_fails_the_run_naming_the_agents(client):
+    thread = await client.threads.create()
+    chunks = await stream(client, thread["thread_id"], input={"task": "hi", "requested_agent": "nope"})
+    errors = [c.data for c in chunks if c.event == "error"]
+    assert errors and errors[0]["error"] == "UnknownAgentError"
+    assert "No agent named 'nope'" in errors[0]["message"] and "finance" in errors[0]["message"]
 
 
 def test_the_server_made_no_outbound_connection(server):

@@ -41,10 +41,10 @@ def _response(status: int, message: str = "") -> httpx2.Response:
 @pytest.mark.parametrize(
     ("error", "parents"),
     [
-        (UsageError, (BrainstackError,)),
-        (InvalidTaskError, (UsageError, BrainstackError)),
-        (UnknownAgentError, (UsageError, BrainstackError)),
-        (ConfigurationError, (UsageError, BrainstackError)),
+        (UsageError, (BrainstackError, ValueError)),
+        (InvalidTaskError, (UsageError, BrainstackError, ValueError)),
+        (UnknownAgentError, (UsageError, BrainstackError, ValueError)),
+        (ConfigurationError, (UsageError, BrainstackError, ValueError)),
         (RunError, (BrainstackError,)),
         (ModelError, (RunError, BrainstackError)),
         (ModelUnavailableError, (ModelError, RunError, BrainstackError)),
@@ -62,6 +62,7 @@ def test_usage_and_run_errors_are_disjoint(run_error: type[BrainstackError]) -> 
     assert not issubclass(run_error, UsageError)
     for usage_error in (UsageError, InvalidTaskError, UnknownAgentError, ConfigurationError):
         assert not issubclass(usage_error, RunError)
+    assert not issubclass(run_error, ValueError)  # a failed run is not a bad argument
 
 
 def test_package_exports_the_public_errors() -> None:
