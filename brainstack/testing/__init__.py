@@ -75,8 +75,15 @@ def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") 
     """
     path = Path(path)
     if _recording(record):
-        with _recorder() as calls:
-            yield Cassette(path)
+        with _recorder() as (calls, refused):
+            try:
+                yield Cassette(path)
+            except BaseException as exc:
+                if refused:
+                    raise ReplayError(refused[0]) from exc
+                raise
+            if refused:  # the block caught the run's error itself
+                raise ReplayError(refused[0])
         from brainstack.testing.cassette import interactions_from_calls, write_cassette
 
         secrets = [os.environ.get("OPENAI_API_KEY", ""), os.environ.get("BRAINSTACK_OPENAI_API_KEY", "")]
@@ -100,8 +107,9 @@ def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") 
 
 
 @contextmanager
-def _recorder() -> Iterator[list[tuple[Any, Any]]]:
-    """Let OpenAI calls reach the real endpoint and keep each (request, response) pair.
+def _recorder() -> Iterator[tuple[list[tuple[Any, Any]], list[str]]]:
+    """Let OpenAI calls reach the real endpoint and keep each (request, response) pair; a call
+    carrying :func:`replay_settings`' placeholder key is refused unsent and explained.
 
     Patches the httpx2 transports for the duration of the block (respx's pass-through
     does not keep responses).
@@ -111,11 +119,24 @@ def _recorder() -> Iterator[list[tuple[Any, Any]]]:
     import httpx2
 
     calls: list[tuple[Any, Any]] = []
+    refused: list[str] = []
     wanted = re.compile(OPENAI_PATHS)
     sync_send = httpx2.HTTPTransport.handle_request
     async_send = httpx2.AsyncHTTPTransport.handle_async_request
 
+    def refuse_placeholder(request: Any) -> None:
+        if request.headers.get("authorization") != f"Bearer {REPLAY_API_KEY}":
+            return
+        refused.append(
+            f"Recording {request.method} {request.url} would send replay_settings' placeholder key: "
+            "set BRAINSTACK_RECORD=1 before the settings are made (replay_settings then takes "
+            "OPENAI_API_KEY and OPENAI_BASE_URL from the environment), or pass openai_api_key=... "
+            "to replay_settings."
+        )
+        raise httpx2.ConnectError(refused[-1], request=request)
+
     def handle_request(self: Any, request: Any) -> Any:
+        refuse_placeholder(request)
         response = sync_send(self, request)
         if wanted.search(request.url.path):
             response.read()
@@ -123,6 +144,7 @@ def _recorder() -> Iterator[list[tuple[Any, Any]]]:
         return response
 
     async def handle_async_request(self: Any, request: Any) -> Any:
+        refuse_placeholder(request)
         response = await async_send(self, request)
         if wanted.search(request.url.path):
             await response.aread()
@@ -132,7 +154,7 @@ def _recorder() -> Iterator[list[tuple[Any, Any]]]:
     httpx2.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
     httpx2.AsyncHTTPTransport.handle_async_request = handle_async_request  # type: ignore[method-assign]
     try:
-        yield calls
+        yield calls, refused
     finally:
         httpx2.HTTPTransport.handle_request = sync_send  # type: ignore[method-assign]
         httpx2.AsyncHTTPTransport.handle_async_request = async_send  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from brainstack import ConfigurationError, ModelError, Runtime
+from brainstack import ConfigurationError, ModelError, ModelUnavailableError, Runtime
 from brainstack.testing import Cassette, ReplayError, replay, replay_settings
 
 ROOT = Path(__file__).parent / "cassettes"
@@ -156,6 +156,36 @@ def test_record_mode_against_a_closed_port_is_a_clear_model_error(
     with pytest.raises(ModelUnavailableError, match=unreachable), replay(path):
         Runtime(settings, embedder=embedder).run(TASK)
     assert not path.exists()  # a failed recording writes no cassette
+
+
+def test_record_true_with_the_placeholder_key_sends_nothing_and_says_why(
+    tmp_path, cache_dir, embedder, monkeypatch
+):
+    """replay(record=True) without BRAINSTACK_RECORD: replay_settings gave the placeholder key,
+    which must never go to the real endpoint (nor into a cassette of 401s)."""
+    monkeypatch.delenv("BRAINSTACK_RECORD", raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeOpenAI.seen_auth = []
+    try:
+        settings = replay_settings(
+            tmp_path / "home",
+            cache_dir=cache_dir,
+            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
+            model_max_retries=0,
+        )
+        path = tmp_path / "never.yaml"
+        refused = pytest.raises(ReplayError, match="placeholder key: set BRAINSTACK_RECORD=1")
+        with refused, replay(path, record=True):
+            Runtime(settings, embedder=embedder).run(TASK)
+        # Even when the block catches the run's error itself.
+        refused = pytest.raises(ReplayError, match="placeholder key")
+        with refused, replay(path, record=True), pytest.raises(ModelUnavailableError):
+            Runtime(settings, embedder=embedder).run(TASK)
+    finally:
+        server.shutdown()
+    assert _FakeOpenAI.seen_auth == []  # nothing reached the server
+    assert not path.exists()
 
 
 def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder):
