@@ -521,15 +521,17 @@ class MemoryGateway:
                 written["skill"], written["skill_created"] = reinforced
         elif succeeded and (steps := _procedure(state)):
             # Learned skills are shared by every user: the description is masked (before it is cut)
-            # like everything else the skill store writes.
+            # like everything else the skill store writes, and the task loses the preferences its
+            # user stated ("I prefer short answers" is theirs, kept in their working memory).
+            subject = without_preferences(task)
             learned = attempt(
                 "procedural",
                 lambda: self.skills.learn(
-                    task=task,
+                    task=subject,
                     route=route.get("target", "general"),
                     steps=steps,
                     description=f"Learned from a successful {route.get('kind', 'run')}: "
-                    + _clip(mask_pii(task), 200),
+                    + _clip(mask_pii(subject), 200),
                     thread_id=thread_id,
                 ),
             )

@@ -225,6 +225,33 @@ def test_only_an_agreed_group_chat_learns_a_skill(settings, embedder, agreed, ou
     assert gateway.episodes.search("ada", task, k=1)[0].metadata["outcome"] == outcome
 
 
+def test_a_learned_skill_keeps_no_preference_its_user_stated(settings, embedder):
+    """Learned skills are shared by every user: one user's "I prefer ..." stays in their working
+    memory and out of the skill's name, description, example and provenance."""
+    from brainstack.memory.gateway import MemoryGateway
+
+    gateway = MemoryGateway(settings, embedder=embedder)
+    task = "Should we move the data team from Lisbon to Porto next spring? I prefer short answers."
+    turns = [{"speaker": s, "content": f"{s} weighs the move. More later."} for s in ("CTO", "CMO", "CFO")]
+    state = {
+        "user_id": "ada",
+        "task": task,
+        "route": {"target": "group_chat", "kind": "group_chat"},
+        "answer": "CFO: we move in spring. DECIDED",
+        "speakers": ["CTO", "CMO", "CFO"],
+        "transcript": turns,
+        "review": {"status": "ok", "agreed": True},
+    }
+    written = asyncio.run(gateway.remember(state, "t-move"))
+    assert written.preferences == {"stated_preferences": ["short answers"]}  # the user's, kept
+    assert written.skill and written.skill_created
+    skill = gateway.skills.get(written.skill)
+    stored = skill.model_dump_json()
+    assert "prefer" not in stored and "short answers" not in stored, stored
+    assert skill.when_to_use == ["Should we move the data team from Lisbon to Porto next spring?"]
+    assert skill.name == "group-chat-should-we-move-the-data-team-from-lisbon-to-porto-ne"  # 63 chars
+
+
 def test_cli_kb_add_names_the_empty_files_it_skipped(env_home, tmp_path):
     brainstack = str(Path(sys.executable).with_name("brainstack"))
     docs = tmp_path / "docs"
