@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,20 +71,36 @@ class GroupChat:
     async def __call__(self, state: RouterState) -> dict[str, Any]:
         from autogen_agentchat.base import TaskResult
         from autogen_agentchat.messages import TextMessage
+        from autogen_core import CancellationToken
         from langgraph.config import get_stream_writer
 
         write = get_stream_writer()
         team, clients = self._build()
         transcript: list[dict[str, str]] = []
         stop_reason = ""
-        try:
-            async for item in team.run_stream(task=_brief(state, self.settings)):
+        token = CancellationToken()
+
+        async def converse() -> None:
+            nonlocal stop_reason
+            async for item in team.run_stream(task=_brief(state, self.settings), cancellation_token=token):
                 if isinstance(item, TaskResult):
                     stop_reason = item.stop_reason or ""
                 elif isinstance(item, TextMessage) and item.source != "user":
                     transcript.append({"speaker": item.source, "content": item.content})
                     write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
+
+        chat = asyncio.ensure_future(converse())
+        try:
+            # Shielded: a cancelled run_stream waits in its `finally` until the team is idle, i.e.
+            # the members go on calling the model to the end of the chat. The token stops them.
+            await asyncio.shield(chat)
             usage = _usage(clients)
+        except asyncio.CancelledError:
+            _quiet_cancelled_handlers()
+            token.cancel()
+            with contextlib.suppress(BaseException):
+                await chat
+            raise
         finally:
             for client in clients:
                 await client.close()
@@ -99,6 +118,20 @@ class GroupChat:
             "usage": add_usage(state.get("usage") or {}, usage),
             "review": {**state.get("review", {}), "stop_reason": stop_reason, "agreed": agreed},
         }
+
+
+class _NotCancelled(logging.Filter):
+    """Drops autogen's "Error processing publish message" records of handlers stopped by a
+    cancelled chat: a run the user stopped (Ctrl-C) is not an error, and its traceback is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _quiet_cancelled_handlers() -> None:
+    logger = logging.getLogger("autogen_core")
+    if not any(isinstance(f, _NotCancelled) for f in logger.filters):
+        logger.addFilter(_NotCancelled())
 
 
 def _in_turn(names: Sequence[str]) -> Any:

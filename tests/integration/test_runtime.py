@@ -524,6 +524,41 @@ def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
     assert "4" in runtime.run("What is 2 + 2?").answer
 
 
+async def test_a_cancelled_group_chat_makes_no_more_model_calls(settings, embedder, caplog):
+    """Cancelling a run (Ctrl-C, a caller walking away) stops the team: autogen's run_stream on its
+    own waits in its `finally` until every member has spoken, calling the model all the while."""
+    import httpx2
+
+    from brainstack.agents.offline import OfflineModel
+
+    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+    calls: list[str] = []
+    in_flight = asyncio.Event()
+
+    async def slow(request):
+        calls.append(request.url.path)
+        in_flight.set()
+        await asyncio.sleep(0.5)
+        return model.handle(request)
+
+    runtime = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+
+    async def consume():
+        async for _ in runtime.astream("Should we launch a freemium tier?", agent="group_chat"):
+            pass
+
+    run = asyncio.ensure_future(consume())
+    await asyncio.wait_for(in_flight.wait(), 30)  # a member is waiting for the model
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    made = len(calls)
+    await asyncio.sleep(2)  # four more turns' worth of model calls
+    assert len(calls) == made
+    assert "Error processing" not in caplog.text  # a stopped chat is not logged as an error
+    runtime.close()
+
+
 def test_history_lists_checkpoints_and_replay_reruns_from_one(runtime):
     from brainstack import UsageError as _UsageError
 
