@@ -34,6 +34,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
                 "BRAINSTACK_CHECKPOINT_URL points at PostgreSQL but its driver is not installed: "
                 "pip install 'brainstack[postgres]' (or uv sync --extra postgres)."
             ) from exc
+        where = _where(url)
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
@@ -60,7 +61,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         except Exception as exc:
             await pool.close()
             raise BackendError(
-                f"The PostgreSQL backend at {_where(url)} cannot be reached ({type(exc).__name__}: "
+                f"The PostgreSQL backend at {where} cannot be reached ({type(exc).__name__}: "
                 f"{' '.join(str(exc).split())}). "
                 "Check that it is up and that BRAINSTACK_CHECKPOINT_URL is right."
             ) from exc
@@ -114,5 +115,11 @@ def _where(url: str) -> str:
     """host:port/db of a connection URL, without credentials."""
     from urllib.parse import urlparse
 
-    parsed = urlparse(url)
-    return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
+    try:
+        parsed = urlparse(url)
+        return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
+    except ValueError as exc:  # a port that is no number, an unclosed [IPv6 host]
+        raise ConfigurationError(
+            f"BRAINSTACK_CHECKPOINT_URL {url.split('@')[-1]!r} is not a valid URL: {exc}. "
+            "Fix it (postgresql://user@host:port/database) or unset it to use SQLite."
+        ) from None

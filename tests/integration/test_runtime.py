@@ -333,6 +333,22 @@ def test_checkpoint_backend_down_is_a_clear_error(settings, embedder):
     assert caught.value.thread_id == "pg-down"
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("postgresql://user:secret@127.0.0.1:notaport/test", "Port could not be cast"),
+        ("postgresql://[::1/test", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_malformed_checkpoint_url_is_a_configuration_error(settings, embedder, url, why):
+    bad = settings.model_copy(update={"checkpoint_url": url})
+    with pytest.raises(ConfigurationError, match="BRAINSTACK_CHECKPOINT_URL") as caught:
+        Runtime(bad, embedder=embedder).run("What is 2 + 2?", thread_id="bad-url")
+    assert why in str(caught.value)
+    assert "secret" not in str(caught.value)
+    assert "progress is saved" not in str(caught.value)  # nothing ran
+
+
 def test_unwritable_home_is_a_configuration_error(settings, embedder, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
