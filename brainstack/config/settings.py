@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     model: str = "gpt-4o-mini"
     """Default chat model; agents.yaml can name another per agent or role."""
     model_max_retries: int = Field(default=2, ge=0, le=10)
-    model_timeout_s: float = Field(default=60.0, gt=0)
+    model_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     temperature: float = Field(default=0.2, ge=0, le=2)
 
     local_model_path: Path | None = None
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     """``postgresql://…`` for PostgreSQL; unset for the SQLite file under ``home``."""
     postgres_pool_size: int = Field(default=5, ge=1, le=100)
     """Connections a Runtime may hold to PostgreSQL."""
-    postgres_connect_timeout_s: float = Field(default=10.0, gt=0)
+    postgres_connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     sqlite_synchronous: Literal["full", "normal"] = "full"
     """When the SQLite checkpointer waits for the disk. ``full`` (SQLite's and LangGraph's
     default): at every commit, so each checkpoint survives a power cut. ``normal`` (WAL mode):
@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     """Upper bound on the tokens of earlier thread messages given to the agents."""
     redis_url: str | None = None
     """``redis://…`` for working memory in Redis; unset for the in-process store."""
-    working_memory_ttl_s: float = Field(default=3600.0, gt=0)
-    """How long preferences and session facts live (seconds)."""
+    working_memory_ttl_s: float = Field(default=3600.0, gt=0, le=1e9, allow_inf_nan=False)
+    """How long preferences and session facts live (seconds; at most ~31 years, which Redis takes)."""
 
     query_embeddings: Literal["int8", "float32"] = "int8"
     """What local MiniLM memory embeds search queries with (episodes, knowledge base, skills):
