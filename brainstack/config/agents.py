@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -138,7 +139,7 @@ def load_agents(path: str | Path | None = None) -> AgentsConfig:
                 f"cannot be decoded ({exc.reason}). Save the file as UTF-8."
             ) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -153,6 +154,26 @@ def load_agents(path: str | Path | None = None) -> AgentsConfig:
         return AgentsConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(_explain(where, exc)) from exc
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key repeated in one mapping is an error: PyYAML keeps the
+    last one silently, so a second agent pasted under an existing name replaced the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key != "<<":  # "<<" merges; unhashable: PyYAML says so
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _explain(where: str, exc: ValidationError) -> str:

@@ -186,6 +186,20 @@ def test_unreadable_yaml(tmp_path: Path) -> None:
     assert "not valid YAML" in message
 
 
+def test_a_name_given_twice_is_refused_not_silently_replaced(tmp_path: Path) -> None:
+    helper = yaml.safe_dump({"helper": minimal()["agents"]["helper"]}, sort_keys=False)
+    text = yaml.safe_dump(minimal(), sort_keys=False).replace("agents:\n", "agents:\n" + _indent(helper), 1)
+    path = write(tmp_path, text=text)
+    message = load_error(path)
+    assert str(path) in message
+    assert "duplicate key 'helper'" in message
+    assert f"line {text.splitlines().index('  helper:', 3) + 1}" in message  # the second one
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
+
+
 def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "agents.yaml"
     path.write_bytes("# agents\ndefault_agent: caf\u00e9\n".encode("latin-1"))
