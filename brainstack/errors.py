@@ -78,7 +78,19 @@ class InvalidTaskError(UsageError):
             ) from None
         if "\x00" in text:
             raise cls(f"The task contains a NUL character (character {text.index(chr(0)) + 1}); remove it.")
+        # Other control characters (ESC, backspace, C1 codes) would reach terminals, prompts and
+        # memory as they are: an ESC sequence in a task recolours or rewrites the screen it is shown on.
+        control = next((i for i, c in enumerate(text) if _is_control(c)), None)
+        if control is not None:
+            raise cls(
+                f"The task contains the control character {text[control]!r} (character {control + 1}); "
+                "remove it (tabs and line breaks are fine)."
+            )
         return text
+
+
+def _is_control(char: str) -> bool:
+    return (char < " " and char not in "\t\n\r") or "\x7f" <= char <= "\x9f"
 
 
 class ThreadBusyError(UsageError):

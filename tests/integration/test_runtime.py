@@ -310,6 +310,8 @@ async def test_arun_inside_an_event_loop(runtime):
         ("x" * 8001, {}, InvalidTaskError, "8001 characters; the limit is 8000"),
         ("hello \ud800 world", {}, InvalidTaskError, "not valid UTF-8 text \\(character 7"),
         ("a\x00b", {}, InvalidTaskError, "NUL character \\(character 2\\)"),
+        ("red \x1b[31mtext", {}, InvalidTaskError, "control character '\\\\x1b' \\(character 5\\)"),
+        ("a\x08b\x9bc", {}, InvalidTaskError, "control character '\\\\x08' \\(character 2\\)"),
         ("hello", {"agent": "lawyer"}, UnknownAgentError, "No agent named 'lawyer'"),
         ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
         ("hello", {"thread_id": "ends-with-a-newline\n"}, UsageError, "thread_id"),

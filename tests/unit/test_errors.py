@@ -326,3 +326,10 @@ def test_a_foreign_message_ending_in_a_full_stop_gives_no_double_period():
     assert isinstance(error, BackendError)
     assert "Connection refused. Check that it is up" in str(error) and ".." not in str(error)
     assert ".." not in str(translate(RuntimeError("it broke.")))
+
+
+def test_tasks_keep_tabs_line_breaks_and_printable_unicode() -> None:
+    from brainstack.errors import InvalidTaskError
+
+    task = "Compare:\n\tplan A: 5 €\r\n\tplan B: 7 € 🚀"
+    assert InvalidTaskError.check(f"  {task}  ", 8000) == task
