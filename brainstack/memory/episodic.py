@@ -86,7 +86,13 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
             )
         if path is None:
             raise ConfigurationError("open_chroma needs a path or a url")
-        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # BRAINSTACK_HOME is a file, or not writable
+            raise ConfigurationError(
+                f"Cannot create the memory folder {path}: {exc.strerror}. Set BRAINSTACK_HOME to a "
+                "writable folder."
+            ) from exc
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except ConfigurationError:
         raise

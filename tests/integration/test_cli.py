@@ -506,3 +506,14 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     line = assert_one_clean_line(done, 130)
     assert line == "brainstack: interrupted; the thread's last checkpoint is kept."
     assert "Task exception" not in err and "Event loop is closed" not in err, err
+
+
+@pytest.mark.parametrize(
+    "command", [("memory", "search", "pricing"), ("kb", "list"), ("kb", "search", "refunds")]
+)
+def test_memory_commands_with_a_home_that_is_a_file_say_so(env_home, tmp_path, command):
+    home = tmp_path / "not-a-folder"
+    home.write_text("")
+    line = assert_one_clean_line(cli(*command, env={**env_home, "BRAINSTACK_HOME": str(home)}), 2)
+    assert f"Cannot create the memory folder {home / 'chroma'}: Not a directory" in line
+    assert "BRAINSTACK_HOME" in line
