@@ -61,7 +61,9 @@ class InvalidTaskError(UsageError):
     def check(cls, task: object, max_chars: int) -> str:
         """``task`` stripped, or this error saying why it cannot run (the Runtime and the graph's
         first node both ask, so a Studio client gets the same answer as a Python caller)."""
-        text = task.strip() if isinstance(task, str) else ""
+        if task is not None and not isinstance(task, str):  # bytes too: only the caller knows their encoding
+            raise cls(f"The task must be text (str), not {type(task).__name__}.")
+        text = (task or "").strip()
         if not text:
             raise cls("The task is empty: pass the question or instruction to run.")
         if len(text) > max_chars:

@@ -650,7 +650,7 @@ class Runtime:
         self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
     ) -> _Run:
         for label, value in (("user_id", user_id), ("thread_id", thread_id)):
-            if value is not None and not _ID.fullmatch(value):
+            if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
                 raise UsageError(f"{label} {value!r} must be 1-128 letters, digits or _.:@-")
         targets = [*self.agents.agents, GROUP_CHAT]
         if agent is not None and agent not in targets:

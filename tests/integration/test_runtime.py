@@ -316,6 +316,10 @@ async def test_arun_inside_an_event_loop(runtime):
         ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
         ("hello", {"thread_id": "ends-with-a-newline\n"}, UsageError, "thread_id"),
         ("hello", {"user_id": ""}, UsageError, "user_id"),
+        ("hello", {"user_id": 42}, UsageError, "user_id 42 must be"),
+        ("hello", {"thread_id": 7}, UsageError, "thread_id 7 must be"),
+        (b"What is 2 + 2?", {}, InvalidTaskError, "must be text \\(str\\), not bytes"),
+        (42, {}, InvalidTaskError, "must be text \\(str\\), not int"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(runtime, task, kwargs, error, message):

@@ -333,3 +333,12 @@ def test_tasks_keep_tabs_line_breaks_and_printable_unicode() -> None:
 
     task = "Compare:\n\tplan A: 5 €\r\n\tplan B: 7 € 🚀"
     assert InvalidTaskError.check(f"  {task}  ", 8000) == task
+
+
+def test_a_missing_task_is_empty_and_one_of_another_type_is_named() -> None:
+    from brainstack.errors import InvalidTaskError
+
+    with pytest.raises(InvalidTaskError, match="The task is empty"):
+        InvalidTaskError.check(None, 8000)  # a Studio input without a task
+    with pytest.raises(InvalidTaskError, match=r"must be text \(str\), not list"):
+        InvalidTaskError.check(["What is 2 + 2?"], 8000)
