@@ -179,10 +179,15 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
     backend = _backend_of(exc)
     if backend is not None:
         name, setting = backend
+        check = (  # a file in BRAINSTACK_HOME is never "down": its folder or its disk is the problem
+            f"{setting} is a writable folder with free disk space"
+            if name == "SQLite"
+            else f"it is up and that {setting} is right"
+        )
         retry = f" Run again with thread {thread_id!r} once it is back." if thread_id else ""
         return BackendError(
-            f"The {name} backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that it is "
-            f"up and that {setting} is right.{retry}",
+            f"The {name} backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that "
+            f"{check}.{retry}",
             thread_id=thread_id,
         )
     return RunError(f"The run failed: {type(exc).__name__}: {_short(str(exc))}.{resume}", thread_id=thread_id)

@@ -265,6 +265,12 @@ def test_backend_error_without_thread_has_no_resume_hint() -> None:
     assert "thread" not in message
 
 
+def test_a_sqlite_failure_points_at_the_folder_and_its_disk_not_at_a_server() -> None:
+    message = str(translate(sqlite3.OperationalError("disk I/O error"), thread_id="t-3"))
+    assert "Check that BRAINSTACK_HOME is a writable folder with free disk space." in message
+    assert "is up" not in message
+
+
 def test_builtin_connection_error_is_not_a_backend_error() -> None:
     # Only exceptions defined by the storage libraries count: a builtin one is a generic run failure.
     error = translate(ConnectionRefusedError("refused"))
