@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"brainstack: {exc}", file=sys.stderr)
         return EXIT_RUN
     except BrokenPipeError:  # `brainstack ... | head`: the reader left; not an error
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:
         print("brainstack: interrupted; the thread's last checkpoint is kept.", file=sys.stderr)
@@ -183,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout left (``| head``): what is still printed goes nowhere, quietly."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check_ids(args: argparse.Namespace) -> None:
@@ -544,7 +549,11 @@ async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None)
         if isinstance(event, ResultEvent):
             return event.result
         if out is not None:
-            _show(event, out)
+            try:
+                _show(event, out)
+            except BrokenPipeError:  # `| head` read its lines: the run still ends and is remembered
+                _silence_stdout()
+                out = None
     raise AssertionError("the run ended without a result")  # pragma: no cover
 
 

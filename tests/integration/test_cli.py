@@ -297,6 +297,24 @@ def test_routes_check_refuses_a_bad_file_in_one_line(env_home, tmp_path, content
     assert needle in line and str(labelled) in line
 
 
+def test_a_reader_that_leaves_early_does_not_stop_the_run(env_home):
+    """`brainstack run … | head -1`: the run still ends, so its thread takes the next task."""
+    thread = f"cli-{uuid.uuid4().hex[:8]}"
+    piped = subprocess.Popen(
+        [BRAINSTACK, "run", "Should we launch a freemium tier?", "--thread", thread],
+        env=env_home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert piped.stdout is not None
+    piped.stdout.close()  # the reader is gone before the first line
+    _, err = piped.communicate(timeout=120)
+    assert piped.returncode == 0 and b"Traceback" not in err, err
+    history = cli("history", "--thread", thread, env=env_home)
+    assert history.stdout.splitlines()[0].split("next: ")[1].startswith("(end of run)"), history.stdout
+    assert cli("run", "What would it cost?", "--thread", thread, env=env_home).returncode == 0
+
+
 def test_a_task_that_is_not_utf8_is_one_line_and_exit_2(env_home):
     """A shell in a Latin-1 locale passes bytes that are not UTF-8: refused before the run starts."""
     done = subprocess.run(
