@@ -421,11 +421,12 @@ def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Na
 
     import yaml
 
+    from brainstack.config.agents import _UniqueKeyLoader  # a route named twice is refused
     from brainstack.graphs.router import check_routes
 
     path = Path(args.file)
     try:
-        labelled = yaml.safe_load(path.read_text("utf-8"))
+        labelled = yaml.load(path.read_text("utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise _usage(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:

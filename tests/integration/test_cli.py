@@ -284,6 +284,7 @@ def test_routes_check_reports_coverage_precision_and_the_misses(env_home, tmp_pa
     [
         (None, "cannot read"),
         ("finance: [unclosed", "is not valid YAML"),
+        ("finance: [our burn rate]\nfinance: [our runway]", "found duplicate key 'finance'"),
         ("- just a list", "must map route names to lists of requests"),
         ("finance: []", "must map route names to lists of requests"),
         ("legal: [Review this contract]", "unknown route(s) 'legal'; the routes are technical"),
