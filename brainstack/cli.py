@@ -271,8 +271,7 @@ def _gateway() -> Any:
 def _memory(args: argparse.Namespace) -> int:
     gateway = _gateway()
     if args.action == "search":
-        if args.k < 1:
-            raise _usage("-k must be at least 1")
+        _check_search(args)
         episodes = gateway.episodes.search(args.user, args.query, k=args.k)
         if args.json:
             import dataclasses
@@ -330,6 +329,13 @@ def _forget(gateway: Any, args: argparse.Namespace) -> int:
     return EXIT_RUN
 
 
+def _check_search(args: argparse.Namespace) -> None:
+    if not args.query.strip():  # it would match nothing, or anything
+        raise _usage("The query is empty: pass the words to search for.")
+    if args.k < 1:
+        raise _usage("-k must be at least 1")
+
+
 def _skills(args: argparse.Namespace) -> int:
     store = _gateway().skills
     if args.action == "list":
@@ -372,8 +378,7 @@ def _kb(args: argparse.Namespace) -> int:
         for source in kb.sources():
             print(source)
         return 0
-    if args.k < 1:
-        raise _usage("-k must be at least 1")
+    _check_search(args)
     for passage in kb.search(args.query, k=args.k):
         print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
         print("   " + passage.text.strip().replace("\n", "\n   "))

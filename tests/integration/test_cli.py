@@ -536,3 +536,9 @@ def test_memory_commands_with_a_home_that_is_a_file_say_so(env_home, tmp_path, c
     line = assert_one_clean_line(cli(*command, env={**env_home, "BRAINSTACK_HOME": str(home)}), 2)
     assert f"Cannot create the memory folder {home / 'chroma'}: Not a directory" in line
     assert "BRAINSTACK_HOME" in line
+
+
+@pytest.mark.parametrize("command", [("memory", "search", "  "), ("kb", "search", "")])
+def test_an_empty_search_query_is_a_usage_error(env_home, command):
+    line = assert_one_clean_line(cli(*command, env=env_home), 2)
+    assert line == "brainstack: The query is empty: pass the words to search for."
