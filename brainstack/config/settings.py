@@ -164,6 +164,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL of a Chroma server (unset: a local folder)")
         return value
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _blank_model_is_the_default(cls, value: object) -> object:
+        # ``export BRAINSTACK_MODEL=`` means "not set": an empty name would only fail at the
+        # first model call.
+        return "gpt-4o-mini" if isinstance(value, str) and not value.strip() else value
+
     @field_validator("home", "cache_dir", mode="before")
     @classmethod
     def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:

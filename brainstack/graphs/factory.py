@@ -87,12 +87,18 @@ def create_router_graph(
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
     unknown = set(approval) - {*agents.agents, GROUP_CHAT}
-    if unknown:
+    if unknown or (settings.approval and not approval):
         from brainstack.errors import ConfigurationError
 
-        raise ConfigurationError(
-            f"BRAINSTACK_APPROVAL_ROUTES names {', '.join(sorted(unknown))}, which is not a route; "
-            f"use {', '.join([*agents.agents, GROUP_CHAT])}."
+        routes = ", ".join([*agents.agents, GROUP_CHAT])
+        if unknown:
+            raise ConfigurationError(
+                f"BRAINSTACK_APPROVAL_ROUTES names {', '.join(sorted(unknown))}, which is not a route; "
+                f"use {routes}."
+            )
+        raise ConfigurationError(  # approval on, and no run would ever wait for it
+            f"BRAINSTACK_APPROVAL is on but BRAINSTACK_APPROVAL_ROUTES names no route; name one or "
+            f"more of {routes} (unset: group_chat), or turn approval off."
         )
     ends: dict[Hashable, str] = {**targets, "remember": finish}
     if approval:

@@ -110,6 +110,18 @@ def test_unknown_approval_route_is_a_configuration_error(settings, embedder):
         Runtime(configured, embedder=embedder).graph  # noqa: B018
 
 
+def test_approval_with_no_route_is_a_configuration_error(settings, embedder, monkeypatch):
+    monkeypatch.setenv("BRAINSTACK_APPROVAL_ROUTES", " , ")  # parses to no route at all
+    configured = settings.model_copy(
+        update={"approval": True, "approval_routes": type(settings).from_env().approval_routes}
+    )
+    assert configured.approval_routes == ()
+    with pytest.raises(ConfigurationError, match=r"names no route; name one or more of .*group_chat"):
+        Runtime(configured, embedder=embedder).graph  # noqa: B018
+    off = settings.model_copy(update={"approval": False, "approval_routes": ()})
+    assert "approve" not in Runtime(off, embedder=embedder).graph.nodes  # approval off: fine
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

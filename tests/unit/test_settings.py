@@ -157,6 +157,11 @@ def test_blank_home_and_cache_are_the_defaults_not_the_current_folder(
     assert blank.home.is_absolute() and blank.sqlite_path != Path("checkpoints.sqlite")
 
 
+def test_a_blank_model_is_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAINSTACK_MODEL", " ")  # an empty name would only fail at the first call
+    assert Settings().model == Settings.model_fields["model"].default == "gpt-4o-mini"
+
+
 def test_explicit_offline_wins_over_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     monkeypatch.setenv("BRAINSTACK_PROVIDER", "offline")
