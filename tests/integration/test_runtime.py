@@ -549,18 +549,26 @@ def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
 async def test_a_cancelled_group_chat_makes_no_more_model_calls(settings, embedder, caplog):
     """Cancelling a run (Ctrl-C, a caller walking away) stops the team: autogen's run_stream on its
     own waits in its `finally` until every member has spoken, calling the model all the while."""
+    import threading
+
     import httpx2
 
     from brainstack.agents.offline import OfflineModel
 
     model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
     calls: list[str] = []
-    in_flight = asyncio.Event()
+    # The transport runs on the Runtime's loop thread: threading events, not asyncio ones (an
+    # asyncio.Event set from another thread wakes this loop only when something else does).
+    in_flight, stopped = threading.Event(), threading.Event()
 
     async def slow(request):
         calls.append(request.url.path)
         in_flight.set()
-        await asyncio.sleep(0.5)
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            stopped.set()  # the token reached the call the member was waiting for
+            raise
         return model.handle(request)
 
     runtime = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(slow))
@@ -569,11 +577,14 @@ async def test_a_cancelled_group_chat_makes_no_more_model_calls(settings, embedd
         async for _ in runtime.astream("Should we launch a freemium tier?", agent="group_chat"):
             pass
 
+    loop = asyncio.get_running_loop()
     run = asyncio.ensure_future(consume())
-    await asyncio.wait_for(in_flight.wait(), 30)  # a member is waiting for the model
+    assert await loop.run_in_executor(None, in_flight.wait, 30)  # a member waits for the model
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
+    # The run stops on the Runtime's loop a moment later: wait for the in-flight call to end.
+    assert await loop.run_in_executor(None, stopped.wait, 10), "the in-flight model call was not cancelled"
     made = len(calls)
     await asyncio.sleep(2)  # four more turns' worth of model calls
     assert len(calls) == made
