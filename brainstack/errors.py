@@ -80,6 +80,9 @@ class InvalidTaskError(UsageError):
             ) from None
         if "\x00" in text:
             raise cls(f"The task contains a NUL character (character {text.index(chr(0)) + 1}); remove it.")
+        # Page breaks (form feed, from PDFs), Word's and PowerPoint's soft line break (vertical tab)
+        # and NEL are line breaks in pasted text (str.splitlines agrees): kept as such.
+        text = text.translate(_LINE_BREAKS)
         # Other control characters (ESC, backspace, C1 codes) would reach terminals, prompts and
         # memory as they are: an ESC sequence in a task recolours or rewrites the screen it is shown on.
         control = next((i for i, c in enumerate(text) if _is_control(c)), None)
@@ -89,6 +92,9 @@ class InvalidTaskError(UsageError):
                 "remove it (tabs and line breaks are fine)."
             )
         return text
+
+
+_LINE_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\x85": "\n"})
 
 
 def _is_control(char: str) -> bool:

@@ -341,6 +341,21 @@ def test_tasks_keep_tabs_line_breaks_and_printable_unicode() -> None:
     assert InvalidTaskError.check(f"  {task}  ", 8000) == task
 
 
+@pytest.mark.parametrize(
+    ("task", "kept"),
+    [
+        ("Page 1 text\x0cPage 2 text", "Page 1 text\nPage 2 text"),  # a PDF's page break
+        ("Line one\x0bline two", "Line one\nline two"),  # Word's and PowerPoint's soft line break
+        ("First\x85second", "First\nsecond"),  # NEL
+    ],
+)
+def test_pasted_page_and_line_breaks_are_line_breaks_not_refused(task: str, kept: str) -> None:
+    from brainstack.errors import InvalidTaskError
+
+    assert InvalidTaskError.check(task, 8000) == kept
+    assert InvalidTaskError.check(kept, 8000) == kept  # the graph's first node checks it again
+
+
 def test_a_missing_task_is_empty_and_one_of_another_type_is_named() -> None:
     from brainstack.errors import InvalidTaskError
 
