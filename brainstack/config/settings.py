@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     @field_validator("approval_routes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():  # ``export …_ROUTES=`` is "not set"
+            return cls.model_fields["approval_routes"].default
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

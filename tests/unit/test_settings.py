@@ -162,6 +162,14 @@ def test_a_blank_model_is_the_default_model(monkeypatch: pytest.MonkeyPatch) -> 
     assert Settings().model == Settings.model_fields["model"].default == "gpt-4o-mini"
 
 
+def test_blank_approval_routes_are_the_default_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blank is "not set", as for every other setting; " , " names no route (the graph refuses it).
+    monkeypatch.setenv("BRAINSTACK_APPROVAL_ROUTES", "")
+    assert Settings().approval_routes == Settings.model_fields["approval_routes"].default == ("group_chat",)
+    monkeypatch.setenv("BRAINSTACK_APPROVAL_ROUTES", " , ")
+    assert Settings().approval_routes == ()
+
+
 def test_explicit_offline_wins_over_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     monkeypatch.setenv("BRAINSTACK_PROVIDER", "offline")
