@@ -163,8 +163,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged (and overridable)
+                continue  # keys, which SafeLoader's construct_mapping flattens; no constructor of its own
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key != "<<":  # "<<" merges; unhashable: PyYAML says so
+            if isinstance(key, Hashable):  # unhashable: PyYAML says so
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping",

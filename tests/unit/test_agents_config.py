@@ -196,6 +196,22 @@ def test_a_name_given_twice_is_refused_not_silently_replaced(tmp_path: Path) -> 
     assert f"line {text.splitlines().index('  helper:', 3) + 1}" in message  # the second one
 
 
+def test_yaml_merge_keys_still_load_and_may_override(tmp_path: Path) -> None:
+    """`<<: *anchor` shares fields between agents, as yaml.safe_load allowed; a merged key that the
+    mapping sets again is an override, not a name given twice."""
+    text = yaml.safe_dump(minimal(), sort_keys=False).replace("  helper:\n", "  helper: &agent\n", 1)
+    text = text.replace(
+        "group_chat:\n",
+        "  second:\n    <<: *agent\n    description: Answers the rest.\n"
+        "  third:\n    <<: [*agent]\ngroup_chat:\n",
+        1,
+    )
+    config = load_agents(write(tmp_path, text=text))
+    assert list(config.agents) == ["helper", "second", "third"]
+    assert config.agents["second"].description == "Answers the rest."
+    assert config.agents["third"].system_prompt == config.agents["helper"].system_prompt
+
+
 def _indent(text: str) -> str:
     return "".join(f"  {line}\n" for line in text.splitlines())
 
