@@ -120,6 +120,7 @@ def _where(url: str) -> str:
         return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
     except ValueError as exc:  # a port that is no number, an unclosed [IPv6 host]
         raise ConfigurationError(
-            f"BRAINSTACK_CHECKPOINT_URL {url.split('@')[-1]!r} is not a valid URL: {exc}. "
+            # without the credentials: before the last "@", and libpq's ?password=… after "?"
+            f"BRAINSTACK_CHECKPOINT_URL {url.split('@')[-1].split('?')[0]!r} is not a valid URL: {exc}. "
             "Fix it (postgresql://user@host:port/database) or unset it to use SQLite."
         ) from None

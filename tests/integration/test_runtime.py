@@ -344,6 +344,7 @@ def test_checkpoint_backend_down_is_a_clear_error(settings, embedder):
     [
         ("postgresql://user:secret@127.0.0.1:notaport/test", "Port could not be cast"),
         ("postgresql://[::1/test", "Invalid IPv6 URL"),
+        ("postgresql://127.0.0.1:notaport/test?user=app&password=secret", "Port could not be cast"),
     ],
 )
 def test_a_malformed_checkpoint_url_is_a_configuration_error(settings, embedder, url, why):
