@@ -98,7 +98,7 @@ class GroupChat:
         except asyncio.CancelledError:
             _quiet_cancelled_handlers()
             token.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # the chat's end: not ours
                 await chat
             raise
         finally:
