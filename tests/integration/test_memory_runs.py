@@ -203,23 +203,28 @@ def test_a_preference_with_an_e_mail_address_is_stored_whole_and_masked(settings
     assert runtime.memory.working.items("user", "ada") == {"stated_preferences": ["answers sent to [email]"]}
 
 
+def _group_chat_state(task: str, answer: str, review: dict) -> dict:
+    """The state remember sees after a three-turn group chat of ada's on ``task``."""
+    turns = [{"speaker": s, "content": f"{s} weighs the move. More later."} for s in ("CTO", "CMO", "CFO")]
+    return {
+        "user_id": "ada",
+        "task": task,
+        "route": {"target": "group_chat", "kind": "group_chat"},
+        "answer": answer,
+        "speakers": ["CTO", "CMO", "CFO"],
+        "transcript": turns,
+        "review": review,
+    }
+
+
 @pytest.mark.parametrize(("agreed", "outcome"), [(True, "ok"), (False, "no_agreement")])
 def test_only_an_agreed_group_chat_learns_a_skill(settings, embedder, agreed, outcome):
     from brainstack.memory.gateway import MemoryGateway
 
     gateway = MemoryGateway(settings, embedder=embedder)
     task = "Should we move the data team from Lisbon to Porto next spring?"
-    turns = [{"speaker": s, "content": f"{s} weighs the move. More later."} for s in ("CTO", "CMO", "CFO")]
-    state = {
-        "user_id": "ada",
-        "task": task,
-        "route": {"target": "group_chat", "kind": "group_chat"},
-        "answer": "CFO: we are split.",
-        "speakers": ["CTO", "CMO", "CFO"],
-        "transcript": turns,
-        "review": {"status": "ok", "stop_reason": "Maximum number of messages 4 reached", "agreed": agreed},
-    }
-    written = asyncio.run(gateway.remember(state, "t-move"))
+    review = {"status": "ok", "stop_reason": "Maximum number of messages 4 reached", "agreed": agreed}
+    written = asyncio.run(gateway.remember(_group_chat_state(task, "CFO: we are split.", review), "t-move"))
     assert written.episode_id and not written.degraded
     assert (written.skill is not None) is agreed
     assert gateway.episodes.search("ada", task, k=1)[0].metadata["outcome"] == outcome
@@ -232,16 +237,7 @@ def test_a_learned_skill_keeps_no_preference_its_user_stated(settings, embedder)
 
     gateway = MemoryGateway(settings, embedder=embedder)
     task = "Should we move the data team from Lisbon to Porto next spring? I prefer short answers."
-    turns = [{"speaker": s, "content": f"{s} weighs the move. More later."} for s in ("CTO", "CMO", "CFO")]
-    state = {
-        "user_id": "ada",
-        "task": task,
-        "route": {"target": "group_chat", "kind": "group_chat"},
-        "answer": "CFO: we move in spring. DECIDED",
-        "speakers": ["CTO", "CMO", "CFO"],
-        "transcript": turns,
-        "review": {"status": "ok", "agreed": True},
-    }
+    state = _group_chat_state(task, "CFO: we move in spring. DECIDED", {"status": "ok", "agreed": True})
     written = asyncio.run(gateway.remember(state, "t-move"))
     assert written.preferences == {"stated_preferences": ["short answers"]}  # the user's, kept
     assert written.skill and written.skill_created
