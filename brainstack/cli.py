@@ -426,12 +426,12 @@ def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Na
 
     import yaml
 
-    from brainstack.config.agents import _UniqueKeyLoader  # a route named twice is refused
+    from brainstack.config.agents import load_yaml  # a route named twice is refused
     from brainstack.graphs.router import check_routes
 
     path = Path(args.file)
     try:
-        labelled = yaml.load(path.read_text("utf-8"), Loader=_UniqueKeyLoader)
+        labelled = load_yaml(path.read_text("utf-8"))
     except OSError as exc:
         raise _usage(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:

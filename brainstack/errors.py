@@ -19,6 +19,8 @@ exactly one place: :func:`translate`.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BackendError",
     "BrainstackError",
@@ -85,20 +87,18 @@ class InvalidTaskError(UsageError):
         text = text.translate(_LINE_BREAKS)
         # Other control characters (ESC, backspace, C1 codes) would reach terminals, prompts and
         # memory as they are: an ESC sequence in a task recolours or rewrites the screen it is shown on.
-        control = next((i for i, c in enumerate(text) if _is_control(c)), None)
+        control = _CONTROL.search(text)
         if control is not None:
             raise cls(
-                f"The task contains the control character {text[control]!r} (character {control + 1}); "
-                "remove it (tabs and line breaks are fine)."
+                f"The task contains the control character {control.group()!r} (character "
+                f"{control.start() + 1}); remove it (tabs and line breaks are fine)."
             )
         return text
 
 
 _LINE_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\x85": "\n"})
-
-
-def _is_control(char: str) -> bool:
-    return (char < " " and char not in "\t\n\r") or "\x7f" <= char <= "\x9f"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters but tab, line feed and carriage return."""
 
 
 class ThreadBusyError(UsageError):

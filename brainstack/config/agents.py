@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from brainstack.errors import ConfigurationError
 
-__all__ = ["GROUP_CHAT", "AgentSpec", "AgentsConfig", "GroupChatSpec", "RoleSpec", "load_agents"]
+__all__ = ["GROUP_CHAT", "AgentSpec", "AgentsConfig", "GroupChatSpec", "RoleSpec", "load_agents", "load_yaml"]
 
 GROUP_CHAT = "group_chat"
 """The route name of the group chat; no specialist may use it."""
@@ -139,7 +139,7 @@ def load_agents(path: str | Path | None = None) -> AgentsConfig:
                 f"cannot be decoded ({exc.reason}). Save the file as UTF-8."
             ) from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -154,6 +154,11 @@ def load_agents(path: str | Path | None = None) -> AgentsConfig:
         return AgentsConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(_explain(where, exc)) from exc
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that a key repeated in one mapping is a ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

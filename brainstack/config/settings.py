@@ -171,7 +171,9 @@ class Settings(BaseSettings):
     def _blank_model_is_the_default(cls, value: object) -> object:
         # ``export BRAINSTACK_MODEL=`` means "not set": an empty name would only fail at the
         # first model call.
-        return "gpt-4o-mini" if isinstance(value, str) and not value.strip() else value
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields["model"].default
+        return value
 
     @field_validator("home", "cache_dir", mode="before")
     @classmethod
