@@ -22,11 +22,15 @@ from typing import Any
 __all__ = ["OFFLINE_MODEL_NAME", "OfflineModel"]
 
 OFFLINE_MODEL_NAME = "brainstack-offline"
-# A whole number: never the "80" of "80k" or the "2" of "v2" (that would answer another question).
-_NUMBER = r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?!\w|\.\d)"
+# A whole number: never the "80" of "80k" or the "2" of "v2" (that would answer another question),
+# and never the tail of "1,200" (a match that failed at the "1" fails there too).
+_NUMBER = r"(?<![\w.])(?<!\d,)\d[\d,]*(?:\.\d+)?(?!\w|\.\d)"
+# Searched in the task with its whitespace collapsed to single spaces. The lookbehinds keep a match
+# from starting inside a run of "(", "-" or digits that an earlier start already scanned: without
+# them `finditer` rescans the run from every position, quadratic on a long run.
 _ARITHMETIC = re.compile(
-    rf"(?:[-(]\s*)*{_NUMBER}\s*%?\s*(?:(?:[-+*/×÷^]|\*\*|//|%\s*of)\s*[(\s]*"
-    rf"{_NUMBER}\s*%?\s*\)*\s*)+",
+    rf"(?<![-(])(?<![-(] )(?:[-(] ?)*{_NUMBER} ?%? ?(?:(?:[-+*/×÷^]|\*\*|//|% ?of) ?(?:[(] ?)*"
+    rf"{_NUMBER} ?%? ?\)* ?)+",
     re.IGNORECASE,
 )
 # What makes a candidate an arithmetic question rather than a date, a range or a count:
@@ -253,6 +257,7 @@ def _find_arithmetic(task: str) -> str | None:
     expression is not a date or a year range.
     """
     asks = _ASKS_TO_COMPUTE.search(task) is not None
+    task = " ".join(task.split())
     candidates = [
         text
         for text in (m.group(0).strip().rstrip(",") for m in _ARITHMETIC.finditer(task))

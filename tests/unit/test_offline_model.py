@@ -246,6 +246,13 @@ def test_tool_call_id_is_deterministic_per_expression(client: httpx2.Client) -> 
         ("Compare our 2024-2025 plan: what is 2 + 2?", "2 + 2"),  # the range is skipped
         ("We grew 80k users; what is 12% of 80000?", "12% of 80000"),  # "80k" alone is skipped
         ("What is 12% of 80,000?", "12% of 80,000"),
+        ("What is 2  +\n  2?", "2 + 2"),  # any run of whitespace reads as one space
+        ("What is ( 3 +  4 )  *\t2?", "( 3 + 4 ) * 2"),
+        # Long runs that once made the search quadratic (seconds) still end in the right answer.
+        ("(" * 4000 + " what is 2 + 2?", "2 + 2"),
+        ("-(" * 2000 + "x; what is 6 * 7?", "6 * 7"),
+        ("1," * 2000 + "+ 2k; what is 6 * 7?", "6 * 7"),
+        ("What is 1 +" + " " * 4000 + "2?", "1 + 2"),
     ],
 )
 def test_extracts_the_arithmetic_from_the_task(client: httpx2.Client, task: str, expression: str) -> None:
@@ -282,6 +289,19 @@ def test_no_tool_call_without_calculator_or_arithmetic(
     assert "tool_calls" not in message
     assert completion["choices"][0]["finish_reason"] == "stop"
     assert message["content"].startswith(f"{LABEL} Finance specialist on: \u201c{task}\u201d")
+
+
+@pytest.mark.parametrize(
+    "task",
+    # Runs of what an expression is made of, with no expression in them: these once made the
+    # search quadratic (seconds for 8,000 characters); benchmarks/bench_text.py times them.
+    ["(" * 7990 + "x", "-(" * 3995 + "x", "1," * 3995 + "+ 2k", "1 +" + " " * 7990 + "x", "7" * 7990 + "k"],
+)
+def test_long_runs_without_an_expression_get_no_tool_call(client: httpx2.Client, task: str) -> None:
+    message = message_of(chat(client, [system(FINANCE), user(task)], tools=[CALCULATOR_TOOL]))
+    assert "tool_calls" not in message
+    shown = " ".join(task.split())[:20]  # the answer quotes the task with its whitespace collapsed
+    assert message["content"].startswith(f"{LABEL} Finance specialist on: \u201c{shown}")
 
 
 def test_answers_every_tool_result(client: httpx2.Client) -> None:
