@@ -156,8 +156,9 @@ def astream(
 
 def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:
     from brainstack.config import AgentsConfig, Settings
-    from brainstack.runtime import Runtime
+    from brainstack.runtime import Runtime, check_agents_argument
 
+    check_agents_argument(agents)  # before the cache, which would raise TypeError on a list
     settings = Settings.from_env()
     if isinstance(agents, AgentsConfig):
         return Runtime(settings, agents=agents)

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import os
 import queue
 import re
 import shlex
@@ -77,6 +78,12 @@ class Runtime:
         router_embedder: Embedder | None = None,
         memory: MemoryGateway | None = None,
     ) -> None:
+        if settings is not None and not isinstance(settings, Settings):
+            raise UsageError(
+                f"settings must be a brainstack.Settings, not {type(settings).__name__} "
+                "(e.g. Settings(memory=False), or Settings.from_env())."
+            )
+        check_agents_argument(agents)
         self.settings = settings if settings is not None else Settings.from_env()
         if embedder is None and memory is None:  # otherwise the settings' embedder is never built
             _check_embeddings(self.settings)
@@ -757,6 +764,15 @@ class _LoopState:
                 del self._turns[thread_id]  # nobody waits: keep no lock per finished thread
             else:
                 self._turns[thread_id] = (lock, users - 1)
+
+
+def check_agents_argument(agents: object) -> None:
+    """Refuse an ``agents`` argument that is neither a path to an agents file nor a config."""
+    if agents is not None and not isinstance(agents, str | os.PathLike | AgentsConfig):
+        raise UsageError(
+            f"agents must be the path of an agents file (str or Path) or an AgentsConfig, "
+            f"not {type(agents).__name__}."
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

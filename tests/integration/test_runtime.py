@@ -329,6 +329,22 @@ def test_bad_input_is_refused_before_anything_is_written(runtime, task, kwargs, 
         assert runtime.messages("never") == []
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"settings": {"memory": False}}, r"settings must be a brainstack.Settings, not dict"),
+        ({"agents": 123}, r"agents must be the path of an agents file \(str or Path\) .*not int"),
+        ({"agents": ["agents.yaml"]}, r"not list"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        Runtime(**kwargs)
+    if "agents" in kwargs:  # the module-level API checks before its runtime cache (a list is unhashable)
+        with pytest.raises(UsageError, match=message):
+            brainstack.run("What is 2 + 2?", agents=kwargs["agents"])
+
+
 def test_checkpoint_backend_down_is_a_clear_error(settings, embedder):
     down = settings.model_copy(update={"checkpoint_url": "postgresql://postgres@127.0.0.1:1/test"})
     with pytest.raises(BackendError) as caught:
