@@ -414,3 +414,35 @@ def test_dotted_letter_abbreviations_do_not_end_a_sentence():
     task = "I prefer prices in the U.S. format. Summarize."
     assert stated_preferences(task) == ["prices in the U.S. format"]
     assert sentences("Meet at 9 a.m. tomorrow. Then lunch.") == ["Meet at 9 a.m. tomorrow.", "Then lunch."]
+
+
+# -- long runs: inputs that once took quadratic time ---------------------------------------------
+# Only results are checked here; how long they take is measured by benchmarks/bench_text.py.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Wait... what?! Really.", ["Wait...", "what?!", "Really."]),
+        ("Hm..ok then", ["Hm..ok then"]),  # punctuation followed by a letter ends nothing
+        ("Stop!!!) Go.", ["Stop!!!)", "Go."]),
+        ('She asked "why?!"\u201d Then left', ['She asked "why?!"\u201d', "Then left"]),
+        ("x.)y and .)z stay", ["x.)y and .)z stay"]),
+        ("Dots at the end...", ["Dots at the end..."]),
+    ],
+)
+def test_runs_of_final_punctuation(text, expected):
+    assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("." * 8000 + "x", ["." * 8000 + "x"]),
+        ("!?" * 4000 + "x", ["!?" * 4000 + "x"]),
+        ("a" + "." * 8000 + " b", ["a" + "." * 8000, "b"]),
+        ("Yes" + "!" * 7990 + ") no", ["Yes" + "!" * 7990 + ")", "no"]),
+    ],
+)
+def test_long_punctuation_runs_split_as_before(text, expected):
+    assert sentences(text) == expected
