@@ -133,7 +133,7 @@ def sentences(text: str) -> list[str]:
     for line in text.splitlines():
         start = 0
         for end in _SENTENCE_END.finditer(line):
-            if end.group().startswith(".") and _abbreviation(line[start : end.start()]):
+            if end.group().startswith(".") and _abbreviation(_last_word(line, start, end.start())):
                 continue
             found.append(line[start : end.end()].strip())
             start = end.end()
@@ -141,10 +141,24 @@ def sentences(text: str) -> list[str]:
     return [sentence for sentence in found if sentence]
 
 
-def _abbreviation(before: str) -> bool:
-    """Whether the word before a full stop is an abbreviation or an initial."""
-    words = before.split()
-    word = words[-1].lstrip("(\"'\u201c\u2018") if words else ""
+def _last_word(line: str, start: int, end: int) -> str:
+    """The last white-space-separated word of ``line[start:end]`` ("" if there is none).
+
+    Read backwards from ``end``: splitting all of ``line[start:end]`` at each full stop was
+    quadratic while no sentence ended ("e.g. " * 1600 took 20 ms, 64k characters 1.2 s).
+    """
+    stop = end
+    while stop > start and line[stop - 1].isspace():
+        stop -= 1
+    begin = stop
+    while begin > start and not line[begin - 1].isspace():
+        begin -= 1
+    return line[begin:stop]
+
+
+def _abbreviation(word: str) -> bool:
+    """Whether ``word``, just before a full stop, is an abbreviation or an initial."""
+    word = word.lstrip("(\"'\u201c\u2018")
     return (
         word.lower() in _ABBREVIATIONS
         or (len(word) == 1 and word.isupper())  # an initial: "A. Lovelace"

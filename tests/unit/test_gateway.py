@@ -446,3 +446,25 @@ def test_runs_of_final_punctuation(text, expected):
 )
 def test_long_punctuation_runs_split_as_before(text, expected):
     assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("e.g. " * 1600, [("e.g. " * 1600).strip()]),  # abbreviations never end the sentence
+        ("A. " * 2660 + "Done. Next", ["A. " * 2660 + "Done.", "Next"]),
+        ("U.S. " * 1600 + "x", ["U.S. " * 1600 + "x"]),
+        ("Dr. " * 2000 + "\nNext. Done", [("Dr. " * 2000).strip(), "Next.", "Done"]),
+        ("See (e.g." + " " * 8000 + ". Next", ["See (e.g." + " " * 8000 + ".", "Next"]),
+        ("x" + " " * 8000 + ". Next", ["x" + " " * 8000 + ".", "Next"]),
+    ],
+)
+def test_long_runs_of_abbreviations_split_as_before(text, expected):
+    assert sentences(text) == expected
+
+
+def test_long_runs_of_abbreviations_keep_a_preference_whole():
+    task = "I prefer " + "e.g. " * 1600 + "tables. What is our churn?"
+    (preference,) = stated_preferences(task)
+    assert preference.startswith("e.g. e.g.") and len(preference) <= 120
+    assert without_preferences(task) == "What is our churn?"
