@@ -174,7 +174,9 @@ def stated_preferences(task: str) -> list[str]:
             continue
         for match in _PREFERENCE.finditer(sentence):
             what = " ".join(match.group("what").split())
-            what = re.sub(r"[.!,;:]+$", "", what.rstrip(_CLOSERS)).strip()
+            # rstrip, not re.sub(r"[.!,;:]+$"): re.sub retried a run that does not end the text
+            # from each of its characters ("I prefer x" + "," * 8000 + "x": 0.13 s; 64k: 7 s).
+            what = what.rstrip(_CLOSERS).rstrip(".!,;:").strip()
             if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
                 what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
             if len(what) >= 3:

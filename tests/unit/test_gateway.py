@@ -468,3 +468,17 @@ def test_long_runs_of_abbreviations_keep_a_preference_whole():
     (preference,) = stated_preferences(task)
     assert preference.startswith("e.g. e.g.") and len(preference) <= 120
     assert without_preferences(task) == "What is our churn?"
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("I prefer metric units" + "." * 8000 + "!", ["metric units"]),  # trailing run dropped
+        ("I prefer metric units, " + ",;" * 4000 + " please", ["metric units"]),  # cut at a word
+        ("I prefer x" + "," * 8000 + "x", []),  # one 8002-character word: cut to nothing
+        ("I prefer tables,;:!.", ["tables"]),
+        ("I prefer tables.)", ["tables"]),
+    ],
+)
+def test_punctuation_runs_in_a_preference(task, expected):
+    assert stated_preferences(task) == expected
