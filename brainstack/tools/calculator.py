@@ -81,12 +81,19 @@ def _int_text(number: int) -> str:
         return str(Decimal(number))
 
 
+# A percentage's number. It starts at the first digit of a run: re.sub tries every position, and a
+# run of digits without a % after it was otherwise scanned again from each of its digits (quadratic:
+# "1" * 499 + "x" took 9 ms). A number found inside a run is found from the run's start as well.
+_PERCENT_OF = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*%\s*of\s*", re.IGNORECASE)
+# "12.5%" is a percentage only when no operand follows; "7 % 3" and "7%(1+2)" are modulo.
+_PERCENT = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*%(?!\s*[\d(.])")
+
+
 def _normalise(expression: str) -> str:
     text = expression.strip().replace("×", "*").replace("÷", "/").replace("^", "**")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # thousands separators: 2,340 → 2340
-    text = re.sub(r"(\d+(?:\.\d+)?)\s*%\s*of\s*", r"(\1/100)*", text, flags=re.IGNORECASE)
-    # "12.5%" is a percentage only when no operand follows; "7 % 3" and "7%(1+2)" are modulo.
-    return re.sub(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\d(.])", r"(\1/100)", text)
+    text = _PERCENT_OF.sub(r"(\1/100)*", text)
+    return _PERCENT.sub(r"(\1/100)", text)
 
 
 def _evaluate(node: ast.expr, source: str) -> Fraction:

@@ -352,3 +352,42 @@ def test_unknown_tool_name_error_lists_the_available_tools() -> None:
     assert not isinstance(caught.value, KeyError)
     assert "web_search" in str(caught.value)
     assert "available: ['calculator']" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("1234567%", Fraction(1234567, 100)),
+        ("99.99% of 10000", Fraction(9999)),
+        ("100%of 50", Fraction(50)),
+        ("3 % of 1,000", Fraction(30)),
+        ("0.5%", Fraction(1, 200)),
+        ("2340*17.5%", Fraction(819, 2)),
+        ("17 %5", Fraction(2)),  # modulo: an operand follows
+    ],
+)
+def test_percentages_are_whole_numbers(expression: str, expected: Fraction) -> None:
+    assert calculate(expression) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("1" * 498 + "%", Fraction(int("1" * 498), 100)),
+        ("1" * 487 + "% of 1,000", Fraction(int("1" * 487) * 10)),
+        ("1." + "1" * 497 + "%", Fraction("1." + "1" * 497) / 100),
+        ("7" * 496 + " % 3", Fraction(int("7" * 496) % 3)),
+    ],
+)
+def test_long_digit_runs_at_the_length_limit(expression: str, expected: Fraction) -> None:
+    assert len(expression) <= MAX_EXPRESSION_CHARS
+    assert calculate(expression) == expected
+
+
+@pytest.mark.parametrize(
+    "expression", ["1" * 499 + "x", "1" * 497 + " %x", "1" * 494 + "% of x", "1" * 495 + "% of"]
+)
+def test_long_digit_runs_that_are_not_arithmetic(expression: str) -> None:
+    assert len(expression) <= MAX_EXPRESSION_CHARS
+    with pytest.raises(CalculatorError, match=r"not an arithmetic expression|only numbers"):
+        calculate(expression)
