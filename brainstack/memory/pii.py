@@ -37,16 +37,21 @@ def _card(match: re.Match[str]) -> str:
     if 13 <= len(digits) <= 19 and _luhn(digits):
         return "[card]"
     # A card next to other digits ("qty 2 4111 1111 1111 1111"): look for a Luhn-valid run of
-    # whole digit groups inside the match and mask just that.
+    # whole digit groups inside the match and mask just that: the run starting at the earliest
+    # group, and of those the longest. Only runs of 13-19 digits are built and checked (joining
+    # every pair of groups took 0.2 ms a match: 50 ms for "1 " * 4000, 0.6 s for 64k characters).
     groups = re.findall(r"\d+|[ -]", text)
     numbers = [i for i, g in enumerate(groups) if g.isdigit()]
-    for start in numbers:
-        for end in reversed(numbers):
-            if end < start:
+    for first, start in enumerate(numbers):
+        runs, digits = [], ""
+        for end in numbers[first:]:
+            digits += groups[end]
+            if len(digits) > 19:
                 break
-            run = "".join(groups[start : end + 1])
-            run_digits = re.sub(r"\D", "", run)
-            if 13 <= len(run_digits) <= 19 and _luhn(run_digits):
+            if len(digits) >= 13:
+                runs.append((end, digits))
+        for end, run_digits in reversed(runs):
+            if _luhn(run_digits):
                 return "".join(groups[:start]) + "[card]" + "".join(groups[end + 1 :])
     return text
 

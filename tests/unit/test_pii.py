@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
+from brainstack.memory import pii
 from brainstack.memory.pii import mask_pii, mask_value
 
 
@@ -203,3 +207,49 @@ def test_mask_value_on_scalars_and_idempotence():
     assert mask_value(None) is None
     nested = {"a": [{"b": ["+44 20 7946 0958", "ada@example.com"]}]}
     assert mask_value(mask_value(nested)) == mask_value(nested) == {"a": [{"b": ["[phone]", "[email]"]}]}
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("qty 2 4111 1111 1111 1111", "qty 2 [card]"),
+        ("card 4111 1111 1111 1111 123", "card [card] 123"),
+        ("1 2 4111 1111 1111 1111 5", "1 2 [card] 5"),
+        ("7 4111111111111111 4111", "7 [card] 4111"),
+        ("4111 1111 1111 1111 4111 1111 1111 1111", "[card] [card]"),
+        ("1 " * 4000 + "x 4111 1111 1111 1111", "1 " * 4000 + "x [card]"),
+        ("1 " * 4000 + "x", "1 " * 4000 + "x"),  # no run of 13-19 ones is Luhn-valid
+        ("1-" * 4000 + "1", "1-" * 4000 + "1"),
+    ],
+)
+def test_the_card_inside_a_run_of_digit_groups(text, masked):
+    assert mask_pii(text) == masked
+
+
+def _card_by_every_pair(match):
+    """The card search as first written: every pair of digit groups, earliest start, longest run."""
+    text = match.group()
+    groups = re.findall(r"\d+|[ -]", text)
+    numbers = [i for i, g in enumerate(groups) if g.isdigit()]
+    for start in numbers:
+        for end in reversed(numbers):
+            if end < start:
+                break
+            digits = re.sub(r"\D", "", "".join(groups[start : end + 1]))
+            if 13 <= len(digits) <= 19 and pii._luhn(digits):
+                return "".join(groups[:start]) + "[card]" + "".join(groups[end + 1 :])
+    return text
+
+
+def test_the_card_search_finds_what_checking_every_pair_of_groups_finds():
+    rng = random.Random(2024)
+    cards = ["0", "1", "12", "4111", "5555", "4444", "1111", "378282", " ", " ", "-", "x", "\u0664"]
+    short = ["1", "2", "3", "7", "9", "12", "34", " ", " ", " ", "-"]  # many runs with several ends
+    texts = [
+        "".join(rng.choice(pieces) for _ in range(rng.randint(low, high)))
+        for pieces, low, high in ((cards, 5, 40), (short, 20, 50))
+        for _ in range(3000)
+    ]
+    texts += ["0 1 " * 2000, "12 34 " * 1333, "1 " * 4000, "4111 " * 1600, "5 5 5555 5555 5555 4444 9 9"]
+    for text in texts:
+        assert pii._CARD.sub(pii._card, text) == pii._CARD.sub(_card_by_every_pair, text), text
