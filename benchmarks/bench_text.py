@@ -13,7 +13,7 @@ measured in the same run, and the growth from one size to the next (about 8 when
 when quadratic). An input whose time, extrapolated as if quadratic, would pass ``--max-seconds`` is not run
 at the larger size.
 
-    .venv/bin/python benchmarks/bench_text.py [--quick] [--max-seconds S] [--json PATH]
+    .venv/bin/python benchmarks/bench_text.py [--quick] [--task-64k] [--max-seconds S] [--json PATH]
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ def time_call(call: Callable[[str], Any], text: str, min_seconds: float, max_rep
 
 
 def measure(subject: Subject, args: argparse.Namespace) -> None:
-    sizes = [n for n in subject.sizes if not (args.quick and n > 8_000)]
+    sizes = list(UNBOUNDED_SIZES if args.task_64k and subject.sizes == TASK_SIZES else subject.sizes)
+    sizes = [n for n in sizes if not (args.quick and n > 8_000)]
     cases = [("benign", subject.benign)] + [(i.label, i.build) for i in subject.inputs]
     for label, build in cases:
         row: dict[int, dict[str, Any]] = {}
@@ -289,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=60.0,
         help="skip a larger size when one call, extrapolated as quadratic, would take longer (default 60)",
+    )
+    parser.add_argument(
+        "--task-64k",
+        action="store_true",
+        help="time the task-only functions at 64k too (for a raised BRAINSTACK_MAX_TASK_CHARS)",
     )
     parser.add_argument("--json", metavar="PATH", help="write the raw numbers here")
     args = parser.parse_args(argv)
