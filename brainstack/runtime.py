@@ -319,6 +319,12 @@ class Runtime:
             return "waiting for approval"
         if snapshot.next:
             return f"stopped before {', '.join(snapshot.next)}"
+        if snapshot.tasks:
+            # Every step due at the last checkpoint has run and saved its result, but the process
+            # stopped before the checkpoint after it: LangGraph's `next` leaves such steps out,
+            # yet the run is not over. Continuing it applies their results and goes on; a new
+            # task would start from the last checkpoint without them (the answer would be lost).
+            return f"stopped after {', '.join(task.name for task in snapshot.tasks)}"
         await self._refuse_stranded(thread_id)  # not "finished" if it stopped before a node we lack
         return None
 
