@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import os
 import queue
 import re
@@ -105,13 +106,9 @@ class Runtime:
         self._warming = False
         self._graph: StateGraph[Any] | None = None
         self._memory: MemoryGateway | None = memory
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._loop_state = _LoopState()
-        self._compiled: Any = None
-        self._leases: Leases | None = None
-        self._resources: list[Any] = []
+        self._loop_state: _LoopState | None = None
+        """The runtime loop in use (``None`` before the first run and after :meth:`close`)."""
 
     @property
     def model(self) -> str:
@@ -202,38 +199,80 @@ class Runtime:
     # (a SQLite connection or a PostgreSQL pool) is opened once on that loop and the graph is
     # compiled once, so runs pay neither again; `run`, `stream`, `arun` and `astream` all hand
     # their work to that loop, from plain code, from another event loop or from Jupyter alike.
+    #
+    # What belongs to one loop (its thread, checkpointer, leases, compiled graph, the calls handed
+    # to it) is kept together in a _LoopState. close() retires that state as a whole, under the
+    # same lock that hands calls to a loop: a call is handed to the loop before it is retired (and
+    # then ends with its result or the "closed" RunError) or to the next loop, never to a loop
+    # that is stopping, where nobody would ever answer it.
+
+    def _current(self) -> _LoopState:
+        """The loop in use, started if there is none (the caller holds ``_loop_lock``)."""
+        if self._loop_state is None:
+            state = _LoopState()
+            state.thread.start()
+            self._loop_state = state
+            self._finalizer = weakref.finalize(self, _shutdown, state)
+        return self._loop_state
 
     def _runtime_loop(self) -> asyncio.AbstractEventLoop:
         with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="brainstack-runtime", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-                self._loop_state = _LoopState()  # its locks belong to this loop
-                self._finalizer = weakref.finalize(
-                    self, _shutdown, loop, thread, self._resources, self._loop_state.runs
-                )
-            return self._loop
+            return self._current().loop
+
+    def _state(self) -> _LoopState:
+        """The state of the runtime loop running the caller; the "closed" RunError once close()
+        has retired it (a call that reached a loop just as it was being closed)."""
+        state = self._loop_state
+        if state is None or state.closing or state.loop is not asyncio.get_running_loop():
+            raise _closed()
+        return state
+
+    def _schedule(
+        self,
+        coro: Any,
+        refused: str = "blocking Runtime methods cannot be called from the runtime's own loop",
+    ) -> concurrent.futures.Future[Any]:
+        """Hand ``coro`` to the runtime loop; its future ends with its result, its error, or the
+        "closed" RunError (see :func:`_shutdown`). ``refused``: the RuntimeError's message when
+        the caller is the loop's own thread (it would wait for itself)."""
+        with self._loop_lock:
+            state = self._current()
+            if threading.current_thread() is state.thread:
+                coro.close()
+                raise RuntimeError(refused)
+            future = asyncio.run_coroutine_threadsafe(_guarded(state, coro), state.loop)
+            state.calls.add(future)
+        future.add_done_callback(state.calls.discard)
+        return future
 
     async def _compiled_graph(self) -> Any:
         """The graph compiled with the open checkpointer (on the runtime loop)."""
-        if self._compiled is None:
-            async with self._loop_state.opening:  # concurrent first runs open one checkpointer
-                if self._compiled is None:
-                    from brainstack.graphs.checkpointers import open_checkpointer
-                    from brainstack.graphs.leases import open_leases
+        state = self._state()
+        if state.compiled is None:
+            # Concurrent first runs wait for one opening. It is a task of its own, which a
+            # cancelled run does not cut short: a connection cancelled while it opens would be
+            # finished by its driver's thread after close() has stopped the loop.
+            if state.opening is None or state.opening.done():  # (a failed opening is tried again)
+                state.opening = asyncio.ensure_future(self._open(state))
+                state.opening.add_done_callback(_retrieved)
+            await asyncio.shield(state.opening)
+        return state.compiled
 
-                    stack = contextlib.AsyncExitStack()
-                    try:
-                        saver = await stack.enter_async_context(open_checkpointer(self.settings))
-                        self._leases = await stack.enter_async_context(open_leases(self.settings))
-                    except BaseException:
-                        await stack.aclose()
-                        raise
-                    self._resources.append(stack)
-                    self._compiled = self.graph.compile(checkpointer=saver)
-        return self._compiled
+    async def _open(self, state: _LoopState) -> None:
+        """Open the checkpointer and the leases on the loop of ``state`` and compile the graph."""
+        from brainstack.graphs.checkpointers import open_checkpointer
+        from brainstack.graphs.leases import open_leases
+
+        stack = contextlib.AsyncExitStack()
+        try:
+            saver = await stack.enter_async_context(open_checkpointer(self.settings))
+            leases = await stack.enter_async_context(open_leases(self.settings))
+            compiled = self.graph.compile(checkpointer=saver)
+        except BaseException:
+            await stack.aclose()
+            raise
+        state.resources.append(stack)
+        state.leases, state.compiled = leases, compiled
 
     @contextlib.asynccontextmanager
     async def _running(self, thread_id: str, *, lease: bool = True) -> AsyncIterator[None]:
@@ -243,20 +282,23 @@ class Runtime:
         ``lease=False`` for a thread the Runtime has just named itself (a random id nobody else
         knows before the run returns it): such a run skips the lease (0.2 ms for a new lock file).
         """
+        state = self._state()
         task = asyncio.current_task()
         assert task is not None
-        self._loop_state.runs.add(task)
+        added = task not in state.runs  # (a call handed to the loop is registered already)
+        state.runs.add(task)
         try:
-            async with self._loop_state.turn(thread_id):
+            async with state.turn(thread_id):
                 try:
                     await self._compiled_graph()  # opens the checkpointer and the leases
                 except Exception as exc:
                     _reraise(exc, thread_id)
-                assert self._leases is not None
-                async with self._leases.hold(thread_id) if lease else contextlib.nullcontext():
+                assert state.leases is not None
+                async with state.leases.hold(thread_id) if lease else contextlib.nullcontext():
                     yield
         finally:
-            self._loop_state.runs.discard(task)
+            if added:
+                state.runs.discard(task)
 
     async def _events(self, run: _Run, *, live: bool = True) -> AsyncIterator[Event]:
         """The run itself, on the runtime loop, once the thread's previous run in this process
@@ -478,9 +520,8 @@ class Runtime:
         its last checkpoint when its process stopped mid-run.
         """
         run = self._start(task, user_id, thread_id, agent, resume)
-        loop = self._runtime_loop()
         caller = asyncio.get_running_loop()
-        if caller is loop:
+        if caller is self._runtime_loop():
             async for event in self._events(run):
                 yield event
             return
@@ -494,15 +535,11 @@ class Runtime:
                 caller.call_soon_threadsafe(events.put_nowait, item)
 
         async def pump() -> None:
-            try:
-                async for event in self._events(run):
-                    hand(event)
-            except BaseException as exc:
-                hand(_closed() if isinstance(exc, asyncio.CancelledError) else exc)
-            finally:
-                hand(done)
+            async for event in self._events(run):
+                hand(event)
 
-        future = asyncio.run_coroutine_threadsafe(pump(), loop)
+        future = self._schedule(pump())
+        future.add_done_callback(functools.partial(_last_item, hand, done))
         try:
             while (item := await events.get()) is not done:
                 if isinstance(item, BaseException):
@@ -554,24 +591,18 @@ class Runtime:
     ) -> Iterator[Event]:
         """Blocking :meth:`astream`: events are yielded as they happen."""
         run = self._start(task, user_id, thread_id, agent, resume)
-        loop = self._runtime_loop()
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(
-                "Runtime.stream/run cannot be called from the runtime's own loop; use astream/arun"
-            )
         done = object()
         events: queue.Queue[Any] = queue.Queue()
 
         async def pump() -> None:
-            try:
-                async for event in self._events(run):
-                    events.put(event)
-            except BaseException as exc:  # handed to the caller's thread below
-                events.put(_closed() if isinstance(exc, asyncio.CancelledError) else exc)
-            finally:
-                events.put(done)
+            async for event in self._events(run):
+                events.put(event)
 
-        future = asyncio.run_coroutine_threadsafe(pump(), loop)
+        future = self._schedule(
+            pump(),
+            refused="Runtime.stream/run cannot be called from the runtime's own loop; use astream/arun",
+        )
+        future.add_done_callback(functools.partial(_last_item, events.put, done))
         try:
             while (item := events.get()) is not done:
                 if isinstance(item, BaseException):
@@ -583,25 +614,18 @@ class Runtime:
 
     def _submit(self, coro: Any) -> Any:
         """Run a coroutine on the runtime loop and wait for it (from any thread but the loop's)."""
-        loop = self._runtime_loop()
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("blocking Runtime methods cannot be called from the runtime's own loop")
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        future = self._schedule(coro)
         try:
             return future.result()
-        except concurrent.futures.CancelledError:
-            raise _closed() from None
         except BaseException:
             future.cancel()  # Ctrl-C in the caller (Jupyter: "interrupt"): the run stops too
             raise
 
     async def _on_loop(self, coro: Any) -> Any:
         """Await a coroutine on the runtime loop from any event loop (only the result crosses)."""
-        loop = self._runtime_loop()
-        if asyncio.get_running_loop() is loop:
+        if asyncio.get_running_loop() is self._runtime_loop():
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await asyncio.wrap_future(self._schedule(coro))
 
     async def amessages(self, thread_id: str) -> list[dict[str, str]]:
         """The conversation stored for ``thread_id`` (``role``, ``content``, ``name``), oldest first."""
@@ -625,14 +649,20 @@ class Runtime:
         return result
 
     def close(self) -> None:
-        """Close the checkpointer connection and stop the runtime's loop (also done at exit)."""
-        finalizer = getattr(self, "_finalizer", None)
+        """Close the checkpointer connection and stop the runtime's loop (also done at exit).
+
+        Runs under way are cancelled (each keeps its thread's last checkpoint, to continue) and
+        their callers get a :class:`RunError` that says so; a run started after ``close`` starts a
+        new loop.
+        """
+        with self._loop_lock:
+            state, self._loop_state = self._loop_state, None
+            if state is not None:
+                state.closing = True  # calls that reach it from now on are refused (_state)
+            finalizer = getattr(self, "_finalizer", None)
+            self._graph = None  # its nodes' model clients were bound to the stopped loop
         if finalizer is not None:
             finalizer()
-        self._loop = self._thread = None
-        self._compiled = self._leases = None
-        self._graph = None  # its nodes' model clients were bound to the stopped loop
-        self._resources = []
         self.provider.close()  # the local model server, when the provider started one
 
     def __enter__(self) -> Runtime:
@@ -747,14 +777,26 @@ def _closed() -> RunError:
 
 
 class _LoopState:
-    """What the runtime loop coordinates: opening the checkpointer once, and one run at a time
-    per thread (a second run on a thread waits for the first, then sees its conversation; two
-    at once would each write a branch from the same checkpoint and one turn would be lost)."""
+    """One runtime loop and what it coordinates: its thread, opening the checkpointer once (and
+    what was opened: the saver's resources, the leases, the compiled graph), the calls handed to
+    it, and one run at a time per thread (a second run on a thread waits for the first, then sees
+    its conversation; two at once would each write a branch from the same checkpoint and one
+    turn would be lost)."""
 
     def __init__(self) -> None:
-        self.opening = asyncio.Lock()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="brainstack-runtime", daemon=True)
+        self.opening: asyncio.Future[None] | None = None
+        """Opening the checkpointer and the leases (see Runtime._compiled_graph)."""
+        self.compiled: Any = None
+        self.leases: Leases | None = None
+        self.resources: list[contextlib.AsyncExitStack] = []
         self.runs: set[asyncio.Task[Any]] = set()
-        """The tasks of the runs under way (close() cancels them)."""
+        """The tasks of the calls under way (close() cancels them)."""
+        self.calls: set[concurrent.futures.Future[Any]] = set()
+        """The futures of the calls handed to this loop that have not ended."""
+        self.closing = False
+        """Set once close() has retired this loop: nothing new starts on it."""
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
@@ -825,23 +867,55 @@ def _reraise(exc: Exception, thread_id: str) -> NoReturn:
     raise error from exc
 
 
-def _shutdown(
-    loop: asyncio.AbstractEventLoop,
-    thread: threading.Thread,
-    resources: list[Any],
-    runs: set[asyncio.Task[Any]],
-) -> None:
-    """Close what the runtime opened on its loop, then stop the loop."""
+async def _guarded(state: _LoopState, coro: Any) -> Any:
+    """``coro`` as a call of the loop of ``state``: refused once the loop is retired, registered
+    for close() to cancel, and ended by close() with the "closed" RunError."""
+    if state.closing:
+        coro.close()
+        raise _closed()
+    task = asyncio.current_task()
+    assert task is not None
+    state.runs.add(task)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if state.closing:  # cancelled by close(), not by its caller: tell the caller why
+            raise _closed() from None
+        raise
+    finally:
+        state.runs.discard(task)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a task's error as seen (its waiters were told; it may have none left)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _last_item(hand: Any, done: object, future: concurrent.futures.Future[Any]) -> None:
+    """Hand a stream's reader what ended its run (an error, if any) and the end marker."""
+    if not future.cancelled() and (error := future.exception()) is not None:
+        hand(error)
+    hand(done)
+
+
+def _shutdown(state: _LoopState) -> None:
+    """Close what the runtime opened on the loop of ``state``, then stop the loop."""
+    state.closing = True
+    loop, thread = state.loop, state.thread
 
     async def close_all() -> None:
         # Runs still under way end first (cancelled), so they give back their thread's turn and
-        # lease and their callers are told, before the checkpointer they write to is closed.
-        running = list(runs)
+        # lease and their callers are told, before the checkpointer they write to is closed. A
+        # call that starts after this is refused (``closing``), so none is left to use it.
+        running = list(state.runs)
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running, timeout=5)
-        for stack in reversed(resources):
+        if state.opening is not None and not state.opening.done():
+            await asyncio.wait([state.opening])  # then closed with the rest
+        for stack in reversed(state.resources):
             with contextlib.suppress(Exception):
                 await stack.aclose()
 
@@ -851,4 +925,9 @@ def _shutdown(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
     if not loop.is_running():
+        # A call still waiting (a run that ignored its cancellation for longer than close_all
+        # waits) would never be answered by a stopped loop: tell its caller now.
+        for future in list(state.calls):
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(_closed())
         loop.close()

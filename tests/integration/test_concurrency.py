@@ -1,10 +1,14 @@
-"""Runs stopped between a step and its checkpoint."""
+"""One Runtime shared by many callers at once: closed while they run, and stopped between a step
+and its checkpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 import uuid
 
+import httpx2
 import pytest
 
 from brainstack import RunError, Runtime, UsageError
@@ -13,6 +17,78 @@ from brainstack import RunError, Runtime, UsageError
 def unique(name: str) -> str:
     """Thread ids unique per test run: the PostgreSQL database outlives the test session."""
     return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+async def test_closing_the_runtime_tells_every_waiting_caller_and_leaves_resumable_threads(
+    backend_settings, embedder
+):
+    """Five `arun` callers wait on the model when the Runtime is closed: each gets the RunError
+    that says so (not a bare CancelledError, which reads as if the caller itself were cancelled),
+    and each thread continues from its last checkpoint in a new Runtime."""
+    started = threading.Semaphore(0)
+
+    async def stalled(request):
+        started.release()
+        await asyncio.get_running_loop().create_future()  # answers only by being cancelled
+
+    runtime = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    threads = [unique("closing") for _ in range(5)]
+    calls = [
+        asyncio.ensure_future(runtime.arun("Write a tagline for our new product.", thread_id=thread))
+        for thread in threads
+    ]
+    loop = asyncio.get_running_loop()
+    for _ in threads:  # every run is waiting for its model call
+        assert await loop.run_in_executor(None, started.acquire, True, 60)
+    await loop.run_in_executor(None, runtime.close)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(o, RunError) and "was closed while the run" in str(o) for o in outcomes), outcomes
+
+    with Runtime(backend_settings, embedder=embedder) as again:
+        for thread in threads:
+            result = await again.arun(thread_id=thread)  # continue the stopped run
+            assert result.status == "completed" and result.route.target == "marketing"
+            assert [m["role"] for m in await again.amessages(thread)] == ["human", "ai"]
+
+
+def test_callers_racing_close_get_a_result_or_a_clear_error_and_none_waits_forever(settings, embedder):
+    """Four threads run tasks back to back while the Runtime is closed again and again (each close
+    starts a new loop for the next run). A call that reaches the loop while it shuts down must not
+    be left waiting on a loop that has stopped, nor run against a checkpointer that was closed."""
+    runtime = Runtime(settings.model_copy(update={"memory": False}), embedder=embedder)
+    runtime.run("What is 1 + 1?")
+    finished = threading.Semaphore(0)
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def caller(k: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                runtime.run(f"What is {k} + {n}?")
+            except RunError as exc:
+                outcomes.append(str(exc).split(";")[0])
+            else:
+                outcomes.append("ok")
+                finished.release()
+
+    workers = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(8):
+            for _ in range(3):  # a few runs succeed between two closes
+                assert finished.acquire(timeout=60), "no run succeeds any more"
+            runtime.close()
+    finally:
+        stop.set()
+    for worker in workers:
+        worker.join(60)
+    assert not [w for w in workers if w.is_alive()], "a caller was left waiting on a closed Runtime"
+    assert set(outcomes) <= {"ok", "The Runtime was closed while the run was under way"}, set(outcomes)
+    assert "4" in runtime.run("What is 2 + 2?").answer
+    runtime.close()
 
 
 async def test_a_run_stopped_after_a_step_saved_its_result_is_continued_not_dropped(

@@ -480,7 +480,7 @@ async def test_concurrent_first_runs_open_one_checkpointer(runtime, monkeypatch)
     monkeypatch.setattr(checkpointers, "open_checkpointer", lambda s: opened.append(s) or real(s))
     results = await asyncio.gather(*(runtime.arun("What is 6 * 7?") for _ in range(4)))
     assert all("42" in r.answer for r in results)
-    assert len(opened) == 1 and len(runtime._resources) == 1
+    assert len(opened) == 1 and len(runtime._loop_state.resources) == 1
     runtime.close()
 
 
