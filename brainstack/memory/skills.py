@@ -19,13 +19,14 @@ outside its folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -55,6 +56,8 @@ __all__ = [
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "skills"
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")  # always used with fullmatch
 STATS_FILE = "_stats.json"
+STATS_LOCK = "_stats.lock"
+"""Held while the stats file is read, changed and written (see :meth:`SkillStore.record_success`)."""
 
 
 class _Strict(BaseModel):
@@ -270,8 +273,13 @@ class SkillStore:
         return int(self.stats().get(name, {}).get("success_count", 0))
 
     def record_success(self, name: str, thread_id: str | None = None) -> int:
-        """Raise a skill's success count; returns the new count."""
-        with self._lock:
+        """Raise a skill's success count; returns the new count.
+
+        The stats file is read, changed and replaced under a lock every store on the folder
+        takes (other Runtimes and processes on the same skills folder count too): without it, two
+        writers read the same counts and the second write drops the first one's success.
+        """
+        with self._stats_locked():
             stats = self.stats()
             entry = stats.setdefault(name, {"success_count": 0, "threads": []})
             entry["success_count"] = int(entry.get("success_count", 0)) + 1
@@ -280,6 +288,19 @@ class SkillStore:
                 entry["threads"] = [*entry.get("threads", []), mask_pii(thread_id)][-5:]
             _atomic_write(self.user_dir / STATS_FILE, json.dumps(stats, indent=2, sort_keys=True))
             return int(entry["success_count"])
+
+    @contextlib.contextmanager
+    def _stats_locked(self) -> Iterator[None]:
+        """Hold the folder's stats lock: this store's threads, then every other store's (any
+        process) through an exclusive lock on the file ``STATS_LOCK`` in the folder."""
+        with self._lock:
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.user_dir / STATS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                _lock_exclusive(fd)
+                yield
+            finally:
+                os.close(fd)  # (releases the lock)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -410,6 +431,20 @@ def _masked_step(step: PromptStep | ToolStep | CheckStep) -> PromptStep | ToolSt
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
     return slug if len(slug) >= 2 else f"skill-{slug or 'x'}"
+
+
+def _lock_exclusive(fd: int) -> None:
+    """Wait for an exclusive lock on the open file ``fd``: ``flock`` (POSIX), ``msvcrt.locking``
+    on its first byte (Windows, which retries for 10 s, then raises ``OSError``)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _atomic_write(path: Path, text: str) -> None:

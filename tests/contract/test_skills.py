@@ -15,6 +15,7 @@ from brainstack.errors import ConfigurationError
 from brainstack.memory.skills import (
     BUILTIN_DIR,
     STATS_FILE,
+    STATS_LOCK,
     CheckStep,
     PromptStep,
     Skill,
@@ -590,6 +591,49 @@ def test_statistics_survive_a_new_store(tmp_path, embedder):
     assert SkillStore(tmp_path / "s", embedder=embedder).success_count("launch-decision") == 1
 
 
+COUNTING = """
+import sys
+from brainstack.memory.skills import SkillStore
+
+store = SkillStore(sys.argv[1], builtin_dir=None)
+for number in range(int(sys.argv[2])):
+    store.record_success("launch-decision", f"t{number}")
+"""
+
+
+def test_successes_counted_at_once_by_other_stores_and_processes_are_all_kept(tmp_path):
+    """Two stores of this process (two Runtimes on one home) and two other processes count the
+    same skill's successes at the same time: every success is kept. (Without a lock they all
+    take, each read-change-replace of the stats file could overwrite another's: 299 of 400 were
+    kept in one run here, 224 of 800 with four processes.)"""
+    import subprocess
+    import sys
+    import threading
+
+    folder = tmp_path / "skills"
+    runs = 100
+    others = [
+        subprocess.Popen([sys.executable, "-c", COUNTING, str(folder), str(runs)], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    stores = [SkillStore(folder, builtin_dir=None) for _ in range(2)]
+
+    def count(store: SkillStore) -> None:
+        for number in range(runs):
+            store.record_success("launch-decision", f"t{number}")
+
+    threads = [threading.Thread(target=count, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for other in others:
+        _, errors = other.communicate(timeout=120)
+        assert other.returncode == 0, errors.decode()
+    assert SkillStore(folder, builtin_dir=None).success_count("launch-decision") == 4 * runs
+    assert _leftovers(folder) == []
+
+
 @pytest.mark.parametrize("damage", ["{not json", "", "[1, 2, 3]", '"a string"', "\x00\x01"])
 def test_a_damaged_stats_file_breaks_nothing(store, damage):
     store.user_dir.mkdir(parents=True)
@@ -629,6 +673,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(store):
     assert sorted(p.name for p in store.user_dir.iterdir()) == sorted(
         [
             STATS_FILE,
+            STATS_LOCK,
             "offsite-planning.yaml",
             "cfo-compute-the-monthly-cloud-hosting-bill-for-three-regions.yaml",
         ]
