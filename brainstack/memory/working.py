@@ -89,26 +89,51 @@ def _encode(value: Any) -> str:
 
 
 class InProcessWorkingMemory:
-    """Thread-safe in-process working memory (the default)."""
+    """Thread-safe in-process working memory (the default).
+
+    An owner's expired entries go when the owner is next read or written, and every
+    :attr:`sweep_every_s` (at most) a write sweeps every owner's: each run leaves session facts
+    under its thread, and most threads are never read again.
+    """
+
+    sweep_every_s = 60.0
+    """Longest time between two sweeps of every owner's expired entries (shorter with a shorter
+    default TTL): an entry outlives its TTL by at most that much."""
 
     def __init__(self, *, default_ttl_s: float = DEFAULT_TTL_S, clock: Callable[[], float] = time.monotonic):
         self.default_ttl_s = default_ttl_s
         self._clock = clock
         self._data: dict[tuple[str, str], dict[str, tuple[float, str]]] = {}
         self._lock = threading.Lock()
+        self._next_sweep = clock() + min(self.sweep_every_s, default_ttl_s)
 
     def set(self, scope: Scope, owner: str, key: str, value: Any, *, ttl_s: float | None = None) -> None:
         _check(scope, owner, key, ttl_s)
         data = _encode(value)
-        expires = self._clock() + (ttl_s or self.default_ttl_s)
+        now = self._clock()
+        expires = now + (ttl_s or self.default_ttl_s)
         with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
             self._data.setdefault((scope, owner), {})[key] = (expires, data)
+
+    def _sweep(self, now: float) -> None:
+        """Drop every expired entry, and the owners left with none (the caller holds the lock)."""
+        for owner in list(self._data):
+            entries = self._data[owner]
+            for key in [k for k, (expires, _) in entries.items() if expires <= now]:
+                del entries[key]
+            if not entries:
+                del self._data[owner]
+        self._next_sweep = now + min(self.sweep_every_s, self.default_ttl_s)
 
     def _live(self, scope: Scope, owner: str) -> dict[str, tuple[float, str]]:
         entries = self._data.get((scope, owner), {})
         now = self._clock()
         for key in [k for k, (expires, _) in entries.items() if expires <= now]:
             del entries[key]
+        if not entries:
+            self._data.pop((scope, owner), None)
         return entries
 
     def get(self, scope: Scope, owner: str, key: str) -> Any | None:

@@ -118,6 +118,25 @@ def test_in_process_ttl_uses_its_clock():
     assert memory.get("user", "ada", "k") is None
 
 
+def test_in_process_memory_lets_go_of_the_sessions_that_expired():
+    """Every run on a new thread stores session facts under that thread; nobody reads an old
+    thread's again, so expiring them only when their owner is read kept every thread's facts for
+    the life of the process (one more per run, TTL or not)."""
+    now = [100.0]
+    memory = InProcessWorkingMemory(default_ttl_s=10, clock=lambda: now[0])
+    for number in range(1000):
+        memory.set("session", f"thread-{number}", "last_task", f"task {number}")
+    now[0] += 11  # every one has expired
+    memory.set("session", "thread-new", "last_task", "the next run")
+    assert list(memory._data) == [("session", "thread-new")]  # (what the process holds)
+    assert memory.items("session", "thread-new") == {"last_task": "the next run"}
+    memory.set("user", "ada", "k", "v", ttl_s=1000)  # a longer TTL than the default's is kept
+    now[0] += 200
+    memory.set("session", "thread-later", "last_task", "later")
+    assert memory.get("user", "ada", "k") == "v"
+    assert sorted(memory._data) == [("session", "thread-later"), ("user", "ada")]
+
+
 def test_redis_down_is_a_backend_error():
     memory = RedisWorkingMemory("redis://127.0.0.1:1/0")
     with pytest.raises(BackendError, match="Redis"):
