@@ -264,6 +264,7 @@ class Runtime:
         from brainstack.graphs.leases import open_leases
 
         stack = contextlib.AsyncExitStack()
+        before = asyncio.all_tasks()
         try:
             saver = await stack.enter_async_context(open_checkpointer(self.settings))
             leases = await stack.enter_async_context(open_leases(self.settings))
@@ -272,6 +273,7 @@ class Runtime:
             await stack.aclose()
             raise
         state.resources.append(stack)
+        state.background |= asyncio.all_tasks() - before  # (a pool's workers: they end with it)
         state.leases, state.compiled = leases, compiled
 
     @contextlib.asynccontextmanager
@@ -791,6 +793,8 @@ class _LoopState:
         self.compiled: Any = None
         self.leases: Leases | None = None
         self.resources: list[contextlib.AsyncExitStack] = []
+        self.background: set[asyncio.Task[Any]] = set()
+        """Tasks the resources run for as long as they are open (a PostgreSQL pool's workers)."""
         self.runs: set[asyncio.Task[Any]] = set()
         """The tasks of the calls under way (close() cancels them)."""
         self.calls: set[concurrent.futures.Future[Any]] = set()
@@ -908,6 +912,7 @@ def _shutdown(state: _LoopState) -> None:
         # Runs still under way end first (cancelled), so they give back their thread's turn and
         # lease and their callers are told, before the checkpointer they write to is closed. A
         # call that starts after this is refused (``closing``), so none is left to use it.
+        deadline = loop.time() + 5
         running = list(state.runs)
         for task in running:
             task.cancel()
@@ -915,6 +920,12 @@ def _shutdown(state: _LoopState) -> None:
             await asyncio.wait(running, timeout=5)
         if state.opening is not None and not state.opening.done():
             await asyncio.wait([state.opening])  # then closed with the rest
+        # What the cancelled runs left going: LangGraph saves the result of a step that ended as
+        # its run was cancelled in a task of its own that nobody waits for. It ends before the
+        # checkpointer it writes to is closed (the step is then not run again on resume).
+        left = asyncio.all_tasks() - state.background - {asyncio.current_task()}
+        if left:
+            await asyncio.wait(left, timeout=max(0.0, deadline - loop.time()))
         for stack in reversed(state.resources):
             with contextlib.suppress(Exception):
                 await stack.aclose()

@@ -22,9 +22,10 @@ def unique(name: str) -> str:
 async def test_closing_the_runtime_tells_every_waiting_caller_and_leaves_resumable_threads(
     backend_settings, embedder
 ):
-    """Five `arun` callers wait on the model when the Runtime is closed: each gets the RunError
-    that says so (not a bare CancelledError, which reads as if the caller itself were cancelled),
-    and each thread continues from its last checkpoint in a new Runtime."""
+    """Six `arun` callers (specialists and group chats) wait on the model when the Runtime is
+    closed: each gets the RunError that says so (not a bare CancelledError, which reads as if the
+    caller itself were cancelled), nothing is left running on the closed loop, and each thread
+    continues from its last checkpoint in a new Runtime."""
     started = threading.Semaphore(0)
 
     async def stalled(request):
@@ -32,22 +33,26 @@ async def test_closing_the_runtime_tells_every_waiting_caller_and_leaves_resumab
         await asyncio.get_running_loop().create_future()  # answers only by being cancelled
 
     runtime = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
-    threads = [unique("closing") for _ in range(5)]
-    calls = [
-        asyncio.ensure_future(runtime.arun("Write a tagline for our new product.", thread_id=thread))
-        for thread in threads
-    ]
+    tasks = {
+        "marketing": "Write a tagline for our new product.",
+        "group_chat": "Should we launch a freemium tier?",
+    }
+    threads = {unique("closing"): route for route in tasks for _ in range(3)}
+    calls = [asyncio.ensure_future(runtime.arun(tasks[route], thread_id=t)) for t, route in threads.items()]
     loop = asyncio.get_running_loop()
     for _ in threads:  # every run is waiting for its model call
         assert await loop.run_in_executor(None, started.acquire, True, 60)
+    closing = runtime._loop_state
     await loop.run_in_executor(None, runtime.close)
+    # (LangGraph saves a step that ended as its run was cancelled in a task nobody waits for)
+    assert [task for task in asyncio.all_tasks(closing.loop) if not task.done()] == []
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(o, RunError) and "was closed while the run" in str(o) for o in outcomes), outcomes
 
     with Runtime(backend_settings, embedder=embedder) as again:
-        for thread in threads:
+        for thread, route in threads.items():
             result = await again.arun(thread_id=thread)  # continue the stopped run
-            assert result.status == "completed" and result.route.target == "marketing"
+            assert result.status == "completed" and result.route.target == route
             assert [m["role"] for m in await again.amessages(thread)] == ["human", "ai"]
 
 
