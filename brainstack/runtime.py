@@ -793,8 +793,9 @@ class _LoopState:
         self.compiled: Any = None
         self.leases: Leases | None = None
         self.resources: list[contextlib.AsyncExitStack] = []
-        self.background: set[asyncio.Task[Any]] = set()
-        """Tasks the resources run for as long as they are open (a PostgreSQL pool's workers)."""
+        self.background: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        """Tasks the resources run for as long as they are open (a PostgreSQL pool's workers; any
+        other task that started while they opened, which then holds nothing alive)."""
         self.runs: set[asyncio.Task[Any]] = set()
         """The tasks of the calls under way (close() cancels them)."""
         self.calls: set[concurrent.futures.Future[Any]] = set()
@@ -923,7 +924,7 @@ def _shutdown(state: _LoopState) -> None:
         # What the cancelled runs left going: LangGraph saves the result of a step that ended as
         # its run was cancelled in a task of its own that nobody waits for. It ends before the
         # checkpointer it writes to is closed (the step is then not run again on resume).
-        left = asyncio.all_tasks() - state.background - {asyncio.current_task()}
+        left = asyncio.all_tasks() - set(state.background) - {asyncio.current_task()}
         if left:
             await asyncio.wait(left, timeout=max(0.0, deadline - loop.time()))
         for stack in reversed(state.resources):
