@@ -106,6 +106,7 @@ class Runtime:
         self._warming = False
         self._graph: StateGraph[Any] | None = None
         self._memory: MemoryGateway | None = memory
+        self._memory_lock = threading.RLock()
         self._loop_lock = threading.Lock()
         self._loop_state: _LoopState | None = None
         """The runtime loop in use (``None`` before the first run and after :meth:`close`)."""
@@ -165,16 +166,22 @@ class Runtime:
     def _default_embedder(self) -> Embedder:
         from brainstack.memory.embeddings import default_embedder
 
-        self._embedder = self._embedder or default_embedder(self.settings)
-        return self._embedder
+        with self._memory_lock:
+            self._embedder = self._embedder or default_embedder(self.settings)
+            return self._embedder
 
     @property
     def memory(self) -> MemoryGateway | None:
         """The memory gateway (``None`` when ``BRAINSTACK_MEMORY=0``); its layers open on first use."""
         if self._memory is None and self.settings.memory:
-            from brainstack.memory.gateway import MemoryGateway
+            # One gateway, whichever caller gets here first: the warm-up thread and the first
+            # runs of several callers all ask for it, and a second one would have its own
+            # in-process working memory (what the runs remember would not be in `memory`).
+            with self._memory_lock:
+                if self._memory is None:
+                    from brainstack.memory.gateway import MemoryGateway
 
-            self._memory = MemoryGateway(self.settings, embedder=self._default_embedder())
+                    self._memory = MemoryGateway(self.settings, embedder=self._default_embedder())
         return self._memory
 
     @property

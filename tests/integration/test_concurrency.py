@@ -141,3 +141,42 @@ async def test_a_run_stopped_after_a_step_saved_its_result_is_continued_not_drop
         assert [m["role"] for m in messages] == ["human", "ai"] and "409.5" in messages[1]["content"]
         assert (await second.ahistory(thread))[0].next == []
         assert second.memory is not None and second.memory.episodes.count("default") == 1
+
+
+def test_callers_starting_a_runtime_at_once_share_one_memory_gateway(settings, embedder, monkeypatch):
+    """Four threads make a new Runtime's first runs at the same moment. Each used to build the
+    memory gateway it did not see yet (here: the first one built waits a moment for another to
+    start), so the runs wrote to one gateway while ``runtime.memory`` was another, with its own
+    in-process working memory: the preference the runs stored was not in ``runtime.memory``."""
+    import brainstack.memory.gateway as gateway
+
+    built: list[object] = []
+    another = threading.Barrier(2)
+    real = gateway.MemoryGateway.__init__
+
+    def slowly(self, *args, **kwargs):
+        built.append(self)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            another.wait(timeout=1)  # a second gateway being built meanwhile meets this one
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(gateway.MemoryGateway, "__init__", slowly)
+    import brainstack.graphs.factory  # noqa: F401 - imported, and the router built, beforehand:
+
+    runtime = Runtime(settings)  # (memory's embedder built from the settings, like a user's)
+    runtime.router  # noqa: B018 - the callers go straight on to the memory gateway
+    start = threading.Barrier(4)
+
+    def first_run(n: int) -> None:
+        start.wait()
+        runtime.run(f"I prefer short answers. What is {n} + 1?", user_id="ada")
+
+    callers = [threading.Thread(target=first_run, args=(n,)) for n in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(built) == 1, built
+    assert runtime.memory is not None
+    assert runtime.memory.working.items("user", "ada") == {"stated_preferences": ["short answers"]}
+    runtime.close()
