@@ -18,10 +18,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Episode", "EpisodicMemory", "episode_document", "open_chroma"]
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
+T = TypeVar("T")
 MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
 KEYWORD_FLOOR = 0.5
@@ -166,6 +167,35 @@ class EpisodicMemory:
             self._collections[name] = collection
             return collection
 
+    def _on_collection(self, user_id: str, fn: Callable[[Any], T], *, create: bool, absent: T) -> T:
+        """``fn(collection)`` on the user's collection (``absent`` when there is none), with
+        Chroma's errors translated.
+
+        Another client may have deleted the collection this handle cached (``brainstack memory
+        forget`` in another process, while a worker runs): what this handle knew of it is dropped
+        and it is looked up again, once, so the user's next episodes go to the collection as it
+        now is instead of failing with "does not exist" for the life of the process.
+        """
+        for attempt in (1, 2):
+            collection = self._collection(user_id, create=create)
+            if collection is None:
+                return absent
+            try:
+                return fn(collection)
+            except Exception as exc:
+                if attempt == 1 and _is_not_found(exc):
+                    self._drop(collection.name)
+                    continue
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _drop(self, name: str) -> None:
+        """Forget what this handle keeps of collection ``name`` (its handle, keyword index)."""
+        with self._lock:
+            self._collections.pop(name, None)
+            self._keyword.pop(name, None)
+            self._checked.pop(name, None)
+
     # -- writing -------------------------------------------------------------------------------
 
     def add(
@@ -210,11 +240,12 @@ class EpisodicMemory:
         vectors = self.embedder.embed(texts) if embeddings is None else embeddings
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} embeddings for {len(texts)} episodes")
-        collection = self._collection(user_id, create=True)
-        try:
+
+        def write(collection: Any) -> Any:
             collection.add(ids=ids, documents=texts, metadatas=metadatas, embeddings=vectors)
-        except Exception as exc:
-            raise translate(exc) from exc
+            return collection
+
+        collection = self._on_collection(user_id, write, create=True, absent=None)
         with self._lock:
             index = self._keyword.get(collection.name)
             if index is not None:
@@ -224,29 +255,22 @@ class EpisodicMemory:
 
     def forget(self, user_id: str) -> int:
         """Delete every episode of ``user_id``; returns how many there were."""
-        collection = self._collection(user_id, create=False)
-        if collection is None:
-            return 0
-        try:
+
+        def delete(collection: Any) -> int:
             count = int(collection.count())
             self.client.delete_collection(collection.name)
-        except Exception as exc:
-            raise translate(exc) from exc
-        with self._lock:
-            self._collections.pop(collection.name, None)
-            self._keyword.pop(collection.name, None)
-            if self.index_dir is not None:
-                (self.index_dir / f"{collection.name}.npz").unlink(missing_ok=True)
+            return count
+
+        count = self._on_collection(user_id, delete, create=False, absent=0)
+        name = self.collection_name(user_id)
+        self._drop(name)
+        if self.index_dir is not None:
+            with self._lock:
+                (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
         return count
 
     def count(self, user_id: str) -> int:
-        collection = self._collection(user_id, create=False)
-        if collection is None:
-            return 0
-        try:
-            return int(collection.count())
-        except Exception as exc:
-            raise translate(exc) from exc
+        return self._on_collection(user_id, lambda found: int(found.count()), create=False, absent=0)
 
     # -- searching -----------------------------------------------------------------------------
 
@@ -256,47 +280,49 @@ class EpisodicMemory:
             raise ValueError("k must be at least 1")
         if mode not in ("hybrid", "dense", "keyword"):
             raise ValueError(f"mode must be hybrid, dense or keyword, not {mode!r}")
-        collection = self._collection(user_id, create=False)
-        if collection is None or not query.strip():
+        if not query.strip():
             return []
         query = mask_pii(query)
+        return self._on_collection(
+            user_id, lambda collection: self._search(collection, query, k, mode), create=False, absent=[]
+        )
+
+    def _search(self, collection: Any, query: str, k: int, mode: SearchMode) -> list[Episode]:
+        """:meth:`search` on ``collection`` (Chroma's errors are left to the caller)."""
         pool = max(4 * k, 20)
-        try:
-            # The dense pool is ranked by distance alone; documents and metadata are read once,
-            # for the k episodes that survive fusion (reading them for the whole pool cost more).
-            dense: dict[str, float] = {}
-            if mode != "keyword":
-                found = collection.query(  # Chroma caps n_results at the collection's size
-                    query_embeddings=query_embedding(self.embedder, query)[None, :],
-                    n_results=pool,
-                    include=["distances"],
-                )
-                for doc_id, distance in zip(found["ids"][0], found["distances"][0], strict=True):
-                    dense[doc_id] = 1.0 - float(distance)
-                if not dense:
-                    return []
-            keyword: dict[str, float] = {}
-            if mode == "dense":
-                order = sorted(dense.items(), key=lambda item: -item[1])[:k]
+        # The dense pool is ranked by distance alone; documents and metadata are read once,
+        # for the k episodes that survive fusion (reading them for the whole pool cost more).
+        dense: dict[str, float] = {}
+        if mode != "keyword":
+            found = collection.query(  # Chroma caps n_results at the collection's size
+                query_embeddings=query_embedding(self.embedder, query)[None, :],
+                n_results=pool,
+                include=["distances"],
+            )
+            for doc_id, distance in zip(found["ids"][0], found["distances"][0], strict=True):
+                dense[doc_id] = 1.0 - float(distance)
+            if not dense:
+                return []
+        keyword: dict[str, float] = {}
+        if mode == "dense":
+            order = sorted(dense.items(), key=lambda item: -item[1])[:k]
+        else:
+            keyword = dict(self._keyword_index(collection, dense).search(query, pool))
+            if mode == "keyword":
+                order = list(keyword.items())[:k]
             else:
-                keyword = dict(self._keyword_index(collection, dense).search(query, pool))
-                if mode == "keyword":
-                    order = list(keyword.items())[:k]
-                else:
-                    # Weak keyword matches (a shared common word) only add noise to the fusion:
-                    # keep the ones scoring at least KEYWORD_FLOOR of the best keyword match.
-                    best = max(keyword.values(), default=0.0)
-                    strong = [doc_id for doc_id, score in keyword.items() if score >= KEYWORD_FLOOR * best]
-                    order = reciprocal_rank_fusion(list(dense), strong)[:k]
-            stored = {}
-            if order:
-                got = collection.get(ids=[doc_id for doc_id, _ in order], include=["documents", "metadatas"])
-                stored = {
-                    i: (doc, dict(m or {}))
-                    for i, doc, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-                }
-        except Exception as exc:
-            raise translate(exc) from exc
+                # Weak keyword matches (a shared common word) only add noise to the fusion:
+                # keep the ones scoring at least KEYWORD_FLOOR of the best keyword match.
+                best = max(keyword.values(), default=0.0)
+                strong = [doc_id for doc_id, score in keyword.items() if score >= KEYWORD_FLOOR * best]
+                order = reciprocal_rank_fusion(list(dense), strong)[:k]
+        stored = {}
+        if order:
+            got = collection.get(ids=[doc_id for doc_id, _ in order], include=["documents", "metadatas"])
+            stored = {
+                i: (doc, dict(m or {}))
+                for i, doc, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            }
         episodes = []
         for doc_id, score in order:
             if doc_id not in stored:  # deleted by another writer since the search began
@@ -335,7 +361,9 @@ class EpisodicMemory:
                 index = self._load_keyword_index(name)
             size = int(collection.count())
             self._checked[name] = now
-            if index is not None and len(index) == size:
+            # As many episodes as the collection is not enough when the dense ranking names one
+            # the index lacks: it may hold as many others (a saved index of forgotten episodes).
+            if index is not None and len(index) == size and all(doc_id in index for doc_id in dense):
                 self._keyword[name] = index
                 return index
             changed = index is None or len(index) > size or not self._top_up(collection, index, size)

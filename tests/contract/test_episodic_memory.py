@@ -84,6 +84,25 @@ def test_another_writer_is_seen_by_keyword_search(memory):
     assert found and "INC-9001" in found[0].text
 
 
+def test_episodes_another_client_forgot_are_no_lasting_failure(memory):
+    """`brainstack memory forget` in another process deletes the user's collection while this
+    handle (a long-lived worker's) has it open. Its next writes and searches use the collection
+    as it now is, instead of failing with "collection does not exist" (blamed on the backend) for
+    the rest of the process's life, dropping every later episode of that user."""
+    memory.add("ada", "We chose Stripe for billing.")
+    assert memory.search("ada", "billing provider", k=1)  # open here, keyword index built
+    other = EpisodicMemory(memory.client, embedder=memory.embedder, namespace=memory.namespace)
+    assert other.forget("ada") == 1
+    assert memory.count("ada") == 0
+    assert memory.search("ada", "billing provider") == []
+    kept = memory.add("ada", "The Kubernetes upgrade moves to the third quarter.")
+    assert other.count("ada") == 1 and memory.count("ada") == 1
+    for mode in ("hybrid", "dense", "keyword"):
+        assert [e.id for e in memory.search("ada", "Kubernetes upgrade", k=5, mode=mode)] == [kept], mode
+    assert other.forget("ada") == 1
+    assert memory.forget("ada") == 0  # nothing left to forget, and no error either
+
+
 def retrieval_recall(memory: EpisodicMemory) -> dict[tuple[str, int], float]:
     """recall@1 and @5 of dense and hybrid search on the project's retrieval set."""
     data = yaml.safe_load(EVAL.read_text())
@@ -224,3 +243,18 @@ def test_a_damaged_saved_index_is_only_a_cache_miss(saved, tmp_path):
     path = next((tmp_path / "kw").glob("*.npz"))
     path.write_bytes(b"not an index")
     assert saved().search("ada", "runbook", k=1, mode="keyword")[0].id == kept
+
+
+def test_a_saved_index_as_large_as_the_episodes_it_lacks_is_rebuilt(saved, tmp_path):
+    """A saved index of forgotten episodes, as many as the collection now holds: its size matched,
+    so it was trusted, and the new episodes were never found by keyword."""
+    first = saved()
+    first.add("ada", "the old runbook says restart the pods")
+    first.search("ada", "runbook", mode="keyword")
+    path = next((tmp_path / "kw").glob("*.npz"))
+    stale = path.read_bytes()
+    first.forget("ada")
+    path.write_bytes(stale)  # another process saved it just before the forget
+    fresh = first.add("ada", "the billing export moved to the data warehouse")
+    found = saved().search("ada", "billing export warehouse", k=5)
+    assert [e.id for e in found] == [fresh] and found[0].keyword_score is not None
