@@ -183,7 +183,7 @@ class EpisodicMemory:
             try:
                 return fn(collection)
             except Exception as exc:
-                if attempt == 1 and _is_not_found(exc):
+                if attempt == 1 and _is_not_found(exc) and type(exc).__module__.startswith("chromadb"):
                     self._drop(collection.name)
                     continue
                 raise translate(exc) from exc
