@@ -44,6 +44,8 @@ KEYWORD_RECHECK_S = 5.0
 KEYWORD_PAGE = 5000
 """Rows per Chroma ``get`` when reading a collection for its keyword index."""
 """How long a keyword index is trusted without counting the collection again."""
+OPEN_LOCK = ".brainstack-open.lock"
+"""In a local Chroma folder: held while a process opens it (see :func:`open_chroma`)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,16 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
                 f"Cannot create the memory folder {path}: {exc.strerror}. Set BRAINSTACK_HOME to a "
                 "writable folder."
             ) from exc
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        # Processes opening a new folder at once would each create Chroma's tables ("table
+        # collections already exists", "database is locked"): they open it one at a time.
+        from brainstack.memory._filelock import exclusive
+
+        with exclusive(Path(path) / OPEN_LOCK):
+            try:
+                return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            except Exception:
+                _drop_unstarted(chroma_settings)
+                raise
     except ConfigurationError:
         raise
     except Exception as exc:
@@ -104,6 +115,23 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
                 "(`chroma run --path DIR --host 127.0.0.1 --port PORT`) or fix BRAINSTACK_CHROMA_URL."
             ) from exc
         raise translate(exc) from exc
+
+
+def _drop_unstarted(settings: Any) -> None:
+    """Remove the store of a folder Chroma failed to open from its per-process cache.
+
+    Chroma caches a folder's store before starting it and keeps it when starting fails: the next
+    client of the folder in this process got it back, half-started ("'RustBindingsAPI' object has
+    no attribute 'bindings'"). A store no client holds is dropped, so the next attempt starts
+    afresh. (Chroma's internals: should they change, the next attempt only fails as before.)
+    """
+    with contextlib.suppress(Exception):
+        from chromadb.api.shared_system_client import SharedSystemClient as Shared
+
+        identifier = Shared._get_identifier_from_settings(settings)
+        with Shared._refcount_lock:
+            if identifier not in Shared._identifier_to_refcount:
+                Shared._identifier_to_system.pop(identifier, None)
 
 
 class EpisodicMemory:

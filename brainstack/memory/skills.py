@@ -293,14 +293,12 @@ class SkillStore:
     def _stats_locked(self) -> Iterator[None]:
         """Hold the folder's stats lock: this store's threads, then every other store's (any
         process) through an exclusive lock on the file ``STATS_LOCK`` in the folder."""
+        from brainstack.memory._filelock import exclusive
+
         with self._lock:
             self.user_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.user_dir / STATS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                _lock_exclusive(fd)
+            with exclusive(self.user_dir / STATS_LOCK):
                 yield
-            finally:
-                os.close(fd)  # (releases the lock)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -431,20 +429,6 @@ def _masked_step(step: PromptStep | ToolStep | CheckStep) -> PromptStep | ToolSt
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
     return slug if len(slug) >= 2 else f"skill-{slug or 'x'}"
-
-
-def _lock_exclusive(fd: int) -> None:
-    """Wait for an exclusive lock on the open file ``fd``: ``flock`` (POSIX), ``msvcrt.locking``
-    on its first byte (Windows, which retries for 10 s, then raises ``OSError``)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _atomic_write(path: Path, text: str) -> None:

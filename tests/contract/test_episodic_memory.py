@@ -258,3 +258,56 @@ def test_a_saved_index_as_large_as_the_episodes_it_lacks_is_rebuilt(saved, tmp_p
     fresh = first.add("ada", "the billing export moved to the data warehouse")
     found = saved().search("ada", "billing export warehouse", k=5)
     assert [e.id for e in found] == [fresh] and found[0].keyword_score is not None
+
+
+# -- opening a local Chroma folder ---------------------------------------------------------------
+
+OPENING = """
+import sys
+from brainstack.memory.episodic import open_chroma
+
+open_chroma(path=sys.argv[1]).get_or_create_collection("opened")
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_folder_at_once_all_open_it(tmp_path):
+    """Workers started together on a new BRAINSTACK_HOME each open its Chroma folder at the same
+    moment. Chroma creates its tables then, and two processes creating them at once failed ("table
+    collections already exists", or "database is locked"): 19 of 150 processes in 25 such starts."""
+    import subprocess
+    import sys
+
+    for start in range(4):
+        folder = tmp_path / f"chroma-{start}"
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENING, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for _ in range(6)
+        ]
+        for worker in workers:
+            _, errors = worker.communicate(timeout=120)
+            assert worker.returncode == 0, errors.decode()[-1500:]
+
+
+def test_a_folder_that_failed_to_open_opens_at_the_next_attempt(tmp_path, monkeypatch):
+    """Chroma keeps the store of a folder whose opening failed half-way in its per-process cache:
+    the next attempt in the process got that store back and failed with "'RustBindingsAPI' object
+    has no attribute 'bindings'", hiding what went wrong and costing one more run its memory."""
+    import chromadb_rust_bindings
+    from chromadb.errors import InternalError
+
+    real = chromadb_rust_bindings.Bindings
+    failures = [InternalError("error returned from database: (code: 5) database is locked")]
+
+    def failing_once(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(chromadb_rust_bindings, "Bindings", failing_once)
+    with pytest.raises(BackendError, match="database is locked"):
+        open_chroma(path=tmp_path / "chroma")
+    client = open_chroma(path=tmp_path / "chroma")
+    assert client.get_or_create_collection("opened").count() == 0
