@@ -930,7 +930,7 @@ def _shutdown(state: _LoopState) -> None:
             await asyncio.wait([state.opening])  # then closed with the rest
         # What the cancelled runs left going: LangGraph saves the result of a step that ended as
         # its run was cancelled in a task of its own that nobody waits for. It ends before the
-        # checkpointer it writes to is closed (the step is then not run again on resume).
+        # checkpointer it writes to is closed, not cut off mid-write by the loop stopping.
         left = asyncio.all_tasks() - set(state.background) - {asyncio.current_task()}
         if left:
             await asyncio.wait(left, timeout=max(0.0, deadline - loop.time()))
