@@ -119,17 +119,17 @@ class InProcessWorkingMemory:
 
     def _sweep(self, now: float) -> None:
         """Drop every expired entry, and the owners left with none (the caller holds the lock)."""
-        for owner in list(self._data):
-            entries = self._data[owner]
-            for key in [k for k, (expires, _) in entries.items() if expires <= now]:
-                del entries[key]
-            if not entries:
-                del self._data[owner]
+        for scope, owner in list(self._data):
+            self._expire(scope, owner, now)
         self._next_sweep = now + min(self.sweep_every_s, self.default_ttl_s)
 
     def _live(self, scope: Scope, owner: str) -> dict[str, tuple[float, str]]:
+        return self._expire(scope, owner, self._clock())
+
+    def _expire(self, scope: str, owner: str, now: float) -> dict[str, tuple[float, str]]:
+        """The owner's entries still alive at ``now``; the expired ones, and an owner left with
+        none, are dropped (the caller holds the lock)."""
         entries = self._data.get((scope, owner), {})
-        now = self._clock()
         for key in [k for k, (expires, _) in entries.items() if expires <= now]:
             del entries[key]
         if not entries:
