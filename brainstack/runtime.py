@@ -776,9 +776,15 @@ def _check_embeddings(settings: Settings) -> None:
         )
 
 
-def _closed() -> RunError:
+def _closed(*, started: bool = True) -> RunError:
     """What a caller still waiting on a run gets when its Runtime is closed (the run was cancelled;
-    a caller that stopped reading a stream itself gets nothing)."""
+    a caller that stopped reading a stream itself gets nothing). ``started=False``: the call
+    reached the loop after close() began, and nothing of it ran."""
+    if not started:
+        return RunError(
+            "The Runtime was closed before the run started; nothing ran and the thread is "
+            "unchanged (call again: a closed Runtime opens again on its next call)."
+        )
     return RunError(
         "The Runtime was closed while the run was under way; the thread keeps its last "
         "checkpoint (continue it with run(thread_id=…))."
@@ -884,7 +890,7 @@ async def _guarded(state: _LoopState, coro: Any) -> Any:
     for close() to cancel, and ended by close() with the "closed" RunError."""
     if state.closing:
         coro.close()
-        raise _closed()
+        raise _closed(started=False)
     task = asyncio.current_task()
     assert task is not None
     state.runs.add(task)

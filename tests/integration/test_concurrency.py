@@ -56,6 +56,42 @@ async def test_closing_the_runtime_tells_every_waiting_caller_and_leaves_resumab
             assert [m["role"] for m in await again.amessages(thread)] == ["human", "ai"]
 
 
+def test_a_call_that_reaches_the_loop_after_close_began_is_told_nothing_ran(settings, embedder):
+    """A call handed to the loop just before close() (queued behind other work) is refused when
+    its turn comes: its caller learns that nothing ran, not that a run was cut short and should be
+    continued, and the thread has no run to continue."""
+    runtime = Runtime(settings.model_copy(update={"memory": False}), embedder=embedder)
+    runtime.run("What is 1 + 1?")  # the loop is up
+    loop = runtime._loop_state.loop
+    busy, release = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(60)))  # the loop is held
+    assert busy.wait(60)
+    thread = unique("late")
+    outcome: list[BaseException | str] = []
+
+    def call() -> None:
+        try:
+            outcome.append(runtime.run("What is 2 + 2?", thread_id=thread).answer)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not runtime._loop_state.calls:  # the call is queued on the held loop
+        caller.join(0.01)
+    closer = threading.Thread(target=runtime.close)
+    closer.start()
+    while runtime._loop_state is not None:  # close() has retired the loop the call waits on
+        closer.join(0.01)
+    release.set()
+    caller.join(60)
+    closer.join(60)
+    [error] = outcome
+    assert isinstance(error, RunError) and "closed before the run started; nothing ran" in str(error)
+    with Runtime(settings.model_copy(update={"memory": False}), embedder=embedder) as again:
+        assert again.messages(thread) == []
+
+
 def test_callers_racing_close_get_a_result_or_a_clear_error_and_none_waits_forever(settings, embedder):
     """Four threads run tasks back to back while the Runtime is closed again and again (each close
     starts a new loop for the next run). A call that reaches the loop while it shuts down must not
@@ -91,7 +127,11 @@ def test_callers_racing_close_get_a_result_or_a_clear_error_and_none_waits_forev
     for worker in workers:
         worker.join(60)
     assert not [w for w in workers if w.is_alive()], "a caller was left waiting on a closed Runtime"
-    assert set(outcomes) <= {"ok", "The Runtime was closed while the run was under way"}, set(outcomes)
+    assert set(outcomes) <= {
+        "ok",
+        "The Runtime was closed while the run was under way",
+        "The Runtime was closed before the run started",
+    }, set(outcomes)
     assert "4" in runtime.run("What is 2 + 2?").answer
     runtime.close()
 
