@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +54,8 @@ __all__ = [
     "run_skill",
 ]
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it (about 10× faster), else the Python one."""
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "skills"
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")  # always used with fullmatch
 STATS_FILE = "_stats.json"
@@ -196,7 +199,13 @@ class SkillStore:
         self._embedder = embedder
         self._lock = threading.RLock()
         # (file signature, example vectors, owner of each example, skills by name)
-        self._index: tuple[tuple[tuple[str, float], ...], Any, list[str], dict[str, Skill]] | None = None
+        self._index: tuple[tuple[Any, ...], Any, list[str], dict[str, Skill]] | None = None
+        self._loaded: dict[tuple[Path, str], tuple[tuple[int, int, int], Skill]] = {}
+        """Each skill file read, with the stamp it had (see :func:`_stamp`): parsing YAML is most
+        of what a reload costs, and only the files that changed need it."""
+        self._example_vectors: dict[str, Any] = {}
+        """Each current example's vector, kept across reloads: a changed skill file (a skill
+        learned here or in another process) costs only its new examples' embeddings."""
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -209,8 +218,21 @@ class SkillStore:
         return path
 
     def _load_file(self, path: Path, source: str) -> Skill:
+        """The skill in ``path``, parsed again only when the file changed since it was last read."""
+        stamp = _stamp(path)
+        with self._lock:
+            known = self._loaded.get((path, source))
+        if known is not None and stamp is not None and known[0] == stamp:
+            return known[1]
+        skill = self._parse_file(path, source)
+        if stamp is not None:  # stamped before reading: a file replaced meanwhile is read again
+            with self._lock:
+                self._loaded[(path, source)] = (stamp, skill)
+        return skill
+
+    def _parse_file(self, path: Path, source: str) -> Skill:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ConfigurationError(f"skill file {path}: cannot be read ({exc})") from None
         if not isinstance(data, dict):
@@ -239,9 +261,13 @@ class SkillStore:
     def all(self) -> list[Skill]:
         """Every skill; a user skill overrides a built-in one of the same name."""
         skills: dict[str, Skill] = {}
+        seen = set()
         for folder, source in self._folders():
             for path in sorted(folder.glob("*.yaml")):
                 skills[path.stem] = self._load_file(path, source)
+                seen.add((path, source))
+        with self._lock:  # forget the files that are gone
+            self._loaded = {key: value for key, value in self._loaded.items() if key in seen}
         return sorted(skills.values(), key=lambda s: s.name)
 
     def get(self, name: str) -> Skill:
@@ -321,10 +347,10 @@ class SkillStore:
             self._embedder = default_embedder()
         return self._embedder
 
-    def _signature(self) -> tuple[tuple[str, float], ...]:
+    def _signature(self) -> tuple[tuple[str, tuple[int, int, int] | None], ...]:
         files = []
         for folder, _ in self._folders():
-            files += [(str(p), p.stat().st_mtime) for p in sorted(folder.glob("*.yaml"))]
+            files += [(str(p), _stamp(p)) for p in sorted(folder.glob("*.yaml"))]
         return tuple(files)
 
     def match(self, task: str, k: int = 2) -> list[SkillMatch]:
@@ -334,7 +360,7 @@ class SkillStore:
             if self._index is None or self._index[0] != signature:
                 skills = self.all()
                 examples = [(s.name, text) for s in skills for text in s.when_to_use]
-                vectors = self.embedder.embed([t for _, t in examples]) if examples else None
+                vectors = self._vectors([t for _, t in examples]) if examples else None
                 self._index = (signature, vectors, [n for n, _ in examples], {s.name: s for s in skills})
             _, vectors, owners, by_name = self._index
         if vectors is None or not task.strip():
@@ -355,6 +381,16 @@ class SkillStore:
             for name, score in ranked[:k]
             if score >= self.min_score
         ]
+
+    def _vectors(self, texts: list[str]) -> Any:
+        """The vectors of ``texts``, embedding only those not embedded before (the caller holds
+        ``_lock``); the kept vectors become exactly those of ``texts``."""
+        known = self._example_vectors
+        new = list(dict.fromkeys(t for t in texts if t not in known))
+        if new:
+            known.update(zip(new, self.embedder.embed(new), strict=True))
+        self._example_vectors = {t: known[t] for t in texts}
+        return np.stack([known[t] for t in texts])
 
     def learn(
         self,
@@ -424,6 +460,16 @@ def _masked_step(step: PromptStep | ToolStep | CheckStep) -> PromptStep | ToolSt
             min_chars=step.min_chars,
         )
     return PromptStep(kind="prompt", text=mask_pii(step.text)[:1000])
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file's versions apart: inode (a file replaced atomically, as :meth:`SkillStore.save`
+    and editors do, gets a new one), modification time and size; ``None`` if it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def _slug(text: str) -> str:

@@ -314,6 +314,68 @@ def test_match_sees_a_skill_written_by_another_store(tmp_path, embedder):
     assert [m.name for m in first.match(question)] == ["offsite-planning"]
 
 
+class _CountingEmbedder:
+    """The suite's embedder, counting the texts it is asked to embed in batches."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.embedded: list[str] = []
+
+    name = property(lambda self: self.inner.name)
+    dim = property(lambda self: self.inner.dim)
+
+    def embed(self, texts):
+        self.embedded += list(texts)
+        return self.inner.embed(texts)
+
+    def embed_one(self, text):
+        return self.inner.embed_one(text)
+
+    def embed_query(self, text):
+        return self.inner.embed_query(text)
+
+
+def test_a_changed_skill_file_costs_only_its_new_examples_embeddings(tmp_path, embedder, monkeypatch):
+    """Skills learned elsewhere (another store, another process) reload the index: only the files
+    that changed are parsed and only their new examples embedded, with the same matches as a store
+    that reads everything afresh."""
+    counting = _CountingEmbedder(embedder)
+    store = SkillStore(tmp_path / "skills", embedder=counting)
+    parsed: list[str] = []
+    parse = store._parse_file
+
+    def parse_counted(path, source):
+        parsed.append(path.name)
+        return parse(path, source)
+
+    monkeypatch.setattr(store, "_parse_file", parse_counted)
+    question = "How should we plan the quarterly offsite for the sales team?"
+    assert store.match(question) == []
+    builtin_examples = len(counting.embedded)
+    assert builtin_examples >= len(BUILTIN_NAMES)
+
+    counting.embedded.clear()
+    offsite = _document("offsite-planning", when_to_use=["Plan the quarterly offsite for the sales team."])
+    SkillStore(tmp_path / "skills", embedder=embedder).save(Skill.model_validate(offsite))  # another store
+    parsed.clear()
+    assert [m.name for m in store.match(question)] == ["offsite-planning"]
+    assert counting.embedded == ["Plan the quarterly offsite for the sales team."]
+    assert parsed == ["offsite-planning.yaml"]
+
+    counting.embedded.clear()  # an edited example is embedded again; a removed skill is forgotten
+    offsite["when_to_use"] = ["Organise the yearly retreat for engineering."]
+    os.utime(_write(tmp_path / "skills", "offsite-planning", offsite), ns=(1, 1))
+    parsed.clear()
+    assert store.match(question) == []
+    assert counting.embedded == ["Organise the yearly retreat for engineering."]
+    assert parsed == ["offsite-planning.yaml"]
+    (tmp_path / "skills" / "offsite-planning.yaml").unlink()
+    assert store.match("Organise the yearly retreat for engineering.") == []
+
+    fresh = SkillStore(tmp_path / "skills", embedder=embedder)  # same answers as a store built now
+    assert store.match(PRICING_QUESTION) == fresh.match(PRICING_QUESTION)
+
+
 def test_match_reports_success_counts(store):
     store.record_success("pricing-change-review", "t1")
     store.record_success("pricing-change-review", "t2")
