@@ -20,7 +20,10 @@ outside its folder.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -54,11 +57,17 @@ __all__ = [
     "run_skill",
 ]
 
+log = logging.getLogger(__name__)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when PyYAML was built with it (about 10× faster), else the Python one."""
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "skills"
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")  # always used with fullmatch
 STATS_FILE = "_stats.json"
+VECTORS_FILE = "_vectors.{}.npz"
+"""The examples' vectors, saved for the next store (process) on the folder; one file per embedder
+(the placeholder is a hash of its name), keyed by a hash of each example's text."""
+SAVE_VECTORS_AFTER = 32
+"""A build that embedded this many examples writes the vectors file again."""
 STATS_LOCK = "_stats.lock"
 """Held while the stats file is read, changed and written (see :meth:`SkillStore.record_success`)."""
 
@@ -384,13 +393,65 @@ class SkillStore:
 
     def _vectors(self, texts: list[str]) -> Any:
         """The vectors of ``texts``, embedding only those not embedded before (the caller holds
-        ``_lock``); the kept vectors become exactly those of ``texts``."""
+        ``_lock``); the kept vectors become exactly those of ``texts``.
+
+        A store's first build starts from the vectors an earlier store saved in the folder (see
+        :data:`VECTORS_FILE`): a new process with hundreds of learned skills would otherwise embed
+        every example before its first match (seconds). The file is written again when a build
+        embedded many examples, or when a first build found it missing, damaged or holding
+        examples no skill has any more.
+        """
         known = self._example_vectors
+        first = not known
+        stale = False
+        if first:
+            saved = self._read_vectors()
+            keys = {_text_key(t) for t in texts}
+            known = {t: saved[key] for t in texts if (key := _text_key(t)) in saved}
+            stale = saved.keys() != keys
         new = list(dict.fromkeys(t for t in texts if t not in known))
         if new:
-            known.update(zip(new, self.embedder.embed(new), strict=True))
+            vectors = np.asarray(self.embedder.embed(new), dtype=np.float32)
+            if known and next(iter(known.values())).shape != vectors.shape[1:]:
+                known = {}  # saved by another model of the same name: embed everything again
+                new = list(dict.fromkeys(texts))
+                vectors = np.asarray(self.embedder.embed(new), dtype=np.float32)
+                stale = True
+            known.update(zip(new, vectors, strict=True))
         self._example_vectors = {t: known[t] for t in texts}
+        if (first and stale) or len(new) >= SAVE_VECTORS_AFTER:
+            self._write_vectors()
         return np.stack([known[t] for t in texts])
+
+    def _vectors_path(self) -> Path:
+        return self.user_dir / VECTORS_FILE.format(_text_key(self.embedder.name))
+
+    def _read_vectors(self) -> dict[str, Any]:
+        """The saved vectors by text key; nothing if the file is missing or damaged."""
+        try:
+            with np.load(self._vectors_path(), allow_pickle=False) as data:
+                keys, vectors = data["keys"], data["vectors"]
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:  # any damage (truncated zip, wrong arrays): embed again
+            log.debug("skill vectors in %s are unreadable (%s); embedding again", self._vectors_path(), exc)
+            return {}
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or keys.shape != (len(vectors),):
+            return {}
+        return {str(key): vector for key, vector in zip(keys, vectors, strict=True)}
+
+    def _write_vectors(self) -> None:
+        vectors = self._example_vectors
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            keys=np.array([_text_key(t) for t in vectors]),
+            vectors=np.stack(list(vectors.values())) if vectors else np.zeros((0, 0), np.float32),
+        )
+        try:
+            _atomic_write(self._vectors_path(), buffer.getvalue())
+        except OSError as exc:  # a read-only folder: the next process embeds again, nothing more
+            log.debug("cannot save skill vectors in %s (%s)", self.user_dir, exc)
 
     def learn(
         self,
@@ -477,12 +538,17 @@ def _slug(text: str) -> str:
     return slug if len(slug) >= 2 else f"skill-{slug or 'x'}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _text_key(text: str) -> str:
+    """What the vectors file keys an example by: a hash, so the file holds no skill's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -16,11 +16,13 @@ from brainstack.memory.skills import (
     BUILTIN_DIR,
     STATS_FILE,
     STATS_LOCK,
+    VECTORS_FILE,
     CheckStep,
     PromptStep,
     Skill,
     SkillStore,
     ToolStep,
+    _text_key,
     run_skill,
 )
 
@@ -376,6 +378,67 @@ def test_a_changed_skill_file_costs_only_its_new_examples_embeddings(tmp_path, e
     assert store.match(PRICING_QUESTION) == fresh.match(PRICING_QUESTION)
 
 
+def test_a_new_store_starts_from_the_vectors_an_earlier_one_saved(tmp_path, embedder):
+    """A new process on a folder with many learned skills embeds none of their examples again: the
+    first store saved them (keyed by a hash: the file holds no skill's text)."""
+    first = SkillStore(tmp_path / "skills", embedder=embedder)
+    for k in range(3):
+        first.save(Skill.model_validate(_document(f"offsite-{k}", when_to_use=[f"Plan offsite number {k}."])))
+    question = "How should we plan offsite number 1?"
+    expected = first.match(question)
+    assert expected[0].name == "offsite-1"
+    [saved] = (tmp_path / "skills").glob("_vectors.*.npz")
+    assert b"offsite" not in saved.read_bytes()
+
+    counting = _CountingEmbedder(embedder)
+    assert SkillStore(tmp_path / "skills", embedder=counting).match(question) == expected
+    assert counting.embedded == []
+
+
+def test_a_damaged_or_stale_vectors_file_is_replaced(tmp_path, embedder):
+    store = SkillStore(tmp_path / "skills", embedder=embedder)
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    question = "How should we plan the quarterly offsite for the sales team?"
+    expected = store.match(question)
+    [saved] = (tmp_path / "skills").glob("_vectors.*.npz")
+
+    saved.write_bytes(b"PK\x03\x04 not a zip")  # damaged: embedded again, then saved again
+    counting = _CountingEmbedder(embedder)
+    assert SkillStore(tmp_path / "skills", embedder=counting).match(question) == expected
+    assert "Plan the quarterly offsite for the sales team." in counting.embedded
+    counting.embedded.clear()
+    assert SkillStore(tmp_path / "skills", embedder=counting).match(question) == expected
+    assert counting.embedded == []
+
+    size = saved.stat().st_size  # a removed skill's vectors leave the file when a store next opens it
+    (tmp_path / "skills" / "offsite-planning.yaml").unlink()
+    assert SkillStore(tmp_path / "skills", embedder=embedder).match(question) == []
+    assert saved.stat().st_size < size
+
+
+def test_vectors_are_saved_per_embedder(tmp_path, embedder):
+    class Renamed(_CountingEmbedder):
+        name = property(lambda self: "another-model")
+
+    SkillStore(tmp_path / "skills", embedder=embedder).match(PRICING_QUESTION)
+    other = Renamed(embedder)
+    SkillStore(tmp_path / "skills", embedder=other).match(PRICING_QUESTION)
+    assert other.embedded  # nothing of the first model's vectors was used
+    assert len(list((tmp_path / "skills").glob("_vectors.*.npz"))) == 2
+
+
+def test_an_unwritable_folder_only_costs_embedding_again(tmp_path, embedder, monkeypatch):
+    import brainstack.memory.skills as skills
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(skills, "_atomic_write", refuse)
+    assert SkillStore(tmp_path / "skills", embedder=embedder).match(PRICING_QUESTION)[0].name == (
+        "pricing-change-review"
+    )
+
+
 def test_match_reports_success_counts(store):
     store.record_success("pricing-change-review", "t1")
     store.record_success("pricing-change-review", "t2")
@@ -588,8 +651,8 @@ def test_a_thread_id_that_is_an_address_is_masked_in_the_skill_and_its_stats(sto
         task=LEARNED_TASK, route="cfo", steps=_steps(), description="Learned.", thread_id="ada@example.com"
     )
     store.record_success(name, "bob@example.com")
-    files = [p.read_text("utf-8") for p in store.user_dir.iterdir() if p.is_file()]
-    assert files and not any("@example.com" in text for text in files)
+    files = [p.read_bytes() for p in store.user_dir.iterdir() if p.is_file()]
+    assert files and not any(b"@example.com" in data for data in files)
     assert store.get(name).provenance.thread_id == "[email]"
 
 
@@ -736,6 +799,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(store):
         [
             STATS_FILE,
             STATS_LOCK,
+            VECTORS_FILE.format(_text_key(store.embedder.name)),
             "offsite-planning.yaml",
             "cfo-compute-the-monthly-cloud-hosting-bill-for-three-regions.yaml",
         ]
