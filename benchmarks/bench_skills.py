@@ -82,9 +82,9 @@ def measure(size: int, repeats: int, embedder: Any) -> dict[str, Any]:
         steady, changed, reopened, full = [], [], [], []
         for r in range(repeats):
             for i in range(20):  # a new task each time: the embedder caches recent queries
-                task = f"{TASK} (request {r}-{i})"
+                task = f"{TASK} (request {size}-{r}-{i})"
                 steady.append(timed(lambda: store.match(task))[0])  # noqa: B023 - called at once
-            task = f"{TASK} (after change {r})"
+            task = f"{TASK} (after change {size}-{r})"
             writer.save(Skill.model_validate(skill_document(size + r)))  # another store learns one
             ms, after = timed(lambda: store.match(task))  # noqa: B023 - called at once
             changed.append(ms)
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     from brainstack.memory.embeddings import default_embedder
 
     embedder = default_embedder()
-    embedder.embed(["warm up"])
+    embedder.warm_up()  # both models (documents and queries) loaded before anything is timed
+    embedder.embed_query("warm up")
     results = [measure(int(n), args.repeats, embedder) for n in args.sizes.split(",")]
     print(f"Machine: {machine_line(machine())}\n")
     print(
