@@ -250,13 +250,17 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
     async def first(state: RouterState) -> dict[str, Any]:
         from langgraph.config import get_config
 
-        from brainstack.errors import InvalidTaskError
+        from brainstack.errors import InvalidTaskError, UsageError
+        from brainstack.runtime import _ID
 
         task = InvalidTaskError.check(state.get("task"), max_task_chars)
+        user_id = state.get("user_id") or "default"
+        if not (isinstance(user_id, str) and _ID.fullmatch(user_id)):  # a LangGraph server passes it as is
+            raise UsageError(f"user_id {user_id!r} must be 1-128 letters, digits or _.:@-")
         configurable = get_config().get("configurable", {})
         fresh: dict[str, Any] = {
             "task": task,
-            "user_id": state.get("user_id") or "default",
+            "user_id": user_id,
             "route": None,
             "active_agent": "",
             "answer": "",

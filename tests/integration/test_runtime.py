@@ -295,6 +295,16 @@ async def test_the_graph_refuses_an_unknown_requested_agent(settings, embedder):
         await runtime.graph.compile().ainvoke({"task": "Hello", "requested_agent": "nope"})
 
 
+async def test_the_graph_refuses_a_user_id_that_run_refuses(settings, embedder):
+    # A LangGraph server (Studio) passes user_id straight into the graph: a user that run() and the
+    # CLI refuse would get episodes that `brainstack memory search/forget --user` cannot name.
+    with (
+        Runtime(settings, embedder=embedder) as runtime,
+        pytest.raises(UsageError, match=r"user_id 'a b' must be 1-128 letters, digits or _\.:@-"),
+    ):
+        await runtime.graph.compile().ainvoke({"task": "Hello", "user_id": "a b"})
+
+
 async def test_arun_inside_an_event_loop(runtime):
     result = await runtime.arun("What is 2 + 2?")
     assert "4" in result.answer
