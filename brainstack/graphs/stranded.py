@@ -47,6 +47,12 @@ async def missing_nodes_at(compiled: Any, config: Any) -> list[str]:
 
 def stranded_message(thread_id: str, nodes: Sequence[str]) -> str:
     """Why a thread's run cannot go on with this graph, and what to do about it."""
+    if list(nodes) == ["approve"]:  # the graph has an approve node whenever approval is on
+        return (
+            f"Thread {thread_id!r} is waiting for approval, which the current settings turn off; "
+            "answer it with approval on, as it ran: BRAINSTACK_APPROVAL=1 (Python: "
+            "Settings(approval=True))."
+        )
     which = "node " if len(nodes) == 1 else "nodes "
     which += ", ".join(repr(node) for node in nodes)
     if all(node.startswith("specialist_") for node in nodes):

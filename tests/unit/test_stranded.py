@@ -41,4 +41,12 @@ def test_the_message_says_which_file_to_pass():
     message = stranded_message("t1", ["specialist_legal"])
     assert message.startswith("Thread 't1' stopped before node 'specialist_legal', which the current agents")
     assert "--agents FILE" in message
-    assert "settings it ran with" in stranded_message("t1", ["approve"])
+    assert "settings it ran with" in stranded_message("t1", ["remember"])  # BRAINSTACK_MEMORY=0 now
+
+
+def test_a_run_waiting_for_approval_says_to_turn_approval_on():
+    # `brainstack run` prints "Continue with: brainstack resume --thread T --approve"; in a shell
+    # where BRAINSTACK_APPROVAL=1 was set only for that run, the resume must say what is missing.
+    message = stranded_message("t1", ["approve"])
+    assert message.startswith("Thread 't1' is waiting for approval, which the current settings turn off")
+    assert "BRAINSTACK_APPROVAL=1" in message and "Settings(approval=True)" in message
