@@ -318,8 +318,13 @@ class _Abandoned(Exception):
 def _atomic_file(folder: Path, target: Path) -> Any:
     """A temp path in ``folder`` that becomes ``target`` when the block succeeds. Concurrent
     processes each write their own temp file; the last rename wins (the contents are equal)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minilm-", suffix=".onnx")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minilm-", suffix=".onnx")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot create BRAINSTACK_CACHE_DIR {folder}: {exc.strerror}. Set it to a writable folder."
+        ) from exc
     os.close(fd)
     try:
         yield tmp

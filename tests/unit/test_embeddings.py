@@ -510,6 +510,20 @@ def test_failed_save_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_cache_dir_that_cannot_be_created_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # BRAINSTACK_CACHE_DIR naming a file was an "internal error FileExistsError" in the CLI.
+    _counting_builder(monkeypatch, lambda _: _tiny_model())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(
+        brainstack.ConfigurationError,
+        match=r"Cannot create BRAINSTACK_CACHE_DIR .*a-file: File exists\. Set it to a writable folder\.",
+    ):
+        MiniLMEmbedder(blocker).onnx_path()
+
+
 # -- the int8 copy (the router's default) ---------------------------------------------------------
 
 
