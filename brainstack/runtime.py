@@ -898,6 +898,7 @@ async def _guarded(state: _LoopState, coro: Any) -> Any:
         return await coro
     except asyncio.CancelledError:
         if state.closing:  # cancelled by close(), not by its caller: tell the caller why
+            task.add_done_callback(_retrieved)  # (the caller may have left already: Ctrl-C)
             raise _closed() from None
         raise
     finally:

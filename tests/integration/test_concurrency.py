@@ -136,6 +136,33 @@ def test_callers_racing_close_get_a_result_or_a_clear_error_and_none_waits_forev
     runtime.close()
 
 
+def test_a_run_its_caller_left_that_close_then_ends_leaves_no_unread_error(
+    settings, embedder, monkeypatch, caplog
+):
+    """Ctrl-C in `brainstack run` cancels its run, then the exiting CLI closes the Runtime. A run
+    still stopping when close() began ended with the "closed" RunError that no caller was left to
+    read, and asyncio printed "Task exception was never retrieved" with its traceback after the
+    CLI's one line."""
+    import gc
+
+    from brainstack.graphs import nodes
+
+    async def slow_to_stop(self, state):
+        try:
+            await asyncio.get_running_loop().create_future()  # answers only by being cancelled
+        finally:
+            await asyncio.shield(asyncio.sleep(0.3))  # still stopping when close() begins
+
+    monkeypatch.setattr(nodes.Route, "__call__", slow_to_stop)
+    runtime = Runtime(settings, embedder=embedder)
+    events = runtime.stream("What is 2 + 2?")
+    assert next(events).type == "memory_recalled"  # the run waits in route now
+    events.close()  # the caller leaves (Ctrl-C): its run is cancelled
+    runtime.close()
+    gc.collect()
+    assert "never retrieved" not in caplog.text, caplog.text
+
+
 async def test_a_run_stopped_after_a_step_saved_its_result_is_continued_not_dropped(
     backend_settings, embedder, monkeypatch
 ):
