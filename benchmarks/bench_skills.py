@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(
-        "\n`steady`: a match when nothing changed (a new task each time: its embedding, the file check, "
-        "the scoring). `after a change`: the first match after another store saved one new skill (3 new "
+        "\n`steady`: a match when nothing changed (a new task each time: mostly its embedding, which a "
+        "run shares with its router; then the file check and the scoring). `after a change`: the first match after another store saved one new skill (3 new "
         "examples). `new store`: the first match of a new store on the folder (a new process), which "
         "starts from the vectors saved in the folder. `full build`: the same with the saved vectors "
         "deleted, which embeds every example (the baseline, same run): before session 11, every match "
