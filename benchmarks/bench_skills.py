@@ -12,7 +12,7 @@ built-in skills), with the default embedder (the local MiniLM):
 - ``full build`` (the baseline, same run): the same with the saved vectors deleted, which embeds
   every example; before session 11, every match after a change and every new process paid this.
 
-    .venv/bin/python benchmarks/bench_skills.py [--sizes 10,100,250] [--repeats 9] [--json PATH]
+    .venv/bin/python benchmarks/bench_skills.py [--quick] [--sizes 10,100,250] [--repeats 9] [--json PATH]
 """
 
 from __future__ import annotations
@@ -115,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,250", help="learned skills per size (default 10,100,250)")
     parser.add_argument("--repeats", type=int, default=9, help="changes per size (default 9)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10 skills, 2 changes")
     parser.add_argument("--json", metavar="PATH", help="write the raw numbers here")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.repeats = "10", 2
     scrub_environment()
     from brainstack.memory.embeddings import default_embedder
 
@@ -148,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(
-        "\n`steady`: a match when nothing changed (a new task each time: mostly its embedding, which a "
-        "run shares with its router; then the file check and the scoring). `after a change`: the first match after another store saved one new skill (3 new "
-        "examples). `new store`: the first match of a new store on the folder (a new process), which "
-        "starts from the vectors saved in the folder. `full build`: the same with the saved vectors "
-        "deleted, which embeds every example (the baseline, same run): before session 11, every match "
-        "after a change and every new process paid it. All three return the same skills (checked)."
+        "\n`steady`: a match when nothing changed (a new task each time: mostly its embedding, which "
+        "a run shares with its router; then the file check and the scoring). `after a change`: the "
+        "first match after another store saved one new skill (3 new examples). `new store`: the first"
+        " match of a new store on the folder (a new process), which starts from the vectors saved in "
+        "the folder. `full build`: the same with the saved vectors deleted, which embeds every "
+        "example (the baseline, same run): before session 11, every match after a change and every "
+        "new process paid it. All three return the same skills (checked)."
     )
     write_json(args.json, {"benchmark": "skills", "repeats": args.repeats, "results": results})
     return 0
