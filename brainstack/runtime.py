@@ -473,12 +473,12 @@ class Runtime:
 
     def history(self, thread_id: str) -> list[Checkpoint]:
         """The thread's checkpoints, newest first: one per graph step of every run on it."""
-        result: list[Checkpoint] = self._submit(self._history(thread_id))
+        result: list[Checkpoint] = self._submit(self._history(_check_id("thread_id", thread_id)))
         return result
 
     async def ahistory(self, thread_id: str) -> list[Checkpoint]:
         """Async :meth:`history`."""
-        result: list[Checkpoint] = await self._on_loop(self._history(thread_id))
+        result: list[Checkpoint] = await self._on_loop(self._history(_check_id("thread_id", thread_id)))
         return result
 
     async def _replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
@@ -510,7 +510,7 @@ class Runtime:
         (the old branch stays in the history)."""
         if isinstance(checkpoint_id, Checkpoint):
             checkpoint_id = checkpoint_id.checkpoint_id
-        result: RunResult = self._submit(self._replay(thread_id, checkpoint_id))
+        result: RunResult = self._submit(self._replay(_check_id("thread_id", thread_id), checkpoint_id))
         return result
 
     async def astream(
@@ -638,7 +638,7 @@ class Runtime:
 
     async def amessages(self, thread_id: str) -> list[dict[str, str]]:
         """The conversation stored for ``thread_id`` (``role``, ``content``, ``name``), oldest first."""
-        result: list[dict[str, str]] = await self._on_loop(self._messages(thread_id))
+        result: list[dict[str, str]] = await self._on_loop(self._messages(_check_id("thread_id", thread_id)))
         return result
 
     async def _messages(self, thread_id: str) -> list[dict[str, str]]:
@@ -654,7 +654,7 @@ class Runtime:
 
     def messages(self, thread_id: str) -> list[dict[str, str]]:
         """Blocking :meth:`amessages`."""
-        result: list[dict[str, str]] = self._submit(self._messages(thread_id))
+        result: list[dict[str, str]] = self._submit(self._messages(_check_id("thread_id", thread_id)))
         return result
 
     def close(self) -> None:
@@ -702,8 +702,8 @@ class Runtime:
         self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
     ) -> _Run:
         for label, value in (("user_id", user_id), ("thread_id", thread_id)):
-            if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
-                raise UsageError(f"{label} {value!r} must be 1-128 letters, digits or _.:@-")
+            if value is not None:
+                _check_id(label, value)
         targets = [*self.agents.agents, GROUP_CHAT]
         if agent is not None and agent not in targets:
             raise UnknownAgentError(f"No agent named {agent!r}. Available: {', '.join(targets)}.")
@@ -830,6 +830,14 @@ class _LoopState:
                 del self._turns[thread_id]  # nobody waits: keep no lock per finished thread
             else:
                 self._turns[thread_id] = (lock, users - 1)
+
+
+def _check_id(label: str, value: object) -> str:
+    """``value`` if it is a user or thread id (the CLI and the stores accept the same), else a
+    UsageError that names it."""
+    if not (isinstance(value, str) and _ID.fullmatch(value)):
+        raise UsageError(f"{label} {value!r} must be 1-128 letters, digits or _.:@-")
+    return value
 
 
 def check_agents_argument(agents: object) -> None:
