@@ -453,7 +453,8 @@ def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Na
     try:
         check = check_routes(router, {str(k): v for k, v in labelled.items()}, examples=examples)
     except ValueError as exc:
-        raise _usage(f"{path}: {exc}") from None
+        hint = "" if args.agents else " (routes of your own agents file: add --agents FILE)"
+        raise _usage(f"{path}: {exc}{hint}") from None
     print(f"{'route':<16} {'n':>4} {'semantic':>9} {'correct':>8} {'top-1':>6}")
     for name, row in check.counts.items():
         print(f"{name:<16} {row['n']:>4} {row['covered']:>9} {row['correct']:>8} {row['top1']:>6}")

@@ -288,6 +288,7 @@ def test_routes_check_reports_coverage_precision_and_the_misses(env_home, tmp_pa
         ("- just a list", "must map route names to lists of requests"),
         ("finance: []", "must map route names to lists of requests"),
         ("legal: [Review this contract]", "unknown route(s) 'legal'; the routes are technical"),
+        ("legal: [Review this contract]", "(routes of your own agents file: add --agents FILE)"),
     ],
 )
 def test_routes_check_refuses_a_bad_file_in_one_line(env_home, tmp_path, content, needle):
