@@ -450,6 +450,8 @@ class SkillStore:
             return {}
         if vectors.ndim != 2 or vectors.dtype != np.float32 or keys.shape != (len(vectors),):
             return {}
+        if vectors.shape[1] != self.embedder.dim or not np.isfinite(vectors).all():
+            return {}  # not this embedder's (another model of its name, or made by hand)
         return {str(key): vector for key, vector in zip(keys, vectors, strict=True)}
 
     def _write_vectors(self) -> None:

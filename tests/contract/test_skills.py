@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -414,6 +415,34 @@ def test_a_damaged_or_stale_vectors_file_is_replaced(tmp_path, embedder):
     (tmp_path / "skills" / "offsite-planning.yaml").unlink()
     assert SkillStore(tmp_path / "skills", embedder=embedder).match(question) == []
     assert saved.stat().st_size < size
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda vectors: vectors[:, :5].copy(),  # another model of the same name (or made by hand)
+        lambda vectors: np.zeros((len(vectors), 0), np.float32),
+        lambda vectors: np.full_like(vectors, np.nan),
+    ],
+    ids=["other-dimension", "no-dimension", "not-a-number"],
+)
+def test_saved_vectors_this_embedder_cannot_have_made_are_embedded_again(tmp_path, embedder, forge):
+    """A vectors file whose every key is right but whose vectors are not this embedder's (another
+    dimension, NaN) is damaged like any other: the store matches as one that embeds everything, and
+    the file is written again, instead of every match failing (or never matching) from then on."""
+    store = SkillStore(tmp_path / "skills", embedder=embedder)
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    question = "How should we plan the quarterly offsite for the sales team?"
+    expected = store.match(question)
+    [saved] = (tmp_path / "skills").glob("_vectors.*.npz")
+    with np.load(saved) as data:
+        keys, vectors = data["keys"], data["vectors"]
+    np.savez(saved.with_suffix(""), keys=keys, vectors=forge(vectors))  # savez adds the ".npz"
+
+    assert SkillStore(tmp_path / "skills", embedder=embedder).match(question) == expected
+    counting = _CountingEmbedder(embedder)
+    assert SkillStore(tmp_path / "skills", embedder=counting).match(question) == expected
+    assert counting.embedded == []
 
 
 def test_vectors_are_saved_per_embedder(tmp_path, embedder):
