@@ -273,6 +273,8 @@ class SkillStore:
         seen = set()
         for folder, source in self._folders():
             for path in sorted(folder.glob("*.yaml")):
+                if path.name.startswith("."):  # as _signature: editors' lock and backup files
+                    continue
                 skills[path.stem] = self._load_file(path, source)
                 seen.add((path, source))
         with self._lock:  # forget the files that are gone

@@ -307,6 +307,21 @@ def test_match_picks_up_a_newly_saved_skill(store):
     assert matches[0].source == "user"
 
 
+def test_hidden_files_in_the_folder_are_not_skills(store):
+    """Editors leave hidden files next to the one being edited (Emacs: the lock ``.#name.yaml``, a
+    dangling symlink, while the buffer has unsaved changes). The folder check skipped them but the
+    reload read them, so every match failed once anything else changed (a skill learned)."""
+    store.save(Skill.model_validate(_document("offsite-planning")))
+    question = "How should we plan the quarterly offsite for the sales team?"
+    expected = store.match(question)
+    os.symlink("ada@host.4242:1700000000", store.user_dir / ".#offsite-planning.yaml")
+    _write(store.user_dir, ".offsite-planning", _document("offsite-planning"))
+    store.save(Skill.model_validate(_document("launch-review", when_to_use=["Should we launch?"])))
+    assert store.match(question) == expected
+    assert "launch-review" in [s.name for s in store.all()]
+    assert SkillStore(store.user_dir, embedder=store.embedder).match(question) == expected
+
+
 def test_match_sees_a_skill_written_by_another_store(tmp_path, embedder):
     first = SkillStore(tmp_path / "skills", embedder=embedder)
     question = "How should we plan the quarterly offsite for the sales team?"
