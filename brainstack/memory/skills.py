@@ -68,6 +68,8 @@ VECTORS_FILE = "_vectors.{}.npz"
 (the placeholder is a hash of its name), keyed by a hash of each example's text."""
 SAVE_VECTORS_AFTER = 32
 """A build that embedded this many examples writes the vectors file again."""
+RECENT_NS = 2_000_000_000
+"""A skill file changed less than this long ago (ns) is parsed again on every reload."""
 STATS_LOCK = "_stats.lock"
 """Held while the stats file is read, changed and written (see :meth:`SkillStore.record_success`)."""
 
@@ -228,13 +230,17 @@ class SkillStore:
 
     def _load_file(self, path: Path, source: str) -> Skill:
         """The skill in ``path``, parsed again only when the file changed since it was last read."""
+        now = time.time_ns()
         stamp = _stamp(path)
         with self._lock:
             known = self._loaded.get((path, source))
         if known is not None and stamp is not None and known[0] == stamp:
             return known[1]
         skill = self._parse_file(path, source)
-        if stamp is not None:  # stamped before reading: a file replaced meanwhile is read again
+        # Stamped before reading: a file replaced meanwhile is read again. A file changed within
+        # RECENT_NS is not kept: written again in place in the same tick of the file system's clock
+        # (a second on some), with the same size, it would keep its stamp and never be read again.
+        if stamp is not None and now - stamp[1] > RECENT_NS:
             with self._lock:
                 self._loaded[(path, source)] = (stamp, skill)
         return skill

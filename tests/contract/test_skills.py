@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -392,6 +393,27 @@ def test_a_changed_skill_file_costs_only_its_new_examples_embeddings(tmp_path, e
 
     fresh = SkillStore(tmp_path / "skills", embedder=embedder)  # same answers as a store built now
     assert store.match(PRICING_QUESTION) == fresh.match(PRICING_QUESTION)
+
+
+def test_a_skill_file_rewritten_in_place_within_one_clock_tick_is_read_again(tmp_path, embedder):
+    """Written in place (same inode, as nano does) with the same size within one tick of the file
+    system's clock (a second on some), an edited file keeps its stamp. Reading it again once the
+    folder next changes is what a store did before it kept parsed files; a kept parse of a file
+    that new must not hide the edit from then on."""
+    store = SkillStore(tmp_path / "skills", embedder=embedder)
+    question = "How should we plan the quarterly offsite for the sales team?"
+    now = time.time_ns()
+    path = _write(tmp_path / "skills", "offsite-planning", _document("offsite-planning"))
+    os.utime(path, ns=(now, now))
+    assert [m.name for m in store.match(question)] == ["offsite-planning"]
+
+    retreat = _document("offsite-planning", when_to_use=["Plan the quarterly retreat for the legal team."])
+    with path.open("r+", encoding="utf-8") as handle:  # the same number of characters, in place
+        handle.write(yaml.safe_dump(retreat))
+    os.utime(path, ns=(now, now))  # within the tick of the first version
+    store.save(Skill.model_validate(_document("launch-review", when_to_use=["Should we launch?"])))
+    assert store.match(question) == []
+    assert store.get("offsite-planning").when_to_use == retreat["when_to_use"]
 
 
 def test_a_new_store_starts_from_the_vectors_an_earlier_one_saved(tmp_path, embedder):
