@@ -67,7 +67,7 @@ VECTORS_FILE = "_vectors.{}.npz"
 """The examples' vectors, saved for the next store (process) on the folder; one file per embedder
 (the placeholder is a hash of its name), keyed by a hash of each example's text."""
 SAVE_VECTORS_AFTER = 32
-"""A build that embedded this many examples writes the vectors file again."""
+"""A store that embedded this many examples since it last wrote the vectors file writes it again."""
 RECENT_NS = 2_000_000_000
 """A skill file changed less than this long ago (ns) is parsed again on every reload."""
 STATS_LOCK = "_stats.lock"
@@ -215,6 +215,8 @@ class SkillStore:
         """Each skill file read, with the stamp it had (see :func:`_stamp`): parsing YAML is most
         of what a reload costs, and only the files that changed need it."""
         self._example_vectors: dict[str, Any] = {}
+        self._unsaved = 0
+        """Examples this store embedded since it last wrote the vectors file."""
         """Each current example's vector, kept across reloads: a changed skill file (a skill
         learned here or in another process) costs only its new examples' embeddings."""
 
@@ -417,9 +419,10 @@ class SkillStore:
 
         A store's first build starts from the vectors an earlier store saved in the folder (see
         :data:`VECTORS_FILE`): a new process with hundreds of learned skills would otherwise embed
-        every example before its first match (seconds). The file is written again when a build
-        embedded many examples, or when a first build found it missing, damaged or holding
-        examples no skill has any more.
+        every example before its first match (seconds). The file is written again once this store
+        has embedded :data:`SAVE_VECTORS_AFTER` examples since it last wrote it (skills learned one
+        at a time add up), or when a first build found it missing, damaged or holding examples no
+        skill has any more.
         """
         known = self._example_vectors
         first = not known
@@ -439,7 +442,8 @@ class SkillStore:
                 stale = True
             known.update(zip(new, vectors, strict=True))
         self._example_vectors = {t: known[t] for t in texts}
-        if (first and stale) or len(new) >= SAVE_VECTORS_AFTER:
+        self._unsaved += len(new)
+        if (first and stale) or self._unsaved >= SAVE_VECTORS_AFTER:
             self._write_vectors()
         return np.stack([known[t] for t in texts])
 
@@ -470,6 +474,7 @@ class SkillStore:
             keys=np.array([_text_key(t) for t in vectors]),
             vectors=np.stack(list(vectors.values())) if vectors else np.zeros((0, 0), np.float32),
         )
+        self._unsaved = 0  # written, or unwritable: either way, not tried again at every build
         try:
             _atomic_write(self._vectors_path(), buffer.getvalue())
         except OSError as exc:  # a read-only folder: the next process embeds again, nothing more

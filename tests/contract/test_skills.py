@@ -16,6 +16,7 @@ import yaml
 from brainstack.errors import ConfigurationError
 from brainstack.memory.skills import (
     BUILTIN_DIR,
+    SAVE_VECTORS_AFTER,
     STATS_FILE,
     STATS_LOCK,
     VECTORS_FILE,
@@ -430,6 +431,22 @@ def test_a_new_store_starts_from_the_vectors_an_earlier_one_saved(tmp_path, embe
 
     counting = _CountingEmbedder(embedder)
     assert SkillStore(tmp_path / "skills", embedder=counting).match(question) == expected
+    assert counting.embedded == []
+
+
+def test_skills_learned_one_at_a_time_reach_the_saved_vectors(tmp_path, embedder):
+    """A long-lived process that learns one skill at a time writes the vectors file again once its
+    new examples add up, so a new process does not embed everything learned since it started."""
+    store = SkillStore(tmp_path / "skills", embedder=embedder)
+    store.match(PRICING_QUESTION)  # the first build writes the file
+    for k in range(SAVE_VECTORS_AFTER):
+        store.save(Skill.model_validate(_document(f"offsite-{k}", when_to_use=[f"Plan offsite number {k}."])))
+        store.match(f"How should we plan offsite number {k}?")
+    counting = _CountingEmbedder(embedder)
+    assert (
+        SkillStore(tmp_path / "skills", embedder=counting).match("Plan offsite number 3.")[0].name
+        == "offsite-3"
+    )
     assert counting.embedded == []
 
 
