@@ -391,7 +391,7 @@ class Runtime:
         """The nodes the thread's last checkpoint (or ``checkpoint_id``) is due to run that this
         runtime's graph does not have: it ran with another agents file (or other settings). Empty
         when there are none; see :mod:`brainstack.graphs.stranded`."""
-        result: list[str] = self._submit(self._stranded(thread_id, checkpoint_id))
+        result: list[str] = self._submit(self._stranded(_check_id("thread_id", thread_id), checkpoint_id))
         return result
 
     async def _stranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:

@@ -342,10 +342,11 @@ def test_bad_input_is_refused_before_anything_is_written(runtime, task, kwargs, 
 
 @pytest.mark.parametrize("thread_id", [None, 123, "", "x y", "a\nb", "t" * 129])
 async def test_reading_a_thread_refuses_what_is_not_a_thread_id(runtime, thread_id):
-    """history, messages and replay name a bad thread id as run does, instead of answering as if
+    """history, messages, stranded and replay name a bad thread id as run does, instead of answering as if
     the thread were merely empty (``messages(None)`` used to be ``[]``)."""
     message = f"thread_id {re.escape(repr(thread_id))} must be"
-    for call in (runtime.history, runtime.messages, lambda t: runtime.replay(t, "checkpoint")):
+    replay = lambda t: runtime.replay(t, "checkpoint")  # noqa: E731
+    for call in (runtime.history, runtime.messages, runtime.stranded, replay):
         with pytest.raises(UsageError, match=message):
             call(thread_id)
     for acall in (runtime.ahistory, runtime.amessages):
