@@ -67,11 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--user", required=True, help="user id")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    skills = commands.add_parser("skills", help="list or show procedural skills")
+    skills = commands.add_parser("skills", help="list, show or forget procedural skills")
     skills_commands = skills.add_subparsers(dest="action", required=True, metavar="ACTION")
     skills_commands.add_parser("list", help="every skill, built-in and learned, with its success count")
     show = skills_commands.add_parser("show", help="one skill's file")
     show.add_argument("name")
+    unlearn = skills_commands.add_parser("forget", help="delete a learned skill and its success count")
+    unlearn.add_argument("name")
+    unlearn.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     kb = commands.add_parser("kb", help="the knowledge base (Markdown and text files)")
     kb_commands = kb.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -348,12 +351,31 @@ def _skills(args: argparse.Namespace) -> int:
         skill = store.get(args.name)
     except KeyError:
         raise _usage(f"no skill named {args.name!r}; see `brainstack skills list`") from None
+    if args.action == "forget":
+        return _forget_skill(store, skill, args.yes)
     import yaml
 
     print(
         yaml.safe_dump(skill.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100), end=""
     )
     print(f"# success count: {store.success_count(skill.name)}")
+    return 0
+
+
+def _forget_skill(store: Any, skill: Any, yes: bool) -> int:
+    if skill.provenance.source == "builtin":
+        store.forget(skill.name)  # refused (built-in skills are read-only), before any question
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _usage("refusing to forget without confirmation: add --yes")
+        count = store.success_count(skill.name)
+        kind = skill.provenance.source
+        reply = input(f"Delete the {kind} skill {skill.name!r} ({count} successes)? [y/N] ")
+        if reply.strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.", file=sys.stderr)
+            return 0
+    path = store.forget(skill.name)
+    print(f"Forgot skill {skill.name!r}: deleted {path}.")
     return 0
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from brainstack.errors import ConfigurationError
+from brainstack.errors import ConfigurationError, UsageError
 from brainstack.memory.embeddings import query_embedding
 from brainstack.memory.pii import mask_pii
 
@@ -353,6 +353,28 @@ class SkillStore:
         document = skill.model_dump(mode="json", exclude_defaults=False)
         _atomic_write(path, yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
         with self._lock:
+            self._index = None
+        return path
+
+    def forget(self, name: str) -> Path:
+        """Delete a learned (or hand-written) skill from the user folder, with its success count;
+        returns the deleted file. Built-in skills are read-only (a user skill of the same name
+        overrides one; forgetting that brings the built-in back, with its count). ``KeyError``
+        when there is no such skill."""
+        path = self._path(self.user_dir, name)
+        builtin = self.builtin_dir is not None and self._path(self.builtin_dir, name).is_file()
+        if not path.is_file():
+            if builtin:
+                raise UsageError(
+                    f"{name!r} is a built-in skill and cannot be deleted; a user skill of the same "
+                    f"name in {self.user_dir} overrides it."
+                )
+            raise KeyError(f"no skill named {name!r}")
+        with self._stats_locked():
+            path.unlink()
+            stats = self.stats()
+            if not builtin and stats.pop(name, None) is not None:
+                _atomic_write(self.user_dir / STATS_FILE, json.dumps(stats, indent=2, sort_keys=True))
             self._index = None
         return path
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from brainstack.errors import ConfigurationError
+from brainstack.errors import ConfigurationError, UsageError
 from brainstack.memory.skills import (
     BUILTIN_DIR,
     SAVE_VECTORS_AFTER,
@@ -520,6 +520,34 @@ def test_an_unwritable_folder_only_costs_embedding_again(tmp_path, embedder, mon
     assert SkillStore(tmp_path / "skills", embedder=embedder).match(PRICING_QUESTION)[0].name == (
         "pricing-change-review"
     )
+
+
+def test_forget_deletes_a_learned_skill_and_its_count(store):
+    name, _ = store.learn(task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t1")
+    assert store.match(LEARNED_TASK)[0].name == name
+    store.record_success("pricing-change-review", "t2")
+
+    assert store.forget(name) == store.user_dir / f"{name}.yaml"
+    assert name not in {s.name for s in store.all()} and name not in store.stats()
+    assert store.stats()["pricing-change-review"]["success_count"] == 1  # the others' counts stay
+    assert [m.name for m in store.match(LEARNED_TASK)] != [name]
+    with pytest.raises(KeyError, match="no skill named"):
+        store.forget(name)
+
+
+def test_forget_refuses_a_built_in_skill_and_brings_one_back_when_its_override_goes(store):
+    with pytest.raises(UsageError, match="'pricing-change-review' is a built-in skill and cannot be deleted"):
+        store.forget("pricing-change-review")
+    override = store.get("pricing-change-review").model_copy(update={"description": "Ours."})
+    store.save(Skill.model_validate(override.model_dump() | {"provenance": {"source": "user"}}))
+    store.record_success("pricing-change-review", "t1")
+    assert store.get("pricing-change-review").description == "Ours."
+
+    store.forget("pricing-change-review")
+    assert store.get("pricing-change-review").provenance.source == "builtin"
+    assert store.success_count("pricing-change-review") == 1  # the built-in's count is kept
+    with pytest.raises(ConfigurationError, match="is not a skill name"):
+        store.forget("../outside")
 
 
 def test_match_reports_success_counts(store):

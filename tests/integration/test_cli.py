@@ -299,6 +299,30 @@ def test_routes_check_refuses_a_bad_file_in_one_line(env_home, tmp_path, content
     assert needle in line and str(labelled) in line
 
 
+def test_skills_forget_deletes_a_learned_skill_only_when_confirmed(env_home):
+    folder = Path(env_home["BRAINSTACK_HOME"]) / "skills"
+    folder.mkdir(parents=True)
+    (folder / "offsite-planning.yaml").write_text(
+        "name: offsite-planning\ndescription: Plan an offsite.\nwhen_to_use: [Plan the offsite.]\n"
+        "steps: [{kind: prompt, text: List the attendees.}]\nprovenance: {source: learned}\n"
+    )
+    line = assert_one_clean_line(cli("skills", "forget", "offsite-planning", env=env_home), 2)
+    assert "refusing to forget without confirmation: add --yes" in line  # no terminal to ask on
+    assert (folder / "offsite-planning.yaml").exists()
+
+    done = cli("skills", "forget", "offsite-planning", "--yes", env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Forgot skill 'offsite-planning': deleted ")
+    assert not (folder / "offsite-planning.yaml").exists()
+    line = assert_one_clean_line(cli("skills", "show", "offsite-planning", env=env_home), 2)
+    assert "no skill named 'offsite-planning'" in line
+
+    line = assert_one_clean_line(cli("skills", "forget", "launch-decision", "--yes", env=env_home), 2)
+    assert "'launch-decision' is a built-in skill and cannot be deleted" in line
+    line = assert_one_clean_line(cli("skills", "forget", "offsite-planning", "--yes", env=env_home), 2)
+    assert "no skill named 'offsite-planning'" in line
+
+
 def test_a_reader_that_leaves_early_does_not_stop_the_run(env_home):
     """`brainstack run … | head -1`: the run still ends, so its thread takes the next task."""
     thread = f"cli-{uuid.uuid4().hex[:8]}"

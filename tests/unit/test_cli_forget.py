@@ -1,4 +1,5 @@
-"""`brainstack memory forget` asks first, and a layer that is down does not stop the others."""
+"""`brainstack memory forget` asks first, and a layer that is down does not stop the others;
+`brainstack skills forget` asks first too."""
 
 from __future__ import annotations
 
@@ -34,3 +35,32 @@ def test_the_confirmation_is_asked_when_episodic_memory_is_down(monkeypatch, cap
     out, err = capsys.readouterr()
     assert out == "Forgot user 'ada': 2 working-memory key(s).\n"
     assert "episodic memory not deleted" in err and code == cli.EXIT_RUN
+
+
+def test_skills_forget_asks_first_and_keeps_the_skill_on_no(monkeypatch, capsys, tmp_path, embedder):
+    from brainstack.memory.skills import Skill, SkillStore
+
+    store = SkillStore(tmp_path / "skills", embedder=embedder)
+    skill = Skill.model_validate(
+        {
+            "name": "offsite-planning",
+            "description": "Plan an offsite.",
+            "when_to_use": ["Plan the offsite."],
+            "steps": [{"kind": "prompt", "text": "List the attendees."}],
+            "provenance": {"source": "learned"},
+        }
+    )
+    store.save(skill)
+    store.record_success("offsite-planning", "t1")
+    asked = []
+    replies = iter(["n", "y"])
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or next(replies))
+
+    assert cli._forget_skill(store, skill, yes=False) == 0
+    assert store.get("offsite-planning") == skill
+    assert capsys.readouterr().err == "Nothing deleted.\n"
+    assert cli._forget_skill(store, skill, yes=False) == 0
+    assert asked == ["Delete the learned skill 'offsite-planning' (1 successes)? [y/N] "] * 2
+    assert "Forgot skill 'offsite-planning'" in capsys.readouterr().out
+    assert "offsite-planning" not in {s.name for s in store.all()}
