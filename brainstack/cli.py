@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--min-precision", type=float, metavar="SHARE", help="exit 1 below this (0-1)")
     for sub in (explain, check):
         sub.add_argument("--agents", metavar="FILE", help="an agents.yaml to use instead of the built-in one")
+    doctor = commands.add_parser(
+        "doctor", help="check that the model, embeddings, checkpoints and memory backends answer"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     for sub in (resume, history, replay):  # a thread's graph has the agents it ran with
         sub.add_argument(
             "--agents", metavar="FILE", help="the agents.yaml the thread ran with, if not the built-in one"
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             return _kb(args)
         if args.command == "routes":
             return _routes(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command in ("history", "replay"):
             return _time_travel(args)
         return _run(args)
@@ -377,6 +383,22 @@ def _forget_skill(store: Any, skill: Any, yes: bool) -> int:
     path = store.forget(skill.name)
     print(f"Forgot skill {skill.name!r}: deleted {path}.")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Each part on its own line (or as JSON); exit 1 when any part does not answer."""
+    from brainstack.doctor import check
+
+    checks = check()
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps([dataclasses.asdict(c) for c in checks], indent=2, ensure_ascii=False))
+    else:
+        for c in checks:
+            print(f"{'ok' if c.ok else 'FAIL':<4}  {c.part:<15}  {c.detail}  ({c.ms:.0f} ms)")
+    return 0 if all(c.ok for c in checks) else EXIT_RUN
 
 
 def _kb(args: argparse.Namespace) -> int:
