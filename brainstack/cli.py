@@ -205,11 +205,10 @@ def _check_ids(args: argparse.Namespace) -> None:
     given = [(flag, value) for flag, value in given if value is not None]
     if not given:
         return
-    from brainstack.runtime import _ID  # the rule Runtime applies to user and thread ids
+    from brainstack.runtime import _check_id  # the rule Runtime applies to user and thread ids
 
     for flag, value in given:
-        if not _ID.fullmatch(value):  # fullmatch: `$` would accept a trailing newline
-            raise _usage(f"--{flag} {value!r} must be 1-128 letters, digits or _.:@-")
+        _check_id(f"--{flag}", value)
 
 
 def _show_progress_logs() -> None:

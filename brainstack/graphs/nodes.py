@@ -250,13 +250,12 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
     async def first(state: RouterState) -> dict[str, Any]:
         from langgraph.config import get_config
 
-        from brainstack.errors import InvalidTaskError, UsageError
-        from brainstack.runtime import _ID
+        from brainstack.errors import InvalidTaskError
+        from brainstack.runtime import _check_id
 
         task = InvalidTaskError.check(state.get("task"), max_task_chars)
-        user_id = state.get("user_id") or "default"
-        if not (isinstance(user_id, str) and _ID.fullmatch(user_id)):  # a LangGraph server passes it as is
-            raise UsageError(f"user_id {user_id!r} must be 1-128 letters, digits or _.:@-")
+        # checked here too: a LangGraph server passes the input as it came
+        user_id = _check_id("user_id", state.get("user_id") or "default")
         configurable = get_config().get("configurable", {})
         fresh: dict[str, Any] = {
             "task": task,
