@@ -9,6 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from brainstack.events import Event
     from brainstack.runtime import Runtime
 
@@ -303,17 +305,15 @@ def _forget(gateway: Any, args: argparse.Namespace) -> int:
     what each one deleted and which failed (a backend that is down must not hide what was done)."""
     from brainstack.errors import translate
 
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise _usage("refusing to forget without confirmation: add --yes")
+    def question() -> str:
         try:
             episodes = f"{gateway.episodes.count(args.user)} episode(s)"
         except Exception:  # episodic memory is down: still offer to clear the other layer
             episodes = "the episodes (episodic memory is not answering)"
-        reply = input(f"Delete {episodes} and the working memory of user {args.user!r}? [y/N] ")
-        if reply.strip().lower() not in ("y", "yes"):
-            print("Nothing deleted.", file=sys.stderr)
-            return 0
+        return f"Delete {episodes} and the working memory of user {args.user!r}?"
+
+    if not _confirmed(args.yes, question):
+        return 0
     layers = (
         ("episodic memory", "episode(s)", lambda: gateway.episodes.forget(args.user)),
         ("working memory", "working-memory key(s)", lambda: gateway.working.clear("user", args.user)),
@@ -335,6 +335,19 @@ def _forget(gateway: Any, args: argparse.Namespace) -> int:
     again = f"brainstack memory forget --user {shlex.quote(args.user)} --yes"
     print(f"brainstack: once it is back, run `{again}` again.", file=sys.stderr)
     return EXIT_RUN
+
+
+def _confirmed(yes: bool, question: Callable[[], str]) -> bool:
+    """``--yes``, or a yes to ``question()`` asked on the terminal; without a terminal to ask on,
+    a UsageError says to add --yes. Says "Nothing deleted." on a no."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise _usage("refusing to forget without confirmation: add --yes")
+    if input(f"{question()} [y/N] ").strip().lower() in ("y", "yes"):
+        return True
+    print("Nothing deleted.", file=sys.stderr)
+    return False
 
 
 def _check_search(args: argparse.Namespace) -> None:
@@ -370,15 +383,13 @@ def _skills(args: argparse.Namespace) -> int:
 def _forget_skill(store: Any, skill: Any, yes: bool) -> int:
     if skill.provenance.source == "builtin":
         store.forget(skill.name)  # refused (built-in skills are read-only), before any question
-    if not yes:
-        if not sys.stdin.isatty():
-            raise _usage("refusing to forget without confirmation: add --yes")
+
+    def question() -> str:
         count = store.success_count(skill.name)
-        kind = skill.provenance.source
-        reply = input(f"Delete the {kind} skill {skill.name!r} ({count} successes)? [y/N] ")
-        if reply.strip().lower() not in ("y", "yes"):
-            print("Nothing deleted.", file=sys.stderr)
-            return 0
+        return f"Delete the {skill.provenance.source} skill {skill.name!r} ({count} successes)?"
+
+    if not _confirmed(yes, question):
+        return 0
     path = store.forget(skill.name)
     print(f"Forgot skill {skill.name!r}: deleted {path}.")
     return 0
