@@ -41,9 +41,9 @@ MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
 KEYWORD_FLOOR = 0.5
 KEYWORD_RECHECK_S = 5.0
+"""How long a keyword index is trusted without counting the collection again."""
 KEYWORD_PAGE = 5000
 """Rows per Chroma ``get`` when reading a collection for its keyword index."""
-"""How long a keyword index is trusted without counting the collection again."""
 OPEN_LOCK = ".brainstack-open.lock"
 """In a local Chroma folder: held while a process opens it (see :func:`open_chroma`)."""
 
