@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--checkpoint", required=True, help="a checkpoint id from `brainstack history`")
     replay.add_argument("--json", action="store_true", help="print the RunResult as JSON")
 
+    threads = commands.add_parser("threads", help="list a user's threads, or delete threads' checkpoints")
+    threads_commands = threads.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = threads_commands.add_parser("list", help="the threads a user started tasks on, latest first")
+    listing.add_argument("--user", default="default", help="user id (default: %(default)s)")
+    listing.add_argument("--json", action="store_true", help="print the threads as JSON")
+    delete = threads_commands.add_parser(
+        "delete", help="delete a thread's checkpoints (its conversation), or those of every thread of a user"
+    )
+    which = delete.add_mutually_exclusive_group(required=True)
+    which.add_argument("--thread", help="thread id")
+    which.add_argument("--user", help="user id: every thread the user started tasks on")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
     memory = commands.add_parser("memory", help="search or forget what brainstack remembers about a user")
     memory_commands = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
     search = memory_commands.add_parser(
@@ -86,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     kb_search.add_argument("query")
     kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
     kb_commands.add_parser("list", help="the files in the knowledge base")
+    kb_remove = kb_commands.add_parser(
+        "remove", help="delete a file's chunks, or those of every file under a folder (the files stay)"
+    )
+    kb_remove.add_argument("path", help="a file or folder as it was added (it need not exist any more)")
 
     routes = commands.add_parser("routes", help="see how the semantic router routes your own requests")
     routes_commands = routes.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -168,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return _doctor(args)
         if args.command in ("history", "replay"):
             return _time_travel(args)
+        if args.command == "threads":
+            return _threads(args)
         return _run(args)
     except UsageError as exc:
         print(f"brainstack: {exc}", file=sys.stderr)
@@ -343,7 +362,7 @@ def _confirmed(yes: bool, question: Callable[[], str]) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        raise _usage("refusing to forget without confirmation: add --yes")
+        raise _usage("refusing to delete without confirmation: add --yes")
     if input(f"{question()} [y/N] ").strip().lower() in ("y", "yes"):
         return True
     print("Nothing deleted.", file=sys.stderr)
@@ -431,6 +450,15 @@ def _kb(args: argparse.Namespace) -> int:
     if args.action == "list":
         for source in kb.sources():
             print(source)
+        return 0
+    if args.action == "remove":
+        removed = kb.remove_all(args.path)
+        if not removed:
+            print(f"The knowledge base holds nothing from {args.path}; nothing removed.", file=sys.stderr)
+            return 0
+        for source, chunks in removed.items():
+            print(f"  removed   {source} ({chunks} chunk(s))", file=sys.stderr)
+        print(f"Knowledge base: removed {len(removed)} file(s) ({kb.count()} chunks left).")
         return 0
     _check_search(args)
     for passage in kb.search(args.query, k=args.k):
@@ -575,6 +603,57 @@ def _time_travel(args: argparse.Namespace) -> int:
         else:
             print(f"→ route: {result.route.target} ({result.route.decided_by})\n\n{result.answer}\n")
         return 0
+
+
+def _threads(args: argparse.Namespace) -> int:
+    from brainstack.runtime import Runtime
+
+    with Runtime() as runtime:
+        if args.action == "list":
+            threads = runtime.threads(args.user)
+            if args.json:
+                import json
+
+                print(json.dumps([t.model_dump() for t in threads], indent=2, ensure_ascii=False))
+                return 0
+            if not threads:
+                print(f"User {args.user!r} has no threads.", file=sys.stderr)
+            for t in threads:
+                task = " ".join((t.last_task or "").split())  # one line per thread
+                print(f"{t.thread_id}  {t.last_run_at[:19]}  {t.runs:>3} task(s)  {task}")
+            return 0
+        if args.thread is not None:
+            if not _confirmed(args.yes, lambda: f"Delete thread {args.thread!r} and all its checkpoints?"):
+                return 0
+            if not runtime.delete_thread(args.thread):
+                print(f"Thread {args.thread!r} has no checkpoints; nothing deleted.", file=sys.stderr)
+                return 0
+            print(f"Deleted thread {args.thread!r}.")
+            return 0
+        return _delete_threads_of(runtime, args.user, args.yes)
+
+
+def _delete_threads_of(runtime: Runtime, user: str, yes: bool) -> int:
+    """Delete every thread ``user`` started tasks on, each on its own: a busy thread or a failed
+    deletion is named and the others are still deleted (exit 1 if any is left)."""
+    from brainstack.errors import BrainstackError
+
+    threads = runtime.threads(user)
+    if not threads:
+        print(f"User {user!r} has no threads; nothing deleted.", file=sys.stderr)
+        return 0
+    question = f"Delete the {len(threads)} thread(s) of user {user!r} and their checkpoints?"
+    if not _confirmed(yes, lambda: question):
+        return 0
+    deleted, failed = 0, 0
+    for thread in threads:
+        try:
+            deleted += runtime.delete_thread(thread.thread_id)
+        except BrainstackError as exc:
+            failed += 1
+            print(f"brainstack: thread {thread.thread_id!r} not deleted: {exc}", file=sys.stderr)
+    print(f"Deleted {deleted} thread(s) of user {user!r}.")
+    return EXIT_RUN if failed else 0
 
 
 def _usage(message: str) -> Exception:

@@ -19,6 +19,7 @@ __all__ = [
     "ReviewOutcome",
     "RouteDecision",
     "RunResult",
+    "ThreadInfo",
     "ToolCallRecord",
     "Usage",
 ]
@@ -161,6 +162,18 @@ class Checkpoint(_Value):
     task: str | None = None
     route: str | None = None
     answer: str | None = None
+
+
+class ThreadInfo(_Value):
+    """One thread a user ran tasks in (see ``Runtime.threads``)."""
+
+    thread_id: str
+    runs: int
+    """How many tasks the user started on it (resumes and replays are not counted)."""
+    last_run_at: str
+    """When the user's latest task on it started (ISO 8601, UTC)."""
+    last_task: str | None = None
+    """That task (its first 200 characters)."""
 
 
 class ApprovalRequest(_Value):

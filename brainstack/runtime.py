@@ -40,6 +40,7 @@ from brainstack.results import (
     ReviewOutcome,
     RouteDecision,
     RunResult,
+    ThreadInfo,
     ToolCallRecord,
     Usage,
 )
@@ -656,6 +657,71 @@ class Runtime:
         """Blocking :meth:`amessages`."""
         result: list[dict[str, str]] = self._submit(self._messages(_check_id("thread_id", thread_id)))
         return result
+
+    # Threads -------------------------------------------------------------------
+
+    def threads(self, user_id: str) -> list[ThreadInfo]:
+        """The threads ``user_id`` started tasks on, the most recently used first.
+
+        Found through the user id every run records in its checkpoints' metadata, so a thread is
+        listed under each user who ran a task on it.
+        """
+        result: list[ThreadInfo] = self._submit(self._threads(_check_id("user_id", user_id)))
+        return result
+
+    async def athreads(self, user_id: str) -> list[ThreadInfo]:
+        """Async :meth:`threads`."""
+        result: list[ThreadInfo] = await self._on_loop(self._threads(_check_id("user_id", user_id)))
+        return result
+
+    async def _threads(self, user_id: str) -> list[ThreadInfo]:
+        # One "input" checkpoint per task started: its metadata names the run's user and its
+        # pending writes hold the input, the task among them (state key "task").
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            saver = (await self._compiled_graph()).checkpointer
+            async for item in saver.alist(None, filter={"user_id": user_id, "source": "input"}):
+                configurable = item.config["configurable"]
+                if configurable.get("checkpoint_ns"):  # a subgraph's, not the thread's own
+                    continue
+                thread = found.setdefault(configurable["thread_id"], {"runs": 0, "last_run_at": ""})
+                thread["runs"] += 1
+                started = str(item.checkpoint["ts"])
+                if started > thread["last_run_at"]:
+                    task = next((v for _, key, v in item.pending_writes or () if key == "task"), None)
+                    thread["last_run_at"] = started
+                    thread["last_task"] = task[:200] if isinstance(task, str) else None
+        except Exception as exc:
+            raise translate(exc) from exc
+        threads = [ThreadInfo(thread_id=thread_id, **info) for thread_id, info in found.items()]
+        return sorted(threads, key=lambda t: t.last_run_at, reverse=True)
+
+    def delete_thread(self, thread_id: str) -> bool:
+        """Delete the thread's checkpoints: its conversation, its history and any paused or
+        unfinished run on it. False if it had none.
+
+        Waits for this process's runs on the thread; :class:`ThreadBusyError` if another process
+        is running it. What memory kept of its runs (episodes, skills) stays: ``memory forget``
+        deletes a user's episodes.
+        """
+        result: bool = self._submit(self._delete_thread(_check_id("thread_id", thread_id)))
+        return result
+
+    async def adelete_thread(self, thread_id: str) -> bool:
+        """Async :meth:`delete_thread`."""
+        result: bool = await self._on_loop(self._delete_thread(_check_id("thread_id", thread_id)))
+        return result
+
+    async def _delete_thread(self, thread_id: str) -> bool:
+        async with self._running(thread_id):
+            try:
+                saver = (await self._compiled_graph()).checkpointer
+                if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
+                    return False
+                await saver.adelete_thread(thread_id)
+            except Exception as exc:
+                raise translate(exc) from exc
+        return True
 
     def close(self) -> None:
         """Close the checkpointer connection and stop the runtime's loop (also done at exit).

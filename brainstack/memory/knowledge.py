@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -193,15 +194,32 @@ class KnowledgeBase:
         return str(metadatas[0].get("sha256")) if metadatas and metadatas[0] else None
 
     def remove(self, path: str | Path) -> int:
-        """Delete a file's chunks; how many there were."""
+        """Delete the chunks of a file, or of every file under a folder; how many there were.
+        The files need not exist any more."""
+        return sum(self.remove_all(path).values())
+
+    def remove_all(self, path: str | Path) -> dict[str, int]:
+        """Delete the chunks of a file, or of every file under a folder (as :meth:`add` named
+        them: resolved paths); each source removed, with its number of chunks."""
         source = str(Path(path).expanduser().resolve())
-        try:
-            ids = self.collection.get(where={"source": source}, include=[])["ids"]
-            if ids:
-                self.collection.delete(ids=ids)
-        except Exception as exc:
-            raise translate(exc) from exc
-        return len(ids)
+        under = source.rstrip(os.sep) + os.sep
+        removed: dict[str, int] = {}
+        with self._lock:
+            try:
+                names = [source]
+                if not self._chunk_ids(source):  # a folder, or a file the knowledge base lacks
+                    names = [name for name in self.sources() if name.startswith(under)]
+                for name in names:
+                    ids = self._chunk_ids(name)
+                    if ids:
+                        self.collection.delete(ids=ids)
+                        removed[name] = len(ids)
+            except Exception as exc:
+                raise translate(exc) from exc
+        return removed
+
+    def _chunk_ids(self, source: str) -> list[str]:
+        return list(self.collection.get(where={"source": source}, include=[])["ids"])
 
     # -- search --------------------------------------------------------------------------------
 

@@ -240,6 +240,28 @@ def test_remove_deletes_a_files_chunks(kb, docs):
     assert kb.add(docs).added == [str((docs / "pricing.md").resolve())]  # and it can come back
 
 
+def test_remove_all_deletes_a_folder_but_not_a_sibling_that_shares_its_prefix(kb, docs, tmp_path):
+    sibling = tmp_path / "docs-archive"
+    sibling.mkdir()
+    (sibling / "old.md").write_text(HIRING, encoding="utf-8")
+    kb.add(docs)
+    kb.add(sibling)
+    removed = kb.remove_all(docs / "sub")
+    assert removed == {str((docs / "sub" / "incident.txt").resolve()): 1}
+    removed = kb.remove_all(str(docs) + "/")  # a trailing slash names the same folder
+    names = ("pricing.md", "hiring.markdown")
+    assert sorted(removed) == sorted(str((docs / name).resolve()) for name in names)
+    assert kb.sources() == [str((sibling / "old.md").resolve())]
+    assert kb.remove_all(docs) == {}
+
+
+def test_a_file_deleted_from_disk_can_still_be_removed(kb, docs):
+    kb.add(docs)
+    (docs / "pricing.md").unlink()
+    assert kb.remove(docs / "pricing.md") == 1
+    assert str((docs / "pricing.md").resolve()) not in kb.sources()
+
+
 def test_sources_lists_each_file_once(kb, docs, tmp_path):
     long = tmp_path / "long.md"
     long.write_text(_paragraphs(60), encoding="utf-8")

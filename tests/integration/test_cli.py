@@ -243,6 +243,49 @@ def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path)
     assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunks written")
 
 
+def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nWithin 30 days.\n")
+    (tmp_path / "pricing.md").write_text("# Pricing\n\n49 euros per seat.\n")
+    assert cli("kb", "add", str(tmp_path), env=env_home).returncode == 0
+    done = cli("kb", "remove", str(docs), env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert f"  removed   {docs / 'refunds.md'} (1 chunk(s))" in done.stderr
+    assert done.stdout == "Knowledge base: removed 1 file(s) (1 chunks left).\n"
+    assert cli("kb", "list", env=env_home).stdout.splitlines() == [str(tmp_path / "pricing.md")]
+    again = cli("kb", "remove", str(docs), env=env_home)
+    assert again.returncode == 0 and "holds nothing from" in again.stderr
+
+
+def test_threads_list_and_delete(env_home):
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    threads = [f"tt-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for thread, task in zip(threads, ["What is 2 + 2?", "What is 3 + 3?", "What is 4 + 4?"], strict=True):
+        assert cli("run", task, "--user", user, "--thread", thread, env=env_home).returncode == 0
+    listed = cli("threads", "list", "--user", user, env=env_home)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == threads[::-1]  # most recent first
+    assert lines[0].endswith("  1 task(s)  What is 4 + 4?")
+    rows = json.loads(cli("threads", "list", "--user", user, "--json", env=env_home).stdout)
+    assert [r["thread_id"] for r in rows] == threads[::-1] and rows[0]["runs"] == 1
+
+    line = assert_one_clean_line(cli("threads", "delete", "--thread", threads[0], env=env_home), 2)
+    assert "refusing to delete without confirmation: add --yes" in line  # no terminal to ask on
+    done = cli("threads", "delete", "--thread", threads[0], "--yes", env=env_home)
+    assert done.returncode == 0 and done.stdout == f"Deleted thread {threads[0]!r}.\n"
+    history = cli("history", "--thread", threads[0], env=env_home)
+    assert "has no checkpoints" in history.stderr
+
+    done = cli("threads", "delete", "--user", user, "--yes", env=env_home)
+    assert done.returncode == 0 and done.stdout == f"Deleted 2 thread(s) of user {user!r}.\n"
+    empty = cli("threads", "list", "--user", user, env=env_home)
+    assert empty.stdout == "" and f"User {user!r} has no threads." in empty.stderr
+    line = assert_one_clean_line(cli("threads", "delete", "--thread", "not an id", "--yes", env=env_home), 2)
+    assert "--thread 'not an id' must be" in line
+
+
 def test_routes_explain_shows_every_score_and_the_decision(env_home):
     done = cli("routes", "explain", "What is 17.5% of 2340?", env=env_home)
     assert done.returncode == 0, done.stderr
@@ -307,7 +350,7 @@ def test_skills_forget_deletes_a_learned_skill_only_when_confirmed(env_home):
         "steps: [{kind: prompt, text: List the attendees.}]\nprovenance: {source: learned}\n"
     )
     line = assert_one_clean_line(cli("skills", "forget", "offsite-planning", env=env_home), 2)
-    assert "refusing to forget without confirmation: add --yes" in line  # no terminal to ask on
+    assert "refusing to delete without confirmation: add --yes" in line  # no terminal to ask on
     assert (folder / "offsite-planning.yaml").exists()
 
     done = cli("skills", "forget", "offsite-planning", "--yes", env=env_home)

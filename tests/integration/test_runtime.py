@@ -568,16 +568,83 @@ def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_setti
             with pytest.raises(ThreadBusyError, match=busy) as caught:
                 second.run(**attempt, thread_id=thread)
             assert caught.value.thread_id == thread
+        with pytest.raises(ThreadBusyError, match=busy):
+            second.delete_thread(thread)
         assert "4" in second.run("What is 2 + 2?", thread_id=unique("free")).answer  # others run on
     finally:
         release.set()
         worker.join(60)
     assert outcome and outcome[0].status == "completed"
-    assert [m["role"] for m in second.messages(thread)] == ["human", "ai"]  # the refused runs wrote nothing
+    # the refused runs wrote nothing, and the refused deletion deleted nothing
+    assert [m["role"] for m in second.messages(thread)] == ["human", "ai"]
     assert "4" in second.run("What is 2 + 2?", thread_id=thread).answer  # free again
     assert [m["role"] for m in second.messages(thread)] == ["human", "ai", "human", "ai"]
     first.close()
     second.close()
+
+
+def test_threads_lists_a_users_threads_newest_first_and_delete_thread_removes_one(runtime):
+    user, other = unique("owner"), unique("other")
+    first = runtime.run("What is 17.5% of 2340?", user_id=user)
+    runtime.run("And what is 3 + 4?", user_id=user, thread_id=first.thread_id)
+    second = runtime.run("Should we launch a freemium tier?", user_id=user)
+    elsewhere = runtime.run("What is 2 + 2?", user_id=other)
+
+    threads = runtime.threads(user)
+    assert [t.thread_id for t in threads] == [second.thread_id, first.thread_id]
+    assert [t.runs for t in threads] == [1, 2]
+    assert [t.last_task for t in threads] == ["Should we launch a freemium tier?", "And what is 3 + 4?"]
+    assert threads[0].last_run_at > threads[1].last_run_at
+    assert runtime.threads(unique("nobody")) == []
+
+    assert runtime.delete_thread(first.thread_id) is True
+    assert runtime.history(first.thread_id) == [] and runtime.messages(first.thread_id) == []
+    assert [t.thread_id for t in runtime.threads(user)] == [second.thread_id]
+    assert [t.thread_id for t in runtime.threads(other)] == [elsewhere.thread_id]  # others' untouched
+    assert len(runtime.history(second.thread_id)) > 0
+    assert runtime.delete_thread(first.thread_id) is False  # nothing left to delete
+
+    # the id starts a new conversation: the deleted one is not in its context
+    again = runtime.run("What is 5 * 5?", user_id=user, thread_id=first.thread_id)
+    assert "25" in again.answer
+    assert runtime.messages(first.thread_id)[0]["content"] == "What is 5 * 5?"
+
+
+async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_settings, embedder):
+    import httpx2
+
+    from brainstack.agents.offline import OfflineModel
+
+    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request):
+        started.set()
+        release.wait(60)
+        return model.handle(request)
+
+    runtime = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    thread, user = unique("turns"), unique("user")
+    try:
+        running = asyncio.ensure_future(runtime.arun("Write a tagline.", user_id=user, thread_id=thread))
+        assert await asyncio.to_thread(started.wait, 60)
+        deleting = asyncio.ensure_future(runtime.adelete_thread(thread))
+        await asyncio.sleep(0.3)
+        assert not deleting.done()  # it waits for the run's turn to end
+        release.set()
+        assert (await running).status == "completed"
+        assert await deleting is True
+        assert await runtime.ahistory(thread) == []
+        assert await runtime.athreads(user) == []
+    finally:
+        release.set()
+        runtime.close()
+
+
+@pytest.mark.parametrize("call", ["threads", "delete_thread"])
+def test_thread_calls_refuse_a_malformed_id(runtime, call):
+    with pytest.raises(UsageError, match="must be 1-128 letters"):
+        getattr(runtime, call)("not an id")
 
 
 def test_stopping_a_stream_early_leaves_a_usable_runtime(runtime):
