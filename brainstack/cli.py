@@ -64,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     delete = threads_commands.add_parser(
         "delete", help="delete a thread's checkpoints (its conversation), or those of every thread of a user"
     )
-    which = delete.add_mutually_exclusive_group(required=True)
-    which.add_argument("--thread", help="thread id")
-    which.add_argument("--user", help="user id: every thread the user started tasks on")
-    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    prune = threads_commands.add_parser(
+        "prune", help="delete every checkpoint but the latest of a thread, or of every thread of a user"
+    )
+    for sub in (delete, prune):
+        which = sub.add_mutually_exclusive_group(required=True)
+        which.add_argument("--thread", help="thread id")
+        which.add_argument("--user", help="user id: every thread the user started tasks on")
+        sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     memory = commands.add_parser("memory", help="search or forget what brainstack remembers about a user")
     memory_commands = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -620,39 +624,52 @@ def _threads(args: argparse.Namespace) -> int:
                 print(f"User {args.user!r} has no threads.", file=sys.stderr)
             for t in threads:
                 task = " ".join((t.last_task or "").split())  # one line per thread
-                print(f"{t.thread_id}  {t.last_run_at[:19]}  {t.runs:>3} task(s)  {task}")
+                print(f"{t.thread_id}  {t.updated_at[:19]}  {t.checkpoints:>4} checkpoint(s)  {task}")
             return 0
-        if args.thread is not None:
-            if not _confirmed(args.yes, lambda: f"Delete thread {args.thread!r} and all its checkpoints?"):
-                return 0
-            if not runtime.delete_thread(args.thread):
-                print(f"Thread {args.thread!r} has no checkpoints; nothing deleted.", file=sys.stderr)
-                return 0
-            print(f"Deleted thread {args.thread!r}.")
-            return 0
-        return _delete_threads_of(runtime, args.user, args.yes)
+        return _delete_or_prune(runtime, args)
 
 
-def _delete_threads_of(runtime: Runtime, user: str, yes: bool) -> int:
-    """Delete every thread ``user`` started tasks on, each on its own: a busy thread or a failed
-    deletion is named and the others are still deleted (exit 1 if any is left)."""
+def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
+    """``threads delete`` / ``threads prune`` of one thread, or of every thread of a user, each on
+    its own: a busy thread or a failure is named and the others are still done (exit 1 if any
+    is left)."""
     from brainstack.errors import BrainstackError
 
-    threads = runtime.threads(user)
-    if not threads:
-        print(f"User {user!r} has no threads; nothing deleted.", file=sys.stderr)
+    pruning = args.action == "prune"
+    done = "pruned" if pruning else "deleted"
+    if args.thread is not None:
+        threads, whose = [args.thread], f"thread {args.thread!r}"
+    else:
+        threads = [t.thread_id for t in runtime.threads(args.user)]
+        whose = f"the {len(threads)} thread(s) of user {args.user!r}"
+        if not threads:
+            print(f"User {args.user!r} has no threads; nothing {done}.", file=sys.stderr)
+            return 0
+    question = (
+        f"Delete every checkpoint but the latest of {whose} (the conversation goes on, its history goes)?"
+        if pruning
+        else f"Delete {whose} and all their checkpoints?"
+    )
+    if not _confirmed(args.yes, lambda: question):
         return 0
-    question = f"Delete the {len(threads)} thread(s) of user {user!r} and their checkpoints?"
-    if not _confirmed(yes, lambda: question):
-        return 0
-    deleted, failed = 0, 0
-    for thread in threads:
+    count, failed = 0, 0
+    for thread_id in threads:
         try:
-            deleted += runtime.delete_thread(thread.thread_id)
+            count += runtime.prune_thread(thread_id) if pruning else runtime.delete_thread(thread_id)
         except BrainstackError as exc:
+            if args.thread is not None:
+                raise
             failed += 1
-            print(f"brainstack: thread {thread.thread_id!r} not deleted: {exc}", file=sys.stderr)
-    print(f"Deleted {deleted} thread(s) of user {user!r}.")
+            print(f"brainstack: thread {thread_id!r} not {done}: {exc}", file=sys.stderr)
+    if pruning:
+        kept = "its latest" if args.thread is not None else "the latest of each"
+        print(f"Pruned {whose}: deleted {count} checkpoint(s), kept {kept}.")
+    elif args.thread is None:
+        print(f"Deleted {count} thread(s) of user {args.user!r}.")
+    elif count:
+        print(f"Deleted thread {args.thread!r}.")
+    else:
+        print(f"Thread {args.thread!r} has no checkpoints; nothing deleted.", file=sys.stderr)
     return EXIT_RUN if failed else 0
 
 

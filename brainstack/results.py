@@ -168,12 +168,12 @@ class ThreadInfo(_Value):
     """One thread a user ran tasks in (see ``Runtime.threads``)."""
 
     thread_id: str
-    runs: int
-    """How many tasks the user started on it (resumes and replays are not counted)."""
-    last_run_at: str
-    """When the user's latest task on it started (ISO 8601, UTC)."""
+    checkpoints: int
+    """How many checkpoints the user's runs left on it (``Runtime.prune_thread`` keeps one)."""
+    updated_at: str
+    """When the newest of them was written (ISO 8601, UTC)."""
     last_task: str | None = None
-    """That task (its first 200 characters)."""
+    """The task of the user's latest run on it (its first 200 characters)."""
 
 
 class ApprovalRequest(_Value):

@@ -675,26 +675,32 @@ class Runtime:
         return result
 
     async def _threads(self, user_id: str) -> list[ThreadInfo]:
-        # One "input" checkpoint per task started: its metadata names the run's user and its
-        # pending writes hold the input, the task among them (state key "task").
-        found: dict[str, dict[str, Any]] = {}
+        from brainstack.graphs.checkpointers import user_threads
+
+        threads = []
         try:
             saver = (await self._compiled_graph()).checkpointer
-            async for item in saver.alist(None, filter={"user_id": user_id, "source": "input"}):
-                configurable = item.config["configurable"]
-                if configurable.get("checkpoint_ns"):  # a subgraph's, not the thread's own
+            for thread_id, checkpoints, newest in await user_threads(saver, user_id):
+                config = {
+                    "configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": newest}
+                }
+                item = await saver.aget_tuple(config)
+                if item is None:  # deleted since
                     continue
-                thread = found.setdefault(configurable["thread_id"], {"runs": 0, "last_run_at": ""})
-                thread["runs"] += 1
-                started = str(item.checkpoint["ts"])
-                if started > thread["last_run_at"]:
-                    task = next((v for _, key, v in item.pending_writes or () if key == "task"), None)
-                    thread["last_run_at"] = started
-                    thread["last_task"] = task[:200] if isinstance(task, str) else None
+                task = item.checkpoint["channel_values"].get("task")
+                if item.metadata.get("source") == "input":  # a run that started here: its task is the input
+                    task = next((v for _, key, v in item.pending_writes or () if key == "task"), task)
+                threads.append(
+                    ThreadInfo(
+                        thread_id=thread_id,
+                        checkpoints=checkpoints,
+                        updated_at=str(item.checkpoint["ts"]),
+                        last_task=task[:200] if isinstance(task, str) else None,
+                    )
+                )
         except Exception as exc:
             raise translate(exc) from exc
-        threads = [ThreadInfo(thread_id=thread_id, **info) for thread_id, info in found.items()]
-        return sorted(threads, key=lambda t: t.last_run_at, reverse=True)
+        return threads
 
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's checkpoints: its conversation, its history and any paused or
@@ -722,6 +728,31 @@ class Runtime:
             except Exception as exc:
                 raise translate(exc) from exc
         return True
+
+    def prune_thread(self, thread_id: str) -> int:
+        """Delete all of the thread's checkpoints but its latest; how many were deleted.
+
+        The conversation goes on and a paused or unfinished run still continues; only its history
+        (what :meth:`history` lists and :meth:`replay` re-runs from) goes. A SQLite checkpoint
+        stores the whole conversation, so a long thread's history grows with the square of its
+        length. Holds the thread as :meth:`delete_thread` does.
+        """
+        result: int = self._submit(self._prune_thread(_check_id("thread_id", thread_id)))
+        return result
+
+    async def aprune_thread(self, thread_id: str) -> int:
+        """Async :meth:`prune_thread`."""
+        result: int = await self._on_loop(self._prune_thread(_check_id("thread_id", thread_id)))
+        return result
+
+    async def _prune_thread(self, thread_id: str) -> int:
+        from brainstack.graphs.checkpointers import prune_thread
+
+        async with self._running(thread_id):
+            try:
+                return await prune_thread((await self._compiled_graph()).checkpointer, thread_id)
+            except Exception as exc:
+                raise translate(exc) from exc
 
     def close(self) -> None:
         """Close the checkpointer connection and stop the runtime's loop (also done at exit).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from brainstack.errors import BackendError, ConfigurationError
 
@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
     import aiosqlite
     from langgraph.checkpoint.base import BaseCheckpointSaver
+    from psycopg_pool import AsyncConnectionPool
 
     from brainstack.config import Settings
 
-__all__ = ["connect_sqlite", "open_checkpointer"]
+__all__ = ["connect_sqlite", "open_checkpointer", "prune_thread", "user_threads"]
 
 _postgres_ready: set[str] = set()
 """URLs whose tables this process has already created (setup is idempotent but costs a round trip)."""
@@ -90,6 +91,86 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         ) from exc
     async with connect_sqlite(path, settings.sqlite_synchronous) as conn:
         yield AsyncSqliteSaver(conn)
+
+
+async def user_threads(saver: BaseCheckpointSaver[str], user_id: str) -> list[tuple[str, int, str]]:
+    """The threads with checkpoints of ``user_id``'s runs (the user id every run records in its
+    checkpoints' metadata): ``(thread_id, checkpoints, newest checkpoint id)`` each.
+
+    Read from the checkpoint tables' metadata columns, the way the savers' own metadata filters
+    read them, without loading a checkpoint: ``alist`` would load every one, with its writes.
+    """
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    group = "GROUP BY thread_id ORDER BY max(checkpoint_id) DESC"
+    if isinstance(saver, AsyncSqliteSaver):
+        async with (
+            saver.lock,
+            saver.conn.execute(
+                "SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
+                f"AND json_extract(CAST(metadata AS TEXT), '$.user_id') = ? {group}",
+                (user_id,),
+            ) as rows,
+        ):
+            return [(str(t), int(n), str(c)) async for t, n, c in rows]
+    from psycopg.types.json import Jsonb
+
+    async with _pool(saver).connection() as conn:
+        found = await conn.execute(
+            "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
+            f"WHERE checkpoint_ns = '' AND metadata @> %s {group}",
+            [Jsonb({"user_id": user_id})],
+        )
+        return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
+
+
+def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
+    """The connection pool of a PostgreSQL saver (open_checkpointer gives it one)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg_pool import AsyncConnectionPool
+
+    assert isinstance(saver, AsyncPostgresSaver) and isinstance(saver.conn, AsyncConnectionPool)
+    return saver.conn
+
+
+async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
+    """Delete every checkpoint of ``thread_id`` but its latest, with their pending writes; how
+    many checkpoints were deleted. The latest keeps its own writes, so the conversation goes on
+    and a paused or unfinished run still continues from it; only the history before it goes.
+
+    The caller holds the thread (no run may write to it meanwhile). PostgreSQL uses its saver's
+    ``aprune`` (``keep_latest``); the SQLite saver has none, so its two tables are pruned here.
+    """
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    if isinstance(saver, AsyncSqliteSaver):
+        deleted = 0
+        async with saver.lock, saver.conn.cursor() as cur:
+            await cur.execute(
+                "SELECT checkpoint_ns, max(checkpoint_id) FROM checkpoints WHERE thread_id = ? "
+                "GROUP BY checkpoint_ns",
+                (thread_id,),
+            )
+            for namespace, latest in list(await cur.fetchall()):  # the one aget_tuple loads
+                where = "thread_id = ? AND checkpoint_ns = ? AND checkpoint_id <> ?"
+                await cur.execute(f"DELETE FROM checkpoints WHERE {where}", (thread_id, namespace, latest))
+                deleted += max(cur.rowcount, 0)
+                await cur.execute(f"DELETE FROM writes WHERE {where}", (thread_id, namespace, latest))
+            await saver.conn.commit()
+        return deleted
+    pool = _pool(saver)
+
+    async def stored() -> int:
+        async with pool.connection() as conn:
+            found = await conn.execute(
+                "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", [thread_id]
+            )
+            row = await found.fetchone()
+        return int(row["n"]) if row else 0
+
+    before = await stored()
+    await saver.aprune([thread_id], strategy="keep_latest")
+    return before - await stored()
 
 
 @contextlib.asynccontextmanager

@@ -55,6 +55,18 @@ def test_group_chat_answer_waits_for_approval_then_is_approved(approving):
     assert ai_messages(approving, tid) == [paused.answer]
 
 
+def test_a_pruned_thread_still_waits_for_approval_and_continues(approving):
+    tid = thread()
+    paused = approving.run(DECISION, thread_id=tid)
+    assert approving.prune_thread(tid) > 0
+    assert len(approving.history(tid)) == 1
+    with pytest.raises(UsageError, match="waiting for approval"):
+        approving.run(CALCULATION, thread_id=tid)  # the pause survived: new tasks are still refused
+    result = approving.run(thread_id=tid, resume="approve")
+    assert result.status == "completed" and result.answer == paused.answer
+    assert result.transcript == paused.transcript  # the meeting did not run again
+
+
 def test_edit_replaces_the_answer_in_the_result_and_the_thread(approving):
     tid = thread()
     paused = approving.run(DECISION, thread_id=tid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -267,9 +268,17 @@ def test_threads_list_and_delete(env_home):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert [line.split()[0] for line in lines] == threads[::-1]  # most recent first
-    assert lines[0].endswith("  1 task(s)  What is 4 + 4?")
+    assert re.search(r"  \d+ checkpoint\(s\)  What is 4 \+ 4\?$", lines[0]), lines[0]
     rows = json.loads(cli("threads", "list", "--user", user, "--json", env=env_home).stdout)
-    assert [r["thread_id"] for r in rows] == threads[::-1] and rows[0]["runs"] == 1
+    assert [r["thread_id"] for r in rows] == threads[::-1] and rows[0]["checkpoints"] > 1
+
+    done = cli("threads", "prune", "--thread", threads[1], "--yes", env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        rf"Pruned thread {threads[1]!r}: deleted \d+ checkpoint\(s\), kept its latest.\n", done.stdout
+    )
+    pruned = json.loads(cli("threads", "list", "--user", user, "--json", env=env_home).stdout)
+    assert [r["checkpoints"] for r in pruned if r["thread_id"] == threads[1]] == [1]  # still listed
 
     line = assert_one_clean_line(cli("threads", "delete", "--thread", threads[0], env=env_home), 2)
     assert "refusing to delete without confirmation: add --yes" in line  # no terminal to ask on
@@ -278,7 +287,7 @@ def test_threads_list_and_delete(env_home):
     history = cli("history", "--thread", threads[0], env=env_home)
     assert "has no checkpoints" in history.stderr
 
-    done = cli("threads", "delete", "--user", user, "--yes", env=env_home)
+    done = cli("threads", "delete", "--user", user, "--yes", env=env_home)  # the pruned one too
     assert done.returncode == 0 and done.stdout == f"Deleted 2 thread(s) of user {user!r}.\n"
     empty = cli("threads", "list", "--user", user, env=env_home)
     assert empty.stdout == "" and f"User {user!r} has no threads." in empty.stderr

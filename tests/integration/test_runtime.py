@@ -592,9 +592,9 @@ def test_threads_lists_a_users_threads_newest_first_and_delete_thread_removes_on
 
     threads = runtime.threads(user)
     assert [t.thread_id for t in threads] == [second.thread_id, first.thread_id]
-    assert [t.runs for t in threads] == [1, 2]
+    assert [t.checkpoints for t in threads] == [len(runtime.history(t.thread_id)) for t in threads]
     assert [t.last_task for t in threads] == ["Should we launch a freemium tier?", "And what is 3 + 4?"]
-    assert threads[0].last_run_at > threads[1].last_run_at
+    assert threads[0].updated_at > threads[1].updated_at
     assert runtime.threads(unique("nobody")) == []
 
     assert runtime.delete_thread(first.thread_id) is True
@@ -608,6 +608,30 @@ def test_threads_lists_a_users_threads_newest_first_and_delete_thread_removes_on
     again = runtime.run("What is 5 * 5?", user_id=user, thread_id=first.thread_id)
     assert "25" in again.answer
     assert runtime.messages(first.thread_id)[0]["content"] == "What is 5 * 5?"
+
+
+def test_prune_thread_keeps_the_conversation_and_drops_the_history(runtime):
+    thread = unique("prune")
+    runtime.run("What is 17.5% of 2340?", thread_id=thread)
+    runtime.run("And what is 3 + 4?", thread_id=thread)
+    history, conversation = runtime.history(thread), runtime.messages(thread)
+    assert len(history) > 2
+
+    assert runtime.prune_thread(thread) == len(history) - 1
+    assert runtime.history(thread) == history[:1]  # the latest checkpoint, as it was
+    listed = [t for t in runtime.threads("default") if t.thread_id == thread]
+    assert [(t.checkpoints, t.last_task) for t in listed] == [(1, "And what is 3 + 4?")]  # still found
+    assert runtime.messages(thread) == conversation
+    assert runtime.prune_thread(thread) == 0
+    assert runtime.prune_thread(unique("never-ran")) == 0
+
+    after = runtime.run("And what is 5 * 5?", thread_id=thread)  # the thread goes on from it
+    assert "25" in after.answer
+    assert [m["content"] for m in runtime.messages(thread)][: len(conversation)] == [
+        m["content"] for m in conversation
+    ]
+    assert len(runtime.messages(thread)) == len(conversation) + 2
+    assert runtime.history(thread)[-1].checkpoint_id == history[0].checkpoint_id  # the new run's parent
 
 
 async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_settings, embedder):
