@@ -719,15 +719,13 @@ class Runtime:
         return result
 
     async def _delete_thread(self, thread_id: str) -> bool:
+        from brainstack.graphs.checkpointers import delete_thread
+
         async with self._running(thread_id):
             try:
-                saver = (await self._compiled_graph()).checkpointer
-                if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
-                    return False
-                await saver.adelete_thread(thread_id)
+                return await delete_thread((await self._compiled_graph()).checkpointer, thread_id)
             except Exception as exc:
                 raise translate(exc) from exc
-        return True
 
     def prune_thread(self, thread_id: str) -> int:
         """Delete all of the thread's checkpoints but its latest; how many were deleted.

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from brainstack.config import Settings
 
-__all__ = ["connect_sqlite", "open_checkpointer", "prune_thread", "user_threads"]
+__all__ = ["connect_sqlite", "delete_thread", "open_checkpointer", "prune_thread", "user_threads"]
 
 _postgres_ready: set[str] = set()
 """URLs whose tables this process has already created (setup is idempotent but costs a round trip)."""
@@ -133,6 +133,25 @@ def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
     return saver.conn
 
 
+async def delete_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> bool:
+    """Delete every checkpoint of ``thread_id``; False if it had none. The caller holds the thread."""
+    if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
+        return False
+    await saver.adelete_thread(thread_id)
+    await _flush_log(saver)
+    return True
+
+
+async def _flush_log(saver: BaseCheckpointSaver[str]) -> None:
+    """SQLite: copy the write-ahead log into the file and empty it, so the deleted rows' old
+    pages do not linger in the log (best effort: a reader in another process may hold it)."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    if isinstance(saver, AsyncSqliteSaver):
+        async with saver.lock:
+            await saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
     """Delete every checkpoint of ``thread_id`` but its latest, with their pending writes; how
     many checkpoints were deleted. The latest keeps its own writes, so the conversation goes on
@@ -157,6 +176,7 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
                 deleted += max(cur.rowcount, 0)
                 await cur.execute(f"DELETE FROM writes WHERE {where}", (thread_id, namespace, latest))
             await saver.conn.commit()
+        await _flush_log(saver)
         return deleted
     pool = _pool(saver)
 
@@ -189,6 +209,9 @@ async def connect_sqlite(path: Path | str, synchronous: str = "full") -> AsyncIt
     async with aiosqlite.connect(str(path)) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Deleted rows (a deleted or pruned thread) are overwritten with zeros, not left in free
+        # pages. Debian's SQLite does this by default; other builds do not.
+        await conn.execute("PRAGMA secure_delete=ON")
         yield conn
 
 

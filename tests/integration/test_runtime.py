@@ -610,6 +610,23 @@ def test_threads_lists_a_users_threads_newest_first_and_delete_thread_removes_on
     assert runtime.messages(first.thread_id)[0]["content"] == "What is 5 * 5?"
 
 
+def test_a_deleted_thread_leaves_no_trace_of_its_text_in_the_sqlite_files(settings, embedder):
+    """Rows deleted from SQLite stay in free pages and in the write-ahead log unless overwritten."""
+    marker = b"ZEBRAFISH-4471"
+
+    def found() -> int:
+        return sum(path.read_bytes().count(marker) for path in settings.sqlite_path.parent.glob("*.sqlite*"))
+
+    with Runtime(settings, embedder=embedder) as runtime:
+        for _ in range(3):
+            runtime.run("Plan the ZEBRAFISH-4471 launch for the sales team.", thread_id="secret")
+            runtime.run("What is 2 + 2?", thread_id="kept")
+        assert found() > 0
+        assert runtime.delete_thread("secret") is True
+        assert found() == 0
+        assert runtime.messages("kept")[0]["content"] == "What is 2 + 2?"  # the other thread is intact
+
+
 def test_prune_thread_keeps_the_conversation_and_drops_the_history(runtime):
     thread = unique("prune")
     runtime.run("What is 17.5% of 2340?", thread_id=thread)
