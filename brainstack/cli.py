@@ -367,7 +367,12 @@ def _confirmed(yes: bool, question: Callable[[], str]) -> bool:
         return True
     if not sys.stdin.isatty():
         raise _usage("refusing to delete without confirmation: add --yes")
-    if input(f"{question()} [y/N] ").strip().lower() in ("y", "yes"):
+    try:
+        answer = input(f"{question()} [y/N] ")
+    except EOFError:  # Ctrl-D: a no
+        answer = ""
+        print(file=sys.stderr)
+    if answer.strip().lower() in ("y", "yes"):
         return True
     print("Nothing deleted.", file=sys.stderr)
     return False

@@ -285,12 +285,12 @@ class Runtime:
         state.leases, state.compiled = leases, compiled
 
     @contextlib.asynccontextmanager
-    async def _running(self, thread_id: str, *, lease: bool = True) -> AsyncIterator[None]:
+    async def _running(self, thread_id: str) -> AsyncIterator[None]:
         """Hold ``thread_id`` for a run: after the thread's earlier runs in this process (they
         take turns), and with its lease against other processes (ThreadBusyError if one has it).
 
-        ``lease=False`` for a thread the Runtime has just named itself (a random id nobody else
-        knows before the run returns it): such a run skips the lease (0.2 ms for a new lock file).
+        A thread the Runtime has just named itself (a random id) is leased too: once its first
+        checkpoint is written, :meth:`threads` lists it to other processes, which may delete it.
         """
         state = self._state()
         task = asyncio.current_task()
@@ -304,7 +304,7 @@ class Runtime:
                 except Exception as exc:
                     _reraise(exc, thread_id)
                 assert state.leases is not None
-                async with state.leases.hold(thread_id) if lease else contextlib.nullcontext():
+                async with state.leases.hold(thread_id):
                     yield
         finally:
             if added:
@@ -314,7 +314,7 @@ class Runtime:
         """The run itself, on the runtime loop, once the thread's previous run in this process
         has ended. ``live=False`` yields only the result (and an interrupt): the nodes' progress
         events are not collected at all."""
-        async with self._running(run.thread_id, lease=run.existing):
+        async with self._running(run.thread_id):
             async for event in self._thread_events(run, live=live):
                 yield event
 

@@ -583,6 +583,45 @@ def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_setti
     second.close()
 
 
+def test_a_new_thread_another_runtime_is_running_is_not_deleted(backend_settings, embedder):
+    """A run without a thread_id names its thread itself, yet threads() lists it to other
+    processes at once: deleting it mid-run is refused, not done under the run (which would write
+    the rest of its checkpoints to a thread that no listing finds any more)."""
+    import httpx2
+
+    from brainstack.agents.offline import OfflineModel
+    from brainstack.errors import ThreadBusyError
+
+    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request):
+        started.set()
+        release.wait(60)
+        return model.handle(request)
+
+    user = unique("mid-run")
+    first = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    second = Runtime(backend_settings, embedder=embedder)
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(first.run("Write a tagline.", user_id=user)))
+    worker.start()
+    try:
+        assert started.wait(60)
+        (thread,) = second.threads(user)
+        with pytest.raises(ThreadBusyError):
+            second.delete_thread(thread.thread_id)
+    finally:
+        release.set()
+        worker.join(60)
+    assert outcome and outcome[0].thread_id == thread.thread_id
+    assert [t.thread_id for t in second.threads(user)] == [thread.thread_id]
+    assert second.delete_thread(thread.thread_id) is True  # once the run is over
+    assert second.history(thread.thread_id) == []
+    first.close()
+    second.close()
+
+
 def test_threads_lists_a_users_threads_newest_first_and_delete_thread_removes_one(runtime):
     user, other = unique("owner"), unique("other")
     first = runtime.run("What is 17.5% of 2340?", user_id=user)

@@ -64,3 +64,13 @@ def test_skills_forget_asks_first_and_keeps_the_skill_on_no(monkeypatch, capsys,
     assert asked == ["Delete the learned skill 'offsite-planning' (1 successes)? [y/N] "] * 2
     assert "Forgot skill 'offsite-planning'" in capsys.readouterr().out
     assert "offsite-planning" not in {s.name for s in store.all()}
+
+
+def test_end_of_input_at_the_question_is_a_no(monkeypatch, capsys):
+    def ctrl_d(prompt):
+        raise EOFError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    assert cli._confirmed(False, lambda: "Delete thread 't'?") is False
+    assert capsys.readouterr().err == "\nNothing deleted.\n"
