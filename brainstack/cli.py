@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "remove", help="delete a file's chunks, or those of every file under a folder (the files stay)"
     )
     kb_remove.add_argument("path", help="a file or folder as it was added (it need not exist any more)")
+    kb_remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     routes = commands.add_parser("routes", help="see how the semantic router routes your own requests")
     routes_commands = routes.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -461,10 +462,15 @@ def _kb(args: argparse.Namespace) -> int:
             print(source)
         return 0
     if args.action == "remove":
-        removed = kb.remove_all(args.path)
-        if not removed:
+        if not args.path.strip():  # it would name the current folder
+            raise _usage("The path is empty: pass the file or folder to remove.")
+        found = kb.sources(under=args.path)
+        if not found:
             print(f"The knowledge base holds nothing from {args.path}; nothing removed.", file=sys.stderr)
             return 0
+        if not _confirmed(args.yes, lambda: f"Remove {len(found)} file(s) from the knowledge base?"):
+            return 0
+        removed = kb.remove_all(args.path)
         for source, chunks in removed.items():
             print(f"  removed   {source} ({chunks} chunk(s))", file=sys.stderr)
         print(f"Knowledge base: removed {len(removed)} file(s) ({kb.count()} chunks left).")

@@ -199,27 +199,19 @@ class KnowledgeBase:
         return sum(self.remove_all(path).values())
 
     def remove_all(self, path: str | Path) -> dict[str, int]:
-        """Delete the chunks of a file, or of every file under a folder (as :meth:`add` named
-        them: resolved paths); each source removed, with its number of chunks."""
-        source = str(Path(path).expanduser().resolve())
-        under = source.rstrip(os.sep) + os.sep
+        """Delete the chunks of a file, or of every file under a folder (the files of
+        :meth:`sources` ``under`` it); each source removed, with its number of chunks."""
         removed: dict[str, int] = {}
         with self._lock:
             try:
-                names = [source]
-                if not self._chunk_ids(source):  # a folder, or a file the knowledge base lacks
-                    names = [name for name in self.sources() if name.startswith(under)]
-                for name in names:
-                    ids = self._chunk_ids(name)
+                for name in self.sources(under=path):
+                    ids = self.collection.get(where={"source": name}, include=[])["ids"]
                     if ids:
                         self.collection.delete(ids=ids)
                         removed[name] = len(ids)
             except Exception as exc:
                 raise translate(exc) from exc
         return removed
-
-    def _chunk_ids(self, source: str) -> list[str]:
-        return list(self.collection.get(where={"source": source}, include=[])["ids"])
 
     # -- search --------------------------------------------------------------------------------
 
@@ -254,13 +246,19 @@ class KnowledgeBase:
         except Exception as exc:
             raise translate(exc) from exc
 
-    def sources(self) -> list[str]:
-        """The files the knowledge base holds."""
+    def sources(self, under: str | Path | None = None) -> list[str]:
+        """The files the knowledge base holds; with ``under``, only that file, or the files under
+        that folder (paths as :meth:`add` stores them: resolved; they need not exist any more)."""
         try:
             metadatas = self.collection.get(include=["metadatas"])["metadatas"] or []
         except Exception as exc:
             raise translate(exc) from exc
-        return sorted({str(m.get("source")) for m in metadatas if m})
+        names = sorted({str(m.get("source")) for m in metadatas if m})
+        if under is None:
+            return names
+        source = str(Path(under).expanduser().resolve())
+        folder = source.rstrip(os.sep) + os.sep
+        return [name for name in names if name == source or name.startswith(folder)]
 
 
 def _files(root: Path) -> Iterator[Path]:

@@ -253,6 +253,8 @@ def test_remove_all_deletes_a_folder_but_not_a_sibling_that_shares_its_prefix(kb
     assert sorted(removed) == sorted(str((docs / name).resolve()) for name in names)
     assert kb.sources() == [str((sibling / "old.md").resolve())]
     assert kb.remove_all(docs) == {}
+    assert kb.sources(under=sibling) == kb.sources(under=sibling / "old.md") == kb.sources()
+    assert kb.sources(under=docs) == []
 
 
 def test_a_file_deleted_from_disk_can_still_be_removed(kb, docs):

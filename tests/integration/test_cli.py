@@ -250,12 +250,16 @@ def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp
     (docs / "refunds.md").write_text("# Refunds\n\nWithin 30 days.\n")
     (tmp_path / "pricing.md").write_text("# Pricing\n\n49 euros per seat.\n")
     assert cli("kb", "add", str(tmp_path), env=env_home).returncode == 0
-    done = cli("kb", "remove", str(docs), env=env_home)
+    line = assert_one_clean_line(cli("kb", "remove", str(docs), env=env_home), 2)
+    assert "refusing to delete without confirmation: add --yes" in line  # no terminal to ask on
+    line = assert_one_clean_line(cli("kb", "remove", " ", "--yes", env=env_home), 2)
+    assert "The path is empty" in line
+    done = cli("kb", "remove", str(docs), "--yes", env=env_home)
     assert done.returncode == 0, done.stderr
     assert f"  removed   {docs / 'refunds.md'} (1 chunk(s))" in done.stderr
     assert done.stdout == "Knowledge base: removed 1 file(s) (1 chunks left).\n"
     assert cli("kb", "list", env=env_home).stdout.splitlines() == [str(tmp_path / "pricing.md")]
-    again = cli("kb", "remove", str(docs), env=env_home)
+    again = cli("kb", "remove", str(docs), env=env_home)  # nothing to remove: nothing to ask
     assert again.returncode == 0 and "holds nothing from" in again.stderr
 
 
