@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from pydantic import SecretStr
@@ -40,6 +41,33 @@ def unique(name: str) -> str:
 @pytest.fixture
 def runtime(backend_settings, embedder):
     return Runtime(backend_settings, embedder=embedder)
+
+
+class Stalled:
+    """The offline model behind a gate: each call says ``started`` and waits for ``release``."""
+
+    def __init__(self) -> None:
+        from brainstack.agents.offline import OfflineModel
+
+        self.model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def transport(self):
+        import httpx2
+
+        return httpx2.MockTransport(self._handle)
+
+    def _handle(self, request):
+        self.started.set()
+        self.release.wait(60)
+        return self.model.handle(request)
+
+
+@pytest.fixture
+def stalled() -> Iterator[Stalled]:
+    gate = Stalled()
+    yield gate
+    gate.release.set()  # never leave a run waiting
 
 
 def test_specialist_with_calculator(runtime):
@@ -537,26 +565,16 @@ def test_runs_on_one_thread_at_once_take_turns_and_keep_every_exchange(runtime):
     assert runtime._loop_state._turns == {}  # no lock is kept for a thread nobody runs on
 
 
-def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_settings, embedder):
+def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_settings, embedder, stalled):
     """Another process (here: another Runtime on the same storage) is mid-run on the thread: a new
     task and a "continue" are both refused, nothing is written, and the thread works once it ends."""
     import os
 
-    import httpx2
-
-    from brainstack.agents.offline import OfflineModel
     from brainstack.errors import ThreadBusyError
 
-    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
-    started, release = threading.Event(), threading.Event()
-
-    def slow(request):
-        started.set()
-        release.wait(60)
-        return model.handle(request)
-
+    started, release = stalled.started, stalled.release
     thread = unique("leased")
-    first = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    first = Runtime(backend_settings, embedder=embedder, transport=stalled.transport())
     second = Runtime(backend_settings, embedder=embedder)
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(first.run("Write a tagline.", thread_id=thread)))
@@ -583,25 +601,15 @@ def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_setti
     second.close()
 
 
-def test_a_new_thread_another_runtime_is_running_is_not_deleted(backend_settings, embedder):
+def test_a_new_thread_another_runtime_is_running_is_not_deleted(backend_settings, embedder, stalled):
     """A run without a thread_id names its thread itself, yet threads() lists it to other
     processes at once: deleting it mid-run is refused, not done under the run (which would write
     the rest of its checkpoints to a thread that no listing finds any more)."""
-    import httpx2
-
-    from brainstack.agents.offline import OfflineModel
     from brainstack.errors import ThreadBusyError
 
-    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
-    started, release = threading.Event(), threading.Event()
-
-    def slow(request):
-        started.set()
-        release.wait(60)
-        return model.handle(request)
-
+    started, release = stalled.started, stalled.release
     user = unique("mid-run")
-    first = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    first = Runtime(backend_settings, embedder=embedder, transport=stalled.transport())
     second = Runtime(backend_settings, embedder=embedder)
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(first.run("Write a tagline.", user_id=user)))
@@ -690,20 +698,9 @@ def test_prune_thread_keeps_the_conversation_and_drops_the_history(runtime):
     assert runtime.history(thread)[-1].checkpoint_id == history[0].checkpoint_id  # the new run's parent
 
 
-async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_settings, embedder):
-    import httpx2
-
-    from brainstack.agents.offline import OfflineModel
-
-    model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
-    started, release = threading.Event(), threading.Event()
-
-    def slow(request):
-        started.set()
-        release.wait(60)
-        return model.handle(request)
-
-    runtime = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_settings, embedder, stalled):
+    started, release = stalled.started, stalled.release
+    runtime = Runtime(backend_settings, embedder=embedder, transport=stalled.transport())
     thread, user = unique("turns"), unique("user")
     try:
         running = asyncio.ensure_future(runtime.arun("Write a tagline.", user_id=user, thread_id=thread))
