@@ -56,22 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--checkpoint", required=True, help="a checkpoint id from `brainstack history`")
     replay.add_argument("--json", action="store_true", help="print the RunResult as JSON")
 
-    threads = commands.add_parser("threads", help="list a user's threads, or delete threads' checkpoints")
+    threads = commands.add_parser("threads", help="list threads, or prune or delete their checkpoints")
     threads_commands = threads.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = threads_commands.add_parser("list", help="the threads a user started tasks on, latest first")
-    listing.add_argument("--user", default="default", help="user id (default: %(default)s)")
-    listing.add_argument("--json", action="store_true", help="print the threads as JSON")
+    listing = threads_commands.add_parser("list", help="a user's threads (or all), most recently used first")
     delete = threads_commands.add_parser(
-        "delete", help="delete a thread's checkpoints (its conversation), or those of every thread of a user"
+        "delete", help="delete threads' checkpoints: a thread, a user's threads, or all of them"
     )
     prune = threads_commands.add_parser(
-        "prune", help="delete every checkpoint but the latest of a thread, or of every thread of a user"
+        "prune", help="delete every checkpoint but the latest of a thread, a user's threads, or all of them"
     )
-    for sub in (delete, prune):
-        which = sub.add_mutually_exclusive_group(required=True)
-        which.add_argument("--thread", help="thread id")
-        which.add_argument("--user", help="user id: every thread the user started tasks on")
-        sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for sub in (listing, delete, prune):
+        which = sub.add_mutually_exclusive_group(required=sub is not listing)
+        if sub is not listing:
+            which.add_argument("--thread", help="thread id")
+        which.add_argument("--user", help="user id: the threads the user ran tasks on (list: default)")
+        which.add_argument("--all", action="store_true", help="every thread")
+        sub.add_argument(
+            "--idle-days",
+            type=float,
+            metavar="N",
+            help="only threads unused for at least N days (not with --thread)",
+        )
+        if sub is listing:
+            sub.add_argument("--json", action="store_true", help="print the threads as JSON")
+        else:
+            sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     memory = commands.add_parser("memory", help="search or forget what brainstack remembers about a user")
     memory_commands = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -623,25 +632,43 @@ def _time_travel(args: argparse.Namespace) -> int:
 def _threads(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
+    if getattr(args, "thread", None) is not None and args.idle_days is not None:
+        raise _usage("--idle-days selects among a user's threads or all threads: not with --thread")
+    if args.idle_days is not None and not 0 <= args.idle_days < 100_000:
+        raise _usage(f"--idle-days must be a number of days from 0 to 100000, not {args.idle_days:g}")
     with Runtime() as runtime:
         if args.action == "list":
-            threads = runtime.threads(args.user)
+            user = None if args.all else args.user or "default"
+            threads = runtime.threads(user, idle_days=args.idle_days)
             if args.json:
                 import json
 
                 print(json.dumps([t.model_dump() for t in threads], indent=2, ensure_ascii=False))
                 return 0
             if not threads:
-                print(f"User {args.user!r} has no threads.", file=sys.stderr)
+                print(f"{_none(user, args.idle_days)}.", file=sys.stderr)
             for t in threads:
                 task = " ".join((t.last_task or "").split())  # one line per thread
-                print(f"{t.thread_id}  {t.updated_at[:19]}  {t.checkpoints:>4} checkpoint(s)  {task}")
+                who = f"  {t.user_id}" if user is None else ""
+                print(f"{t.thread_id}  {t.updated_at[:19]}{who}  {t.checkpoints:>4} checkpoint(s)  {task}")
             return 0
         return _delete_or_prune(runtime, args)
 
 
+def _selection(count: int, user: str | None, idle_days: float | None) -> str:
+    """A selection of threads as the CLI names it: "the 3 thread(s) of user 'ada'", "all 5
+    thread(s) unused for 30 day(s)"."""
+    what = f"the {count} thread(s) of user {user!r}" if user is not None else f"all {count} thread(s)"
+    return what if idle_days is None else f"{what} unused for {idle_days:g} day(s)"
+
+
+def _none(user: str | None, idle_days: float | None) -> str:
+    none = f"User {user!r} has no threads" if user is not None else "There are no threads"
+    return none if idle_days is None else f"{none} unused for {idle_days:g} day(s)"
+
+
 def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
-    """``threads delete`` / ``threads prune`` of one thread, or of every thread of a user, each on
+    """``threads delete`` / ``threads prune`` of one thread, or of a selection of threads, each on
     its own: a busy thread or a failure is named and the others are still done (exit 1 if any
     is left)."""
     from brainstack.errors import BrainstackError
@@ -651,10 +678,11 @@ def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
     if args.thread is not None:
         threads, whose = [args.thread], f"thread {args.thread!r}"
     else:
-        threads = [t.thread_id for t in runtime.threads(args.user)]
-        whose = f"the {len(threads)} thread(s) of user {args.user!r}"
+        user = None if args.all else args.user
+        threads = [t.thread_id for t in runtime.threads(user, idle_days=args.idle_days)]
+        whose = _selection(len(threads), user, args.idle_days)
         if not threads:
-            print(f"User {args.user!r} has no threads; nothing {done}.", file=sys.stderr)
+            print(f"{_none(user, args.idle_days)}; nothing {done}.", file=sys.stderr)
             return 0
     question = (
         f"Delete every checkpoint but the latest of {whose} (the conversation goes on, its history goes)?"
@@ -676,7 +704,7 @@ def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
         kept = "its latest" if args.thread is not None else "the latest of each"
         print(f"Pruned {whose}: deleted {count} checkpoint(s), kept {kept}.")
     elif args.thread is None:
-        print(f"Deleted {count} thread(s) of user {args.user!r}.")
+        print(f"Deleted {count} thread(s){'' if user is None else f' of user {user!r}'}.")
     elif count:
         print(f"Deleted thread {args.thread!r}.")
     else:

@@ -165,15 +165,18 @@ class Checkpoint(_Value):
 
 
 class ThreadInfo(_Value):
-    """One thread a user ran tasks in (see ``Runtime.threads``)."""
+    """One thread, as ``Runtime.threads`` lists it (a user's runs on it, or all of them)."""
 
     thread_id: str
+    user_id: str | None = None
+    """The user of the newest listed checkpoint's run."""
     checkpoints: int
-    """How many checkpoints the user's runs left on it (``Runtime.prune_thread`` keeps one)."""
+    """How many checkpoints it has of the listed user's runs (all of them when listing every
+    thread); ``Runtime.prune_thread`` keeps one."""
     updated_at: str
     """When the newest of them was written (ISO 8601, UTC)."""
     last_task: str | None = None
-    """The task of the user's latest run on it (its first 200 characters)."""
+    """The task of that checkpoint's run (its first 200 characters)."""
 
 
 class ApprovalRequest(_Value):

@@ -660,32 +660,42 @@ class Runtime:
 
     # Threads -------------------------------------------------------------------
 
-    def threads(self, user_id: str) -> list[ThreadInfo]:
-        """The threads ``user_id`` started tasks on, the most recently used first.
+    def threads(self, user_id: str | None = None, *, idle_days: float | None = None) -> list[ThreadInfo]:
+        """The threads ``user_id`` ran tasks on (every thread when ``None``), the most recently
+        used first; with ``idle_days``, only those unused for at least that many days.
 
         Found through the user id every run records in its checkpoints' metadata, so a thread is
         listed under each user who ran a task on it.
         """
-        result: list[ThreadInfo] = self._submit(self._threads(_check_id("user_id", user_id)))
+        call = self._threads(*_thread_filter(user_id, idle_days))
+        result: list[ThreadInfo] = self._submit(call)
         return result
 
-    async def athreads(self, user_id: str) -> list[ThreadInfo]:
+    async def athreads(
+        self, user_id: str | None = None, *, idle_days: float | None = None
+    ) -> list[ThreadInfo]:
         """Async :meth:`threads`."""
-        result: list[ThreadInfo] = await self._on_loop(self._threads(_check_id("user_id", user_id)))
+        result: list[ThreadInfo] = await self._on_loop(self._threads(*_thread_filter(user_id, idle_days)))
         return result
 
-    async def _threads(self, user_id: str) -> list[ThreadInfo]:
-        from brainstack.graphs.checkpointers import user_threads
+    async def _threads(self, user_id: str | None, idle_days: float | None) -> list[ThreadInfo]:
+        import datetime as dt
 
+        from brainstack.graphs.checkpointers import find_threads
+
+        since = None if idle_days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=idle_days)
         threads = []
         try:
             saver = (await self._compiled_graph()).checkpointer
-            for thread_id, checkpoints, newest in await user_threads(saver, user_id):
+            for thread_id, checkpoints, newest in await find_threads(saver, user_id):
                 config = {
                     "configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": newest}
                 }
                 item = await saver.aget_tuple(config)
                 if item is None:  # deleted since
+                    continue
+                updated = str(item.checkpoint["ts"])
+                if since is not None and dt.datetime.fromisoformat(updated) > since:
                     continue
                 task = item.checkpoint["channel_values"].get("task")
                 if item.metadata.get("source") == "input":  # a run that started here: its task is the input
@@ -693,8 +703,9 @@ class Runtime:
                 threads.append(
                     ThreadInfo(
                         thread_id=thread_id,
+                        user_id=item.metadata.get("user_id"),
                         checkpoints=checkpoints,
-                        updated_at=str(item.checkpoint["ts"]),
+                        updated_at=updated,
                         last_task=task[:200] if isinstance(task, str) else None,
                     )
                 )
@@ -978,6 +989,17 @@ def cli_command(command: str, thread_id: str, agents_file: str | Path | None) ->
     file: its graph has that file's agents, and without them the run cannot go on."""
     line = f"brainstack {command} --thread {thread_id}"
     return f"{line} --agents {shlex.quote(str(agents_file))}" if agents_file is not None else line
+
+
+def _thread_filter(user_id: str | None, idle_days: float | None) -> tuple[str | None, float | None]:
+    """Check :meth:`Runtime.threads`'s arguments (UsageError naming the wrong one)."""
+    if user_id is not None:
+        _check_id("user_id", user_id)
+    if idle_days is not None and (
+        isinstance(idle_days, bool) or not isinstance(idle_days, int | float) or not 0 <= idle_days < 100_000
+    ):
+        raise UsageError(f"idle_days must be a number of days from 0 to 100000, not {idle_days!r}")
+    return user_id, idle_days
 
 
 def _reraise(exc: Exception, thread_id: str) -> NoReturn:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from brainstack.config import Settings
 
-__all__ = ["connect_sqlite", "delete_thread", "open_checkpointer", "prune_thread", "user_threads"]
+__all__ = ["connect_sqlite", "delete_thread", "find_threads", "open_checkpointer", "prune_thread"]
 
 _postgres_ready: set[str] = set()
 """URLs whose tables this process has already created (setup is idempotent but costs a round trip)."""
@@ -93,23 +93,25 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         yield AsyncSqliteSaver(conn)
 
 
-async def user_threads(saver: BaseCheckpointSaver[str], user_id: str) -> list[tuple[str, int, str]]:
-    """The threads with checkpoints of ``user_id``'s runs (the user id every run records in its
-    checkpoints' metadata): ``(thread_id, checkpoints, newest checkpoint id)`` each.
+async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> list[tuple[str, int, str]]:
+    """The threads with checkpoints of ``user_id``'s runs (every thread when ``None``), the most
+    recently used first: ``(thread_id, checkpoints, newest checkpoint id)`` each.
 
-    Read from the checkpoint tables' metadata columns, the way the savers' own metadata filters
-    read them, without loading a checkpoint: ``alist`` would load every one, with its writes.
+    A run records its user id in its checkpoints' metadata. Read from the checkpoint tables the
+    way the savers' own metadata filters read them, without loading a checkpoint: ``alist``
+    would load every one, with its writes.
     """
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     group = "GROUP BY thread_id ORDER BY max(checkpoint_id) DESC"
     if isinstance(saver, AsyncSqliteSaver):
+        mine = "" if user_id is None else "AND json_extract(CAST(metadata AS TEXT), '$.user_id') = ?"
         async with (
             saver.lock,
             saver.conn.execute(
-                "SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
-                f"AND json_extract(CAST(metadata AS TEXT), '$.user_id') = ? {group}",
-                (user_id,),
+                f"SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
+                f"{mine} {group}",
+                () if user_id is None else (user_id,),
             ) as rows,
         ):
             return [(str(t), int(n), str(c)) async for t, n, c in rows]
@@ -118,8 +120,8 @@ async def user_threads(saver: BaseCheckpointSaver[str], user_id: str) -> list[tu
     async with _pool(saver).connection() as conn:
         found = await conn.execute(
             "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
-            f"WHERE checkpoint_ns = '' AND metadata @> %s {group}",
-            [Jsonb({"user_id": user_id})],
+            f"WHERE checkpoint_ns = '' {'' if user_id is None else 'AND metadata @> %s'} {group}",
+            [] if user_id is None else [Jsonb({"user_id": user_id})],
         )
         return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
 

@@ -299,6 +299,29 @@ def test_threads_list_and_delete(env_home):
     assert "--thread 'not an id' must be" in line
 
 
+def test_threads_of_every_user_and_idle_ones(env_home):
+    for user in ("ada", "bob"):
+        assert cli("run", "What is 2 + 2?", "--user", user, env=env_home).returncode == 0
+    listed = cli("threads", "list", "--all", env=env_home)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(line.split()[2] for line in listed.stdout.splitlines()) == ["ada", "bob"]  # the user column
+    idle = cli("threads", "list", "--all", "--idle-days", "1", env=env_home)
+    assert idle.stdout == "" and "There are no threads unused for 1 day(s)." in idle.stderr
+    pruned = cli("threads", "prune", "--all", "--yes", env=env_home)
+    assert re.fullmatch(
+        r"Pruned all 2 thread\(s\): deleted \d+ checkpoint\(s\), kept the latest of each.\n", pruned.stdout
+    )
+    line = assert_one_clean_line(
+        cli("threads", "delete", "--thread", "t1", "--idle-days", "3", env=env_home), 2
+    )
+    assert "--idle-days selects among a user's threads or all threads" in line
+    line = assert_one_clean_line(cli("threads", "list", "--idle-days", "-1", env=env_home), 2)
+    assert "--idle-days must be a number of days from 0 to 100000, not -1" in line
+    done = cli("threads", "delete", "--all", "--yes", env=env_home)
+    assert done.returncode == 0 and done.stdout == "Deleted 2 thread(s).\n"
+    assert cli("threads", "list", "--all", "--json", env=env_home).stdout.strip() == "[]"
+
+
 def test_routes_explain_shows_every_score_and_the_decision(env_home):
     done = cli("routes", "explain", "What is 17.5% of 2340?", env=env_home)
     assert done.returncode == 0, done.stderr

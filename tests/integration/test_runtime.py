@@ -718,6 +718,39 @@ async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_set
         runtime.close()
 
 
+def test_threads_lists_every_users_threads_and_filters_by_idle_time(runtime):
+    import time
+
+    ada, bob = unique("ada"), unique("bob")
+    old = runtime.run("What is 2 + 2?", user_id=ada)
+    time.sleep(0.6)
+    mark = time.time()
+    time.sleep(0.6)
+    new = runtime.run("What is 3 + 3?", user_id=bob)
+
+    def since_mark() -> float:  # idle_days that puts the cutoff at `mark`, however long this takes
+        return (time.time() - mark) / 86_400
+
+    everything = {t.thread_id: t for t in runtime.threads()}
+    assert {old.thread_id, new.thread_id} <= set(everything)
+    assert everything[old.thread_id].user_id == ada and everything[new.thread_id].user_id == bob
+    assert everything[new.thread_id].last_task == "What is 3 + 3?"
+    listed = [t.thread_id for t in runtime.threads()]
+    assert listed.index(new.thread_id) < listed.index(old.thread_id)  # most recently used first
+
+    idle = {t.thread_id for t in runtime.threads(idle_days=since_mark())}
+    assert old.thread_id in idle and new.thread_id not in idle
+    assert [t.thread_id for t in runtime.threads(ada, idle_days=since_mark())] == [old.thread_id]
+    assert runtime.threads(bob, idle_days=since_mark()) == []
+    assert [t.thread_id for t in runtime.threads(bob, idle_days=0)] == [new.thread_id]
+
+
+@pytest.mark.parametrize("idle_days", [-1, "30", float("nan"), True])
+def test_threads_refuses_a_bad_idle_time(runtime, idle_days):
+    with pytest.raises(UsageError, match="idle_days must be a number of days"):
+        runtime.threads(idle_days=idle_days)
+
+
 @pytest.mark.parametrize("call", ["threads", "delete_thread"])
 def test_thread_calls_refuse_a_malformed_id(runtime, call):
     with pytest.raises(UsageError, match="must be 1-128 letters"):
