@@ -46,6 +46,7 @@ from brainstack.results import (
 )
 
 if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
     from langgraph.graph import StateGraph
 
     from brainstack.agents.providers import ModelProvider
@@ -695,8 +696,8 @@ class Runtime:
                 if item is None:  # deleted since
                     continue
                 updated = str(item.checkpoint["ts"])
-                if since is not None and dt.datetime.fromisoformat(updated) > since:
-                    continue
+                if since is not None and dt.datetime.fromisoformat(await _last_use(saver, item)) > since:
+                    continue  # used since: by this user, or by another on the same thread
                 task = item.checkpoint["channel_values"].get("task")
                 if item.metadata.get("source") == "input":  # a run that started here: its task is the input
                     task = next((v for _, key, v in item.pending_writes or () if key == "task"), task)
@@ -1000,6 +1001,14 @@ def _thread_filter(user_id: str | None, idle_days: float | None) -> tuple[str | 
     ):
         raise UsageError(f"idle_days must be a number of days from 0 to 100000, not {idle_days!r}")
     return user_id, idle_days
+
+
+async def _last_use(saver: BaseCheckpointSaver[Any], item: CheckpointTuple) -> str:
+    """When ``item``'s thread was last used by anyone (the listed user's newest checkpoint may
+    not be the thread's)."""
+    thread_id = item.config["configurable"]["thread_id"]
+    latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+    return str((latest or item).checkpoint["ts"])
 
 
 def _reraise(exc: Exception, thread_id: str) -> NoReturn:

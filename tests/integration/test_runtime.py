@@ -745,6 +745,21 @@ def test_threads_lists_every_users_threads_and_filters_by_idle_time(runtime):
     assert [t.thread_id for t in runtime.threads(bob, idle_days=0)] == [new.thread_id]
 
 
+def test_a_thread_another_user_used_since_is_not_idle_for_its_first_user(runtime):
+    import time
+
+    ada, bob = unique("ada"), unique("bob")
+    shared = runtime.run("What is 2 + 2?", user_id=ada).thread_id
+    time.sleep(0.6)
+    mark = time.time()
+    time.sleep(0.6)
+    runtime.run("What is 3 + 3?", user_id=bob, thread_id=shared)
+    idle_days = (time.time() - mark) / 86_400  # ada's last use is before the cutoff, bob's after
+
+    assert runtime.threads(ada, idle_days=idle_days) == []  # `delete --user ada --idle-days` spares it
+    assert [t.thread_id for t in runtime.threads(ada, idle_days=0)] == [shared]
+
+
 @pytest.mark.parametrize("idle_days", [-1, "30", float("nan"), True])
 def test_threads_refuses_a_bad_idle_time(runtime, idle_days):
     with pytest.raises(UsageError, match="idle_days must be a number of days"):
