@@ -702,6 +702,7 @@ def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
             print(f"brainstack: thread {thread_id!r} not {done}: {exc}", file=sys.stderr)
     if pruning:
         kept = "its latest" if args.thread is not None else "the latest of each"
+        whose = f"{len(threads) - failed} of {whose}" if failed else whose  # not the busy ones
         print(f"Pruned {whose}: deleted {count} checkpoint(s), kept {kept}.")
     elif args.thread is None:
         print(f"Deleted {count} thread(s){'' if user is None else f' of user {user!r}'}.")

@@ -322,6 +322,48 @@ def test_threads_of_every_user_and_idle_ones(env_home):
     assert cli("threads", "list", "--all", "--json", env=env_home).stdout.strip() == "[]"
 
 
+# A run whose model never answers: it says STALLED and holds its thread until killed.
+STALLING_RUN = """
+import sys, time, httpx2
+from brainstack import Runtime
+from brainstack.config import Settings
+
+def handle(request):
+    print("STALLED", flush=True)
+    time.sleep(600)
+
+Runtime(Settings.from_env(), transport=httpx2.MockTransport(handle)).run(sys.argv[1], thread_id=sys.argv[2])
+"""
+
+
+def test_threads_prune_all_names_a_thread_another_process_runs_and_prunes_the_others(env_home):
+    assert cli("run", "What is 2 + 2?", "--thread", "idle", env=env_home).returncode == 0
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLING_RUN, "Should we launch a freemium tier next quarter?", "busy"],
+        env=env_home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        while (line := child.stdout.readline()) and line.strip() != "STALLED":
+            pass
+        assert line, "the stalling run ended before its model stalled"
+        pruned = cli("threads", "prune", "--all", "--yes", env=env_home)
+        assert pruned.returncode == 1, pruned.stderr
+        assert "thread 'busy' not pruned: Thread 'busy' is being run by another process" in pruned.stderr
+        assert re.fullmatch(
+            r"Pruned 1 of all 2 thread\(s\): deleted \d+ checkpoint\(s\), kept the latest of each.\n",
+            pruned.stdout,
+        )
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    rows = json.loads(cli("threads", "list", "--all", "--json", env=env_home).stdout)
+    assert {r["thread_id"]: r["checkpoints"] for r in rows}["idle"] == 1
+
+
 def test_routes_explain_shows_every_score_and_the_decision(env_home):
     done = cli("routes", "explain", "What is 17.5% of 2340?", env=env_home)
     assert done.returncode == 0, done.stderr
