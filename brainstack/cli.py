@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--idle-days",
             type=float,
             metavar="N",
-            help="only threads unused for at least N days (not with --thread)",
+            help="only threads unused for at least N days"
+            + ("" if sub is listing else " (not with --thread)"),
         )
         if sub is listing:
             sub.add_argument("--json", action="store_true", help="print the threads as JSON")
@@ -635,7 +636,7 @@ def _threads(args: argparse.Namespace) -> int:
     if getattr(args, "thread", None) is not None and args.idle_days is not None:
         raise _usage("--idle-days selects among a user's threads or all threads: not with --thread")
     if args.idle_days is not None and not 0 <= args.idle_days < 100_000:
-        raise _usage(f"--idle-days must be a number of days from 0 to 100000, not {args.idle_days:g}")
+        raise _usage(f"--idle-days must be at least 0 and below 100000 (days), not {args.idle_days}")
     with Runtime() as runtime:
         if args.action == "list":
             user = None if args.all else args.user or "default"
@@ -649,7 +650,7 @@ def _threads(args: argparse.Namespace) -> int:
                 print(f"{_none(user, args.idle_days)}.", file=sys.stderr)
             for t in threads:
                 task = " ".join((t.last_task or "").split())  # one line per thread
-                who = f"  {t.user_id}" if user is None else ""
+                who = f"  {t.user_id or '?'}" if user is None else ""  # (runs before user ids were kept)
                 print(f"{t.thread_id}  {t.updated_at[:19]}{who}  {t.checkpoints:>4} checkpoint(s)  {task}")
             return 0
         return _delete_or_prune(runtime, args)
@@ -659,12 +660,17 @@ def _selection(count: int, user: str | None, idle_days: float | None) -> str:
     """A selection of threads as the CLI names it: "the 3 thread(s) of user 'ada'", "all 5
     thread(s) unused for 30 day(s)"."""
     what = f"the {count} thread(s) of user {user!r}" if user is not None else f"all {count} thread(s)"
-    return what if idle_days is None else f"{what} unused for {idle_days:g} day(s)"
+    return what if idle_days is None else f"{what} unused for {_days(idle_days)} day(s)"
 
 
 def _none(user: str | None, idle_days: float | None) -> str:
     none = f"User {user!r} has no threads" if user is not None else "There are no threads"
-    return none if idle_days is None else f"{none} unused for {idle_days:g} day(s)"
+    return none if idle_days is None else f"{none} unused for {_days(idle_days)} day(s)"
+
+
+def _days(days: float) -> str:
+    """``days`` as given: 30 (not 30.0), 0.5, 99999.99."""
+    return str(int(days)) if days == int(days) else str(days)
 
 
 def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:

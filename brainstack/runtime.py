@@ -999,7 +999,9 @@ def _thread_filter(user_id: str | None, idle_days: float | None) -> tuple[str | 
     if idle_days is not None and (
         isinstance(idle_days, bool) or not isinstance(idle_days, int | float) or not 0 <= idle_days < 100_000
     ):
-        raise UsageError(f"idle_days must be a number of days from 0 to 100000, not {idle_days!r}")
+        raise UsageError(
+            f"idle_days must be a number of days, at least 0 and below 100000, not {idle_days!r}"
+        )
     return user_id, idle_days
 
 

@@ -97,7 +97,8 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
     """The threads with checkpoints of ``user_id``'s runs (every thread when ``None``), the most
     recently used first: ``(thread_id, checkpoints, newest checkpoint id)`` each.
 
-    A run records its user id in its checkpoints' metadata. Read from the checkpoint tables the
+    A run records its user id in its checkpoints' metadata (and a pruned thread's kept checkpoint
+    the ids of the runs it replaced, ``users``). Read from the checkpoint tables the
     way the savers' own metadata filters read them, without loading a checkpoint: ``alist``
     would load every one, with its writes.
     """
@@ -105,13 +106,18 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
 
     group = "GROUP BY thread_id ORDER BY max(checkpoint_id) DESC"
     if isinstance(saver, AsyncSqliteSaver):
-        mine = "" if user_id is None else "AND json_extract(CAST(metadata AS TEXT), '$.user_id') = ?"
+        mine = (
+            ""
+            if user_id is None
+            else "AND (json_extract(CAST(metadata AS TEXT), '$.user_id') = ? OR EXISTS (SELECT 1 FROM "
+            "json_each(CAST(metadata AS TEXT), '$.users') WHERE value = ?))"
+        )
         async with (
             saver.lock,
             saver.conn.execute(
                 f"SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
                 f"{mine} {group}",
-                () if user_id is None else (user_id,),
+                () if user_id is None else (user_id, user_id),
             ) as rows,
         ):
             return [(str(t), int(n), str(c)) async for t, n, c in rows]
@@ -120,8 +126,9 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
     async with _pool(saver).connection() as conn:
         found = await conn.execute(
             "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
-            f"WHERE checkpoint_ns = '' {'' if user_id is None else 'AND metadata @> %s'} {group}",
-            [] if user_id is None else [Jsonb({"user_id": user_id})],
+            f"WHERE checkpoint_ns = '' {'' if user_id is None else 'AND (metadata @> %s OR metadata @> %s)'} "
+            f"{group}",
+            [] if user_id is None else [Jsonb({"user_id": user_id}), Jsonb({"users": [user_id]})],
         )
         return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
 
@@ -159,14 +166,27 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
     many checkpoints were deleted. The latest keeps its own writes, so the conversation goes on
     and a paused or unfinished run still continues from it; only the history before it goes.
 
-    The caller holds the thread (no run may write to it meanwhile). PostgreSQL uses its saver's
-    ``aprune`` (``keep_latest``); the SQLite saver has none, so its two tables are pruned here.
+    The kept checkpoint's metadata gets ``users``: every user whose runs the deleted checkpoints
+    recorded, so :func:`find_threads` still finds the thread for each of them (its conversation
+    holds their tasks). The caller holds the thread (no run may write to it meanwhile).
+    PostgreSQL uses its saver's ``aprune`` (``keep_latest``); the SQLite saver has none, so its
+    two tables are pruned here.
     """
+    import json
+
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     if isinstance(saver, AsyncSqliteSaver):
         deleted = 0
+        metadata = "CAST(metadata AS TEXT)"
         async with saver.lock, saver.conn.cursor() as cur:
+            await cur.execute(
+                f"SELECT json_extract({metadata}, '$.user_id') FROM checkpoints WHERE thread_id = ? "
+                f"UNION SELECT users.value FROM checkpoints, json_each({metadata}, '$.users') AS users "
+                "WHERE thread_id = ?",
+                (thread_id, thread_id),
+            )
+            users = sorted({str(user) for (user,) in await cur.fetchall() if user is not None})
             await cur.execute(
                 "SELECT checkpoint_ns, max(checkpoint_id) FROM checkpoints WHERE thread_id = ? "
                 "GROUP BY checkpoint_ns",
@@ -177,22 +197,41 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
                 await cur.execute(f"DELETE FROM checkpoints WHERE {where}", (thread_id, namespace, latest))
                 deleted += max(cur.rowcount, 0)
                 await cur.execute(f"DELETE FROM writes WHERE {where}", (thread_id, namespace, latest))
+                await cur.execute(
+                    f"UPDATE checkpoints SET metadata = json_set({metadata}, '$.users', json(?)) "
+                    "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                    (json.dumps(users), thread_id, namespace, latest),
+                )
             await saver.conn.commit()
         await _flush_log(saver)
         return deleted
+    from psycopg.types.json import Jsonb
+
     pool = _pool(saver)
-
-    async def stored() -> int:
-        async with pool.connection() as conn:
-            found = await conn.execute(
-                "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", [thread_id]
-            )
-            row = await found.fetchone()
-        return int(row["n"]) if row else 0
-
-    before = await stored()
+    before = await _count(pool, thread_id)
+    if not before:
+        return 0
+    async with pool.connection() as conn:
+        found = await conn.execute(
+            "SELECT metadata->>'user_id' AS u FROM checkpoints WHERE thread_id = %s UNION "
+            "SELECT jsonb_array_elements_text(metadata->'users') FROM checkpoints WHERE thread_id = %s",
+            [thread_id, thread_id],
+        )
+        users = sorted({str(row["u"]) for row in await found.fetchall() if row["u"] is not None})
     await saver.aprune([thread_id], strategy="keep_latest")
-    return before - await stored()
+    async with pool.connection() as conn:  # the kept checkpoints (one per namespace)
+        await conn.execute(
+            "UPDATE checkpoints SET metadata = metadata || %s WHERE thread_id = %s",
+            [Jsonb({"users": users}), thread_id],
+        )
+    return before - await _count(pool, thread_id)
+
+
+async def _count(pool: AsyncConnectionPool[Any], thread_id: str) -> int:
+    async with pool.connection() as conn:
+        found = await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", [thread_id])
+        row = await found.fetchone()
+    return int(row["n"]) if row else 0
 
 
 @contextlib.asynccontextmanager

@@ -316,7 +316,7 @@ def test_threads_of_every_user_and_idle_ones(env_home):
     )
     assert "--idle-days selects among a user's threads or all threads" in line
     line = assert_one_clean_line(cli("threads", "list", "--idle-days", "-1", env=env_home), 2)
-    assert "--idle-days must be a number of days from 0 to 100000, not -1" in line
+    assert "--idle-days must be at least 0 and below 100000 (days), not -1.0" in line
     done = cli("threads", "delete", "--all", "--yes", env=env_home)
     assert done.returncode == 0 and done.stdout == "Deleted 2 thread(s).\n"
     assert cli("threads", "list", "--all", "--json", env=env_home).stdout.strip() == "[]"

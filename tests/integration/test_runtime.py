@@ -760,9 +760,26 @@ def test_a_thread_another_user_used_since_is_not_idle_for_its_first_user(runtime
     assert [t.thread_id for t in runtime.threads(ada, idle_days=0)] == [shared]
 
 
+def test_a_pruned_shared_thread_is_still_found_for_each_of_its_users(runtime):
+    """Prune keeps one checkpoint, whose run had one user; the conversation still holds the other
+    users' tasks, so threads(user) must still find it for them (and delete --user must reach it)."""
+    ada, bob, thread = unique("ada"), unique("bob"), unique("shared")
+    runtime.run("What is 2 + 2?", user_id=ada, thread_id=thread)
+    runtime.run("And what is 3 + 3?", user_id=bob, thread_id=thread)
+    assert runtime.prune_thread(thread) > 0
+    assert runtime.prune_thread(thread) == 0  # again: nothing left to delete, users kept
+    for user in (ada, bob):
+        assert [(t.thread_id, t.checkpoints) for t in runtime.threads(user)] == [(thread, 1)]
+    runtime.run("And what is 4 + 4?", user_id=bob, thread_id=thread)
+    assert runtime.prune_thread(thread) > 0  # a second prune keeps the users the first one kept
+    assert [t.thread_id for t in runtime.threads(ada)] == [thread]
+    assert runtime.delete_thread(runtime.threads(ada)[0].thread_id) is True
+    assert runtime.threads(bob) == [] and runtime.messages(thread) == []
+
+
 @pytest.mark.parametrize("idle_days", [-1, "30", float("nan"), True])
 def test_threads_refuses_a_bad_idle_time(runtime, idle_days):
-    with pytest.raises(UsageError, match="idle_days must be a number of days"):
+    with pytest.raises(UsageError, match="idle_days must be a number of days, at least 0"):
         runtime.threads(idle_days=idle_days)
 
 
