@@ -14,7 +14,7 @@ import shlex
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -696,8 +696,11 @@ class Runtime:
                 if item is None:  # deleted since
                     continue
                 updated = str(item.checkpoint["ts"])
-                if since is not None and dt.datetime.fromisoformat(await _last_use(saver, item)) > since:
-                    continue  # used since: by this user, or by another on the same thread
+                if since is not None:
+                    # a user's newest checkpoint may not be the thread's (without a user, it is)
+                    last_use = updated if user_id is None else await _last_use(saver, item)
+                    if dt.datetime.fromisoformat(last_use) > since:
+                        continue  # used since: by this user, or by another on the same thread
                 task = item.checkpoint["channel_values"].get("task")
                 if item.metadata.get("source") == "input":  # a run that started here: its task is the input
                     task = next((v for _, key, v in item.pending_writes or () if key == "task"), task)
@@ -722,22 +725,17 @@ class Runtime:
         is running it. What memory kept of its runs (episodes, skills) stays: ``memory forget``
         deletes a user's episodes.
         """
-        result: bool = self._submit(self._delete_thread(_check_id("thread_id", thread_id)))
+        from brainstack.graphs.checkpointers import delete_thread
+
+        result: bool = self._submit(self._holding(_check_id("thread_id", thread_id), delete_thread))
         return result
 
     async def adelete_thread(self, thread_id: str) -> bool:
         """Async :meth:`delete_thread`."""
-        result: bool = await self._on_loop(self._delete_thread(_check_id("thread_id", thread_id)))
-        return result
-
-    async def _delete_thread(self, thread_id: str) -> bool:
         from brainstack.graphs.checkpointers import delete_thread
 
-        async with self._running(thread_id):
-            try:
-                return await delete_thread((await self._compiled_graph()).checkpointer, thread_id)
-            except Exception as exc:
-                raise translate(exc) from exc
+        result: bool = await self._on_loop(self._holding(_check_id("thread_id", thread_id), delete_thread))
+        return result
 
     def prune_thread(self, thread_id: str) -> int:
         """Delete all of the thread's checkpoints but its latest; how many were deleted.
@@ -747,20 +745,24 @@ class Runtime:
         stores the whole conversation, so a long thread's history grows with the square of its
         length. Holds the thread as :meth:`delete_thread` does.
         """
-        result: int = self._submit(self._prune_thread(_check_id("thread_id", thread_id)))
+        from brainstack.graphs.checkpointers import prune_thread
+
+        result: int = self._submit(self._holding(_check_id("thread_id", thread_id), prune_thread))
         return result
 
     async def aprune_thread(self, thread_id: str) -> int:
         """Async :meth:`prune_thread`."""
-        result: int = await self._on_loop(self._prune_thread(_check_id("thread_id", thread_id)))
-        return result
-
-    async def _prune_thread(self, thread_id: str) -> int:
         from brainstack.graphs.checkpointers import prune_thread
 
+        result: int = await self._on_loop(self._holding(_check_id("thread_id", thread_id), prune_thread))
+        return result
+
+    async def _holding(self, thread_id: str, change: Callable[[Any, str], Awaitable[Any]]) -> Any:
+        """``change(checkpointer, thread_id)`` while holding the thread as a run does (after this
+        process's runs on it; ThreadBusyError while another process runs it)."""
         async with self._running(thread_id):
             try:
-                return await prune_thread((await self._compiled_graph()).checkpointer, thread_id)
+                return await change((await self._compiled_graph()).checkpointer, thread_id)
             except Exception as exc:
                 raise translate(exc) from exc
 
@@ -1006,8 +1008,7 @@ def _thread_filter(user_id: str | None, idle_days: float | None) -> tuple[str | 
 
 
 async def _last_use(saver: BaseCheckpointSaver[Any], item: CheckpointTuple) -> str:
-    """When ``item``'s thread was last used by anyone (the listed user's newest checkpoint may
-    not be the thread's)."""
+    """When ``item``'s thread was last used by anyone."""
     thread_id = item.config["configurable"]["thread_id"]
     latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     return str((latest or item).checkpoint["ts"])
