@@ -201,17 +201,35 @@ class KnowledgeBase:
     def remove_all(self, path: str | Path) -> dict[str, int]:
         """Delete the chunks of a file, or of every file under a folder (the files of
         :meth:`sources` ``under`` it); each source removed, with its number of chunks."""
-        removed: dict[str, int] = {}
         with self._lock:
+            chunks = self._chunks(under=path)
             try:
-                for name in self.sources(under=path):
-                    ids = self.collection.get(where={"source": name}, include=[])["ids"]
-                    if ids:
-                        self.collection.delete(ids=ids)
-                        removed[name] = len(ids)
+                if chunks:
+                    self.collection.delete(ids=[i for ids in chunks.values() for i in ids])
             except Exception as exc:
                 raise translate(exc) from exc
-        return removed
+        return {name: len(ids) for name, ids in sorted(chunks.items())}
+
+    def _chunks(self, under: str | Path | None = None) -> dict[str, list[str]]:
+        """Each file's chunk ids; with ``under``, only that file's, or those of the files under
+        that folder (paths as :meth:`add` stores them: resolved; they need not exist any more)."""
+        try:
+            if under is not None:
+                source = str(Path(under).expanduser().resolve())
+                ids = self.collection.get(where={"source": source}, include=[])["ids"]
+                if ids:  # a file (one lookup, not a scan)
+                    return {source: list(ids)}
+            found = self.collection.get(include=["metadatas"])
+        except Exception as exc:
+            raise translate(exc) from exc
+        chunks: dict[str, list[str]] = {}
+        for chunk_id, metadata in zip(found["ids"], found["metadatas"] or [], strict=False):
+            if metadata:
+                chunks.setdefault(str(metadata.get("source")), []).append(chunk_id)
+        if under is None:
+            return chunks
+        folder = source.rstrip(os.sep) + os.sep
+        return {name: ids for name, ids in chunks.items() if name.startswith(folder)}
 
     # -- search --------------------------------------------------------------------------------
 
@@ -249,16 +267,7 @@ class KnowledgeBase:
     def sources(self, under: str | Path | None = None) -> list[str]:
         """The files the knowledge base holds; with ``under``, only that file, or the files under
         that folder (paths as :meth:`add` stores them: resolved; they need not exist any more)."""
-        try:
-            metadatas = self.collection.get(include=["metadatas"])["metadatas"] or []
-        except Exception as exc:
-            raise translate(exc) from exc
-        names = sorted({str(m.get("source")) for m in metadatas if m})
-        if under is None:
-            return names
-        source = str(Path(under).expanduser().resolve())
-        folder = source.rstrip(os.sep) + os.sep
-        return [name for name in names if name == source or name.startswith(folder)]
+        return sorted(self._chunks(under))
 
 
 def _files(root: Path) -> Iterator[Path]:
