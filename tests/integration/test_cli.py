@@ -652,7 +652,9 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     of the interrupted asyncio.run)."""
     import signal
 
-    env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k"}
+    # PYTHONFAULTHANDLER: if the process does not end, SIGABRT makes it print every thread's stack
+    # (it hung once in a full CI-mode suite in session 12 and never again in 31 tries alone).
+    env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k", "PYTHONFAULTHANDLER": "1"}
     run = subprocess.Popen(
         [BRAINSTACK, "run", "What is 17.5% of 2340?", "--thread", f"int-{uuid.uuid4().hex[:8]}"],
         env=env,
@@ -663,7 +665,12 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     try:
         assert slow_model.called.wait(120), "the run never called the model"
         run.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = run.communicate(timeout=60)
+        try:
+            out, err = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.send_signal(signal.SIGABRT)
+            out, err = run.communicate(timeout=30)
+            pytest.fail(f"brainstack run did not exit within 60 s of Ctrl-C; its threads:\n{err}")
     finally:
         if run.poll() is None:
             run.kill()
