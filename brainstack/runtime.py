@@ -258,17 +258,28 @@ class Runtime:
         """The graph compiled with the open checkpointer (on the runtime loop)."""
         state = self._state()
         if state.compiled is None:
-            # Concurrent first runs wait for one opening. It is a task of its own, which a
+            saver = await self._checkpointer()
+            if state.compiled is None:  # (another call may have compiled it meanwhile)
+                state.compiled = self.graph.compile(checkpointer=saver)
+        return state.compiled
+
+    async def _checkpointer(self) -> Any:
+        """The open checkpointer (on the runtime loop), with the leases: what the thread commands
+        (:meth:`threads`, :meth:`prune_thread`, :meth:`delete_thread`) need, without the graph,
+        its models or memory."""
+        state = self._state()
+        if state.saver is None:
+            # Concurrent first calls wait for one opening. It is a task of its own, which a
             # cancelled run does not cut short: a connection cancelled while it opens would be
             # finished by its driver's thread after close() has stopped the loop.
             if state.opening is None or state.opening.done():  # (a failed opening is tried again)
                 state.opening = asyncio.ensure_future(self._open(state))
                 state.opening.add_done_callback(_retrieved)
             await asyncio.shield(state.opening)
-        return state.compiled
+        return state.saver
 
     async def _open(self, state: _LoopState) -> None:
-        """Open the checkpointer and the leases on the loop of ``state`` and compile the graph."""
+        """Open the checkpointer and the leases on the loop of ``state``."""
         from brainstack.graphs.checkpointers import open_checkpointer
         from brainstack.graphs.leases import open_leases
 
@@ -277,13 +288,12 @@ class Runtime:
         try:
             saver = await stack.enter_async_context(open_checkpointer(self.settings))
             leases = await stack.enter_async_context(open_leases(self.settings))
-            compiled = self.graph.compile(checkpointer=saver)
         except BaseException:
             await stack.aclose()
             raise
         state.resources.append(stack)
         state.background |= asyncio.all_tasks() - before  # (a pool's workers: they end with it)
-        state.leases, state.compiled = leases, compiled
+        state.leases, state.saver = leases, saver
 
     @contextlib.asynccontextmanager
     async def _running(self, thread_id: str) -> AsyncIterator[None]:
@@ -301,7 +311,7 @@ class Runtime:
         try:
             async with state.turn(thread_id):
                 try:
-                    await self._compiled_graph()  # opens the checkpointer and the leases
+                    await self._checkpointer()  # opens it and the leases
                 except Exception as exc:
                     _reraise(exc, thread_id)
                 assert state.leases is not None
@@ -687,7 +697,7 @@ class Runtime:
         since = None if idle_days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=idle_days)
         threads = []
         try:
-            saver = (await self._compiled_graph()).checkpointer
+            saver = await self._checkpointer()
             for thread_id, checkpoints, newest in await find_threads(saver, user_id):
                 config = {
                     "configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": newest}
@@ -762,7 +772,7 @@ class Runtime:
         process's runs on it; ThreadBusyError while another process runs it)."""
         async with self._running(thread_id):
             try:
-                return await change((await self._compiled_graph()).checkpointer, thread_id)
+                return await change(await self._checkpointer(), thread_id)
             except Exception as exc:
                 raise translate(exc) from exc
 
@@ -911,7 +921,8 @@ class _LoopState:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="brainstack-runtime", daemon=True)
         self.opening: asyncio.Future[None] | None = None
-        """Opening the checkpointer and the leases (see Runtime._compiled_graph)."""
+        """Opening the checkpointer and the leases (see Runtime._checkpointer)."""
+        self.saver: Any = None
         self.compiled: Any = None
         self.leases: Leases | None = None
         self.resources: list[contextlib.AsyncExitStack] = []

@@ -299,6 +299,24 @@ def test_threads_list_and_delete(env_home):
     assert "--thread 'not an id' must be" in line
 
 
+def test_thread_commands_load_no_model_no_memory_and_no_graph(env_home):
+    """Listing, pruning and deleting threads need the checkpointer only: no embedding model, no
+    Chroma, no graph (they took 1.4-2.8 s per call when they built the graph first)."""
+    probe = (
+        "import sys; from brainstack import Runtime; r = Runtime(); t = r.threads(None); "
+        "r.prune_thread('pr-none'); r.delete_thread('pr-none'); r.close(); "
+        "heavy = ('brainstack.graphs.factory', 'chromadb', 'onnxruntime', 'langchain_openai', "
+        "'autogen_agentchat'); "
+        "print(sorted(m for m in heavy if m in sys.modules), len(t))"
+    )
+    cli("run", "What is 2 + 2?", "--thread", f"tl-{uuid.uuid4().hex[:8]}", env=env_home)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env_home, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[] 1\n"
+
+
 def test_threads_of_every_user_and_idle_ones(env_home):
     for user in ("ada", "bob"):
         assert cli("run", "What is 2 + 2?", "--user", user, env=env_home).returncode == 0
