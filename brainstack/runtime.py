@@ -107,6 +107,7 @@ class Runtime:
         self._warm_lock = threading.Lock()
         self._warming = False
         self._graph: StateGraph[Any] | None = None
+        self._graph_lock = threading.Lock()
         self._memory: MemoryGateway | None = memory
         self._memory_lock = threading.RLock()
         self._loop_lock = threading.Lock()
@@ -189,18 +190,19 @@ class Runtime:
     @property
     def graph(self) -> StateGraph[Any]:
         """The uncompiled router graph."""
-        if self._graph is None:
-            self.warm_up()  # load the models and open memory while the graph's modules import
-            from brainstack.graphs.factory import create_router_graph
+        with self._graph_lock:  # concurrent first calls build one graph, not one each
+            if self._graph is None:
+                self.warm_up()  # load the models and open memory while the graph's modules import
+                from brainstack.graphs.factory import create_router_graph
 
-            self._graph = create_router_graph(
-                self.agents,
-                provider=self.provider,
-                router=self.router,
-                settings=self.settings,
-                memory=self.memory,
-            )
-        return self._graph
+                self._graph = create_router_graph(
+                    self.agents,
+                    provider=self.provider,
+                    router=self.router,
+                    settings=self.settings,
+                    memory=self.memory,
+                )
+            return self._graph
 
     # Running -----------------------------------------------------------------
     #

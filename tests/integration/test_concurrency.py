@@ -247,3 +247,36 @@ def test_callers_starting_a_runtime_at_once_share_one_memory_gateway(settings, e
     assert runtime.memory is not None
     assert runtime.memory.working.items("user", "ada") == {"stated_preferences": ["short answers"]}
     runtime.close()
+
+
+def test_concurrent_first_runs_build_one_graph(settings, embedder, monkeypatch):
+    """Four threads start the first runs of a new Runtime at once: one graph is built (each used
+    to build its own, with its own model clients, and all but one were thrown away)."""
+    import time
+
+    from brainstack.graphs import factory
+
+    built = []
+    create = factory.create_router_graph
+
+    def slow_create(*args, **kwargs):
+        built.append(threading.current_thread().name)
+        time.sleep(0.2)  # the window the other callers arrive in
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "create_router_graph", slow_create)
+    barrier = threading.Barrier(4)
+    results = []
+
+    def first_run(n: int) -> None:
+        barrier.wait()
+        results.append(runtime.run(f"What is {n} + {n}?", thread_id=unique("first")))
+
+    with Runtime(settings, embedder=embedder) as runtime:
+        callers = [threading.Thread(target=first_run, args=(n,)) for n in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(120)
+    assert len(built) == 1, built
+    assert len(results) == 4 and all(r.status == "completed" for r in results)
