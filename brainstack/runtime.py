@@ -190,9 +190,15 @@ class Runtime:
     @property
     def graph(self) -> StateGraph[Any]:
         """The uncompiled router graph."""
+        return self._built_graph(warm=True)
+
+    def _built_graph(self, *, warm: bool) -> StateGraph[Any]:
+        """The graph, built on first use; ``warm`` also starts :meth:`warm_up` (what runs need:
+        the models, memory), which reading a thread's checkpoints does not."""
+        if warm:
+            self.warm_up()  # load the models and open memory while the graph's modules import
         with self._graph_lock:  # concurrent first calls build one graph, not one each
             if self._graph is None:
-                self.warm_up()  # load the models and open memory while the graph's modules import
                 from brainstack.graphs.factory import create_router_graph
 
                 self._graph = create_router_graph(
@@ -256,13 +262,14 @@ class Runtime:
         future.add_done_callback(state.calls.discard)
         return future
 
-    async def _compiled_graph(self) -> Any:
-        """The graph compiled with the open checkpointer (on the runtime loop)."""
+    async def _compiled_graph(self, *, warm: bool = True) -> Any:
+        """The graph compiled with the open checkpointer (on the runtime loop); ``warm=False``
+        for calls that only read checkpoints (no models loaded for them)."""
         state = self._state()
         if state.compiled is None:
             saver = await self._checkpointer()
             if state.compiled is None:  # (another call may have compiled it meanwhile)
-                state.compiled = self.graph.compile(checkpointer=saver)
+                state.compiled = self._built_graph(warm=warm).compile(checkpointer=saver)
         return state.compiled
 
     async def _checkpointer(self) -> Any:
@@ -415,7 +422,7 @@ class Runtime:
         from brainstack.graphs.stranded import missing_nodes_at
 
         try:
-            compiled = await self._compiled_graph()
+            compiled = await self._compiled_graph(warm=False)
             return await missing_nodes_at(compiled, {"configurable": configurable})
         except Exception as exc:
             _reraise(exc, thread_id)
@@ -462,7 +469,7 @@ class Runtime:
 
     async def _history(self, thread_id: str) -> list[Checkpoint]:
         try:
-            compiled = await self._compiled_graph()
+            compiled = await self._compiled_graph(warm=False)
             snapshots = [
                 s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
             ]
@@ -496,6 +503,7 @@ class Runtime:
         return result
 
     async def _replay(self, thread_id: str, checkpoint_id: str) -> RunResult:
+        self.warm_up()  # it runs nodes: their models load while the history is read
         async with self._running(thread_id):
             return await self._replay_from(thread_id, checkpoint_id)
 
@@ -657,7 +665,7 @@ class Runtime:
 
     async def _messages(self, thread_id: str) -> list[dict[str, str]]:
         try:
-            compiled = await self._compiled_graph()
+            compiled = await self._compiled_graph(warm=False)
             snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
         except Exception as exc:
             _reraise(exc, thread_id)

@@ -301,20 +301,30 @@ def test_threads_list_and_delete(env_home):
 
 def test_thread_commands_load_no_model_no_memory_and_no_graph(env_home):
     """Listing, pruning and deleting threads need the checkpointer only: no embedding model, no
-    Chroma, no graph (they took 1.4-2.8 s per call when they built the graph first)."""
-    probe = (
-        "import sys; from brainstack import Runtime; r = Runtime(); t = r.threads(None); "
-        "r.prune_thread('pr-none'); r.delete_thread('pr-none'); r.close(); "
-        "heavy = ('brainstack.graphs.factory', 'chromadb', 'onnxruntime', 'langchain_openai', "
-        "'autogen_agentchat'); "
-        "print(sorted(m for m in heavy if m in sys.modules), len(t))"
-    )
-    cli("run", "What is 2 + 2?", "--thread", f"tl-{uuid.uuid4().hex[:8]}", env=env_home)
-    done = subprocess.run(
-        [sys.executable, "-c", probe], env=env_home, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[] 1\n"
+    Chroma, no graph (they took 1.4-2.8 s per call when they built the graph first). Reading a
+    thread's history and messages builds the graph (checkpoints name its nodes) but opens no
+    memory (they used to warm up every model and Chroma too)."""
+
+    def loaded(calls: str, heavy: tuple[str, ...]) -> str:
+        probe = (
+            "import sys, time; import onnxruntime as ort; sessions = []; made = ort.InferenceSession; "
+            "ort.InferenceSession = lambda *a, **k: sessions.append(1) or made(*a, **k); "
+            f"from brainstack import Runtime; r = Runtime(); n = len({calls}); time.sleep(0.5); r.close(); "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules), n > 2, len(sessions))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=env_home, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    thread = f"tl-{uuid.uuid4().hex[:8]}"
+    assert cli("run", "What is 2 + 2?", "--thread", thread, env=env_home).returncode == 0
+    graph = ("brainstack.graphs.factory", "langchain_openai", "autogen_agentchat")
+    commands = "r.threads(None) + [r.prune_thread('pr-none'), r.delete_thread('pr-none')]"
+    assert loaded(commands, ("chromadb", *graph)) == "[] True 0\n"
+    # the router's model only (the graph's router embeds its examples): not memory's, no Chroma
+    assert loaded(f"r.history({thread!r}) + r.messages({thread!r})", ("chromadb",)) == "[] True 1\n"
 
 
 def test_threads_of_every_user_and_idle_ones(env_home):
