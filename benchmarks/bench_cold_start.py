@@ -172,6 +172,8 @@ def commands(bin_dir: Path, runs: int, help_runs: int, run_runs: int, cold_runs:
         Command(f'python -c "{IMPORTS}"', [python, "-c", IMPORTS], runs),
         Command('python -c "import brainstack"', [python, "-c", "import brainstack"], runs),
         Command("brainstack --help", [brainstack, "--help"], help_runs, target_s=TARGET_HELP_S),
+        # the thread commands open the checkpointer only: no graph, model or memory (fixed 26)
+        Command("brainstack threads list --all (none yet)", [brainstack, "threads", "list", "--all"], runs),
         Command(f'brainstack run "{TASK}" (warm model cache)', run, run_runs, target_s=TARGET_RUN_S),
         Command("… same, all bytecode cached (PYTHONPYCACHEPREFIX)", run, run_runs, env=all_pyc),
         Command("… same, COLD model cache (first ever run: ONNX export)", run, cold_runs, fresh_cache=True),

@@ -706,7 +706,9 @@ def _delete_or_prune(runtime: Runtime, args: argparse.Namespace) -> int:
                 raise
             failed += 1
             print(f"brainstack: thread {thread_id!r} not {done}: {exc}", file=sys.stderr)
-    if pruning:
+    if pruning and args.thread is not None and not count:  # (or no checkpoint at all)
+        print(f"Thread {args.thread!r} has no checkpoint before its latest; nothing pruned.", file=sys.stderr)
+    elif pruning:
         kept = "its latest" if args.thread is not None else "the latest of each"
         whose = f"{len(threads) - failed} of {whose}" if failed else whose  # not the busy ones
         print(f"Pruned {whose}: deleted {count} checkpoint(s), kept {kept}.")

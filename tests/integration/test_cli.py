@@ -299,6 +299,23 @@ def test_threads_list_and_delete(env_home):
     assert "--thread 'not an id' must be" in line
 
 
+def test_thread_commands_on_a_home_no_run_has_used(env_home):
+    """They said "The SQLite backend failed: no such table: checkpoints" before the first run."""
+    for args, said in [
+        (("list", "--all"), "There are no threads."),
+        (("list", "--user", "ada"), "User 'ada' has no threads."),
+        (("prune", "--all", "--yes"), "There are no threads; nothing pruned."),
+        (("delete", "--user", "ada", "--yes"), "User 'ada' has no threads; nothing deleted."),
+        (("delete", "--thread", "t1", "--yes"), "Thread 't1' has no checkpoints; nothing deleted."),
+        (
+            ("prune", "--thread", "t1", "--yes"),
+            "Thread 't1' has no checkpoint before its latest; nothing pruned.",
+        ),
+    ]:
+        done = cli("threads", *args, env=env_home)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", said + "\n"), args
+
+
 def test_thread_commands_load_no_model_no_memory_and_no_graph(env_home):
     """Listing, pruning and deleting threads need the checkpointer only: no embedding model, no
     Chroma, no graph (they took 1.4-2.8 s per call when they built the graph first). Reading a
