@@ -90,11 +90,11 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
             f"Cannot create BRAINSTACK_HOME {path.parent}: {exc.strerror}. Set it to a writable folder."
         ) from exc
     async with connect_sqlite(path, settings.sqlite_synchronous) as conn:
-        saver = AsyncSqliteSaver(conn)
+        sqlite = AsyncSqliteSaver(conn)
         # Its tables now, not at its first read or write: the thread commands read them with
         # their own SQL, and on a home no run has used yet they did not exist.
-        await saver.setup()
-        yield saver
+        await sqlite.setup()
+        yield sqlite
 
 
 async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> list[tuple[str, int, str]]:
