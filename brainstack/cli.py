@@ -468,7 +468,10 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"Knowledge base: {report} ({kb.count()} chunks in all).")
         return 0
     if args.action == "list":
-        for source in kb.sources():
+        sources = kb.sources()
+        if not sources:
+            print("The knowledge base is empty; add files with `brainstack kb add PATH`.", file=sys.stderr)
+        for source in sources:
             print(source)
         return 0
     if args.action == "remove":
@@ -486,7 +489,16 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"Knowledge base: removed {len(removed)} file(s) ({kb.count()} chunks left).")
         return 0
     _check_search(args)
-    for passage in kb.search(args.query, k=args.k):
+    passages = kb.search(args.query, k=args.k)
+    if not passages:
+        empty = not kb.count()
+        print(
+            "The knowledge base is empty; add files with `brainstack kb add PATH`."
+            if empty
+            else "No passage in the knowledge base matches.",
+            file=sys.stderr,
+        )
+    for passage in passages:
         print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
         print("   " + passage.text.strip().replace("\n", "\n   "))
     return 0

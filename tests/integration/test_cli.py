@@ -263,6 +263,13 @@ def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp
     assert again.returncode == 0 and "holds nothing from" in again.stderr
 
 
+def test_an_empty_knowledge_base_says_how_to_fill_it(env_home):
+    for command in (("kb", "list"), ("kb", "search", "refunds")):
+        done = cli(*command, env=env_home)
+        assert (done.returncode, done.stdout) == (0, ""), done.stderr
+        assert done.stderr == "The knowledge base is empty; add files with `brainstack kb add PATH`.\n"
+
+
 def test_threads_list_and_delete(env_home):
     user = f"u-{uuid.uuid4().hex[:8]}"
     threads = [f"tt-{uuid.uuid4().hex[:8]}" for _ in range(3)]
