@@ -162,6 +162,8 @@ class Checkpoint(_Value):
     task: str | None = None
     route: str | None = None
     answer: str | None = None
+    user_id: str | None = None
+    """The user whose run wrote it."""
 
 
 class ThreadInfo(_Value):

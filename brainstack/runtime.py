@@ -347,7 +347,11 @@ class Runtime:
         inputs: Any
         pending = None
         if run.task is None or run.existing:
-            pending = await self._pending(run.thread_id)
+            pending, owner = await self._pending(run.thread_id)
+            if run.task is None and owner:
+                # Continuing a run goes on as the user who started it (the caller's user_id is
+                # only the default): its checkpoints must not be listed, and deleted, as another's.
+                config["metadata"]["user_id"] = owner
             if run.task is not None and pending is not None:
                 how = (
                     f"answer it with `{self._cli('resume', run.thread_id)} --approve|--reject|--edit "
@@ -380,25 +384,27 @@ class Runtime:
         async for event in self._drive(inputs, config, run.thread_id, live=live):
             yield event
 
-    async def _pending(self, thread_id: str) -> str | None:
-        """What the thread's last run is waiting for, or ``None`` when it finished (or never ran)."""
+    async def _pending(self, thread_id: str) -> tuple[str | None, str | None]:
+        """What the thread's last run is waiting for (``None`` when it finished or never ran), and
+        the user whose run wrote the thread's last checkpoint."""
         try:
             compiled = await self._compiled_graph()
             snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
         except Exception as exc:
             _reraise(exc, thread_id)
+        owner = _user_of(snapshot.metadata)
         if snapshot.interrupts:
-            return "waiting for approval"
+            return "waiting for approval", owner
         if snapshot.next:
-            return f"stopped before {', '.join(snapshot.next)}"
+            return f"stopped before {', '.join(snapshot.next)}", owner
         if snapshot.tasks:
             # Every step due at the last checkpoint has run and saved its result, but the process
             # stopped before the checkpoint after it: LangGraph's `next` leaves such steps out,
             # yet the run is not over. Continuing it applies their results and goes on; a new
             # task would start from the last checkpoint without them (the answer would be lost).
-            return f"stopped after {', '.join(task.name for task in snapshot.tasks)}"
+            return f"stopped after {', '.join(task.name for task in snapshot.tasks)}", owner
         await self._refuse_stranded(thread_id)  # not "finished" if it stopped before a node we lack
-        return None
+        return None, owner
 
     async def _refuse_stranded(self, thread_id: str, checkpoint_id: str | None = None) -> None:
         """UsageError naming the nodes the checkpoint is due to run that this graph lacks, if any."""
@@ -488,6 +494,7 @@ class Runtime:
                     task=values.get("task"),
                     route=route.get("target"),
                     answer=(values.get("answer") or "")[:200] or None,
+                    user_id=_user_of(snapshot.metadata),
                 )
             )
         return checkpoints
@@ -524,6 +531,9 @@ class Runtime:
             "configurable": {"thread_id": thread_id, "checkpoint_id": checkpoint_id},
             "recursion_limit": 25,
         }
+        owner = known[checkpoint_id].user_id
+        if owner:  # the re-run is that user's run again (threads lists it under them)
+            config["metadata"] = {"user_id": owner}
         return await _final_result(self._drive(None, config, thread_id, live=False))
 
     def replay(self, thread_id: str, checkpoint_id: str | Checkpoint) -> RunResult:
@@ -1033,6 +1043,12 @@ async def _last_use(saver: BaseCheckpointSaver[Any], item: CheckpointTuple) -> s
     thread_id = item.config["configurable"]["thread_id"]
     latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     return str((latest or item).checkpoint["ts"])
+
+
+def _user_of(metadata: Any) -> str | None:
+    """The user id a run recorded in a checkpoint's metadata, if any."""
+    user = (metadata or {}).get("user_id")
+    return user if isinstance(user, str) and user else None
 
 
 def _reraise(exc: Exception, thread_id: str) -> NoReturn:

@@ -67,6 +67,23 @@ def test_a_pruned_thread_still_waits_for_approval_and_continues(approving):
     assert result.transcript == paused.transcript  # the meeting did not run again
 
 
+def test_a_continued_run_and_a_replay_stay_the_runs_of_the_user_who_started_them(approving):
+    """resume (and `brainstack resume`, which has no --user) once wrote user "default" into the
+    checkpoints it added: `threads delete --user default` then deleted another user's thread."""
+    tid, user = thread(), f"ada-{uuid.uuid4().hex[:8]}"
+    approving.run(DECISION, thread_id=tid, user_id=user)
+    assert approving.run(thread_id=tid, resume="approve").status == "completed"  # user_id: default
+    history = approving.history(tid)
+    assert {c.user_id for c in history} == {user}
+    assert tid not in [t.thread_id for t in approving.threads("default")]
+    listed = [t for t in approving.threads(user) if t.thread_id == tid]
+    assert len(listed) == 1 and listed[0].checkpoints == len(history)
+
+    before_review = next(c for c in history if c.next == ["review"])
+    assert approving.replay(tid, before_review).status == "awaiting_approval"
+    assert {c.user_id for c in approving.history(tid)} == {user}
+
+
 def test_edit_replaces_the_answer_in_the_result_and_the_thread(approving):
     tid = thread()
     paused = approving.run(DECISION, thread_id=tid)
