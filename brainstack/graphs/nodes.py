@@ -369,11 +369,14 @@ class Remember:
         self.gateway = gateway
 
     async def __call__(self, state: RouterState) -> dict[str, Any]:
-        from langgraph.config import get_stream_writer
+        from langgraph.config import get_config, get_stream_writer
 
         if self.gateway is None:
             return {"remembered": {}}
-        written = await self.gateway.remember(dict(state), state["thread_id"])
+        # This step's task id ("remember:<uuid>"): LangGraph derives it from the checkpoint the
+        # step runs from, so a step run again after a crash has the same one and writes nothing twice.
+        run = get_config().get("configurable", {}).get("checkpoint_ns") or None
+        written = await self.gateway.remember(dict(state), state["thread_id"], run)
         payload = written.model_dump()
         get_stream_writer()({"type": "memory_written", **payload})
         return {"remembered": payload}

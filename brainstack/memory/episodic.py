@@ -233,14 +233,18 @@ class EpisodicMemory:
         metadata: Mapping[str, Any] | None = None,
         *,
         embedding: Any = None,
+        episode_id: str | None = None,
     ) -> str:
         """Store one episode for ``user_id``; returns its id.
 
         ``embedding``: the vector of :func:`episode_document` of ``text`` from this memory's
-        embedder, when it was computed ahead (otherwise it is computed here).
+        embedder, when it was computed ahead (otherwise it is computed here). ``episode_id``: the
+        id to store it under (a new random one by default); an episode already stored under it is
+        replaced, so writing the same episode twice (a step run again after a crash) keeps one.
         """
         embeddings = None if embedding is None else np.asarray(embedding).reshape(1, -1)
-        return self.add_many(user_id, [(text, metadata)], embeddings=embeddings)[0]
+        ids = None if episode_id is None else [episode_id]
+        return self.add_many(user_id, [(text, metadata)], embeddings=embeddings, ids=ids)[0]
 
     def add_many(
         self,
@@ -248,15 +252,19 @@ class EpisodicMemory:
         items: Sequence[tuple[str, Mapping[str, Any] | None]],
         *,
         embeddings: Any = None,
+        ids: Sequence[str] | None = None,
     ) -> list[str]:
         """Store several episodes at once (one embedding batch, one write).
 
         ``embeddings`` (one row per item, from this memory's embedder, of each text's
         :func:`episode_document`) skips the embedding step — for bulk imports that already have
-        them, and for an episode embedded ahead.
+        them, and for an episode embedded ahead. ``ids`` (one per item) replace the episodes
+        already stored under them instead of adding new ones (see :meth:`add`).
         """
         if not items:
             return []
+        if ids is not None and (len(ids) != len(items) or not all(isinstance(i, str) and i for i in ids)):
+            raise ValueError(f"{len(ids)} ids for {len(items)} episodes (each a non-empty string)")
         texts, metadatas = [], []
         now = time.time()
         for text, metadata in items:
@@ -264,19 +272,27 @@ class EpisodicMemory:
                 raise ValueError("an episode needs non-empty text")
             texts.append(episode_document(text))
             metadatas.append(_clean_metadata(metadata, user_id, now))
-        ids = [uuid.uuid4().hex for _ in texts]
+        chosen = ids is not None
+        ids = list(ids) if ids is not None else [uuid.uuid4().hex for _ in texts]
         vectors = self.embedder.embed(texts) if embeddings is None else embeddings
         if len(vectors) != len(texts):
             raise ValueError(f"{len(vectors)} embeddings for {len(texts)} episodes")
 
         def write(collection: Any) -> Any:
-            collection.add(ids=ids, documents=texts, metadatas=metadatas, embeddings=vectors)
+            store = collection.upsert if chosen else collection.add
+            store(ids=ids, documents=texts, metadatas=metadatas, embeddings=vectors)
             return collection
 
         collection = self._on_collection(user_id, write, create=True, absent=None)
         with self._lock:
             index = self._keyword.get(collection.name)
-            if index is not None:
+            if index is not None and any(doc_id in index for doc_id in ids):
+                # A replaced episode: the index cannot drop its old words, so it is built again
+                # at the next search (this process's and the saved one).
+                self._keyword.pop(collection.name, None)
+                if self.index_dir is not None:
+                    (self.index_dir / f"{collection.name}.npz").unlink(missing_ok=True)
+            elif index is not None:
                 for doc_id, text in zip(ids, texts, strict=True):
                     index.add(doc_id, text)
         return ids

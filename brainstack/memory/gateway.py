@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -437,8 +438,12 @@ class MemoryGateway:
             return None
         return vector if document == episode_document(text) else None
 
-    async def remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
+    async def remember(self, state: dict[str, Any], thread_id: str, run: str | None = None) -> MemoryWrite:
         """Write what this run should leave behind; failures are recorded, never raised.
+
+        ``run`` names this write (the graph passes its remember step's task id, the same when the
+        step runs again after a crash): writing it again replaces its episode, and does not count
+        its skill's success twice. Without it, every call writes a new episode.
 
         The layers share nothing, so they are written at the same time: the episode (its embedding
         and the store's write, most of the time) on one worker thread, the working memory
@@ -446,21 +451,23 @@ class MemoryGateway:
         listed in ``degraded`` (in that order); the others are written all the same. Returns once
         every layer is done.
         """
-        return await asyncio.to_thread(self._remember, state, thread_id)
+        return await asyncio.to_thread(self._remember, state, thread_id, run)
 
-    def _remember(self, state: dict[str, Any], thread_id: str) -> MemoryWrite:
+    def _remember(self, state: dict[str, Any], thread_id: str, run: str | None = None) -> MemoryWrite:
         user_id = state.get("user_id") or "default"
+        key = None if run is None else uuid.uuid5(uuid.NAMESPACE_URL, f"brainstack:{thread_id}:{run}").hex
         with contextlib.suppress(Exception):  # opened here, not by two layers at once; a failure
             self.embedder  # noqa: B018 - is reported by the layers that need it
 
         def others() -> tuple[_Written, _Written]:
-            return self._remember_working(state, user_id, thread_id), self._remember_skill(state, thread_id)
+            working = self._remember_working(state, user_id, thread_id)
+            return working, self._remember_skill(state, thread_id, key)
 
         # The short writes go to the pool, the long one stays here: they are usually done when it
         # is, so the loop is woken once, as when the layers were written one after another.
         meanwhile = _pool().submit(others)
         try:
-            episode = self._remember_episode(state, user_id, thread_id)
+            episode = self._remember_episode(state, user_id, thread_id, key)
         except BaseException:  # a bug, not a layer failing: raised once the other layers are done
             wait([meanwhile])
             raise
@@ -502,17 +509,23 @@ class MemoryGateway:
             written["session"] = session
         return written, attempt.degraded
 
-    def _remember_episode(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
-        """The run as one episode of the user's (the episode store masks it)."""
+    def _remember_episode(
+        self, state: dict[str, Any], user_id: str, thread_id: str, key: str | None = None
+    ) -> _Written:
+        """The run as one episode of the user's (the episode store masks it), stored under ``key``
+        (see :meth:`remember`)."""
         attempt = _Attempts()
         text, metadata = _episode_text(state), _episode_metadata(state, thread_id)
+        once = {} if key is None else {"episode_id": key}
         episode_id = attempt(
             "episodic",
-            lambda: self.episodes.add(user_id, text, metadata, embedding=self._embedded_ahead(state, text)),
+            lambda: self.episodes.add(
+                user_id, text, metadata, embedding=self._embedded_ahead(state, text), **once
+            ),
         )
         return {"episode_id": episode_id}, attempt.degraded
 
-    def _remember_skill(self, state: dict[str, Any], thread_id: str) -> _Written:
+    def _remember_skill(self, state: dict[str, Any], thread_id: str, key: str | None = None) -> _Written:
         """After a successful run: reinforce the skills it followed, or learn its procedure.
 
         A group chat that ran out of rounds without its termination word reached no decision: it
@@ -530,12 +543,13 @@ class MemoryGateway:
         )
         written: dict[str, Any] = {}
         attempt = _Attempts()
+        once = {} if key is None else {"run": key}  # (stores that do not take the key still work)
         recalled = [s.get("name") for s in (state.get("memory") or {}).get("skills", [])]
         if succeeded and recalled:
             # The run followed a recalled skill: reinforce it rather than learn a near-copy.
             def reinforce() -> tuple[str, bool]:
                 for name in recalled:
-                    self.skills.record_success(name, thread_id)
+                    self.skills.record_success(name, thread_id, **once)
                 return recalled[0], False
 
             reinforced = attempt("procedural", reinforce)
@@ -555,6 +569,7 @@ class MemoryGateway:
                     description=f"Learned from a successful {route.get('kind', 'run')}: "
                     + _clip(mask_pii(subject), 200),
                     thread_id=thread_id,
+                    **once,
                 ),
             )
             if learned:

@@ -72,6 +72,8 @@ RECENT_NS = 2_000_000_000
 """A skill file changed less than this long ago (ns) is parsed again on every reload."""
 STATS_LOCK = "_stats.lock"
 """Held while the stats file is read, changed and written (see :meth:`SkillStore.record_success`)."""
+RECENT_RUNS = 20
+"""How many of a skill's last successes the stats file names (by run key), so none is counted twice."""
 
 
 class _Strict(BaseModel):
@@ -316,8 +318,12 @@ class SkillStore:
     def success_count(self, name: str) -> int:
         return int(self.stats().get(name, {}).get("success_count", 0))
 
-    def record_success(self, name: str, thread_id: str | None = None) -> int:
+    def record_success(self, name: str, thread_id: str | None = None, *, run: str | None = None) -> int:
         """Raise a skill's success count; returns the new count.
+
+        ``run`` identifies the success (the graph passes its remember step's task): a run
+        recorded again, as when that step runs again after a crash, is counted once (among the
+        skill's last ``RECENT_RUNS`` runs).
 
         The stats file is read, changed and replaced under a lock every store on the folder
         takes (other Runtimes and processes on the same skills folder count too): without it, two
@@ -326,6 +332,11 @@ class SkillStore:
         with self._stats_locked():
             stats = self.stats()
             entry = stats.setdefault(name, {"success_count": 0, "threads": []})
+            runs = [r for r in entry.get("runs", []) if isinstance(r, str)]
+            if run is not None and run in runs:
+                return int(entry.get("success_count", 0))
+            if run is not None:
+                entry["runs"] = [*runs, run][-RECENT_RUNS:]
             entry["success_count"] = int(entry.get("success_count", 0)) + 1
             entry["last_success"] = datetime.now(UTC).isoformat(timespec="seconds")
             if thread_id:  # masked: a thread id may be an e-mail address
@@ -501,6 +512,7 @@ class SkillStore:
         steps: Sequence[PromptStep | ToolStep | CheckStep],
         description: str,
         thread_id: str | None,
+        run: str | None = None,
     ) -> tuple[str, bool] | None:
         """Reinforce the skill that matches ``task`` or write a new learned one.
 
@@ -521,7 +533,7 @@ class SkillStore:
         matches = self.match(task, k=1)
         if matches and matches[0].score >= max(self.min_score, 0.8):
             name = matches[0].name
-            self.record_success(name, thread_id)
+            self.record_success(name, thread_id, run=run)
             return name, False
         name = _slug(f"{route}-{task}")
         if (self.user_dir / f"{name}.yaml").exists() or (
@@ -542,7 +554,7 @@ class SkillStore:
             ),
         )
         self.save(skill)
-        self.record_success(name, thread_id)
+        self.record_success(name, thread_id, run=run)
         return name, True
 
 

@@ -38,6 +38,23 @@ def test_add_and_search(memory):
     assert memory.count("ada") == 2
 
 
+def test_an_episode_stored_again_under_its_id_replaces_it(memory):
+    """What the graph's remember step does when it runs again after a crash (same id)."""
+    memory.add("ada", "The billing API timed out after Tuesday's deploy.")
+    assert memory.search("ada", "billing timeout", k=5)  # the keyword index is built now
+    first = memory.add("ada", "We chose a freemium tier with strict limits.", episode_id="run-1")
+    assert first == "run-1"
+    assert memory.add("ada", "We chose a freemium tier with strict limits.", episode_id="run-1") == "run-1"
+    assert memory.count("ada") == 2
+    memory.add("ada", "We postponed the enterprise plan to spring.", episode_id="run-1")  # other text
+    assert memory.count("ada") == 2
+    found = memory.search("ada", "enterprise plan spring", k=5, mode="keyword")
+    assert [e.id for e in found][:1] == ["run-1"] and found[0].text.startswith("We postponed")
+    assert not [e for e in memory.search("ada", "freemium", k=5, mode="keyword") if e.id == "run-1"]
+    with pytest.raises(ValueError, match="ids for"):
+        memory.add_many("ada", [("one", None), ("two", None)], ids=["only-one"])
+
+
 def test_search_is_strictly_per_user(memory):
     secret = "Ada's acquisition target is Globex, codename BLUEBIRD."
     memory.add("ada", secret, {"user_id": "bob", "owner": "bob"})  # metadata cannot move it to bob

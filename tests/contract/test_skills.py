@@ -556,6 +556,24 @@ def test_match_reports_success_counts(store):
     assert store.match(PRICING_QUESTION)[0].success_count == 2
 
 
+def test_a_run_recorded_again_counts_once(store):
+    """The graph's remember step run again after a crash passes the same run key."""
+    assert store.record_success("pricing-change-review", "t1", run="r1") == 1
+    assert store.record_success("pricing-change-review", "t1", run="r1") == 1
+    assert store.record_success("pricing-change-review", "t1", run="r2") == 2
+    assert store.record_success("pricing-change-review", "t1") == 3  # no key: always counted
+    name, created = store.learn(
+        task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t1", run="r3"
+    )
+    again = store.learn(
+        task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t1", run="r3"
+    )
+    assert created and again == (name, False) and store.success_count(name) == 1
+    for n in range(30):  # only the last runs are kept, in the stats file
+        store.record_success(name, "t1", run=f"many-{n}")
+    assert len(store.stats()[name]["runs"]) == 20 and store.success_count(name) == 31
+
+
 # -- run_skill ---------------------------------------------------------------------------------
 
 

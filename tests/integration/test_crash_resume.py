@@ -120,6 +120,71 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
         assert episode.metadata["thread_id"] == thread and episode.metadata["route"] == "group_chat"
 
 
+# The first process of the next test: its remember step writes memory, then stalls before the
+# step's checkpoint (the test kills it there).
+STALLING_REMEMBER = """
+import sys, time
+from brainstack import Runtime
+from brainstack.config import Settings
+from brainstack.memory import gateway
+
+written = gateway.MemoryGateway._remember
+
+def remember_then_stall(self, *args, **kwargs):
+    write = written(self, *args, **kwargs)
+    sys.stdout.write(f"WRITTEN {write.skill} {write.episode_id}\\n")
+    sys.stdout.flush()
+    time.sleep(600)
+
+gateway.MemoryGateway._remember = remember_then_stall
+Runtime(Settings.from_env()).run(sys.argv[1], thread_id=sys.argv[2])
+"""
+
+
+def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success(
+    backend_env, backend_settings, embedder, tmp_path
+):
+    """The remember step runs again on resume (its checkpoint was never written): it replaces its
+    episode and does not count its skill's success twice (it wrote a second episode and counted
+    the skill twice)."""
+    thread = f"crash-rem-{uuid.uuid4().hex[:12]}"
+    errors = tmp_path / "first-process.err"
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLING_REMEMBER, DECISION, thread],
+        env=backend_env,
+        stdout=subprocess.PIPE,
+        stderr=errors.open("w"),
+        text=True,
+    )
+    try:
+        line = child.stdout.readline()  # blocks until remember has written (or the process ends)
+        assert line.startswith("WRITTEN "), f"{line!r}\n{errors.read_text()}"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    _, skill, episode_id = line.split()
+    _wait_until_the_lease_is_free(backend_settings, thread)
+    with Runtime(backend_settings, embedder=embedder) as runtime:
+        assert runtime.history(thread)[0].next == ["remember"]
+        assert runtime.memory.episodes.count("default") == 1
+        assert runtime.memory.skills.success_count(skill) == 1
+
+    resumed = _resume(thread, backend_env)
+    assert resumed.returncode == 0, resumed.stderr
+    with Runtime(backend_settings, embedder=embedder) as runtime:
+        assert runtime.history(thread)[0].next == []
+        assert runtime.memory.episodes.count("default") == 1
+        (episode,) = runtime.memory.episodes.search("default", DECISION, k=5)
+        assert episode.id == episode_id and episode.metadata["thread_id"] == thread
+        assert runtime.memory.skills.success_count(skill) == 1
+        again = runtime.run(DECISION, thread_id=thread)  # the next run is a success of its own
+        assert again.remembered.episode_id != episode_id
+        assert runtime.memory.episodes.count("default") == 2
+        assert runtime.memory.skills.success_count(skill) == 2
+
+
 def _wait_until_the_lease_is_free(settings, thread: str, timeout: float = 15.0) -> None:
     """A killed process's lease ends with it: at once for a lock file, and as soon as the server
     sees the connection close for PostgreSQL (usually milliseconds, not instantly)."""
