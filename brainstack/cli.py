@@ -334,9 +334,19 @@ def _memory(args: argparse.Namespace) -> int:
     return _forget(gateway, args)
 
 
-def _forget(gateway: Any, args: argparse.Namespace) -> int:
-    """Delete the user's episodes and working memory: each layer is tried, and the output says
-    what each one deleted and which failed (a backend that is down must not hide what was done)."""
+def _threads_of(user_id: str) -> list[str]:
+    from brainstack.runtime import Runtime
+
+    with Runtime() as runtime:  # (the checkpointer only: no model, no memory)
+        return [t.thread_id for t in runtime.threads(user_id)]
+
+
+def _forget(
+    gateway: Any, args: argparse.Namespace, threads_of: Callable[[str], list[str]] = _threads_of
+) -> int:
+    """Delete the user's episodes and working memory (their preferences, and the session facts
+    of the threads they ran tasks on): each layer is tried, and the output says what each one
+    deleted and which failed (a backend that is down must not hide what was done)."""
     from brainstack.errors import translate
 
     def question() -> str:
@@ -348,11 +358,23 @@ def _forget(gateway: Any, args: argparse.Namespace) -> int:
 
     if not _confirmed(args.yes, question):
         return 0
+    done, failed = [], []
+    try:
+        threads = threads_of(args.user)
+    except Exception as exc:
+        threads = []
+        failed.append(
+            f"the session facts of their threads not deleted (the threads were not found): {translate(exc)}"
+        )
+
+    def working() -> int:
+        cleared = gateway.working.clear("user", args.user)
+        return int(cleared + sum(gateway.working.clear("session", thread) for thread in threads))
+
     layers = (
         ("episodic memory", "episode(s)", lambda: gateway.episodes.forget(args.user)),
-        ("working memory", "working-memory key(s)", lambda: gateway.working.clear("user", args.user)),
+        ("working memory", "working-memory key(s)", working),
     )
-    done, failed = [], []
     for layer, unit, forget in layers:
         try:
             done.append(f"{forget()} {unit}")

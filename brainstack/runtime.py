@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import queue
 import re
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from brainstack.memory.gateway import MemoryGateway
 
 __all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
@@ -752,20 +755,33 @@ class Runtime:
         unfinished run on it. False if it had none.
 
         Waits for this process's runs on the thread; :class:`ThreadBusyError` if another process
-        is running it. What memory kept of its runs (episodes, skills) stays: ``memory forget``
-        deletes a user's episodes.
+        is running it. The thread's session facts in working memory go too (a working memory that
+        is down keeps them until they expire: logged). What memory kept of its runs (episodes,
+        skills) stays: ``memory forget`` deletes a user's episodes.
         """
-        from brainstack.graphs.checkpointers import delete_thread
-
-        result: bool = self._submit(self._holding(_check_id("thread_id", thread_id), delete_thread))
+        result: bool = self._submit(self._holding(_check_id("thread_id", thread_id), self._delete))
         return result
 
     async def adelete_thread(self, thread_id: str) -> bool:
         """Async :meth:`delete_thread`."""
+        result: bool = await self._on_loop(self._holding(_check_id("thread_id", thread_id), self._delete))
+        return result
+
+    async def _delete(self, saver: Any, thread_id: str) -> bool:
         from brainstack.graphs.checkpointers import delete_thread
 
-        result: bool = await self._on_loop(self._holding(_check_id("thread_id", thread_id), delete_thread))
-        return result
+        deleted = await delete_thread(saver, thread_id)
+        memory = self.memory
+        if memory is not None:
+            try:
+                await asyncio.to_thread(memory.working.clear, "session", thread_id)
+            except Exception as exc:
+                log.warning(
+                    "thread %r deleted, but its session facts stay in working memory until they expire: %s",
+                    thread_id,
+                    translate(exc),
+                )
+        return deleted
 
     def prune_thread(self, thread_id: str) -> int:
         """Delete all of the thread's checkpoints but its latest; how many were deleted.

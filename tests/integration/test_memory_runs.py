@@ -139,6 +139,45 @@ def test_cli_memory_search_and_forget(env_home):
     assert json.loads(cli("memory", "search", "INC-7777", "--user", user, "--json").stdout) == []
 
 
+def test_forgetting_a_user_and_deleting_a_thread_clear_its_session_facts(env_home, redis_url):
+    """Session facts (the last task, masked) are kept per thread in working memory: `memory forget
+    --user` left them in Redis until they expired, and so did `threads delete`."""
+    import redis
+
+    brainstack = str(Path(sys.executable).with_name("brainstack"))
+    env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
+    user = f"u{uuid.uuid4().hex[:6]}"
+    threads = [f"s-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([brainstack, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    for thread in threads:
+        assert (
+            cli(
+                "run", "I prefer short answers. What is 5% of 80?", "--user", user, "--thread", thread
+            ).returncode
+            == 0
+        )
+    assert cli("run", "What is 2 + 2?", "--user", "someone-else", "--thread", threads[2]).returncode == 0
+    store = redis.Redis.from_url(redis_url)
+
+    def session_keys(thread: str) -> list[bytes]:
+        return list(store.scan_iter(f"brainstack:wm:session:{thread}*"))
+
+    assert all(session_keys(t) for t in threads)
+    deleted = cli("threads", "delete", "--thread", threads[0], "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert session_keys(threads[0]) == [] and session_keys(threads[1])
+
+    forgot = cli("memory", "forget", "--user", user, "--yes")
+    assert forgot.returncode == 0, forgot.stderr
+    # their 3 episodes (deleting a thread keeps them), 1 preference key, and 2 session facts in each
+    # of the two threads they still have
+    assert forgot.stdout == f"Forgot user {user!r}: 3 episode(s), 5 working-memory key(s).\n"
+    assert session_keys(threads[1]) == [] and session_keys(threads[2]) == []  # shared threads too
+
+
 @pytest.mark.parametrize("args", [["skills", "show", "../etc/passwd"], ["kb", "add", "/nonexistent/docs"]])
 def test_cli_memory_errors_are_one_line(env_home, args):
     brainstack = str(Path(sys.executable).with_name("brainstack"))

@@ -28,7 +28,7 @@ def test_the_confirmation_is_asked_when_episodic_memory_is_down(monkeypatch, cap
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "y")
     gateway = types.SimpleNamespace(episodes=Down(), working=Working())
-    code = cli._forget(gateway, argparse.Namespace(user="ada", yes=False))
+    code = cli._forget(gateway, argparse.Namespace(user="ada", yes=False), threads_of=lambda user: [])
     assert asked == [
         "Delete the episodes (episodic memory is not answering) and the working memory of user 'ada'? [y/N] "
     ]
