@@ -79,7 +79,7 @@ class GroupChatSpec(_Strict):
     description: Text
     roles: list[RoleSpec] = Field(min_length=2)
     examples: list[Text] = Field(min_length=3)
-    max_rounds: int = Field(default=6, ge=2, le=50)
+    max_rounds: int = Field(default=6, ge=2, le=50, strict=True)  # (strict: `true` is not 1)
     termination_word: Annotated[str, StringConstraints(pattern=_WORD_PATTERN)] = "TERMINATE"
     selector_model: str | None = None
 
@@ -88,6 +88,9 @@ class GroupChatSpec(_Strict):
         names = [role.name for role in self.roles]
         if len(set(names)) != len(names):
             raise ValueError(f"role names must be unique, got {names}")
+        if any(name.casefold() == "user" for name in names):
+            # AutoGen's name for the task's sender: that role's turns would be taken for the task.
+            raise ValueError("'user' is reserved (AutoGen names the task's sender so); rename that role")
         return self
 
 

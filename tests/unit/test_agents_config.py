@@ -341,8 +341,9 @@ def test_invalid_file_names_path_field_and_fix(tmp_path: Path, change: tuple, fi
         (("default_agent", "nobody"), "default_agent 'nobody'", "is not one of the agents ['helper']"),
         (("agents", "group_chat", minimal()["agents"]["helper"]), "'group_chat'", "rename that agent"),
         (("group_chat", "roles", 1, "name", "Alice"), "group_chat", "role names must be unique"),
+        (("group_chat", "roles", 1, "name", "User"), "group_chat", "'user' is reserved"),
     ],
-    ids=["unknown default agent", "reserved agent name", "duplicate role"],
+    ids=["unknown default agent", "reserved agent name", "duplicate role", "role named user"],
 )
 def test_cross_field_errors_explain_themselves(
     tmp_path: Path, change: tuple, field: str, reason: str
@@ -358,6 +359,7 @@ def test_cross_field_errors_explain_themselves(
 WRONG_TYPES: list[tuple[str, tuple, str]] = [
     ("max_rounds not a number", ("group_chat", "max_rounds", "many"), "group_chat.max_rounds"),
     ("max_rounds too small", ("group_chat", "max_rounds", 1), "group_chat.max_rounds"),
+    ("max_rounds true", ("group_chat", "max_rounds", True), "group_chat.max_rounds"),
     ("examples not a list", ("agents", "helper", "examples", "just one"), "agents.helper.examples"),
     ("tools not a list", ("agents", "helper", "tools", "calculator"), "agents.helper.tools"),
     ("agents not a mapping", ("agents", ["helper"]), "agents"),
@@ -377,6 +379,7 @@ def test_wrong_types_name_path_and_field(tmp_path: Path, change: tuple, field: s
 WRONG_TYPE_FIXES = [
     "use a whole number",
     "use a number of at least 2",
+    "use a whole number",
     "use a YAML list",
     "use a YAML list",
     "use a mapping",
