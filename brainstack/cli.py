@@ -181,6 +181,14 @@ def _end_process(status: list[int]) -> None:
     os._exit(status[0])
 
 
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: ``resume`` is the command that continues its thread."""
+
+    def __init__(self, resume: str) -> None:
+        super().__init__(resume)
+        self.resume = resume
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from brainstack.errors import BrainstackError, UsageError
@@ -212,8 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `brainstack ... | head`: the reader left; not an error
         _silence_stdout()
         return 0
-    except KeyboardInterrupt:
-        print("brainstack: interrupted; the thread's last checkpoint is kept.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, _Interrupted):
+            print(
+                f"brainstack: interrupted; the thread keeps its last checkpoint: continue it with "
+                f"`{exc.resume}`.",
+                file=sys.stderr,
+            )
+        else:
+            print("brainstack: interrupted.", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: say so in one line; BRAINSTACK_DEBUG=1 shows the traceback
         import os
@@ -276,7 +291,14 @@ def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
     if not args.json:
         print(_banner(runtime), file=sys.stderr)
     started = time.perf_counter()
-    result = asyncio.run(_drive(runtime, args, None if args.json else out))
+    if args.command == "run" and args.thread is None:
+        import uuid
+
+        args.thread = uuid.uuid4().hex  # named here, so that Ctrl-C can say which thread to continue
+    try:
+        result = asyncio.run(_drive(runtime, args, None if args.json else out))
+    except KeyboardInterrupt:
+        raise _Interrupted(cli_command("resume", args.thread, runtime.agents_file)) from None
     if args.json:
         out.write(result.model_dump_json(indent=2) + "\n")
         return 0

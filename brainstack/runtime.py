@@ -1037,7 +1037,9 @@ def _approval_request(value: Any, values: dict[str, Any]) -> ApprovalRequest:
 def cli_command(command: str, thread_id: str, agents_file: str | Path | None) -> str:
     """``brainstack COMMAND --thread T``, with ``--agents FILE`` when the thread ran with an agents
     file: its graph has that file's agents, and without them the run cannot go on."""
-    line = f"brainstack {command} --thread {thread_id}"
+    quoted = shlex.quote(thread_id)
+    # (an id that starts with "-" would be read as an option: `--thread=-t1`, not `--thread -t1`)
+    line = f"brainstack {command} --thread{'=' if thread_id.startswith('-') else ' '}{quoted}"
     return f"{line} --agents {shlex.quote(str(agents_file))}" if agents_file is not None else line
 
 

@@ -634,6 +634,21 @@ def test_the_hints_run_prints_pass_the_agents_file_it_ran_with(env_home, legal_a
     assert json.loads(approved.stdout)["approval"]["status"] == "approved"
 
 
+def test_the_hints_for_a_thread_id_that_starts_with_a_dash_work_as_printed(env_home):
+    import shlex
+
+    env = {**env_home, "BRAINSTACK_APPROVAL": "1"}
+    thread = f"-h-{uuid.uuid4().hex[:8]}"
+    paused = cli("run", "Should we launch a freemium tier?", f"--thread={thread}", env=env)
+    assert paused.returncode == 0, paused.stderr
+    command = f"brainstack resume --thread={thread}"
+    assert f"Continue with: {command} --approve |" in paused.stderr
+    _, *args = shlex.split(command)
+    approved = cli(*args, "--approve", "--json", env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["approval"]["status"] == "approved"
+
+
 class SlowModel:
     """An OpenAI-compatible endpoint on 127.0.0.1 whose chat completions wait before answering
     (until ``release``), so a run can be interrupted while its model call is in flight."""
@@ -708,7 +723,7 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     # (it hung once in a full CI-mode suite in session 12 and never again in 31 tries alone).
     env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k", "PYTHONFAULTHANDLER": "1"}
     run = subprocess.Popen(
-        [BRAINSTACK, "run", "What is 17.5% of 2340?", "--thread", f"int-{uuid.uuid4().hex[:8]}"],
+        [BRAINSTACK, "run", "What is 17.5% of 2340?"],  # no --thread: the line names the one it made
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -728,7 +743,15 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
             run.kill()
     done = subprocess.CompletedProcess(run.args, run.returncode, out, err)
     line = assert_one_clean_line(done, 130)
-    assert line == "brainstack: interrupted; the thread's last checkpoint is kept."
+    found = re.fullmatch(
+        r"brainstack: interrupted; the thread keeps its last checkpoint: continue it with "
+        r"`brainstack resume --thread ([0-9a-f]{32})`\.",
+        line,
+    )
+    assert found, line
+    slow_model.release.set()  # the model answers now: the command continues the run to its end
+    resumed = cli("resume", "--thread", found.group(1), env=env)
+    assert resumed.returncode == 0 and "409.5" in resumed.stdout, resumed.stderr
     assert "Task exception" not in err and "Event loop is closed" not in err, err
 
 
