@@ -55,9 +55,15 @@ def _holder() -> dict[str, Any]:
 
 
 def _busy(thread_id: str, holder: dict[str, Any] | None) -> ThreadBusyError:
-    who = f" (process {holder.get('pid', '?')} on {holder.get('host', '?')})" if holder else ""
+    mine = _holder()
+    if holder and str(holder.get("pid")) == str(mine["pid"]) and holder.get("host") == mine["host"]:
+        # (two Runtimes of one process: runs of one Runtime on a thread take turns instead)
+        who = "another Runtime in this process"
+    else:
+        where = f" (process {holder.get('pid', '?')} on {holder.get('host', '?')})" if holder else ""
+        who = f"another process{where}"
     return ThreadBusyError(
-        f"Thread {thread_id!r} is being run by another process{who}. Wait for that run to end, "
+        f"Thread {thread_id!r} is being run by {who}. Wait for that run to end, "
         "then continue the thread, or use a new thread.",
         thread_id=thread_id,
     )

@@ -567,9 +567,8 @@ def test_runs_on_one_thread_at_once_take_turns_and_keep_every_exchange(runtime):
 
 def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_settings, embedder, stalled):
     """Another process (here: another Runtime on the same storage) is mid-run on the thread: a new
-    task and a "continue" are both refused, nothing is written, and the thread works once it ends."""
-    import os
-
+    task and a "continue" are both refused, nothing is written, and the thread works once it ends.
+    The error says it is another Runtime of this process (it named this process as "another")."""
     from brainstack.errors import ThreadBusyError
 
     started, release = stalled.started, stalled.release
@@ -581,7 +580,7 @@ def test_a_thread_another_runtime_is_running_is_refused_not_forked(backend_setti
     worker.start()
     try:
         assert started.wait(60)
-        busy = f"another process \\(process {os.getpid()} on "
+        busy = f"Thread '{thread}' is being run by another Runtime in this process\\. Wait"
         for attempt in ({"task": "What is 2 + 2?"}, {}):  # a new task; "continue the stopped run"
             with pytest.raises(ThreadBusyError, match=busy) as caught:
                 second.run(**attempt, thread_id=thread)
