@@ -154,7 +154,20 @@ def _episodic(gateway: Any) -> str:
 
 
 def _skills(gateway: Any) -> str:
+    import tempfile
+
+    from brainstack.errors import ConfigurationError
+
     store = gateway.skills
+    try:  # where a run writes what it learns: listing the skills would not notice it cannot
+        store.user_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=store.user_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot write learned skills to {store.user_dir}: {exc.strerror or exc}. Set "
+            "BRAINSTACK_SKILLS_DIR (or BRAINSTACK_HOME) to a writable folder."
+        ) from exc
     skills = store.all()
     builtin = sum(1 for s in skills if s.provenance.source == "builtin")
     return f"{builtin} built-in, {len(skills) - builtin} in {store.user_dir} (learned or your own)"

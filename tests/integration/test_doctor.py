@@ -79,6 +79,16 @@ def test_each_part_that_is_down_is_named_and_the_others_still_checked(settings, 
     assert found["model"][0] and found["embeddings"][0] and found["skills"][0]
 
 
+def test_a_skills_folder_that_cannot_be_written_is_named(settings, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    found = by_part(settings.model_copy(update={"skills_dir": blocker / "skills"}))
+    ok, detail = found["skills"]
+    assert not ok and f"Cannot write learned skills to {blocker / 'skills'}: Not a directory" in detail
+    assert "BRAINSTACK_SKILLS_DIR" in detail
+    assert [part for part, (ok, _) in found.items() if not ok] == ["skills"]
+
+
 def test_with_memory_off_only_what_a_run_uses_is_checked(settings):
     checks = check(settings.model_copy(update={"memory": False}))
     assert [c.part for c in checks] == ["model", "embeddings", "checkpoints", "memory"]
