@@ -288,6 +288,8 @@ def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
     from brainstack.runtime import cli_command
 
     out = sys.stdout
+    if args.command == "run":  # a bad task, user or agent is one line, without the banner first
+        runtime._check(args.task, args.user, args.thread, args.agent, None)
     if not args.json:
         print(_banner(runtime), file=sys.stderr)
     started = time.perf_counter()

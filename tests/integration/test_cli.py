@@ -96,8 +96,10 @@ def test_thread_continues_across_invocations(env_home):
     ],
 )
 def test_bad_input_is_one_clear_line(env_home, args, code, needle):
-    line = assert_one_clean_line(cli(*args, env=env_home), code)
+    done = cli(*args, env=env_home)
+    line = assert_one_clean_line(done, code)
     assert needle in line
+    assert done.stderr == line + "\n"  # alone: no banner before it (the run never started)
 
 
 def test_invalid_agents_file_names_file_and_field(env_home, tmp_path):
