@@ -557,6 +557,10 @@ def _routes(args: argparse.Namespace) -> int:
         raise _usage("The request is empty: pass the text to route.")
 
     with Runtime(agents=args.agents) as runtime:
+        if args.action == "explain":  # routed as a run's task would be, or refused as it would be
+            from brainstack.errors import InvalidTaskError
+
+            args.text = InvalidTaskError.check(args.text, runtime.settings.max_task_chars)
         router = runtime.router  # the one runs use: the settings' embedder, threshold and margin
         print(
             f"router: {router.embedder.name} · threshold {router.threshold:g} · margin {router.margin:g}",

@@ -20,6 +20,7 @@ exactly one place: :func:`translate`.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 __all__ = [
     "BackendError",
@@ -93,6 +94,9 @@ class InvalidTaskError(UsageError):
                 f"The task contains the control character {control.group()!r} (character "
                 f"{control.start() + 1}); remove it (tabs and line breaks are fine)."
             )
+        if not any(not c.isspace() and unicodedata.category(c) != "Cf" for c in text):
+            # only format characters: zero-width spaces and joiners, direction marks and overrides
+            raise cls("The task has no visible characters: pass the question or instruction to run.")
         return text
 
 

@@ -432,6 +432,9 @@ def test_routes_explain_shows_every_score_and_the_decision(env_home):
     empty = cli("routes", "explain", "  ", env=env_home)
     assert assert_one_clean_line(empty, 2) == "brainstack: The request is empty: pass the text to route."
     assert "router:" not in empty.stderr  # refused before any model is loaded
+    for text, said in [("x\x1b[2Jy", "control character '\\x1b'"), ("\u200b", "no visible characters")]:
+        refused = cli("routes", "explain", text, env=env_home)  # what `run` would refuse
+        assert said in assert_one_clean_line(refused, 2) and "router:" not in refused.stderr
 
 
 def test_routes_check_reports_coverage_precision_and_the_misses(env_home, tmp_path):

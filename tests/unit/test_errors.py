@@ -363,3 +363,19 @@ def test_a_missing_task_is_empty_and_one_of_another_type_is_named() -> None:
         InvalidTaskError.check(None, 8000)  # a Studio input without a task
     with pytest.raises(InvalidTaskError, match=r"must be text \(str\), not list"):
         InvalidTaskError.check(["What is 2 + 2?"], 8000)
+
+
+@pytest.mark.parametrize("task", ["\u200b\u200b", "\u202e", " \u2060\ufeff ", "\u200d\n\u200c"])
+def test_a_task_of_only_invisible_characters_is_refused(task: str) -> None:
+    from brainstack.errors import InvalidTaskError
+
+    with pytest.raises(InvalidTaskError, match="The task has no visible characters"):
+        InvalidTaskError.check(task, 8000)
+
+
+def test_invisible_characters_inside_a_task_are_kept() -> None:
+    from brainstack.errors import InvalidTaskError
+
+    assert (
+        InvalidTaskError.check("\u200bWhat is 2\u00a0+ 2?\u202c", 8000) == "\u200bWhat is 2\u00a0+ 2?\u202c"
+    )
