@@ -845,7 +845,7 @@ def _show(event: Event, out: TextIO) -> None:
             parts.append("preferences: " + "; ".join(recall.preferences["stated_preferences"]))
         line = f"◦ memory: {', '.join(parts)} (~{recall.tokens} tokens)"
         if recall.degraded:
-            line += " — degraded: " + " | ".join(d.split(":", 1)[0] for d in recall.degraded)
+            line += " — degraded: " + _layers(recall.degraded)
         print(line, file=out)
     elif isinstance(event, MemoryWrittenEvent):
         written = event.written
@@ -855,7 +855,7 @@ def _show(event: Event, out: TextIO) -> None:
         if written.preferences:
             notes.append("stored your preference")
         if written.degraded:
-            notes.append("not saved: " + " | ".join(d.split(":", 1)[0] for d in written.degraded))
+            notes.append("not saved: " + _layers(written.degraded))
         if notes:
             print(f"◦ remembered: {', '.join(notes)}", file=out)
     elif isinstance(event, RouteEvent):
@@ -876,6 +876,17 @@ def _show(event: Event, out: TextIO) -> None:
 
 def _args(arguments: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+
+
+def _layers(degraded: list[str]) -> str:
+    """Memory layers that failed ("working: The Redis backend ... . Check ..."), each once, with
+    the first sentence of its first reason: "working (The Redis backend ... cannot be reached)"."""
+    reasons: dict[str, str] = {}
+    for item in degraded:
+        layer, _, why = item.partition(":")
+        first = why.strip().split(". ")[0].rstrip(".")
+        reasons.setdefault(layer.strip(), first if len(first) <= 160 else first[:159] + "…")
+    return " | ".join(f"{layer} ({why})" if why else layer for layer, why in reasons.items())
 
 
 def _banner(runtime: Runtime) -> str:

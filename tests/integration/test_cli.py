@@ -654,6 +654,15 @@ def test_the_hints_for_a_thread_id_that_starts_with_a_dash_work_as_printed(env_h
     assert json.loads(approved.stdout)["approval"]["status"] == "approved"
 
 
+def test_a_memory_layer_that_is_down_is_named_once_with_its_reason(env_home, port_factory):
+    env = {**env_home, "BRAINSTACK_REDIS_URL": f"redis://127.0.0.1:{port_factory()}/0"}
+    done = cli("run", "I prefer short answers. What is 5% of 80?", env=env)
+    assert done.returncode == 0, done.stderr  # memory that is down degrades the run, never fails it
+    saved = [line for line in done.stdout.splitlines() if line.startswith("◦ remembered:")]
+    assert len(saved) == 1 and saved[0].startswith("◦ remembered: not saved: working (The Redis backend ")
+    assert saved[0].count("working") == 1, saved  # preferences and session facts: one layer
+
+
 class SlowModel:
     """An OpenAI-compatible endpoint on 127.0.0.1 whose chat completions wait before answering
     (until ``release``), so a run can be interrupted while its model call is in flight."""
