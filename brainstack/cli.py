@@ -556,6 +556,7 @@ def _routes(args: argparse.Namespace) -> int:
     if args.action == "explain" and not args.text.strip():
         raise _usage("The request is empty: pass the text to route.")
 
+    labelled = _labelled(args) if args.action == "check" else {}  # (a bad file: its one line alone)
     with Runtime(agents=args.agents) as runtime:
         if args.action == "explain":  # routed as a run's task would be, or refused as it would be
             from brainstack.errors import InvalidTaskError
@@ -568,7 +569,7 @@ def _routes(args: argparse.Namespace) -> int:
         )
         if args.action == "explain":
             return _explain_route(router, args.text)
-        return _check_routes(router, runtime.agents.routes, args)
+        return _check_routes(router, runtime.agents.routes, args, labelled)
 
 
 def _explain_route(router: Any, text: str) -> int:
@@ -590,13 +591,13 @@ def _explain_route(router: Any, text: str) -> int:
     return 0
 
 
-def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Namespace) -> int:
+def _labelled(args: argparse.Namespace) -> dict[str, list[str]]:
+    """``routes check``'s file of labelled requests, and its options, checked."""
     from pathlib import Path
 
     import yaml
 
     from brainstack.config.agents import load_yaml  # a route named twice is refused
-    from brainstack.graphs.router import check_routes
 
     path = Path(args.file)
     try:
@@ -619,8 +620,17 @@ def _check_routes(router: Any, examples: dict[str, list[str]], args: argparse.Na
     for share in (args.min_coverage, args.min_precision):
         if share is not None and not 0 <= share <= 1:
             raise _usage(f"--min-coverage and --min-precision take a share from 0 to 1, not {share:g}")
+    return {str(k): v for k, v in labelled.items()}
+
+
+def _check_routes(
+    router: Any, examples: dict[str, list[str]], args: argparse.Namespace, labelled: dict[str, list[str]]
+) -> int:
+    from brainstack.graphs.router import check_routes
+
+    path = args.file
     try:
-        check = check_routes(router, {str(k): v for k, v in labelled.items()}, examples=examples)
+        check = check_routes(router, labelled, examples=examples)
     except ValueError as exc:
         hint = "" if args.agents else " (routes of your own agents file: add --agents FILE)"
         raise _usage(f"{path}: {exc}{hint}") from None
