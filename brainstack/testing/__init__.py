@@ -86,6 +86,13 @@ def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") 
                 raise ReplayError(refused[0])
         from brainstack.testing.cassette import interactions_from_calls, write_cassette
 
+        if not calls:  # the block ran no model call: its runtime ran the offline model, say
+            raise ReplayError(
+                f"Recording {path} caught no model call, so the cassette is left as it was: record "
+                "with a real model (OPENAI_API_KEY, and OPENAI_BASE_URL for a server other than "
+                "OpenAI; Settings from replay_settings() use them), or unset BRAINSTACK_RECORD to "
+                "replay the cassette."
+            )
         secrets = [os.environ.get("OPENAI_API_KEY", ""), os.environ.get("BRAINSTACK_OPENAI_API_KEY", "")]
         write_cassette(path, scenario, interactions_from_calls(calls, secrets))
         return

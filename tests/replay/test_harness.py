@@ -188,6 +188,21 @@ def test_record_true_with_the_placeholder_key_sends_nothing_and_says_why(
     assert not path.exists()
 
 
+def test_recording_a_run_of_the_offline_model_keeps_the_cassette(tmp_path, cache_dir, embedder, monkeypatch):
+    """A runtime with no endpoint runs the offline model: nothing goes through the recorder, and the
+    hand-written cassette used to be replaced with an empty one while the test passed."""
+    from brainstack import Settings
+
+    monkeypatch.setenv("BRAINSTACK_RECORD", "1")
+    path = tmp_path / "mine.yaml"
+    path.write_bytes((ROOT / "tool_call.yaml").read_bytes())
+    offline = Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline")
+    kept = pytest.raises(ReplayError, match="caught no model call, so the cassette is left as it was")
+    with kept, replay(path):
+        assert "409.5" in Runtime(offline, embedder=embedder).run("What is 17.5% of 2340?").answer
+    assert path.read_bytes() == (ROOT / "tool_call.yaml").read_bytes()
+
+
 def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
