@@ -6,8 +6,9 @@ by the caller (or :meth:`Settings.from_env`) and passed down.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,7 +31,20 @@ def _default_cache() -> Path:
 class Settings(BaseSettings):
     """Everything a :class:`~brainstack.Runtime` can be configured with."""
 
+    # extra="ignore" is for the environment (other BRAINSTACK_* variables, e.g. the test suite's);
+    # an unknown keyword argument is refused in __init__.
     model_config = SettingsConfigDict(env_prefix="BRAINSTACK_", extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = [name for name in values if not name.startswith("_") and name not in _accepted()]
+        if unknown:
+            import difflib
+
+            name = unknown[0]
+            close = difflib.get_close_matches(name, [n for n in _accepted() if n.islower()], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"Settings() got an unexpected keyword argument {name!r}{hint}")
+        super().__init__(**values)
 
     home: Path = Field(default_factory=_default_home)
     """Where the SQLite checkpoints, local memory (Chroma, skills) and the knowledge base live."""
@@ -192,7 +206,7 @@ class Settings(BaseSettings):
         from pydantic import ValidationError
 
         try:
-            return cls(**overrides)  # type: ignore[arg-type]
+            return cls(**overrides)
         except ValidationError as exc:
             from brainstack.errors import ConfigurationError
 
@@ -226,3 +240,14 @@ class Settings(BaseSettings):
     @property
     def skills_path(self) -> Path:
         return self.skills_dir or self.home / "skills"
+
+
+@functools.cache
+def _accepted() -> frozenset[str]:
+    """The keyword arguments ``Settings`` takes: its fields' names and their aliases."""
+    names = set(Settings.model_fields)
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []
+        names.update(c for c in choices if isinstance(c, str))
+    return frozenset(names)

@@ -271,3 +271,22 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
 )
 def test_redis_urls_of_each_scheme_are_accepted(url: str) -> None:
     assert Settings(redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("keyword", "near"), [("aproval", "approval"), ("hme", "home"), ("memroy", "memory")]
+)
+def test_a_misspelled_keyword_is_refused_with_the_setting_it_is_close_to(keyword, near):
+    """Settings(aproval=True) used to give approval off, silently (the environment may hold other
+    BRAINSTACK_* variables, which are still ignored)."""
+    message = f"unexpected keyword argument {keyword!r}; did you mean {near!r}?"
+    with pytest.raises(TypeError, match=message):
+        Settings(**{keyword: True})
+    with pytest.raises(TypeError, match=message):
+        Settings.from_env(**{keyword: True})
+
+
+def test_aliases_are_accepted_and_unknown_environment_variables_are_ignored(monkeypatch):
+    monkeypatch.setenv("BRAINSTACK_NOT_A_SETTING", "1")
+    assert Settings(OPENAI_API_KEY="k").openai_api_key.get_secret_value() == "k"
+    assert Settings(openai_api_key="k").openai_api_key.get_secret_value() == "k"
