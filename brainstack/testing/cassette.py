@@ -48,6 +48,58 @@ class ReplayError(AssertionError):
     """A replay went differently from its cassette (unexpected request, unplayed response, bad file)."""
 
 
+INTERACTION_KEYS = {"match", "response", "times"}
+
+
+def _check_interaction(where: str, raw: Any) -> None:
+    """ReplayError naming the place (``path: interactions[i].response.usage``) of what in one
+    interaction would otherwise fail mid-run, or be silently ignored."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("response"), dict):
+        raise ReplayError(f"{where}: each interaction needs a 'response' mapping")
+    if unknown := set(raw) - INTERACTION_KEYS:
+        raise ReplayError(
+            f"{where}: unknown keys {sorted(map(str, unknown))}; use {sorted(INTERACTION_KEYS)}"
+        )
+    match = raw.get("match") or {}
+    if not isinstance(match, dict):
+        raise ReplayError(f"{where}.match: must be a mapping of {sorted(MATCH_KEYS)}")
+    if unknown := set(match) - MATCH_KEYS:
+        raise ReplayError(
+            f"{where}.match: unknown keys {sorted(map(str, unknown))}; use {sorted(MATCH_KEYS)}"
+        )
+    times = raw.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ReplayError(f"{where}.times: must be a positive integer, not {times!r}")
+    response = raw["response"]
+    if unknown := set(response) - RESPONSE_KEYS:
+        raise ReplayError(
+            f"{where}.response: unknown keys {sorted(map(str, unknown))}; use {sorted(RESPONSE_KEYS)}"
+        )
+    here = f"{where}.response"
+    status = response.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ReplayError(f"{here}.status: must be an HTTP status (100-599), not {status!r}")
+    headers = response.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str | int | float) for v in headers.values()):
+        raise ReplayError(f"{here}.headers: must map header names to values")
+    for key in ("content", "model", "finish_reason"):
+        if response.get(key) is not None and not isinstance(response[key], str):
+            raise ReplayError(f"{here}.{key}: must be text, not {type(response[key]).__name__}")
+    calls = response.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise ReplayError(f"{here}.tool_calls: must be a list of {{name, arguments}}")
+    for n, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
+            raise ReplayError(f"{here}.tool_calls[{n}]: needs a 'name' (the tool's) and 'arguments'")
+        if not isinstance(call.get("arguments"), dict | str | None):
+            raise ReplayError(f"{here}.tool_calls[{n}].arguments: must be a mapping (or its JSON text)")
+    usage = response.get("usage") or {}
+    if not isinstance(usage, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in usage.values()
+    ):
+        raise ReplayError(f"{here}.usage: must map prompt_tokens / completion_tokens to whole numbers")
+
+
 @dataclass
 class Interaction:
     match: dict[str, Any]
@@ -162,24 +214,19 @@ class Cassette:
             raise ReplayError(f"{path}: no such cassette (record it with BRAINSTACK_RECORD=1)") from None
         except yaml.YAMLError as exc:
             raise ReplayError(f"{path}: not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ReplayError(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
+        except OSError as exc:  # a folder, no permission
+            raise ReplayError(f"{path}: cannot read the cassette: {exc.strerror or exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
             raise ReplayError(f"{path}: expected a mapping with an 'interactions' list")
         interactions = []
         for index, raw in enumerate(data["interactions"]):
             where = f"{path}: interactions[{index}]"
-            if not isinstance(raw, dict) or not isinstance(raw.get("response"), dict):
-                raise ReplayError(f"{where}: each interaction needs a 'response' mapping")
-            match = raw.get("match") or {}
-            if unknown := set(match) - MATCH_KEYS:
-                raise ReplayError(f"{where}.match: unknown keys {sorted(unknown)}; use {sorted(MATCH_KEYS)}")
-            if unknown := set(raw["response"]) - RESPONSE_KEYS:
-                raise ReplayError(
-                    f"{where}.response: unknown keys {sorted(unknown)}; use {sorted(RESPONSE_KEYS)}"
-                )
-            times = raw.get("times", 1)
-            if not isinstance(times, int) or times < 1:
-                raise ReplayError(f"{where}.times: must be a positive integer")
-            interactions.append(Interaction(dict(match), dict(raw["response"]), times, index))
+            _check_interaction(where, raw)
+            interactions.append(
+                Interaction(dict(raw.get("match") or {}), dict(raw["response"]), raw.get("times", 1), index)
+            )
         return cls(path, interactions, str(data.get("scenario", "")))
 
     # -- serving ------------------------------------------------------------------------------

@@ -67,6 +67,33 @@ def test_unplayed_response_fails(runtime, tmp_path):
         ({"interactions": [{"match": {"usr": "x"}, "response": {}}]}, "unknown keys ['usr']"),
         ({"interactions": [{"response": {"text": "x"}}]}, "response: unknown keys ['text']"),
         ({"interactions": [{"response": {}, "times": 0}]}, "times: must be a positive integer"),
+        # found by a QA pass: each one failed mid-run with a bare Python error, or was ignored
+        ({"interactions": [{"response": {}, "times": True}]}, "interactions[0].times: must be a positive"),
+        ({"interactions": [{"response": {}, "tiems": 3}]}, "interactions[0]: unknown keys ['tiems']"),
+        (
+            {"interactions": [{"match": "finance", "response": {}}]},
+            "interactions[0].match: must be a mapping",
+        ),
+        (
+            {"interactions": [{"match": [{"a": 1}], "response": {}}]},
+            "interactions[0].match: must be a mapping",
+        ),
+        ({"interactions": [{"response": {"status": "abc"}}]}, "response.status: must be an HTTP status"),
+        ({"interactions": [{"response": {"headers": ["a"]}}]}, "response.headers: must map header names"),
+        ({"interactions": [{"response": {"content": ["a"]}}]}, "response.content: must be text, not list"),
+        (
+            {"interactions": [{"response": {"tool_calls": {"name": "x"}}}]},
+            "response.tool_calls: must be a list",
+        ),
+        (
+            {"interactions": [{"response": {"tool_calls": [{"arguments": {}}]}}]},
+            "tool_calls[0]: needs a 'name'",
+        ),
+        (
+            {"interactions": [{"response": {"tool_calls": [{"name": "calculator", "arguments": [1]}]}}]},
+            "tool_calls[0].arguments: must be a mapping",
+        ),
+        ({"interactions": [{"response": {"usage": {"prompt_tokens": "lots"}}}]}, "response.usage: must map"),
     ],
 )
 def test_invalid_cassette_is_reported_with_its_path(tmp_path, document, message):
@@ -75,6 +102,17 @@ def test_invalid_cassette_is_reported_with_its_path(tmp_path, document, message)
         Cassette.load(path)
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_cassette_that_is_not_utf8_or_is_a_folder_is_named(tmp_path):
+    binary = tmp_path / "latin1.yaml"
+    binary.write_bytes("interactions: [{response: {content: caf\xe9}}]".encode("latin-1"))
+    with pytest.raises(ReplayError, match=f"{re.escape(str(binary))}: not UTF-8 text"):
+        Cassette.load(binary)
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    with pytest.raises(ReplayError, match=f"{re.escape(str(folder))}: cannot read the cassette"):
+        Cassette.load(folder)
 
 
 def test_missing_cassette_says_how_to_record(tmp_path):
