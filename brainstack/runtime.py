@@ -740,7 +740,7 @@ class Runtime:
                 threads.append(
                     ThreadInfo(
                         thread_id=thread_id,
-                        user_id=item.metadata.get("user_id"),
+                        user_id=_user_of(item.metadata),
                         checkpoints=checkpoints,
                         updated_at=updated,
                         last_task=task[:200] if isinstance(task, str) else None,
