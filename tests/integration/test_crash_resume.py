@@ -67,13 +67,7 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
 ):
     thread = f"crash-{uuid.uuid4().hex[:12]}"
     errors = tmp_path / "first-process.err"
-    child = subprocess.Popen(
-        [sys.executable, "-c", STALLING_RUN, DECISION, thread],
-        env=backend_env,
-        stdout=subprocess.PIPE,
-        stderr=errors.open("w"),
-        text=True,
-    )
+    child = _first_process(STALLING_RUN, thread, backend_env, errors)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line.strip()) for line in child.stdout], daemon=True).start()
     seen: list[str] = []
@@ -149,13 +143,7 @@ def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success
     the skill twice)."""
     thread = f"crash-rem-{uuid.uuid4().hex[:12]}"
     errors = tmp_path / "first-process.err"
-    child = subprocess.Popen(
-        [sys.executable, "-c", STALLING_REMEMBER, DECISION, thread],
-        env=backend_env,
-        stdout=subprocess.PIPE,
-        stderr=errors.open("w"),
-        text=True,
-    )
+    child = _first_process(STALLING_REMEMBER, thread, backend_env, errors)
     try:
         line = child.stdout.readline()  # blocks until remember has written (or the process ends)
         assert line.startswith("WRITTEN "), f"{line!r}\n{errors.read_text()}"
@@ -206,6 +194,17 @@ def _wait_until_the_lease_is_free(settings, thread: str, timeout: float = 15.0) 
     while not asyncio.run(free()):
         assert time.monotonic() < deadline, f"the killed process still holds {thread!r}"
         time.sleep(0.05)
+
+
+def _first_process(script: str, thread: str, env: dict[str, str], errors: Path) -> subprocess.Popen[str]:
+    """``script`` running the decision task on ``thread``, its stdout piped, its stderr in ``errors``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, DECISION, thread],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=errors.open("w"),
+        text=True,
+    )
 
 
 def _resume(thread: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
