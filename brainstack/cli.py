@@ -470,8 +470,10 @@ def _forget_skill(store: Any, skill: Any, yes: bool) -> int:
         store.forget(skill.name)  # refused (built-in skills are read-only), before any question
 
     def question() -> str:
-        count = store.success_count(skill.name)
-        return f"Delete the {skill.provenance.source} skill {skill.name!r} ({count} successes)?"
+        from brainstack.memory.gateway import successes
+
+        count = successes(store.success_count(skill.name))
+        return f"Delete the {skill.provenance.source} skill {skill.name!r} ({count})?"
 
     if not _confirmed(yes, question):
         return 0

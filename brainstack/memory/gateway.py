@@ -212,7 +212,8 @@ def render_memory(recall: MemoryRecall) -> str:
         lines.append("From the knowledge base (cite the source):")
         lines += [f"- [{p.source.rsplit('/', 1)[-1]}] {_one_line(p.text)}" for p in recall.passages]
     for skill in recall.skills:
-        lines.append(f"A procedure that worked before ({skill.success_count} successes):")
+        n = skill.success_count  # (a built-in skill no run has followed yet has none)
+        lines.append(f"A procedure that worked before ({successes(n)}):" if n else "A procedure to follow:")
         lines.append(skill.instructions)
     return (MEMORY_HEADER + "\n" + "\n".join(lines)) if lines else ""
 
@@ -717,6 +718,11 @@ def _describe(exc: BaseException) -> str:
 
     error = exc if isinstance(exc, BrainstackError) else translate(exc)
     return str(error)
+
+
+def successes(count: int) -> str:
+    """``1 success``, ``2 successes``: a skill's success count, in words."""
+    return "1 success" if count == 1 else f"{count} successes"
 
 
 def _one_line(text: str) -> str:

@@ -61,7 +61,7 @@ def test_skills_forget_asks_first_and_keeps_the_skill_on_no(monkeypatch, capsys,
     assert store.get("offsite-planning") == skill
     assert capsys.readouterr().err == "Nothing deleted.\n"
     assert cli._forget_skill(store, skill, yes=False) == 0
-    assert asked == ["Delete the learned skill 'offsite-planning' (1 successes)? [y/N] "] * 2
+    assert asked == ["Delete the learned skill 'offsite-planning' (1 success)? [y/N] "] * 2
     assert "Forgot skill 'offsite-planning'" in capsys.readouterr().out
     assert "offsite-planning" not in {s.name for s in store.all()}
 

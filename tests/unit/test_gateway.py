@@ -251,6 +251,19 @@ def test_render_memory_full_text():
     assert MEMORY_HEADER == "What brainstack remembers (use it when relevant):"
 
 
+@pytest.mark.parametrize(
+    ("count", "line"),
+    [
+        (0, "A procedure to follow:"),  # a built-in skill no run has followed: it has not worked yet
+        (1, "A procedure that worked before (1 success):"),
+        (5, "A procedure that worked before (5 successes):"),
+    ],
+)
+def test_a_recalled_skill_says_how_often_it_worked(count, line):
+    lines = render_memory(MemoryRecall(skills=[_skill(successes=count)])).splitlines()
+    assert lines[1] == line and lines[2].startswith("Procedure 'pricing-change-review' (")
+
+
 # -- _within_budget ----------------------------------------------------------------------------
 
 
