@@ -530,8 +530,12 @@ class MemoryGateway:
         """After a successful run: reinforce the skills it followed, or learn its procedure.
 
         A group chat that ran out of rounds without its termination word reached no decision: it
-        neither teaches nor reinforces a skill.
+        neither teaches nor reinforces a skill. Nor does a run the offline model answered: its
+        answers only echo the run's inputs, so there is no procedure to keep and no success to
+        count (skills are shared by every user).
         """
+        if state.get("model") == "offline":
+            return {}, []
         task = state.get("task", "")
         route = state.get("route") or {}
         approval = (state.get("approval") or {}).get("status")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from brainstack import Runtime
+from brainstack.testing import Cassette
 
 pytestmark = pytest.mark.slow
 
@@ -114,13 +115,15 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
         assert episode.metadata["thread_id"] == thread and episode.metadata["route"] == "group_chat"
 
 
-# The first process of the next test: its remember step writes memory, then stalls before the
-# step's checkpoint (the test kills it there).
+# The first process of the next test: a replayed decision (the offline model reaches none, so it
+# would teach no skill); its remember step writes memory, then stalls before the step's checkpoint
+# (the test kills it there).
 STALLING_REMEMBER = """
 import sys, time
 from brainstack import Runtime
 from brainstack.config import Settings
 from brainstack.memory import gateway
+from brainstack.testing import Cassette
 
 written = gateway.MemoryGateway._remember
 
@@ -131,8 +134,11 @@ def remember_then_stall(self, *args, **kwargs):
     time.sleep(600)
 
 gateway.MemoryGateway._remember = remember_then_stall
-Runtime(Settings.from_env()).run(sys.argv[1], thread_id=sys.argv[2])
+model = Cassette.load(sys.argv[3]).transport()
+Runtime(Settings.from_env(provider="openai"), transport=model).run(sys.argv[1], thread_id=sys.argv[2])
 """
+ACQUISITION = "Should we acquire our smaller competitor Initech?"
+ACQUISITION_CHAT = Path(__file__).parent / "cassettes" / "acquisition.yaml"
 
 
 def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success(
@@ -143,7 +149,7 @@ def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success
     the skill twice)."""
     thread = f"crash-rem-{uuid.uuid4().hex[:12]}"
     errors = tmp_path / "first-process.err"
-    child = _first_process(STALLING_REMEMBER, thread, backend_env, errors)
+    child = _first_process(STALLING_REMEMBER, thread, backend_env, errors, ACQUISITION, str(ACQUISITION_CHAT))
     try:
         line = child.stdout.readline()  # blocks until remember has written (or the process ends)
         assert line.startswith("WRITTEN "), f"{line!r}\n{errors.read_text()}"
@@ -153,6 +159,7 @@ def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success
         if child.poll() is None:
             child.kill()
     _, skill, episode_id = line.split()
+    assert skill != "None", "the replayed decision taught no skill"
     _wait_until_the_lease_is_free(backend_settings, thread)
     with Runtime(backend_settings, embedder=embedder) as runtime:
         assert runtime.history(thread)[0].next == ["remember"]
@@ -164,11 +171,14 @@ def test_killed_after_remember_wrote_resumes_without_a_second_episode_or_success
     with Runtime(backend_settings, embedder=embedder) as runtime:
         assert runtime.history(thread)[0].next == []
         assert runtime.memory.episodes.count("default") == 1
-        (episode,) = runtime.memory.episodes.search("default", DECISION, k=5)
+        (episode,) = runtime.memory.episodes.search("default", ACQUISITION, k=5)
         assert episode.id == episode_id and episode.metadata["thread_id"] == thread
         assert runtime.memory.skills.success_count(skill) == 1
-        again = runtime.run(DECISION, thread_id=thread)  # the next run is a success of its own
-        assert again.remembered.episode_id != episode_id
+    model = Cassette.load(ACQUISITION_CHAT).transport()
+    deciding = backend_settings.model_copy(update={"provider": "openai"})
+    with Runtime(deciding, embedder=embedder, transport=model) as runtime:
+        again = runtime.run(ACQUISITION, thread_id=thread)  # the next run is a success of its own
+        assert again.remembered.episode_id != episode_id and again.remembered.skill == skill
         assert runtime.memory.episodes.count("default") == 2
         assert runtime.memory.skills.success_count(skill) == 2
 
@@ -196,10 +206,13 @@ def _wait_until_the_lease_is_free(settings, thread: str, timeout: float = 15.0) 
         time.sleep(0.05)
 
 
-def _first_process(script: str, thread: str, env: dict[str, str], errors: Path) -> subprocess.Popen[str]:
-    """``script`` running the decision task on ``thread``, its stdout piped, its stderr in ``errors``."""
+def _first_process(
+    script: str, thread: str, env: dict[str, str], errors: Path, task: str = DECISION, *more: str
+) -> subprocess.Popen[str]:
+    """``script`` running ``task`` on ``thread`` (``more`` follow as arguments), its stdout piped,
+    its stderr in ``errors``."""
     return subprocess.Popen(
-        [sys.executable, "-c", script, DECISION, thread],
+        [sys.executable, "-c", script, task, thread, *more],
         env=env,
         stdout=subprocess.PIPE,
         stderr=errors.open("w"),

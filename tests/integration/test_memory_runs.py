@@ -17,24 +17,42 @@ RUN = (
     "import brainstack, json, sys; r = brainstack.run(sys.argv[1], user_id=sys.argv[2]); "
     "print(json.dumps(r.model_dump(mode='json')))"
 )
+# The same run with the model's side replayed from a cassette (argv[3]): a real decision, which the
+# offline model never reaches. It prints the result and what each model request carried.
+REPLAYED_RUN = """
+import httpx2; httpx2.alias_httpx()
+import json, sys
+from brainstack import Runtime
+from brainstack.config import Settings
+from brainstack.testing import replay, replay_settings
+
+with replay(sys.argv[3]) as cassette, Runtime(replay_settings(Settings.from_env().home)) as runtime:
+    result = runtime.run(sys.argv[1], user_id=sys.argv[2])
+print(json.dumps({**result.model_dump(mode="json"), "played": cassette.played}))
+"""
+CASSETTES = Path(__file__).parent / "cassettes"
+DECISION = CASSETTES / "acquisition.yaml"
 
 
-def run_in_new_process(task: str, user: str, env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, task, user], env=env, capture_output=True, text=True, timeout=180
-    )
+def run_in_new_process(task: str, user: str, env: dict[str, str], cassette: Path | None = None) -> dict:
+    script, *more = (RUN,) if cassette is None else (REPLAYED_RUN, str(cassette))
+    command = [sys.executable, "-c", script, task, user, *more]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_home, redis_url):
+    """Three processes on one home: a decision teaches a skill, the next one recalls and reinforces
+    it, and an offline run recalls it too but, deciding nothing, does not count as its success."""
     user = f"ada-{uuid.uuid4().hex[:8]}"
     env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
 
     first = run_in_new_process(
-        "Should we acquire our smaller competitor Initech? I prefer short answers.", user, env
+        "Should we acquire our smaller competitor Initech? I prefer short answers.", user, env, DECISION
     )
-    assert first["route"]["kind"] == "group_chat"
+    assert first["route"]["kind"] == "group_chat" and first["model"] == "openai"
+    assert "make an offer for Initech this quarter" in first["answer"]
     assert first["memory"]["episodes"] == []  # nothing to recall yet
     written = first["remembered"]
     assert written["episode_id"] and not written["degraded"]
@@ -42,19 +60,23 @@ def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_
     assert written["skill"] and written["skill_created"] is True
     learned = written["skill"]
 
-    second = run_in_new_process("Should we acquire our smaller competitor Initech this year?", user, env)
+    task = "Should we acquire our smaller competitor Initech this year?"
+    second = run_in_new_process(task, user, env, DECISION)
     recalled = second["memory"]
     # episodic: the first run is recalled, with its thread
     assert [e["thread_id"] for e in recalled["episodes"]][:1] == [first["thread_id"]]
     assert "acquire our smaller competitor Initech?" in recalled["episodes"][0]["text"]
-    # working memory (Redis): the stated preference reached the agents
+    # working memory (Redis): the stated preference reached the team
     assert recalled["preferences"]["stated_preferences"] == ["short answers"]
-    assert "Answering as you prefer: short answers" in second["answer"]
     # procedural: the learned skill is recalled and reinforced, not duplicated
     assert [s["name"] for s in recalled["skills"]] == [learned]
     assert recalled["skills"][0]["source"] == "learned" and recalled["skills"][0]["success_count"] == 1
     assert second["remembered"]["skill"] == learned and second["remembered"]["skill_created"] is False
-    assert "Recalled from memory" in second["answer"] and learned in second["answer"]
+    # what was recalled is in the CTO's request, the first turn of the chat
+    (cto,) = [r for r in second["played"] if "You are the CTO" in (r["system"] or "")]
+    sent = json.dumps(cto["messages"])
+    assert "short answers" in sent and "make an offer for Initech this quarter" in sent  # (the episode)
+    assert learned in sent and "1. CTO: Initech's billing service" in sent
     assert recalled["tokens"] > 0 and set(recalled["timings"]) == {
         "embedding",
         "working",
@@ -63,10 +85,17 @@ def test_second_process_recalls_episode_reuses_skill_and_applies_preference(env_
         "procedural",
     }
 
+    offline = run_in_new_process(task, user, env)
+    assert offline["model"] == "offline"
+    assert [s["name"] for s in offline["memory"]["skills"]] == [learned]
+    assert "Recalled from memory" in offline["answer"] and learned in offline["answer"]
+    assert "Answering as you prefer: short answers" in offline["answer"]
+    assert offline["remembered"]["skill"] is None and offline["remembered"]["episode_id"]
+
     brainstack = str(Path(sys.executable).with_name("brainstack"))
     done = subprocess.run([brainstack, "skills", "show", learned], env=env, capture_output=True, text=True)
     assert "source: learned" in done.stdout and first["thread_id"] in done.stdout
-    assert "# success count: 2" in done.stdout
+    assert "# success count: 2" in done.stdout  # the two decisions; the offline run is not one
 
 
 def test_specialist_answer_applies_a_stated_preference(settings, embedder):
@@ -209,10 +238,15 @@ RAW_PII = ("ada.lovelace", "lovelace@example.com", "7946 0958", "4111 1111", "ad
 
 def test_personal_data_is_masked_in_every_layer_memory_writes(settings, embedder):
     """Skills (name, description, examples, steps, provenance), session facts and preferences are
-    masked like episodes; another user's run recalls the learned skill without the data."""
-    runtime = Runtime(settings, embedder=embedder)
+    masked like episodes, even where the team's turns repeat the data; another user's run recalls
+    the learned skill without it."""
+    from brainstack.testing import replay, replay_settings
+
+    runtime = Runtime(replay_settings(settings.home, cache_dir=settings.cache_dir), embedder=embedder)
     task = f"Should we launch a premium support tier for {PII}? I prefer a call on +44 20 7946 0958."
-    first = runtime.run(task, user_id="piiuser", agent="group_chat", thread_id="pii")
+    with replay(CASSETTES / "premium_support.yaml"):
+        first = runtime.run(task, user_id="piiuser", agent="group_chat", thread_id="pii")
+    assert "ada.lovelace@example.com" in first.transcript[0].content  # the team repeated it
     written = first.remembered
     assert written.skill and written.skill_created and not written.degraded
     assert written.session["last_task"].startswith(
@@ -226,11 +260,12 @@ def test_personal_data_is_masked_in_every_layer_memory_writes(settings, embedder
     for text in [json.dumps(stored), *(p.read_text() for p in skill_files), written.skill]:
         for raw in RAW_PII:
             assert raw not in text
+    assert "CTO: For [email] we can staff a named engineer" in skill_files[0].read_text()  # the step is kept
 
     other_task = "Should we launch a premium support tier for enterprise?"
-    other = runtime.run(other_task, user_id="otheruser")
+    other = Runtime(settings, embedder=embedder).run(other_task, user_id="otheruser")  # offline, same home
     recalled = " ".join(s.instructions for s in other.memory.skills) + other.answer
-    assert written.skill in {m.name for m in runtime.memory.skills.match(other_task, k=5)}
+    assert written.skill in [s.name for s in other.memory.skills]
     for raw in RAW_PII:
         assert raw not in recalled
 
@@ -393,3 +428,19 @@ def test_an_answer_a_human_approves_is_embedded_by_remember_not_ahead(settings, 
     assert len(threads) == 1 and not threads[0].startswith("brainstack-memory")  # in remember
     assert [text for text, _ in counting.calls if "\n→ " in text] == [document]  # only the edited one
     runtime.close()
+
+
+def test_an_agreed_offline_group_chat_teaches_no_skill(settings, embedder):
+    """The offline model's turns only echo the task: there is no procedure to share with every user.
+    The run is still remembered as the user's episode."""
+    from brainstack.memory.gateway import MemoryGateway
+
+    gateway = MemoryGateway(settings, embedder=embedder)
+    task = "Should we open an office in Porto next spring?"
+    review = {"status": "ok", "stop_reason": "Text 'TERMINATE' mentioned", "agreed": True}
+    state = {**_group_chat_state(task, "CFO: open it in March.", review), "model": "offline"}
+    written = asyncio.run(gateway.remember(state, "t-offline"))
+    assert written.episode_id and not written.degraded and written.skill is None
+    assert gateway.skills.stats() == {} and list(gateway.skills.user_dir.glob("*.yaml")) == []
+    learned = asyncio.run(gateway.remember({**state, "model": "openai"}, "t-real"))  # the same run, decided
+    assert learned.skill is not None and learned.skill_created

@@ -187,6 +187,9 @@ def test_an_error_outside_the_layers_is_raised_once_the_other_layers_are_done(se
         ({"review": {"status": "failed"}}, False),
         ({"approval": {"status": "rejected"}}, False),
         ({"answer": ""}, False),
+        ({"model": "openai"}, True),
+        ({"model": "local"}, True),
+        ({"model": "offline"}, False),  # its answer only echoes the run's inputs: no success to count
     ],
 )
 def test_only_a_successful_run_reinforces_its_skill(settings, changes, learns):
