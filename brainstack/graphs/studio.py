@@ -4,8 +4,9 @@
 once, in a worker thread, and brings its own checkpointer and thread store, so the graph is
 compiled without one; everything else (settings from the ``BRAINSTACK_*`` environment, the agents
 file, the model provider, memory) is what a :class:`~brainstack.Runtime` would use. The input form
-is a task and an optional user; route, transcript, recalled memory and the approval request are
-in the state, and the nodes' progress events arrive in the ``custom`` stream mode.
+is a task and an optional user; route, transcript and recalled memory are in the state, a paused
+run's approval request is the thread's interrupt (resumed from Studio like any other), and the
+nodes' progress events arrive in the ``custom`` stream mode.
 """
 
 from __future__ import annotations
