@@ -63,8 +63,15 @@ def _phone(match: re.Match[str]) -> str:
         return text
     # Plain numbers are not phone numbers: 1200000 or 2024-2025 stay. A phone number has a leading
     # '+' or '(', or digit groups separated the way people write phone numbers.
-    if text.startswith(("+", "(")) or re.search(r"\d[ .-]\d", text):
+    if text.startswith(("+", "(")):
+        return "[phone]"
+    if re.search(r"\d[ .-]\d", text):
         if re.fullmatch(r"\d{4}-\d{4}", text):  # a year range
+            return text
+        # A list of numbers, not a phone number: a one-digit group after the first ("1 800 555
+        # 0199" is a phone, "3 4 5 6 7 8 9" is not), or more than five groups ("06 12 34 56 78").
+        groups = re.findall(r"\d+", text)
+        if len(groups) > 5 or any(len(group) == 1 for group in groups[1:]):
             return text
         return "[phone]"
     return text

@@ -53,6 +53,8 @@ def test_things_that_are_not_email_addresses(text):
         "07700 900123",  # a UK mobile written locally
         "+33 1 23 45 67 89",
         "0044 20 7946 0958",
+        "1 800 555 0199",  # a one-digit first group: the trunk or country prefix
+        "06 12 34 56 78",  # a French mobile, five groups
     ],
 )
 def test_phone_numbers_are_masked(phone):
@@ -118,6 +120,9 @@ def test_luhn_invalid_numbers_are_not_masked_as_cards(number):
         "ticket INC-4412 at 10:30 on 2024-05-01",
         "order 1234567890",
         "20240501",
+        "Scores 3 4 5 6 7 8 9 10 11 in the survey",  # a list of numbers, not a phone number
+        "Tiers at 10 20 30 40 50 60 seats",
+        "sizes 1 2 4 8 16 32 64 128",
     ],
 )
 def test_numbers_that_are_not_personal_data_are_left_alone(text):
