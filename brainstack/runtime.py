@@ -398,6 +398,11 @@ class Runtime:
         owner = _user_of(snapshot.metadata)
         if snapshot.interrupts:
             return "waiting for approval", owner
+        if snapshot.tasks and await self._run_cut_short_again(compiled, thread_id, snapshot):
+            snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
+        # Not "finished" if it stopped before a node this graph lacks, and not to be continued: the
+        # graph would drop the step's result and end the run with no answer.
+        await self._refuse_stranded(thread_id)
         if snapshot.next:
             return f"stopped before {', '.join(snapshot.next)}", owner
         if snapshot.tasks:
@@ -406,8 +411,30 @@ class Runtime:
             # yet the run is not over. Continuing it applies their results and goes on; a new
             # task would start from the last checkpoint without them (the answer would be lost).
             return f"stopped after {', '.join(task.name for task in snapshot.tasks)}", owner
-        await self._refuse_stranded(thread_id)  # not "finished" if it stopped before a node we lack
         return None, owner
+
+    async def _run_cut_short_again(self, compiled: Any, thread_id: str, snapshot: Any) -> bool:
+        """Make the steps a cancelled run cut short while their results were being saved run again
+        (see :func:`~brainstack.graphs.stranded.cut_short`): the last checkpoint is copied without
+        their partial results. Called with the thread's lease held; True when it copied one."""
+        from brainstack.graphs.stranded import cut_short
+
+        config = {"configurable": {"thread_id": thread_id}}
+        try:
+            saved = await compiled.checkpointer.aget_tuple(config)
+            tasks = {task.id: task.name for task in snapshot.tasks}
+            cut = [] if saved is None else cut_short(saved.pending_writes or (), tasks, compiled.builder)
+            if not cut:
+                return False
+            await compiled.aupdate_state(config, None, as_node="__copy__")
+        except Exception as exc:
+            _reraise(exc, thread_id)
+        log.warning(
+            "thread %r: the run was stopped while %s saved its result; it runs again",
+            thread_id,
+            ", ".join(cut),
+        )
+        return True
 
     async def _refuse_stranded(self, thread_id: str, checkpoint_id: str | None = None) -> None:
         """UsageError naming the nodes the checkpoint is due to run that this graph lacks, if any."""

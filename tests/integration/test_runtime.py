@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -890,3 +891,73 @@ async def test_sqlite_connection_refuses_an_unknown_synchronous_mode(tmp_path):
     with pytest.raises(ValueError, match="'normal' or 'full'"):
         async with connect_sqlite(tmp_path / "x.sqlite", "off"):
             pass
+
+
+def _route_cancelled(runtime: Runtime, thread: str, task: str, writes: list[tuple[str, Any]]) -> None:
+    """``thread`` with its recall done and its route task cancelled after writing ``writes`` (what
+    LangGraph saves for a cancelled task: its writes so far, and the error)."""
+    import asyncio
+
+    from langchain_core.messages import HumanMessage
+
+    config = {"configurable": {"thread_id": thread}}
+    compiled = runtime._submit(runtime._compiled_graph())
+    start = {
+        **{key: "" for key in ("active_agent", "answer", "model")},
+        **{key: [] for key in ("speakers", "transcript", "tool_calls")},
+        **{key: {} for key in ("usage", "timings", "review", "memory", "remembered", "approval")},
+        **{"task": task, "user_id": "ada", "thread_id": thread, "messages": [HumanMessage(task)]},
+        **{"route": None, "model": "offline"},
+    }
+    runtime._submit(compiled.aupdate_state(config, start, as_node="recall"))
+    (route,) = runtime._submit(compiled.aget_state(config)).tasks
+    saved = runtime._submit(compiled.checkpointer.aget_tuple(config))
+    cancelled = [*writes, ("__error__", asyncio.CancelledError())]
+    runtime._submit(compiled.checkpointer.aput_writes(saved.config, cancelled, route.id))
+
+
+def test_a_step_cancelled_while_saving_its_result_runs_again(runtime):
+    """LangGraph keeps what a cancelled task wrote so far and later applies it as the task's result.
+    A route cancelled between its state update and its edge's write (a caller that stops reading at
+    the route event lands there most of the time) then led nowhere: continuing "completed" the run
+    with no answer, and the task was lost. Such a step now runs again."""
+    thread = f"cut-{uuid.uuid4().hex[:8]}"
+    decision = {"target": "finance", "kind": "specialist", "confidence": 1.0, "decided_by": "semantic"}
+    _route_cancelled(
+        runtime, thread, "What is 17.5% of 2340?", [("route", decision), ("timings", {"route": 1})]
+    )
+    result = runtime.run(thread_id=thread)
+    assert result.status == "completed" and "409.5" in result.answer
+    assert result.speakers == ["finance"] and "specialist_finance" in result.timings
+    assert [m["role"] for m in runtime.messages(thread)][-1] == "ai"
+
+
+def test_a_route_saved_to_a_specialist_of_another_agents_file_is_refused(runtime):
+    """The route's result was saved whole (its edge to specialist_legal too): a graph without that
+    node would drop the edge and end the run with no answer. Continuing is refused instead."""
+    thread = f"legal-{uuid.uuid4().hex[:8]}"
+    decision = {"target": "legal", "kind": "specialist", "confidence": 1.0, "decided_by": "caller"}
+    _route_cancelled(
+        runtime, thread, "Review our contract.", [("route", decision), ("branch:to:specialist_legal", None)]
+    )
+    assert runtime.stranded(thread) == ["specialist_legal"]
+    for call in (
+        lambda: runtime.run(thread_id=thread),
+        lambda: runtime.run("Another task", thread_id=thread),
+    ):
+        with pytest.raises(UsageError, match=r"stopped before node 'specialist_legal'.*pass the agents file"):
+            call()
+    assert runtime.stranded(thread) == ["specialist_legal"]  # still there, for the right agents file
+
+
+def test_a_stream_stopped_at_the_route_goes_on_to_an_answer(backend_settings, embedder):
+    """The caller stops reading at the route event and closes its runtime; another one continues."""
+    for attempt in range(3):  # where the stop lands varies: each time, the run is continued to its end
+        thread = f"stop-{uuid.uuid4().hex[:8]}-{attempt}"
+        with Runtime(backend_settings, embedder=embedder) as first:
+            for event in first.stream("What is 17.5% of 2340?", thread_id=thread, agent="finance"):
+                if event.type == "route":
+                    break
+        with Runtime(backend_settings, embedder=embedder) as second:
+            result = second.run(thread_id=thread)
+        assert "409.5" in result.answer and result.speakers == ["finance"], attempt

@@ -1,6 +1,11 @@
-"""missing_nodes: which due nodes of a checkpoint a graph lacks (LangGraph's trigger rule)."""
+"""missing_nodes: which due nodes of a checkpoint a graph lacks (LangGraph's trigger rule); cut_short: which
+cancelled tasks left a partial result."""
 
 from __future__ import annotations
+
+import asyncio
+
+import pytest
 
 from brainstack.graphs.stranded import missing_nodes, stranded_message
 
@@ -50,3 +55,47 @@ def test_a_run_waiting_for_approval_says_to_turn_approval_on():
     message = stranded_message("t1", ["approve"])
     assert message.startswith("Thread 't1' is waiting for approval, which the current settings turn off")
     assert "BRAINSTACK_APPROVAL=1" in message and "Settings(approval=True)" in message
+
+
+def _builder():
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict):
+        x: int
+
+    builder = StateGraph(State)
+    for name in ("a", "b", "c"):
+        builder.add_node(name, lambda state: {"x": 1})
+    builder.add_edge(START, "a")
+    builder.add_conditional_edges("a", lambda state: "b", ["b"])
+    builder.add_edge("b", "c")
+    builder.add_edge("c", END)
+    return builder
+
+
+@pytest.mark.parametrize(
+    ("writes", "cut"),
+    [
+        ([("t1", "x", 1), ("t1", "__error__", "CancelledError()")], ["a"]),  # the edge's write is missing
+        ([("t1", "x", 1), ("t1", "__error__", asyncio.CancelledError())], ["a"]),  # not yet serialized
+        ([("t1", "x", 1), ("t1", "branch:to:b", None), ("t1", "__error__", "CancelledError()")], []),
+        ([("t1", "__error__", "CancelledError()")], []),  # nothing written: LangGraph runs it again
+        ([("t1", "x", 1), ("t1", "__error__", "ValueError('bad')")], []),  # failed, not cancelled
+        ([("t1", "x", 1)], []),  # finished
+        ([("t3", "x", 1), ("t3", "__error__", "CancelledError()")], []),  # c: nothing after it to lose
+    ],
+)
+def test_cut_short_finds_a_cancelled_task_whose_edge_was_never_written(writes, cut):
+    from brainstack.graphs.stranded import cut_short
+
+    assert cut_short(writes, {"t1": "a", "t3": "c"}, _builder()) == cut
+
+
+def test_pending_writes_to_a_node_the_graph_lacks_make_it_due():
+    from brainstack.graphs.stranded import pending_missing_nodes
+
+    writes = [("t1", "route", {}), ("t1", "branch:to:specialist_legal", None), ("t1", "branch:to:x", None)]
+    assert pending_missing_nodes(writes, {"route", "x"}) == ["specialist_legal"]
+    assert pending_missing_nodes(writes, {"route", "x", "specialist_legal"}) == []
