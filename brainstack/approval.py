@@ -27,9 +27,34 @@ def parse_resume(value: Any) -> tuple[str, str]:
         ((key, text),) = value.items()
         key = str(key).strip().lower()
         if key == "edit" and isinstance(text, str) and text.strip():
-            return "edited", text.strip()
+            return "edited", _checked("edited answer", text.strip())
         if key == "reject" and isinstance(text, str | None):
-            return "rejected", (text or "").strip()
-        if key == "approve":
+            return "rejected", _checked("reason", (text or "").strip())
+        if key == "approve" and (text is True or text is None):  # {"approve": False} is no approval
             return "approved", ""
     raise ValueError(f"{value!r} is not a decision; answer {RESUME_FORMS}")
+
+
+MAX_TEXT_CHARS = 20_000
+"""The longest edited answer or reason (an agent's answer is cut at the same length)."""
+
+
+def _checked(what: str, text: str) -> str:
+    """``text`` (an edited answer or a rejection's reason), or ValueError saying why it is refused:
+    it is stored in the checkpoint, the conversation and memory, as a task is, and checked alike."""
+    from brainstack.errors import _CONTROL, _LINE_BREAKS
+
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"the {what} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the {what} is not valid UTF-8 text (character {exc.start + 1})") from None
+    text = text.translate(_LINE_BREAKS)
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise ValueError(
+            f"the {what} contains the control character {control.group()!r} (character "
+            f"{control.start() + 1}); remove it"
+        )
+    return text

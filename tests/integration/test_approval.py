@@ -157,6 +157,10 @@ def test_approval_with_no_route_is_a_configuration_error(settings, embedder, mon
         ({"resume": "maybe"}, "not a decision"),
         ({"resume": {"edit": ""}}, "not a decision"),
         ({"resume": {"edit": "x", "reject": "y"}}, "not a decision"),
+        ({"resume": {"approve": False}}, "not a decision"),  # it approved
+        ({"resume": {"edit": "Launch.\x00"}}, r"edited answer contains the control character '\\x00'"),
+        ({"resume": {"reject": "why\x1b[2J"}}, r"reason contains the control character '\\x1b'"),
+        ({"resume": {"edit": "x" * 20_001}}, "20001 characters; the limit is 20000"),
     ],
 )
 def test_unreadable_decisions_are_refused_and_the_run_stays_paused(approving, kwargs, message):
