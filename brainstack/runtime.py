@@ -614,7 +614,7 @@ class Runtime:
         try:
             while (item := await events.get()) is not done:
                 if isinstance(item, BaseException):
-                    raise item
+                    raise _on_thread(item, run.thread_id)
                 yield item
         finally:
             if not future.done():  # the caller stopped early: stop the run too
@@ -631,7 +631,11 @@ class Runtime:
     ) -> RunResult:
         """Run ``task`` to completion (or until it waits for approval; see :meth:`astream`)."""
         run = self._start(task, user_id, thread_id, agent, resume)
-        result: RunResult = await self._on_loop(self._result_of(run))
+        try:
+            result: RunResult = await self._on_loop(self._result_of(run))
+        except RunError as exc:
+            _on_thread(exc, run.thread_id)
+            raise
         return result
 
     async def _result_of(self, run: _Run) -> RunResult:
@@ -648,7 +652,11 @@ class Runtime:
     ) -> RunResult:
         """Blocking :meth:`arun`; works inside a running event loop (Jupyter) too."""
         run = self._start(task, user_id, thread_id, agent, resume)
-        result: RunResult = self._submit(self._result_of(run))
+        try:
+            result: RunResult = self._submit(self._result_of(run))
+        except RunError as exc:
+            _on_thread(exc, run.thread_id)
+            raise
         return result
 
     def stream(
@@ -677,7 +685,7 @@ class Runtime:
         try:
             while (item := events.get()) is not done:
                 if isinstance(item, BaseException):
-                    raise item
+                    raise _on_thread(item, run.thread_id)
                 yield item
         finally:
             if not future.done():
@@ -971,6 +979,18 @@ def _closed(*, started: bool = True) -> RunError:
         "The Runtime was closed while the run was under way; the thread keeps its last "
         "checkpoint (continue it with run(thread_id=…))."
     )
+
+
+def _on_thread(error: BaseException, thread_id: str) -> BaseException:
+    """``error`` with ``thread_id`` when it is a RunError that could not know it (the "closed" one:
+    close() cancels a run from outside it), its hint naming the thread."""
+    if isinstance(error, RunError):
+        if error.thread_id is None:
+            error.thread_id = thread_id
+        if "run(thread_id=…)" in error.message:
+            error.message = error.message.replace("run(thread_id=…)", f"run(thread_id={error.thread_id!r})")
+            error.args = (error.message,)
+    return error
 
 
 class _LoopState:

@@ -106,10 +106,15 @@ def test_callers_racing_close_get_a_result_or_a_clear_error_and_none_waits_forev
         n = 0
         while not stop.is_set():
             n += 1
+            thread = f"close-{k}-{n}-{uuid.uuid4().hex[:6]}"
             try:
-                runtime.run(f"What is {k} + {n}?")
+                runtime.run(f"What is {k} + {n}?", thread_id=thread if n % 2 else None)
             except RunError as exc:
                 outcomes.append(str(exc).split(";")[0])
+                if exc.thread_id is None or (n % 2 and exc.thread_id != thread):
+                    outcomes.append(f"no thread id: {exc.thread_id!r} {exc}")
+                elif "under way" in str(exc) and f"run(thread_id={exc.thread_id!r})" not in str(exc):
+                    outcomes.append(f"the hint does not name the thread: {exc}")
             else:
                 outcomes.append("ok")
                 finished.release()
