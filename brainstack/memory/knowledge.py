@@ -168,14 +168,15 @@ class KnowledgeBase:
                         text=text,
                         doc_id=source,
                         metadata={"source": source, "sha256": digest, "name": file.name},
-                        excluded_embed_metadata_keys=["source", "sha256"],
-                        excluded_llm_metadata_keys=["sha256"],
+                        excluded_embed_metadata_keys=["source", "sha256", "chunks"],
+                        excluded_llm_metadata_keys=["sha256", "chunks"],
                     )
                     nodes = [
                         n for n in splitter.get_nodes_from_documents([document]) if n.get_content().strip()
                     ]
                     for number, node in enumerate(nodes):
                         node.metadata["chunk"] = number
+                        node.metadata["chunks"] = len(nodes)  # (see _stored_hash)
                     self.index.insert_nodes(nodes)
                 except Exception as exc:
                     raise translate(exc) from exc
@@ -186,12 +187,24 @@ class KnowledgeBase:
         return report
 
     def _stored_hash(self, source: str) -> str | None:
+        """The content hash stored with ``source``'s chunks (None: it has none), or ``"incomplete"``
+        when they are not the number its ingest wrote: an add that failed or was killed between
+        two of LlamaIndex's insert batches, or two processes adding it at once. A file with the
+        hash of its new content but only part of its chunks would otherwise count as unchanged,
+        for good; an incomplete one is written again."""
         try:
             found = self.collection.get(where={"source": source}, limit=1, include=["metadatas"])
+            metadatas = found.get("metadatas") or []
+            if not (metadatas and metadatas[0]):
+                return None
+            total = metadatas[0].get("chunks")  # (chunks written before it was recorded: not checked)
+            if isinstance(total, int) and total != len(
+                self.collection.get(where={"source": source}, include=[])["ids"]
+            ):
+                return "incomplete"
         except Exception as exc:
             raise translate(exc) from exc
-        metadatas = found.get("metadatas") or []
-        return str(metadatas[0].get("sha256")) if metadatas and metadatas[0] else None
+        return str(metadatas[0].get("sha256"))
 
     def remove(self, path: str | Path) -> int:
         """Delete the chunks of a file, or of every file under a folder; how many there were.

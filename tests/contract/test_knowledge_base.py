@@ -152,6 +152,22 @@ def test_re_adding_unchanged_files_writes_nothing(kb, docs):
     assert kb.count() == 3
 
 
+def test_a_file_left_with_part_of_its_chunks_is_written_again(kb, docs, tmp_path):
+    """An add killed between two insert batches left chunks carrying the new content's hash: the
+    next add called the file unchanged, and the rest of it was gone for good."""
+    big = tmp_path / "big.md"
+    big.write_text("\n\n".join(f"Section {n}. " + "The refund window is 30 days. " * 40 for n in range(12)))
+    first = kb.add(big)
+    total = first.chunks
+    assert total > 3
+    ids = kb.collection.get(where={"source": str(big.resolve())}, include=[])["ids"]
+    kb.collection.delete(ids=ids[: total // 2])  # what the killed add had not written yet
+    report = kb.add(big)
+    assert report.updated == [str(big.resolve())] and report.chunks == total
+    assert len(kb.collection.get(where={"source": str(big.resolve())}, include=[])["ids"]) == total
+    assert kb.add(big).unchanged == [str(big.resolve())]
+
+
 def test_a_changed_file_replaces_its_chunks(kb, docs):
     kb.add(docs)
     (docs / "pricing.md").write_text(
