@@ -443,12 +443,14 @@ def _check_search(args: argparse.Namespace) -> None:
 
 
 def _skills(args: argparse.Namespace) -> int:
+    from brainstack.memory.gateway import successes
+
     store = _gateway().skills
     if args.action == "list":
         stats = store.stats()
         for skill in store.all():
             count = stats.get(skill.name, {}).get("success_count", 0)
-            print(f"{skill.name:40} {skill.provenance.source:8} {count:>4} successes  {skill.description}")
+            print(f"{skill.name:40} {skill.provenance.source:8} {successes(count):>13}  {skill.description}")
         return 0
     try:
         skill = store.get(args.name)
@@ -829,14 +831,15 @@ async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None)
             return event.result
         if out is not None:
             try:
-                _show(event, out)
+                _show(event, out, kept=runtime.settings.redis_url is not None)
             except BrokenPipeError:  # `| head` read its lines: the run still ends and is remembered
                 _silence_stdout()
                 out = None
     raise AssertionError("the run ended without a result")  # pragma: no cover
 
 
-def _show(event: Event, out: TextIO) -> None:
+def _show(event: Event, out: TextIO, *, kept: bool = True) -> None:
+    """Print one progress event; ``kept``: working memory outlives this process (Redis)."""
     from brainstack.events import (
         GroupChatTurnEvent,
         InterruptEvent,
@@ -865,7 +868,11 @@ def _show(event: Event, out: TextIO) -> None:
         if written.skill:
             notes.append(f"{'learned' if written.skill_created else 'reinforced'} skill {written.skill}")
         if written.preferences:
-            notes.append("stored your preference")
+            notes.append(
+                "stored your preference"
+                if kept
+                else "stored your preference for this process only (set BRAINSTACK_REDIS_URL to keep it)"
+            )
         if written.degraded:
             notes.append("not saved: " + _layers(written.degraded))
         if notes:

@@ -487,6 +487,12 @@ def test_skills_forget_deletes_a_learned_skill_only_when_confirmed(env_home):
         "name: offsite-planning\ndescription: Plan an offsite.\nwhen_to_use: [Plan the offsite.]\n"
         "steps: [{kind: prompt, text: List the attendees.}]\nprovenance: {source: learned}\n"
     )
+    (folder / "_stats.json").write_text('{"offsite-planning": {"success_count": 1}}')
+    listed = cli("skills", "list", env=env_home).stdout.splitlines()
+    assert [line.split()[1:4] for line in listed if line.startswith("offsite-planning ")] == [
+        ["learned", "1", "success"]
+    ]
+    assert all(" 0 successes " in line for line in listed if " builtin " in line), listed
     line = assert_one_clean_line(cli("skills", "forget", "offsite-planning", env=env_home), 2)
     assert "refusing to delete without confirmation: add --yes" in line  # no terminal to ask on
     assert (folder / "offsite-planning.yaml").exists()
@@ -664,6 +670,14 @@ def test_a_memory_layer_that_is_down_is_named_once_with_its_reason(env_home, por
     saved = [line for line in done.stdout.splitlines() if line.startswith("◦ remembered:")]
     assert len(saved) == 1 and saved[0].startswith("◦ remembered: not saved: working (The Redis backend ")
     assert saved[0].count("working") == 1, saved  # preferences and session facts: one layer
+
+
+def test_a_preference_kept_only_by_this_process_says_so(env_home):
+    done = cli("run", "I prefer short answers. What is 5% of 80?", env=env_home)  # no Redis
+    saved = [line for line in done.stdout.splitlines() if line.startswith("◦ remembered:")]
+    assert saved == [
+        "◦ remembered: stored your preference for this process only (set BRAINSTACK_REDIS_URL to keep it)"
+    ]
 
 
 class SlowModel:
