@@ -194,6 +194,11 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
             if name == "SQLite"
             else f"it is up and that {setting} is right"
         )
+        if name == "Chroma":  # local by default: then its folder, not a server, is the problem
+            check += (
+                " (without it, Chroma is the folder BRAINSTACK_HOME/chroma: check that it is intact "
+                "and writable)"
+            )
         retry = f" Run again with thread {thread_id!r} once it is back." if thread_id else ""
         return BackendError(
             f"The {name} backend failed: {type(exc).__name__}: {_short(str(exc))}. Check that "

@@ -379,3 +379,13 @@ def test_invisible_characters_inside_a_task_are_kept() -> None:
     assert (
         InvalidTaskError.check("\u200bWhat is 2\u00a0+ 2?\u202c", 8000) == "\u200bWhat is 2\u00a0+ 2?\u202c"
     )
+
+
+def test_a_chroma_failure_also_points_at_the_local_folder() -> None:
+    """Chroma is a folder in BRAINSTACK_HOME unless BRAINSTACK_CHROMA_URL names a server: a corrupt
+    local file used to be reported as a server to check only."""
+    from chromadb.errors import InternalError
+
+    message = str(translate(InternalError("file is not a database")))
+    assert message.startswith("The Chroma backend failed: InternalError: file is not a database.")
+    assert "BRAINSTACK_CHROMA_URL is right" in message and "BRAINSTACK_HOME/chroma" in message
