@@ -42,7 +42,7 @@ MAX_TEXT_CHARS = 20_000
 def _checked(what: str, text: str) -> str:
     """``text`` (an edited answer or a rejection's reason), or ValueError saying why it is refused:
     it is stored in the checkpoint, the conversation and memory, as a task is, and checked alike."""
-    from brainstack.errors import _CONTROL, _LINE_BREAKS
+    from brainstack.errors import control_character
 
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f"the {what} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
@@ -50,8 +50,7 @@ def _checked(what: str, text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"the {what} is not valid UTF-8 text (character {exc.start + 1})") from None
-    text = text.translate(_LINE_BREAKS)
-    control = _CONTROL.search(text)
+    text, control = control_character(text)
     if control is not None:
         raise ValueError(
             f"the {what} contains the control character {control.group()!r} (character "

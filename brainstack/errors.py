@@ -83,12 +83,7 @@ class InvalidTaskError(UsageError):
             ) from None
         if "\x00" in text:
             raise cls(f"The task contains a NUL character (character {text.index(chr(0)) + 1}); remove it.")
-        # Page breaks (form feed, from PDFs), Word's and PowerPoint's soft line break (vertical tab)
-        # and NEL are line breaks in pasted text (str.splitlines agrees): kept as such.
-        text = text.translate(_LINE_BREAKS)
-        # Other control characters (ESC, backspace, C1 codes) would reach terminals, prompts and
-        # memory as they are: an ESC sequence in a task recolours or rewrites the screen it is shown on.
-        control = _CONTROL.search(text)
+        text, control = control_character(text)
         if control is not None:
             raise cls(
                 f"The task contains the control character {control.group()!r} (character "
@@ -103,6 +98,19 @@ class InvalidTaskError(UsageError):
 _LINE_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n", "\x85": "\n"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 """C0 and C1 control characters but tab, line feed and carriage return."""
+
+
+def control_character(text: str) -> tuple[str, re.Match[str] | None]:
+    """``text`` with its line breaks made line feeds, and its first other control character.
+
+    Page breaks (form feed, from PDFs), Word's and PowerPoint's soft line break (vertical tab) and
+    NEL are line breaks in pasted text (str.splitlines agrees): kept as such. Other control
+    characters (ESC, backspace, C1 codes) would reach terminals, prompts and memory as they are: an
+    ESC sequence in a task recolours or rewrites the screen it is shown on. Tasks, edited answers
+    and rejection reasons are checked with it.
+    """
+    text = text.translate(_LINE_BREAKS)
+    return text, _CONTROL.search(text)
 
 
 class ThreadBusyError(UsageError):
