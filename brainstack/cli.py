@@ -452,18 +452,35 @@ def _skills(args: argparse.Namespace) -> int:
             count = stats.get(skill.name, {}).get("success_count", 0)
             print(f"{skill.name:40} {skill.provenance.source:8} {successes(count):>13}  {skill.description}")
         return 0
+    if args.action == "forget" and (problem := store.unusable(args.name)) is not None:
+        return _forget_unusable(store, args.name, problem, args.yes)
     try:
         skill = store.get(args.name)
     except KeyError:
         raise _usage(f"no skill named {args.name!r}; see `brainstack skills list`") from None
     if args.action == "forget":
         return _forget_skill(store, skill, args.yes)
+    if (problem := store.unusable(args.name)) is not None:  # the built-in one stands in
+        print(
+            f"Your skill file cannot be used, so runs follow the built-in skill below: {problem}",
+            file=sys.stderr,
+        )
     import yaml
 
     print(
         yaml.safe_dump(skill.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100), end=""
     )
     print(f"# success count: {store.success_count(skill.name)}")
+    return 0
+
+
+def _forget_unusable(store: Any, name: str, problem: str, yes: bool) -> int:
+    """Delete a user skill file that cannot be read or is not a valid skill (no run uses it)."""
+    print(problem, file=sys.stderr)
+    if not _confirmed(yes, lambda: f"Delete the unusable skill file for {name!r}?"):
+        return 0
+    path = store.forget(name)
+    print(f"Forgot skill {name!r}: deleted {path}.")
     return 0
 
 

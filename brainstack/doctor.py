@@ -169,5 +169,12 @@ def _skills(gateway: Any) -> str:
             "BRAINSTACK_SKILLS_DIR (or BRAINSTACK_HOME) to a writable folder."
         ) from exc
     skills = store.all()
+    skipped = store.skipped()
+    if skipped:  # runs go on without them: say which, and how to mend or remove each
+        raise ConfigurationError(
+            f"{len(skipped)} skill file(s) cannot be used and runs skip them: "
+            + "; ".join(skipped.values())
+            + ". Fix each file, or delete it with `brainstack skills forget NAME`."
+        )
     builtin = sum(1 for s in skills if s.provenance.source == "builtin")
     return f"{builtin} built-in, {len(skills) - builtin} in {store.user_dir} (learned or your own)"

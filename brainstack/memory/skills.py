@@ -221,6 +221,8 @@ class SkillStore:
         learned here or in another process) costs only its new examples' embeddings."""
         self._unsaved = 0
         """Examples this store embedded since it last wrote the vectors file."""
+        self._skipped: dict[Path, str] = {}
+        """The skill files the last :meth:`all` could not use, with why (see :meth:`skipped`)."""
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -253,7 +255,8 @@ class SkillStore:
         try:
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"skill file {path}: cannot be read ({exc})") from None
+            problem = " ".join(str(exc).split())  # YAML's own spans lines: one line, as every error
+            raise ConfigurationError(f"skill file {path}: cannot be read ({problem})") from None
         if not isinstance(data, dict):
             raise ConfigurationError(f"skill file {path}: expected a mapping with name, description, steps")
         if source == "builtin":
@@ -278,24 +281,66 @@ class SkillStore:
         return folders
 
     def all(self) -> list[Skill]:
-        """Every skill; a user skill overrides a built-in one of the same name."""
+        """Every skill; a user skill overrides a built-in one of the same name.
+
+        A file that cannot be read or is not a valid skill is skipped, with a warning naming it
+        and why (once per problem), so one bad hand-edit costs that skill, not every skill: a
+        broken user file of a built-in skill's name leaves the built-in one in use. :meth:`skipped`
+        lists them."""
         skills: dict[str, Skill] = {}
         seen = set()
+        skipped: dict[Path, str] = {}
         for folder, source in self._folders():
             for entry in _skill_files(folder):
                 path = Path(entry.path)
-                skills[path.stem] = self._load_file(path, source)
                 seen.add((path, source))
+                try:
+                    skills[path.stem] = self._load_file(path, source)
+                except ConfigurationError as exc:
+                    skipped[path] = str(exc)
         with self._lock:  # forget the files that are gone
             self._loaded = {key: value for key, value in self._loaded.items() if key in seen}
+            new = [reason for path, reason in skipped.items() if self._skipped.get(path) != reason]
+            self._skipped = skipped
+        for reason in new:
+            log.warning("skipped a skill file: %s", reason)
         return sorted(skills.values(), key=lambda s: s.name)
 
+    def skipped(self) -> dict[Path, str]:
+        """The skill files that cannot be used (unreadable, not YAML or not a valid skill), each
+        with the reason, as the folders are now."""
+        self.all()
+        with self._lock:
+            return dict(self._skipped)
+
     def get(self, name: str) -> Skill:
+        """The skill ``name`` (the user's, else the built-in one: as :meth:`all` does, a built-in
+        skill stands in for a user file of its name that cannot be used). ``KeyError`` when there
+        is none; ``ConfigurationError`` naming the file and the problem when the only one is
+        unusable."""
+        problem: ConfigurationError | None = None
         for folder, source in reversed(self._folders()):
             path = self._path(folder, name)
             if path.is_file():
-                return self._load_file(path, source)
+                try:
+                    return self._load_file(path, source)
+                except ConfigurationError as exc:
+                    problem = problem or exc
+        if problem is not None:
+            raise problem
         raise KeyError(f"no skill named {name!r}")
+
+    def unusable(self, name: str) -> str | None:
+        """Why the user folder's file for skill ``name`` cannot be used, or ``None`` when it can
+        (or there is none)."""
+        path = self._path(self.user_dir, name)
+        if not path.is_file():
+            return None
+        try:
+            self._load_file(path, "user")
+        except ConfigurationError as exc:
+            return str(exc)
+        return None
 
     # -- statistics ----------------------------------------------------------------------------
 

@@ -139,8 +139,8 @@ def test_schema_rejections_name_the_file_and_the_field(tmp_path, embedder, name,
     message = str(error.value)
     assert str(path) in message
     assert field in message
-    with pytest.raises(ConfigurationError, match=re.escape(str(path))):
-        store.all()
+    assert store.all() == []  # skipped, not fatal (see test_one_unusable_skill_file_costs_only_itself)
+    assert store.skipped() == {path: message}
 
 
 def test_name_must_match_the_file(tmp_path, embedder):
@@ -264,6 +264,43 @@ def test_a_user_skill_overrides_a_built_in_one(store):
     listed = [s for s in store.all() if s.name == "pricing-change-review"]
     assert listed == [mine]
     assert (BUILTIN_DIR / "pricing-change-review.yaml").read_text(encoding="utf-8").count("Ask finance") == 0
+
+
+def test_one_unusable_skill_file_costs_only_itself(store, caplog):
+    good = store.save(Skill.model_validate(_document("offsite-planning")))
+    broken = _write(store.user_dir, "quarterly-review", "name: quarterly-review\nsteps: [unclosed\n")
+    invalid = _write(store.user_dir, "no-steps", _document("no-steps", steps=[]))
+
+    with caplog.at_level("WARNING", logger="brainstack.memory.skills"):
+        names = [s.name for s in store.all()]
+        store.all()
+    assert names == sorted([*BUILTIN_NAMES, "offsite-planning"])
+    assert good.is_file()
+    skipped = store.skipped()
+    assert sorted(skipped) == [invalid, broken]
+    assert "cannot be read" in skipped[broken] and "steps" in skipped[invalid]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all(str(invalid) in w or str(broken) in w for w in warnings)  # once each
+
+    assert store.match("Plan the quarterly offsite for the sales team.")[0].name == "offsite-planning"
+    assert store.match(PRICING_QUESTION)[0].name == "pricing-change-review"
+    assert store.unusable("quarterly-review") == skipped[broken]
+    assert store.unusable("offsite-planning") is None and store.unusable("absent") is None
+    with pytest.raises(ConfigurationError, match=re.escape(str(broken))):
+        store.get("quarterly-review")
+
+    store.forget("quarterly-review")  # deletable without being readable
+    _write(store.user_dir, "no-steps", _document("no-steps"))  # mended
+    assert store.skipped() == {} and "no-steps" in {s.name for s in store.all()}
+
+
+def test_an_unusable_override_leaves_the_built_in_skill_in_use(store):
+    path = _write(store.user_dir, "pricing-change-review", "name: pricing-change-review\n")
+    skill = store.get("pricing-change-review")
+    assert skill.provenance.source == "builtin"
+    assert [s.provenance.source for s in store.all() if s.name == "pricing-change-review"] == ["builtin"]
+    assert list(store.skipped()) == [path] and "steps" in store.unusable("pricing-change-review")
+    assert store.match(PRICING_QUESTION)[0].name == "pricing-change-review"
 
 
 # -- match -------------------------------------------------------------------------------------

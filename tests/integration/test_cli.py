@@ -510,6 +510,42 @@ def test_skills_forget_deletes_a_learned_skill_only_when_confirmed(env_home):
     assert "no skill named 'offsite-planning'" in line
 
 
+def test_an_unusable_skill_file_is_skipped_named_and_can_be_forgotten(env_home):
+    folder = Path(env_home["BRAINSTACK_HOME"]) / "skills"
+    folder.mkdir(parents=True)
+    (folder / "offsite-planning.yaml").write_text("name: offsite-planning\nsteps: [unclosed\n")
+    (folder / "launch-decision.yaml").write_text("name: launch-decision\n")  # overrides a built-in
+
+    listed = cli("skills", "list", env=env_home)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:2] for line in listed.stdout.splitlines()] == [
+        ["incident-review", "builtin"],
+        ["launch-decision", "builtin"],  # the built-in one stands in for the broken override
+        ["pricing-change-review", "builtin"],
+    ]
+    warnings = listed.stderr.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("◦ skipped a skill file: skill file ") for w in warnings)
+    assert any(str(folder / "offsite-planning.yaml") in w and "cannot be read" in w for w in warnings)
+
+    shown = cli("skills", "show", "launch-decision", env=env_home)
+    assert shown.returncode == 0 and shown.stdout.startswith("name: launch-decision")
+    assert shown.stderr.startswith("Your skill file cannot be used, so runs follow the built-in skill below")
+
+    line = assert_one_clean_line(cli("skills", "show", "offsite-planning", env=env_home), 2)
+    assert str(folder / "offsite-planning.yaml") in line and "cannot be read" in line
+
+    done = cli("skills", "forget", "offsite-planning", "--yes", env=env_home)
+    assert done.returncode == 0, done.stderr
+    assert "cannot be read" in done.stderr
+    assert done.stdout == f"Forgot skill 'offsite-planning': deleted {folder / 'offsite-planning.yaml'}.\n"
+    refused = cli("skills", "forget", "launch-decision", env=env_home)  # asks first, even so
+    assert refused.returncode == 2 and "add --yes" in refused.stderr
+    assert (folder / "launch-decision.yaml").exists()
+    assert cli("skills", "forget", "launch-decision", "--yes", env=env_home).returncode == 0
+    assert not (folder / "launch-decision.yaml").exists()
+    assert cli("skills", "list", env=env_home).stderr == ""
+
+
 def test_a_reader_that_leaves_early_does_not_stop_the_run(env_home):
     """`brainstack run … | head -1`: the run still ends, so its thread takes the next task."""
     thread = f"cli-{uuid.uuid4().hex[:8]}"

@@ -89,6 +89,16 @@ def test_a_skills_folder_that_cannot_be_written_is_named(settings, tmp_path):
     assert [part for part, (ok, _) in found.items() if not ok] == ["skills"]
 
 
+def test_an_unusable_skill_file_is_named_with_the_fix(settings):
+    settings.skills_path.mkdir(parents=True, exist_ok=True)
+    broken = settings.skills_path / "offsite-planning.yaml"
+    broken.write_text("name: offsite-planning\nsteps: [unclosed\n")
+    ok, detail = by_part(settings)["skills"]
+    assert not ok and str(broken) in detail and "cannot be read" in detail
+    assert detail.startswith("1 skill file(s) cannot be used and runs skip them")
+    assert "brainstack skills forget NAME" in detail
+
+
 def test_with_memory_off_only_what_a_run_uses_is_checked(settings):
     checks = check(settings.model_copy(update={"memory": False}))
     assert [c.part for c in checks] == ["model", "embeddings", "checkpoints", "memory"]
