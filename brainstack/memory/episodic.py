@@ -15,6 +15,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import re
+import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -33,7 +37,9 @@ from brainstack.memory.pii import mask_pii, mask_value
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
 
-__all__ = ["Episode", "EpisodicMemory", "episode_document", "open_chroma"]
+__all__ = ["Episode", "EpisodicMemory", "episode_document", "open_chroma", "scrub_local_chroma"]
+
+log = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 T = TypeVar("T")
@@ -44,6 +50,8 @@ KEYWORD_RECHECK_S = 5.0
 """How long a keyword index is trusted without counting the collection again."""
 KEYWORD_PAGE = 5000
 """Rows per Chroma ``get`` when reading a collection for its keyword index."""
+SEGMENT_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""How Chroma names a segment's folder in its local folder (the segment's id)."""
 OPEN_LOCK = ".brainstack-open.lock"
 """In a local Chroma folder: held while a process opens it (see :func:`open_chroma`)."""
 
@@ -115,6 +123,55 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
                 "(`chroma run --path DIR --host 127.0.0.1 --port PORT`) or fix BRAINSTACK_CHROMA_URL."
             ) from exc
         raise translate(exc) from exc
+
+
+def _local_folder(client: Any) -> Path | None:
+    """The folder of a local (persistent) Chroma client; ``None`` for a server or in-memory one."""
+    try:
+        chroma_settings = client.get_settings()
+    except Exception:
+        return None
+    if not getattr(chroma_settings, "is_persistent", False) or not chroma_settings.persist_directory:
+        return None
+    return Path(chroma_settings.persist_directory)
+
+
+def scrub_local_chroma(folder: str | Path) -> int:
+    """Remove from a local Chroma folder what it keeps of deleted data; returns how many deleted
+    segment folders were removed.
+
+    Chroma deletes a collection's rows but not its bytes: its text stays readable in the SQLite
+    file's free pages and full-text index segments, and its vector index stays in a folder of its
+    own (Chroma issue 5520). This merges the full-text index (FTS5 ``optimize``, which drops
+    deleted rows' entries), rewrites the file (``VACUUM``) and removes every segment folder no
+    segment row names. Segment folders are listed *before* the rows are read, and Chroma writes a
+    collection's segment row before the folder, so a collection another process creates meanwhile
+    is never taken for deleted. Other processes may use the folder meanwhile: they wait for the
+    file's lock (about a second per 100 MB). Chroma's internals: should its schema change, nothing
+    is removed and ``sqlite3.Error`` says why.
+    """
+    folder = Path(folder)
+    database = folder / "chroma.sqlite3"
+    if not database.is_file():
+        return 0
+    listed = [entry for entry in folder.iterdir() if SEGMENT_FOLDER.fullmatch(entry.name) and entry.is_dir()]
+    start = time.perf_counter()
+    with contextlib.closing(sqlite3.connect(database, timeout=60, isolation_level=None)) as db:
+        live = {str(row[0]) for row in db.execute("SELECT id FROM segments")}
+        db.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES('optimize')")
+        db.execute("VACUUM")
+    removed = 0
+    for entry in listed:
+        if entry.name not in live:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    log.info(
+        "scrubbed %s: file rewritten, %d deleted segment folder(s) removed (%.2f s)",
+        folder,
+        removed,
+        time.perf_counter() - start,
+    )
+    return removed
 
 
 def _drop_unstarted(settings: Any) -> None:
@@ -298,7 +355,12 @@ class EpisodicMemory:
         return ids
 
     def forget(self, user_id: str) -> int:
-        """Delete every episode of ``user_id``; returns how many there were."""
+        """Delete every episode of ``user_id``; returns how many there were.
+
+        In a local Chroma folder the episodes are then scrubbed from the disk too (see
+        :func:`scrub_local_chroma`): deleting a collection leaves its text readable in the SQLite
+        file's free pages and its vectors in a folder of their own. A Chroma server keeps what it
+        keeps: that is its operator's to compact."""
 
         def delete(collection: Any) -> int:
             count = int(collection.count())
@@ -311,6 +373,17 @@ class EpisodicMemory:
         if self.index_dir is not None:
             with self._lock:
                 (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
+        folder = _local_folder(self.client)
+        if folder is not None:
+            try:
+                scrub_local_chroma(folder)
+            except (OSError, sqlite3.Error) as exc:
+                log.warning(
+                    "the episodes are deleted, but their traces in %s could not be scrubbed from the "
+                    "disk (%s); forgetting again scrubs them once no other process holds the file",
+                    folder,
+                    exc,
+                )
         return count
 
     def count(self, user_id: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from brainstack.errors import BackendError
-from brainstack.memory.episodic import Episode, EpisodicMemory, open_chroma
+from brainstack.memory import episodic
+from brainstack.memory.episodic import Episode, EpisodicMemory, open_chroma, scrub_local_chroma
 
 EVAL = Path(__file__).parents[1] / "data" / "episodic_eval.yaml"
 
@@ -90,6 +92,54 @@ def test_forget_removes_only_that_user(memory):
     assert memory.count("ada") == 0 and memory.search("ada", "one") == []
     assert memory.count("bob") == 1
     assert memory.forget("ada") == 0
+
+
+def test_forget_leaves_no_trace_of_the_episodes_in_a_local_folder(tmp_path, embedder):
+    """Chroma deletes a collection's rows, not its bytes: the text stayed readable in the SQLite
+    file's free pages and full-text index, and the vectors in a folder of their own (QA)."""
+    folder = tmp_path / "chroma"
+    memory = EpisodicMemory(open_chroma(path=folder), embedder=embedder)
+    memory.add_many("ada", [(f"Ada's secret project ZEPHYRQUILL-{i} ships in May.", None) for i in range(40)])
+    kept = memory.add("bob", "Bob's migration to PostgreSQL 17 is done.")
+    segments = {p.name for p in folder.iterdir() if p.is_dir()}
+    assert len(segments) == 2  # each user's vector index
+
+    def traces() -> list[str]:
+        return [str(p) for p in folder.rglob("*") if p.is_file() and b"ZEPHYRQUILL" in p.read_bytes()]
+
+    assert traces()  # (the check can fail)
+    assert memory.forget("ada") == 40
+    assert traces() == []
+    left = {p.name for p in folder.iterdir() if p.is_dir()}
+    assert len(left) == 1 and left < segments
+    for mode in ("hybrid", "dense", "keyword"):
+        assert [e.id for e in memory.search("bob", "PostgreSQL migration", k=1, mode=mode)] == [kept], mode
+    memory.add("ada", "A new start.")  # the folder keeps working
+    reopened = EpisodicMemory(open_chroma(path=folder), embedder=embedder)
+    assert reopened.count("ada") == 1 and reopened.count("bob") == 1
+
+
+def test_a_scrub_that_cannot_read_the_folder_removes_nothing(tmp_path, embedder, monkeypatch, caplog):
+    assert scrub_local_chroma(tmp_path) == 0  # no Chroma file: nothing to do
+    stray = tmp_path / "00000000-0000-0000-0000-000000000000"
+    stray.mkdir()
+    sqlite3.connect(tmp_path / "chroma.sqlite3").close()  # not Chroma's tables (another version)
+    with pytest.raises(sqlite3.OperationalError, match="no such table: segments"):
+        scrub_local_chroma(tmp_path)
+    assert stray.is_dir()
+
+    memory = EpisodicMemory(open_chroma(path=tmp_path / "chroma"), embedder=embedder)
+    memory.add("ada", "one")
+
+    def locked(folder):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(episodic, "scrub_local_chroma", locked)
+    with caplog.at_level("WARNING", logger="brainstack.memory.episodic"):
+        assert memory.forget("ada") == 1  # the episodes are gone all the same, and it says so
+    assert memory.count("ada") == 0
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "could not be scrubbed" in warning and "database is locked" in warning
 
 
 def test_another_writer_is_seen_by_keyword_search(memory):
