@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,27 +167,64 @@ def _abbreviation(word: str) -> bool:
     )
 
 
+_REPORTED = re.compile(
+    r"\b(?:says?|said|writes?|wrote|tells?|told|asks?|asked|complains?|complained|claims?|claimed"
+    r"|repl(?:y|ies|ied)|quotes?|quoted|reads|according to|if|whether|unless)\b",
+    re.IGNORECASE,
+)
+"""Before "I prefer" in a sentence: someone else's words reported, or a condition, not the user
+stating a preference ("A customer says I prefer the old page", "Tell me if I like it")."""
+_OPENING_QUOTE = re.compile(r"(?:^|[\s(\[:])['\u2018]")
+_CLOSING_QUOTE = re.compile(r"['\u2019](?=[\s.,!?;:)\]]|$)")
+_REFUSAL = re.compile(
+    r"not to (?:say|answer|share|tell|disclose|comment|reveal|specify)"
+    r"(?:\s+(?:it|that|this|which|why|now|here|yet))?",
+    re.IGNORECASE,
+)
+""""I prefer not to say": declining to answer, not a way to be answered."""
+
+
+def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
+    """The preference phrases of ``sentence`` that are the user's own statement: not inside a
+    quotation, not after a reporting colon ("The complaint says: I prefer …") or verb, and not
+    in a condition. A one-word lead-in before a colon ("Note: I prefer …") is the user's."""
+    for match in _PREFERENCE.finditer(sentence):
+        before = sentence[: match.start()]
+        quoted = (
+            before.count('"') % 2 == 1
+            or before.count("\u201c") > before.count("\u201d")
+            or before.count("\u00ab") > before.count("\u00bb")
+            or len(_OPENING_QUOTE.findall(before)) > len(_CLOSING_QUOTE.findall(before))
+        )
+        head, colon, _ = before.rpartition(":")
+        if quoted or _REPORTED.search(before) or (colon and len(head.split()) > 1):
+            continue
+        yield match
+
+
 def stated_preferences(task: str) -> list[str]:
     """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
     found = []
     for sentence in sentences(task):
         if sentence.rstrip(_CLOSERS).endswith("?"):  # a question, even quoted: 'tables?"'
             continue
-        for match in _PREFERENCE.finditer(sentence):
+        for match in _own_preferences(sentence):
             what = " ".join(match.group("what").split())
             # rstrip, not re.sub(r"[.!,;:]+$"): re.sub retried a run that does not end the text
             # from each of its characters ("I prefer x" + "," * 8000 + "x": 0.13 s; 64k: 7 s).
             what = what.rstrip(_CLOSERS).rstrip(".!,;:").strip()
+            if what[:1] in '"\u201c' and what.count(what[0]) + what.count("\u201d") == 1:
+                what = what[1:].lstrip()  # its closing quote went with the full stop: 'I prefer "x."'
             if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
                 what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
-            if len(what) >= 3:
+            if len(what) >= 3 and not _REFUSAL.fullmatch(what):
                 found.append(what)
     return found
 
 
 def without_preferences(task: str) -> str:
     """The task with its preference sentences removed (they say how to answer, not what about)."""
-    kept = [s for s in sentences(task) if not _PREFERENCE.search(s)]
+    kept = [s for s in sentences(task) if next(_own_preferences(s), None) is None]
     return " ".join(kept) if kept else task
 
 

@@ -137,6 +137,47 @@ def test_plain_questions_state_no_preference(task):
     assert stated_preferences(task) == []
 
 
+@pytest.mark.parametrize(
+    "task",
+    [
+        "A customer complaint says: I prefer the old pricing page. Summarize it.",
+        'The survey answer was "I prefer the old pricing page". Summarize it.',
+        "The survey answer was \u201cI like the dark mode\u201d, from 40 people.",
+        "Our top reviewer wrote that I like the dark mode more than anyone.",
+        "The ticket reads 'I prefer email support' in bold.",
+        "A customer said I prefer the annual plan.",
+        "Tell me if I prefer the annual plan, given my usage.",
+        "I prefer not to say.",
+        "I'd prefer not to answer that.",
+        "I prefer not to share it",
+    ],
+)
+def test_reported_speech_conditions_and_refusals_are_no_preference(task):
+    """QA: quoted and reported speech was stored as the user's own preference, and "I prefer
+    not to say" as the preference "not to say"."""
+    assert stated_preferences(task) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "preferences"),
+    [
+        ("Note: I prefer short answers.", ["short answers"]),
+        ("I prefer not to use jargon.", ["not to use jargon"]),
+        ("Honestly, I prefer tables over prose.", ["tables over prose"]),
+        ("I don't mind either way. I prefer euros.", ["euros"]),  # an apostrophe opens no quote
+        ("Because I prefer euros, convert the totals.", ["euros, convert the totals"]),
+        ('I prefer "Postgres".', ['"Postgres"']),
+    ],
+)
+def test_the_users_own_preferences_around_those_cases_are_kept(task, preferences):
+    assert stated_preferences(task) == preferences
+
+
+def test_a_reported_preference_stays_in_the_task():
+    task = "A customer complaint says: I prefer the old pricing page. Summarize it."
+    assert without_preferences(task) == task
+
+
 @pytest.mark.parametrize("task", ["Should we always raise prices?", "Why is the build always red?"])
 def test_always_inside_a_question_is_no_preference(task):
     assert stated_preferences(task) == []
@@ -415,7 +456,8 @@ def test_an_address_at_the_clip_boundary_is_masked_not_cut(monkeypatch):
     ("task", "expected"),
     [
         ('I prefer tables?" he asked. Summarize the report.', []),  # a quoted question states nothing
-        ('"I prefer short answers." Summarize the report.', ["short answers"]),  # no quote kept
+        ('I prefer "short answers." Summarize the report.', ["short answers"]),  # no quote kept
+        ('"I prefer short answers." Summarize the report.', []),  # a quotation, not the user's own words
         ("(I prefer euros.) Price the plan.", ["euros"]),
     ],
 )
