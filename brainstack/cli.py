@@ -522,8 +522,11 @@ def _kb(args: argparse.Namespace) -> int:
     if args.action == "add":
         from pathlib import Path
 
-        if not Path(args.path).expanduser().exists():
+        root = Path(args.path).expanduser()
+        if not root.exists():
             raise _usage(f"{args.path} does not exist")
+        if not (root.is_file() or root.is_dir()):  # a FIFO, a socket, a device
+            raise _usage(f"{args.path} is not a regular file or a folder")
 
         def progress(path: str, status: str) -> None:
             if status != "skipped":  # listed below, with the reason

@@ -120,6 +120,8 @@ class KnowledgeBase:
         root = Path(path).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
+        if not (root.is_file() or root.is_dir()):  # a FIFO would block the read for good
+            raise ValueError(f"{root} is not a regular file or a folder")
         report = IngestReport()
         from llama_index.core.node_parser.text.utils import split_by_regex
 
@@ -133,6 +135,8 @@ class KnowledgeBase:
         for file in _files(root):
             source = str(file.resolve())
             try:
+                if not _encodable(source):  # Chroma stores text: its chunks could never be found
+                    raise ValueError("its path is not valid UTF-8; rename it")
                 data = file.read_bytes()
                 if len(data) > MAX_FILE_BYTES:
                     raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
@@ -281,6 +285,15 @@ class KnowledgeBase:
         """The files the knowledge base holds; with ``under``, only that file, or the files under
         that folder (paths as :meth:`add` stores them: resolved; they need not exist any more)."""
         return sorted(self._chunks(under))
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (a file name that is not comes with lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _files(root: Path) -> Iterator[Path]:

@@ -202,6 +202,28 @@ def test_a_non_utf8_file_is_skipped_with_a_reason(kb, docs):
     assert str(report).endswith("1 skipped")
 
 
+def test_a_file_whose_name_is_not_utf8_is_skipped_and_the_rest_added(kb, docs):
+    """QA: one such name aborted the whole folder with Chroma's "Invalid where clause"."""
+    import os
+
+    odd = os.path.join(os.fsencode(docs), b"caf\xe9.md")
+    with open(odd, "wb") as handle:
+        handle.write(b"Latin-1 file name, UTF-8 text.")
+    report = kb.add(docs)
+    [(source, why)] = report.skipped
+    assert os.fsencode(source) == os.path.realpath(odd) and why == "its path is not valid UTF-8; rename it"
+    assert sorted(report.added) == _expected(docs) and kb.count() == 3
+
+
+def test_a_path_that_is_neither_file_nor_folder_is_refused(kb, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)  # reading it would block for good
+    with pytest.raises(ValueError, match="is not a regular file or a folder"):
+        kb.add(fifo)
+
+
 @pytest.mark.parametrize("content", ["", "  \n\t\n   \n"])
 def test_an_empty_file_is_skipped_and_stores_no_blank_chunk(kb, docs, content):
     empty = docs / "empty.md"

@@ -246,6 +246,13 @@ def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path)
     assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunks written")
 
 
+def test_kb_add_of_a_fifo_is_one_clear_line(env_home, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    line = assert_one_clean_line(cli("kb", "add", str(fifo), env=env_home), 2)
+    assert line == f"brainstack: {fifo} is not a regular file or a folder"
+
+
 def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
