@@ -56,10 +56,22 @@ def _card(match: re.Match[str]) -> str:
     return text
 
 
+_LABEL = re.compile(
+    r"(?:\b(?:sku|isbn(?:-1[03])?|ean|upc|gtin|order|invoice|inv|ref|part|item|serial|s/n|ticket|case"
+    r"|tracking|po|model|version|build)|#)\s*(?:no\.?|nr\.?|number|#)?\s*[#:.-]?\s*$",
+    re.IGNORECASE,
+)
+"""Just before a number: the label of an identifier ("SKU 4006381-333931", "order #12-345-678")."""
+_DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?!\d)")
+
+
 def _phone(match: re.Match[str]) -> str:
     text = match.group()
     digits = re.sub(r"\D", "", text)
     if len(digits) < 9 or _IPV4.fullmatch(text):
+        return text
+    # An identifier, not a phone number: labelled as one, or starting with a date.
+    if _DATE.match(text) or _LABEL.search(match.string[max(0, match.start() - 24) : match.start()]):
         return text
     # Plain numbers are not phone numbers: 1200000 or 2024-2025 stay. A phone number has a leading
     # '+' or '(', or digit groups separated the way people write phone numbers.

@@ -60,6 +60,8 @@ def test_things_that_are_not_email_addresses(text):
 def test_phone_numbers_are_masked(phone):
     assert mask_pii(f"Call {phone} now.") == "Call [phone] now."
     assert mask_pii(phone) == "[phone]"
+    assert mask_pii(f"Order it at {phone}.") == "Order it at [phone]."  # a label only right before it
+    assert mask_pii(f"My phone number: {phone}") == "My phone number: [phone]"
 
 
 @pytest.mark.parametrize(
@@ -123,6 +125,15 @@ def test_luhn_invalid_numbers_are_not_masked_as_cards(number):
         "Scores 3 4 5 6 7 8 9 10 11 in the survey",  # a list of numbers, not a phone number
         "Tiers at 10 20 30 40 50 60 seats",
         "sizes 1 2 4 8 16 32 64 128",
+        # identifiers with a label, and numbers that start with a date (QA: masked as [phone])
+        "ISBN 978-3-16-148410-0",
+        "SKU 4006381-333931",
+        "SKU-12345-67890",
+        "Part no. 123-456-7890",
+        "order #555-123-4567",
+        "Ticket: 555-0199-2231",
+        "invoice 555-0199-2231",
+        "order 2024-11-23-0042",
     ],
 )
 def test_numbers_that_are_not_personal_data_are_left_alone(text):
