@@ -917,13 +917,24 @@ def _args(arguments: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
 
 
+def _first_sentence(text: str) -> str:
+    """``text`` up to its first ". " outside brackets: a reason often quotes an error whose own
+    sentences end inside them ("(Error 111 connecting to 127.0.0.1:6379. Connection refused.)")."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if depth <= 0 and text.startswith(". ", i):
+            return text[:i]
+    return text
+
+
 def _layers(degraded: list[str]) -> str:
     """Memory layers that failed ("working: The Redis backend ... . Check ..."), each once, with
     the first sentence of its first reason: "working (The Redis backend ... cannot be reached)"."""
     reasons: dict[str, str] = {}
     for item in degraded:
         layer, _, why = item.partition(":")
-        first = why.strip().split(". ")[0].rstrip(".")
+        first = _first_sentence(why.strip()).rstrip(".")
         reasons.setdefault(layer.strip(), first if len(first) <= 160 else first[:159] + "…")
     return " | ".join(f"{layer} ({why})" if why else layer for layer, why in reasons.items())
 

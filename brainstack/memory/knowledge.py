@@ -140,7 +140,7 @@ class KnowledgeBase:
                 data = file.read_bytes()
                 if len(data) > MAX_FILE_BYTES:
                     raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-                text = data.decode("utf-8")
+                text = data.decode("utf-8-sig")  # a byte-order mark is not text
             except (OSError, UnicodeDecodeError, ValueError) as exc:
                 report.skipped.append((source, str(exc)))
                 if progress:

@@ -215,6 +215,14 @@ def test_a_file_whose_name_is_not_utf8_is_skipped_and_the_rest_added(kb, docs):
     assert sorted(report.added) == _expected(docs) and kb.count() == 3
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_passage(kb, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_bytes("\ufeffRefunds are paid within 30 days.".encode())  # as Windows editors save it
+    kb.add(notes)
+    [passage] = kb.search("refund window", k=1)
+    assert passage.text == "Refunds are paid within 30 days."
+
+
 def test_a_path_that_is_neither_file_nor_folder_is_refused(kb, tmp_path):
     import os
 
