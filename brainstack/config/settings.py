@@ -28,6 +28,20 @@ def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("brainstack"))
 
 
+def _invalid(exc: Any, *, given: dict[str, Any]) -> Exception:
+    """A ConfigurationError for pydantic's ValidationError: each problem with the keyword it was
+    given as (``temperature=5``) or else the environment variable it came from."""
+    from brainstack.errors import ConfigurationError
+
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        from_env = not (field in given or field.isupper())  # (an alias is the variable's name)
+        name = f"BRAINSTACK_{field.upper()}" if from_env else field
+        problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+    return ConfigurationError("Invalid setting: " + "; ".join(problems) + ".")
+
+
 class Settings(BaseSettings):
     """Everything a :class:`~brainstack.Runtime` can be configured with."""
 
@@ -44,7 +58,12 @@ class Settings(BaseSettings):
             close = difflib.get_close_matches(name, [n for n in _accepted() if n.islower()], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"Settings() got an unexpected keyword argument {name!r}{hint}")
-        super().__init__(**values)
+        from pydantic import ValidationError
+
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _invalid(exc, given=values) from None
 
     home: Path = Field(default_factory=_default_home)
     """Where the SQLite checkpoints, local memory (Chroma, skills) and the knowledge base live."""
@@ -198,24 +217,10 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from the environment, with keyword overrides on top.
-
-        Invalid values raise :class:`~brainstack.errors.ConfigurationError` naming the
-        variable and the problem (``Settings(...)`` itself raises pydantic's ValidationError).
-        """
-        from pydantic import ValidationError
-
-        try:
-            return cls(**overrides)
-        except ValidationError as exc:
-            from brainstack.errors import ConfigurationError
-
-            problems = []
-            for error in exc.errors():
-                field = str(error["loc"][0]) if error["loc"] else "?"
-                name = field if field.isupper() else f"BRAINSTACK_{field.upper()}"
-                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
-            raise ConfigurationError("Invalid setting: " + "; ".join(problems) + ".") from None
+        """Settings from the environment, with keyword overrides on top (the same as
+        ``Settings(**overrides)``). Invalid values raise :class:`~brainstack.errors.ConfigurationError`
+        naming each keyword or environment variable and its problem."""
+        return cls(**overrides)
 
     @property
     def resolved_provider(self) -> Literal["openai", "offline", "local"]:
