@@ -575,7 +575,7 @@ class Runtime:
         result: RunResult = self._submit(self._replay(_check_id("thread_id", thread_id), checkpoint_id))
         return result
 
-    async def astream(
+    def astream(
         self,
         task: str | None = None,
         *,
@@ -589,8 +589,13 @@ class Runtime:
         Without a task, continue ``thread_id``'s unfinished run: with ``resume`` (``"approve"``,
         ``"reject"``, ``{"reject": why}``, ``{"edit": text}``) when it waits for approval, or from
         its last checkpoint when its process stopped mid-run.
+
+        The arguments are checked here, when it is called (an unknown agent or an empty task
+        raises at once, as :meth:`arun` does), not at the first event.
         """
-        run = self._start(task, user_id, thread_id, agent, resume)
+        return self._astream(self._start(task, user_id, thread_id, agent, resume))
+
+    async def _astream(self, run: _Run) -> AsyncIterator[Event]:
         caller = asyncio.get_running_loop()
         if caller is self._runtime_loop():
             async for event in self._events(run):
@@ -668,8 +673,11 @@ class Runtime:
         agent: str | None = None,
         resume: Any = None,
     ) -> Iterator[Event]:
-        """Blocking :meth:`astream`: events are yielded as they happen."""
-        run = self._start(task, user_id, thread_id, agent, resume)
+        """Blocking :meth:`astream`: events are yielded as they happen (the arguments are
+        checked when it is called)."""
+        return self._stream(self._start(task, user_id, thread_id, agent, resume))
+
+    def _stream(self, run: _Run) -> Iterator[Event]:
         done = object()
         events: queue.Queue[Any] = queue.Queue()
 

@@ -365,6 +365,10 @@ async def test_arun_inside_an_event_loop(runtime):
 def test_bad_input_is_refused_before_anything_is_written(runtime, task, kwargs, error, message):
     with pytest.raises(error, match=message):
         runtime.run(task, **{"thread_id": "never", **kwargs})
+    # stream and astream check when called, as run does, not at the first next() (QA)
+    for call in (runtime.stream, runtime.astream, brainstack.stream, brainstack.astream):
+        with pytest.raises(error, match=message):
+            call(task, **{"thread_id": "never", **kwargs})
     if "thread_id" not in kwargs:
         assert runtime.messages("never") == []
 
