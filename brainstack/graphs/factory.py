@@ -74,7 +74,7 @@ def create_router_graph(
     group_chat = GroupChat(agents.group_chat, provider, settings)
     graph.add_node(GROUP_CHAT, embedding_ahead(timed(GROUP_CHAT, group_chat), ahead[GROUP_CHAT]))
     targets[GROUP_CHAT] = GROUP_CHAT
-    graph.add_node("review", timed("review", Review(agents.default_agent)))
+    graph.add_node("review", timed("review", Review(agents.default_agent, approval)))
     finish = "remember" if memory is not None else END
     if memory is not None:
         graph.add_node("remember", timed("remember", Remember(memory)))

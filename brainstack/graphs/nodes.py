@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 
 from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config.agents import GROUP_CHAT
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from brainstack.config import AgentsConfig
     from brainstack.graphs.router import SemanticRouter
     from brainstack.memory.gateway import MemoryGateway
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_ANSWER_CHARS",
@@ -165,8 +168,9 @@ class Route:
 class Review:
     """Accepts the answer, or sends the task back once, then to the default agent."""
 
-    def __init__(self, default_agent: str) -> None:
+    def __init__(self, default_agent: str, approval_routes: Iterable[str] = ()) -> None:
         self.default_agent = default_agent
+        self.approval_routes = set(approval_routes)
 
     def __call__(self, state: RouterState) -> dict[str, Any]:
         review = dict(state.get("review") or {})
@@ -181,11 +185,10 @@ class Review:
             status = review.get("status") or "ok"
             checks = _skill_checks(state.get("memory") or {}, answer)
             notes += [f"skill {c['skill']}: check failed: {c['check']}" for c in checks if not c["passed"]]
-            return {
-                "answer": answer,
-                "messages": [AIMessage(answer, name=active)],
-                "review": {**review, "status": status, "notes": notes, "checks": checks, "next": None},
-            }
+            review = {**review, "status": status, "notes": notes, "checks": checks, "next": None}
+            if (state.get("route") or {}).get("target") in self.approval_routes:
+                review["approval"] = "pending"  # until approve records the decision (see start_run)
+            return {"answer": answer, "messages": [AIMessage(answer, name=active)], "review": review}
         notes.append(f"{active or 'the agent'} returned an empty answer")
         # active_agent is the agent's name (``marketing``, ``group_chat``); the graph's edges
         # are keyed by node names (``specialist_marketing``).
@@ -284,12 +287,40 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
         if not (last is not None and last.type == "human" and last.content == task):
             # (a re-run of this step from its checkpoint already has the task as the last message)
             human = HumanMessage(task)
-            fresh["messages"] = [human]
-            messages.append(human)
+            fresh["messages"] = [*_not_adopted(state, messages), human]
+            messages = [*messages, human]
         update = await node({**state, **fresh, "messages": messages})
         return {**fresh, **update}
 
     return first
+
+
+NOT_ADOPTED = (
+    "Not adopted: a new task was sent on this thread before a reviewer approved this answer. "
+    "The proposed answer is kept in the thread's history."
+)
+
+
+def _not_adopted(state: RouterState, messages: list[AnyMessage]) -> list[AnyMessage]:
+    """When the thread's previous answer still waits for approval, the message that replaces it
+    in the conversation (``[]`` otherwise).
+
+    :class:`~brainstack.Runtime` refuses a new task on such a thread, but a LangGraph server
+    (Studio) starts it and drops the pending approval: the unapproved answer stayed in the
+    conversation as if accepted, and later runs took it as the thread's history (QA). It is
+    replaced as a rejection would replace it, and a warning says so."""
+    review = state.get("review") or {}
+    if review.get("approval") != "pending" or state.get("approval"):
+        return []
+    answered = [m for m in messages if m.type == "ai"]
+    if not (answered and answered[-1].id):
+        return []
+    log.warning(
+        "thread %s: a new task was sent while its last answer waited for approval; that answer "
+        "is marked not adopted (continue a paused run with its approval decision instead)",
+        state.get("thread_id") or "?",
+    )
+    return [AIMessage(NOT_ADOPTED, name=answered[-1].name, id=answered[-1].id)]
 
 
 class Approve:

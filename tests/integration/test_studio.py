@@ -206,6 +206,31 @@ async def test_approval_pauses_in_studio_and_a_resume_command_finishes_it(client
     assert (await client.threads.get_state(thread["thread_id"]))["next"] == []
 
 
+async def test_a_new_task_on_a_paused_thread_does_not_adopt_the_unapproved_answer(client):
+    """The server starts a new task on a thread that waits for approval (Runtime refuses it) and
+    drops the pending approval: the unapproved answer stayed in the conversation as if accepted,
+    and the next runs took it as the thread's history (QA)."""
+    from brainstack.graphs.nodes import NOT_ADOPTED
+
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": DECISION})
+    paused = await client.threads.get_state(thread["thread_id"])
+    assert paused["next"] == ["approve"]
+    proposed = [m for m in paused["values"]["messages"] if m["type"] == "ai"][-1]
+
+    final = await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": "What is 2 + 2?"})
+    assert "4" in final["answer"] and final["approval"] == {}
+    messages = [(m["type"], m["content"]) for m in final["messages"]]
+    assert messages == [
+        ("human", DECISION),
+        ("ai", NOT_ADOPTED),
+        ("human", "What is 2 + 2?"),
+        ("ai", final["answer"]),
+    ]
+    assert proposed["content"] not in str(final["messages"])
+    assert final["messages"][1]["id"] == proposed["id"]  # replaced in place, as a rejection is
+
+
 async def test_an_empty_task_fails_the_run_with_a_clear_error(client):
     thread = await client.threads.create()
     chunks = await stream(client, thread["thread_id"], input={"task": "   "})
