@@ -89,6 +89,7 @@ class GroupChat:
                     transcript.append({"speaker": item.source, "content": item.content})
                     write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
 
+        _quiet_reported_failures()
         chat = asyncio.ensure_future(converse())
         try:
             # Shielded: a cancelled run_stream waits in its `finally` until the team is idle, i.e.
@@ -96,11 +97,20 @@ class GroupChat:
             await asyncio.shield(chat)
             usage = _usage(clients)
         except asyncio.CancelledError:
-            _quiet_cancelled_handlers()
             token.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):  # the chat's end: not ours
                 await chat
             raise
+        except Exception as exc:
+            # AutoGen hands a member's failure back as a RuntimeError holding the traceback's text:
+            # the model's own error (what the client raised) says what happened, as a specialist's
+            # does (HTTP 400 → ModelError, unreachable → ModelUnavailableError).
+            failed = next((c.brainstack_error for c in clients if c.brainstack_error is not None), None)
+            if failed is None:
+                raise
+            from brainstack.errors import translate
+
+            raise translate(failed) from exc
         finally:
             for client in clients:
                 await client.close()
@@ -120,18 +130,29 @@ class GroupChat:
         }
 
 
-class _NotCancelled(logging.Filter):
-    """Drops autogen's "Error processing publish message" records of handlers stopped by a
-    cancelled chat: a run the user stopped (Ctrl-C) is not an error, and its traceback is noise."""
+class _Reported(logging.Filter):
+    """Drops autogen's "Error processing publish message" records that the run reports itself:
+    handlers stopped by a cancelled chat (a run the user stopped is not an error), a member's
+    failed model call (raised as the run's ModelError) and the containers' echo of that failure
+    ("Unhandled message in agent container: …GroupChatError"). Their tracebacks were printed in
+    full before the run's one-line error (QA)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        import openai
+
+        return not (
+            isinstance(error, asyncio.CancelledError | openai.APIError)
+            or (isinstance(error, ValueError) and "GroupChatError" in str(error))
+        )
 
 
-def _quiet_cancelled_handlers() -> None:
+def _quiet_reported_failures() -> None:
     logger = logging.getLogger("autogen_core")
-    if not any(isinstance(f, _NotCancelled) for f in logger.filters):
-        logger.addFilter(_NotCancelled())
+    if not any(isinstance(f, _Reported) for f in logger.filters):
+        logger.addFilter(_Reported())
 
 
 def _in_turn(names: Sequence[str]) -> Any:
@@ -173,10 +194,16 @@ def _counted(client: Any) -> Any:
     """Count the model calls an autogen client makes (its usage totals only count tokens)."""
     create = client.create
     client.brainstack_calls = 0
+    client.brainstack_error = None  # the first exception a call raised (GroupChat reports it)
 
     async def counting_create(*args: Any, **kwargs: Any) -> Any:
         client.brainstack_calls += 1
-        return await create(*args, **kwargs)
+        try:
+            return await create(*args, **kwargs)
+        except Exception as exc:
+            if client.brainstack_error is None:
+                client.brainstack_error = exc
+            raise
 
     client.create = counting_create
     return client

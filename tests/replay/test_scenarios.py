@@ -129,6 +129,17 @@ def test_server_error_surfaces_as_model_error(runtime):
     assert len(cassette.played) == 3  # first attempt + the two configured retries
 
 
+def test_a_group_chat_members_rejected_call_is_a_model_error(runtime, capfd):
+    with replay(ROOT / "group_chat_member_rejected.yaml") as cassette, pytest.raises(ModelError) as caught:
+        runtime.run("Should we launch a freemium tier?", thread_id="t-gc-400")
+    error = caught.value
+    assert error.status_code == 400 and "HTTP 400" in str(error) and "context_length_exceeded" in str(error)
+    assert "Traceback" not in str(error) and error.thread_id == "t-gc-400"
+    assert len(cassette.played) == 2
+    printed = capfd.readouterr().err
+    assert "Traceback" not in printed and "Error processing publish message" not in printed, printed
+
+
 def test_thread_continuity_is_replayed(runtime):
     """The second run on a thread sends the first exchange to the model."""
     with replay(ROOT / "semantic_route.yaml"):
