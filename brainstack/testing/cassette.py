@@ -211,7 +211,11 @@ class Cassette:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ReplayError(f"{path}: no such cassette (record it with BRAINSTACK_RECORD=1)") from None
+            where = "" if path.is_absolute() else f" (a relative path, from {Path.cwd()})"
+            raise ReplayError(
+                f"{path.absolute()}: no such cassette{where}. Check the path (a test can build it from "
+                "Path(__file__).parent), or record it there with BRAINSTACK_RECORD=1."
+            ) from None
         except yaml.YAMLError as exc:
             raise ReplayError(f"{path}: not valid YAML: {exc}") from None
         except UnicodeDecodeError as exc:
@@ -282,10 +286,18 @@ class Cassette:
         problems = list(self.unexpected)
         left = len(self._queue) - self._next
         if left:
-            indices = ", ".join(str(i.index) for i in self.unplayed)
-            problems.append(
-                f"{left} response(s) of {self.path} were never requested: interactions[{indices}]"
+            unplayed = self.unplayed
+            indices = ", ".join(str(i.index) for i in unplayed)
+            report = f"{left} response(s) of {self.path} were never requested: interactions[{indices}]"
+            report += "".join(
+                f"\n  [{i.index}] match: {json.dumps(i.match, ensure_ascii=False)}" for i in unplayed[:5]
             )
+            if self._next == 0:  # no request at all reached the cassette
+                report += (
+                    "\nNo model request reached the cassette: was the runtime built with "
+                    "replay_settings() (it ran the offline model otherwise), inside the replay() block?"
+                )
+            problems.append(report)
         if problems:
             raise ReplayError("\n\n".join(problems))
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from brainstack import ConfigurationError, ModelError, ModelUnavailableError, Runtime
+from brainstack import ConfigurationError, ModelError, ModelUnavailableError, Runtime, Settings
 from brainstack.testing import Cassette, ReplayError, replay, replay_settings
 
 ROOT = Path(__file__).parent / "cassettes"
@@ -54,9 +54,33 @@ def test_unplayed_response_fails(runtime, tmp_path):
     document = yaml.safe_load((ROOT / "semantic_route.yaml").read_text())
     document["interactions"].append({"match": {"system": "finance"}, "response": {"content": "never asked"}})
     cassette = write(tmp_path / "extra.yaml", document)
-    never = r"1 response\(s\) .* never requested: interactions\[1\]"
+    never = (
+        r"1 response\(s\) .* never requested: interactions\[1\]\n  \[1\] match: \{\"system\": \"finance\"\}$"
+    )
     with pytest.raises(ReplayError, match=never), replay(cassette):
         runtime.run(TASK)
+
+
+def test_a_runtime_that_made_no_model_call_is_told_why(tmp_path, cache_dir, embedder):
+    """QA: a runtime built without replay_settings() runs the offline model; the report gave
+    only the unplayed indices."""
+    offline = Runtime(
+        Settings(home=tmp_path / "home", cache_dir=cache_dir, provider="offline"), embedder=embedder
+    )
+    with pytest.raises(ReplayError) as caught, replay(ROOT / "semantic_route.yaml"):
+        offline.run(TASK)
+    report = str(caught.value)
+    assert "never requested: interactions[0]" in report
+    assert "No model request reached the cassette: was the runtime built with replay_settings()" in report
+
+
+def test_a_missing_cassette_names_its_absolute_path_and_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ReplayError) as caught:
+        Cassette.load("cassettes/legal.yaml")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'cassettes' / 'legal.yaml'}: no such cassette")
+    assert f"(a relative path, from {tmp_path})" in message and "Path(__file__).parent" in message
 
 
 @pytest.mark.parametrize(
