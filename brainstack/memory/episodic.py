@@ -165,7 +165,7 @@ def scrub_local_chroma(folder: str | Path) -> int:
         if entry.name not in live:
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
-    log.info(
+    log.debug(
         "scrubbed %s: file rewritten, %d deleted segment folder(s) removed (%.2f s)",
         folder,
         removed,
