@@ -231,6 +231,40 @@ async def test_a_new_task_on_a_paused_thread_does_not_adopt_the_unapproved_answe
     assert final["messages"][1]["id"] == proposed["id"]  # replaced in place, as a rejection is
 
 
+async def test_a_server_with_approval_off_refuses_to_resume_a_paused_run(settings, embedder):
+    """QA: restarted without BRAINSTACK_APPROVAL, the server's graph had no approve node, so a
+    resume ignored the decision and ended the run with the unapproved answer."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from brainstack import Runtime, UsageError
+    from brainstack.graphs.studio import make_graph
+
+    saver = InMemorySaver()
+    config = {"configurable": {"thread_id": "paused"}}
+    on = Runtime(settings.model_copy(update={"approval": True}), embedder=embedder)
+    paused_graph = on.graph.compile(checkpointer=saver)
+    await paused_graph.ainvoke({"task": DECISION}, config)
+    assert (await paused_graph.aget_state(config)).next == ("approve",)
+
+    off = Runtime(settings, embedder=embedder)
+    make_graph(off)  # as the server builds it, with approval off
+    served = off.graph.compile(checkpointer=saver)
+    with pytest.raises(
+        UsageError, match="waiting for approval, which the current settings turn off"
+    ) as caught:
+        await served.ainvoke(Command(resume={"reject": "too early"}), config)
+    assert "restart it with BRAINSTACK_APPROVAL=1" in str(caught.value)
+    assert (await served.aget_state(config)).next == ("approve",)  # still waiting, nothing lost
+
+    final = await paused_graph.ainvoke(Command(resume={"reject": "too early"}), config)
+    assert final["approval"]["status"] == "rejected" and final["answer"].startswith(
+        "Rejected by the reviewer"
+    )
+    on.close()
+    off.close()
+
+
 async def test_an_empty_task_fails_the_run_with_a_clear_error(client):
     thread = await client.threads.create()
     chunks = await stream(client, thread["thread_id"], input={"task": "   "})
