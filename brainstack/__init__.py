@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,13 +162,35 @@ def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:
     check_agents_argument(agents)  # before the cache, which would raise TypeError on a list
     settings = Settings.from_env()
     if isinstance(agents, AgentsConfig):
-        return Runtime(settings, agents=agents)
-    return _cached_runtime(settings, agents)
+        key: Any = ("config", agents.model_dump_json())
+    elif agents is not None:
+        path = Path(agents).expanduser().resolve()
+        try:  # an edited file is a new key: read again (its old Runtime ages out of the cache)
+            stat = path.stat()
+            key = ("file", str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = ("file", str(path))  # Runtime() names the problem
+    else:
+        key = None
+    with _RUNTIMES_LOCK:
+        runtime = _RUNTIMES.get((settings, key))
+        if runtime is not None:
+            _RUNTIMES.move_to_end((settings, key))
+            return runtime
+    built = Runtime(settings, agents=agents)  # outside the lock: it loads models
+    with _RUNTIMES_LOCK:
+        runtime = _RUNTIMES.setdefault((settings, key), built)
+        evicted = [_RUNTIMES.popitem(last=False)[1] for _ in range(len(_RUNTIMES) - MAX_RUNTIMES)]
+    if runtime is not built:  # another thread built the same one first
+        evicted.append(built)
+    for old in evicted:
+        old.close()
+    return runtime
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_runtime(settings: Settings, agents: str | Path | None) -> Runtime:
-    from brainstack.runtime import Runtime
-
-    # One Runtime per (settings, agents file): the router's example embeddings are computed once.
-    return Runtime(settings, agents=agents)
+MAX_RUNTIMES = 8
+"""How many Runtimes the module-level functions keep (one per settings and agents file or
+config: the router's example embeddings are computed once for each); the least recently used
+beyond that is closed."""
+_RUNTIMES: OrderedDict[tuple[Any, Any], Runtime] = OrderedDict()
+_RUNTIMES_LOCK = threading.Lock()

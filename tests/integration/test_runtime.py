@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -495,6 +496,44 @@ def test_module_level_run_uses_the_environment(monkeypatch, tmp_path, cache_dir)
     result = brainstack.run("What is 3 * 7?", user_id="ada", thread_id="env-thread")
     assert "21" in result.answer and result.user_id == "ada"
     assert (tmp_path / "env-home" / "checkpoints.sqlite").is_file()
+
+
+def test_module_level_runs_reread_an_edited_agents_file_and_close_what_they_evict(
+    monkeypatch, tmp_path, cache_dir
+):
+    """QA: the module-level functions cached their Runtime by path, so an edited agents file was
+    never read again, and Runtimes pushed out of the cache were never closed; a Runtime built
+    from an AgentsConfig was built again (and left open) at every call."""
+    from brainstack.config import load_agents
+
+    monkeypatch.setenv("BRAINSTACK_HOME", str(tmp_path / "env-home"))
+    monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(cache_dir))
+    monkeypatch.setattr(brainstack, "_RUNTIMES", type(brainstack._RUNTIMES)())
+    builtin = (Path(brainstack.__file__).parent / "config" / "agents.yaml").read_text("utf-8")
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(builtin, "utf-8")
+    with pytest.raises(UnknownAgentError, match="No agent named 'legal'"):
+        brainstack.run("Review this contract.", agents=agents, agent="legal")
+    first = brainstack._runtime(agents)
+    assert brainstack._runtime(str(agents)) is first  # cached, whichever way the path is given
+
+    legal = (
+        "\n  legal:\n    description: Contracts.\n    system_prompt: You are the legal specialist.\n"
+        "    tools: []\n    examples:\n      - Review this contract.\n      - Draft a supplier NDA.\n"
+        "      - Are we compliant with the GDPR\n"
+    )
+    agents.write_text(builtin.replace("\nagents:\n", "\nagents:" + legal, 1), "utf-8")
+    result = brainstack.run("Review this contract.", agents=agents, agent="legal")
+    assert result.speakers == ["legal"]
+
+    config = load_agents(agents)
+    assert brainstack._runtime(config) is brainstack._runtime(config)  # built once, not per call
+    monkeypatch.setattr(brainstack, "MAX_RUNTIMES", 1)
+    brainstack._runtime(None)  # evicts the others: closed
+    assert list(brainstack._RUNTIMES.values()) == [brainstack._runtime(None)]
+    assert first._loop_state is None
+    for runtime in brainstack._RUNTIMES.values():
+        runtime.close()
 
 
 def test_runs_share_one_open_checkpointer_until_close(runtime, monkeypatch):
