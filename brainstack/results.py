@@ -223,7 +223,7 @@ class RunResult(_Value):
     thread_id: str
     user_id: str
     model: str
-    """Which provider answered: ``openai`` or ``offline``."""
+    """Which provider answered: ``openai``, ``local`` (llama.cpp on loopback) or ``offline``."""
     usage: Usage
     timings: dict[str, float]
     """Milliseconds spent in each graph node."""

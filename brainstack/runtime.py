@@ -911,6 +911,11 @@ class Runtime:
                     "The task is empty: pass the question or instruction to run (or a thread_id to "
                     "continue that thread's unfinished run)."
                 )
+            if agent is not None:  # it would be ignored: the run's route was decided when it started
+                raise UsageError(
+                    f"agent={agent!r} chooses the route of a new task; continuing thread "
+                    f"{thread_id!r} keeps the route its run took. Drop agent=, or pass a task."
+                )
             if resume is not None:
                 try:
                     parse_resume(resume)
@@ -1057,6 +1062,10 @@ def check_agents_argument(agents: object) -> None:
         raise UsageError(
             f"agents must be the path of an agents file (str or Path) or an AgentsConfig, "
             f"not {type(agents).__name__}."
+        )
+    if isinstance(agents, str) and not agents.strip():  # Path("") is the current folder
+        raise UsageError(
+            "agents is an empty path: pass the path of an agents file, or None for the built-in one."
         )
 
 

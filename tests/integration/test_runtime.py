@@ -354,6 +354,8 @@ async def test_arun_inside_an_event_loop(runtime):
         ("red \x1b[31mtext", {}, InvalidTaskError, "control character '\\\\x1b' \\(character 5\\)"),
         ("a\x08b\x9bc", {}, InvalidTaskError, "control character '\\\\x08' \\(character 2\\)"),
         ("hello", {"agent": "lawyer"}, UnknownAgentError, "No agent named 'lawyer'"),
+        (None, {"agent": "finance"}, UsageError, "agent='finance' chooses the route of a new task"),
+        (None, {"agent": "finance", "resume": "approve"}, UsageError, "keeps the route its run took"),
         ("hello", {"thread_id": "bad id!"}, UsageError, "thread_id"),
         ("hello", {"thread_id": "ends-with-a-newline\n"}, UsageError, "thread_id"),
         ("hello", {"user_id": ""}, UsageError, "user_id"),
@@ -394,6 +396,8 @@ async def test_reading_a_thread_refuses_what_is_not_a_thread_id(runtime, thread_
         ({"settings": {"memory": False}}, r"settings must be a brainstack.Settings, not dict"),
         ({"agents": 123}, r"agents must be the path of an agents file \(str or Path\) .*not int"),
         ({"agents": ["agents.yaml"]}, r"not list"),
+        ({"agents": ""}, r"agents is an empty path: pass the path of an agents file, or None"),
+        ({"agents": "  "}, r"agents is an empty path"),
     ],
 )
 def test_arguments_of_the_wrong_type_are_named(kwargs, message):
