@@ -98,8 +98,9 @@ class GroupChatSpec(_Strict):
     @model_validator(mode="after")
     def _unique_roles(self) -> GroupChatSpec:
         names = [role.name for role in self.roles]
-        if len(set(names)) != len(names):
-            raise ValueError(f"role names must be unique, got {names}")
+        if len({name.casefold() for name in names}) != len(names):
+            # (the selector model names the next speaker: "cto" would be either of CTO and Cto)
+            raise ValueError(f"role names must be unique, even ignoring case, got {names}")
         if any(name.casefold() == "user" for name in names):
             # AutoGen's name for the task's sender: that role's turns would be taken for the task.
             raise ValueError("'user' is reserved (AutoGen names the task's sender so); rename that role")

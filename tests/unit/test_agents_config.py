@@ -341,9 +341,16 @@ def test_invalid_file_names_path_field_and_fix(tmp_path: Path, change: tuple, fi
         (("default_agent", "nobody"), "default_agent 'nobody'", "is not one of the agents ['helper']"),
         (("agents", "group_chat", minimal()["agents"]["helper"]), "'group_chat'", "rename that agent"),
         (("group_chat", "roles", 1, "name", "Alice"), "group_chat", "role names must be unique"),
+        (("group_chat", "roles", 1, "name", "ALICE"), "group_chat", "must be unique, even ignoring case"),
         (("group_chat", "roles", 1, "name", "User"), "group_chat", "'user' is reserved"),
     ],
-    ids=["unknown default agent", "reserved agent name", "duplicate role", "role named user"],
+    ids=[
+        "unknown default agent",
+        "reserved agent name",
+        "duplicate role",
+        "role differing in case",
+        "role named user",
+    ],
 )
 def test_cross_field_errors_explain_themselves(
     tmp_path: Path, change: tuple, field: str, reason: str
