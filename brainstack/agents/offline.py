@@ -243,7 +243,10 @@ def _role(system: str) -> str:
 def _focus(system: str) -> str:
     """The sentence of the system prompt that says what the agent judges."""
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", system) if s.strip()]
-    rest = [s for s in sentences[1:] if not s.lower().startswith(("you are", "work as", "keep each"))]
+    # (the team's rules follow a role's own prompt: "You are in a meeting … Keep each message …
+    # When the team has reached its decision, …": never a member's brief)
+    skip = ("you are", "work as", "keep each", "when the team")
+    rest = [s for s in sentences[1:] if not s.lower().startswith(skip)]
     return _clip(rest[0].rstrip("."), 160).lower() if rest else ""
 
 

@@ -393,6 +393,16 @@ def test_custom_termination_word(client: httpx2.Client) -> None:
     assert "Alice would judge the code; Bob would judge the cost" in second["content"]
 
 
+def test_a_one_sentence_role_is_not_given_the_team_rules_as_its_brief() -> None:
+    """QA: "You are the CEO." plus the team's rules quoted "when the team has reached its
+    decision, state the final decision …" as the CEO's brief."""
+    model = OfflineModel(team=["CEO", "CTO"])
+    rules = TEAM_RULES.format(others="CTO", word="TERMINATE")
+    with httpx2.Client(transport=httpx2.MockTransport(model.handle), base_url="http://x/v1") as other:
+        turn = message_of(chat(other, [system(f"You are the CEO.\n\n{rules}"), user("Ship it?", "user")]))
+    assert turn["content"] == "CEO (offline model) on \u201cShip it?\u201d: my brief is to give my view"
+
+
 def test_team_turns_are_deterministic(client: httpx2.Client) -> None:
     task = "Should we raise prices by 20 percent for new customers?"
     assert run_meeting(client, task, TEAM) == run_meeting(client, task, TEAM)
