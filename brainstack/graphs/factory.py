@@ -55,7 +55,8 @@ def create_router_graph(
     graph: StateGraph[Any] = StateGraph(RouterState, input_schema=RunInput)
 
     def first(name: str, node: Node) -> Any:
-        return start_run(timed(name, node), provider.name, settings.max_task_chars)
+        history = None if memory is not None else (settings.history_messages, settings.history_token_budget)
+        return start_run(timed(name, node), provider.name, settings.max_task_chars, history)
 
     if memory is not None:
         graph.add_node("recall", first("recall", Recall(memory)))

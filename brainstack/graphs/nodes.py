@@ -239,13 +239,19 @@ class AfterReview:
 after_review = AfterReview()
 
 
-def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
+def start_run(
+    node: Any, provider_name: str, max_task_chars: int, history: tuple[int, int] | None = None
+) -> Any:
     """Wrap the graph's first node so that every run starts clean, whoever starts it.
 
     A run's input is only ``task`` (and optionally ``user_id``, ``requested_agent``), from
     :class:`~brainstack.Runtime` and from LangGraph Studio alike. The previous run's values on the
     thread (answer, transcript, usage, timings …) are reset here and the task joins the thread's
     conversation, so the node sees, and the checkpoint stores, only this run.
+
+    ``history`` (``settings.history_messages``, ``settings.history_token_budget``), for a graph
+    without memory: there is no recall to report how many earlier messages the agents see, so
+    this node does (``RunResult.memory.history_messages``).
     """
     import functools
 
@@ -289,6 +295,13 @@ def start_run(node: Any, provider_name: str, max_task_chars: int) -> Any:
             human = HumanMessage(task)
             fresh["messages"] = [*_not_adopted(state, messages), human]
             messages = [*messages, human]
+        if history is not None:
+            from brainstack.memory.gateway import recent_messages
+
+            seen = len(recent_messages(messages[:-1], *history))
+            fresh["memory"] = {"history_messages": seen} if seen else {}
+            if stored.get("memory") == fresh["memory"]:
+                del fresh["memory"]
         update = await node({**state, **fresh, "messages": messages})
         return {**fresh, **update}
 

@@ -108,6 +108,20 @@ def test_second_run_on_a_thread_sees_the_first(runtime):
     assert "Earlier in this thread" not in other.answer
 
 
+def test_with_memory_off_the_result_still_counts_the_history_the_agents_saw(settings, embedder):
+    """QA: with BRAINSTACK_MEMORY=0 there is no recall step, and history_messages said 0 while the
+    agent answered from the thread's earlier messages."""
+    with Runtime(settings.model_copy(update={"memory": False}), embedder=embedder) as runtime:
+        thread = unique("off")
+        first = runtime.run(
+            "How should we design the database schema for multi-tenant accounts?", thread_id=thread
+        )
+        second = runtime.run("Which indexes should the accounts table have?", thread_id=thread)
+        assert "Earlier in this thread" in second.answer
+        assert (first.memory.history_messages, second.memory.history_messages) == (0, 2)
+        assert second.memory.episodes == [] and "recall" not in second.timings
+
+
 def test_thread_continues_in_a_new_process(backend_settings, embedder, env_home):
     thread = unique("proc")
     env = {**env_home, "BRAINSTACK_HOME": str(backend_settings.home)}
