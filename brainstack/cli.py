@@ -92,8 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--user", default="default", help="user id (default: %(default)s)")
     search.add_argument("-k", type=int, default=5, help="how many episodes (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="print the episodes as JSON")
-    forget = memory_commands.add_parser("forget", help="delete a user's episodes and working memory")
+    show = memory_commands.add_parser("show", help="what is kept about a user: preferences, episodes")
+    show.add_argument("--user", default="default", help="user id (default: %(default)s)")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
+    forget = memory_commands.add_parser(
+        "forget", help="delete a user's episodes and working memory (or one stated preference)"
+    )
     forget.add_argument("--user", required=True, help="user id")
+    forget.add_argument(
+        "--preference", metavar="TEXT", help="delete only this stated preference (as `memory show` lists it)"
+    )
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     skills = commands.add_parser("skills", help="list, show or forget procedural skills")
@@ -355,7 +363,61 @@ def _memory(args: argparse.Namespace) -> int:
             print(f"{episode.score:.3f}  {when}  {episode.metadata.get('route', '')}  [{episode.id[:8]}]")
             print("   " + episode.text.replace("\n", "\n   "))
         return 0
+    if args.action == "show":
+        return _show_memory(gateway, args)
+    if args.preference is not None:
+        return _forget_preference(gateway, args)
     return _forget(gateway, args)
+
+
+def _show_memory(gateway: Any, args: argparse.Namespace) -> int:
+    """The user's working memory (stated preferences, other facts) and how many episodes."""
+    from brainstack.errors import translate
+    from brainstack.memory.gateway import PREFERENCES_KEY
+
+    try:
+        facts = gateway.working.items("user", args.user)
+        episodes = gateway.episodes.count(args.user)
+    except Exception as exc:
+        raise translate(exc) from exc
+    preferences = [str(p) for p in facts.pop(PREFERENCES_KEY, None) or []]
+    if args.json:
+        import json
+
+        shown = {"user_id": args.user, "preferences": preferences, "facts": facts, "episodes": episodes}
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    from brainstack.memory.working import InProcessWorkingMemory
+
+    if isinstance(gateway.working, InProcessWorkingMemory):  # this process's own: empty
+        print(
+            "Working memory is in-process: preferences stated in other processes are not kept "
+            "(set BRAINSTACK_REDIS_URL to keep them).",
+            file=sys.stderr,
+        )
+    print(f"User {args.user!r}:")
+    print(f"  {episodes} episode(s) (search them with `brainstack memory search QUERY --user …`)")
+    if not preferences:
+        print("  no stated preference")
+    for preference in preferences:
+        print(f"  preference: {preference}")
+    for key, value in facts.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _forget_preference(gateway: Any, args: argparse.Namespace) -> int:
+    """Delete one stated preference of the user (as `memory show` lists it)."""
+    from brainstack.errors import translate
+
+    try:
+        left = gateway.forget_preference(args.user, args.preference)
+    except KeyError as exc:
+        raise _usage(str(exc.args[0])) from None
+    except Exception as exc:
+        raise translate(exc) from exc
+    print(f"Forgot the preference {args.preference.strip()!r} of user {args.user!r} ({len(left)} left).")
+    return 0
 
 
 def _threads_of(user_id: str) -> list[str]:

@@ -516,6 +516,23 @@ class MemoryGateway:
             write["degraded"] += degraded
         return MemoryWrite(**write)
 
+    def forget_preference(self, user_id: str, preference: str) -> list[str]:
+        """Delete one of the user's stated preferences (compared ignoring case and surrounding
+        space); returns those left. ``KeyError`` naming the stored ones when it is not one."""
+        known = [str(p) for p in self.working.get("user", user_id, PREFERENCES_KEY) or []]
+        wanted = " ".join(preference.split()).casefold()
+        left = [p for p in known if " ".join(p.split()).casefold() != wanted]
+        if len(left) == len(known):
+            stored = "; ".join(repr(p) for p in known) if known else "none"
+            raise KeyError(
+                f"User {user_id!r} has no stated preference {preference.strip()!r} (stored: {stored})."
+            )
+        if left:
+            self.working.set("user", user_id, PREFERENCES_KEY, left)
+        else:
+            self.working.delete("user", user_id, PREFERENCES_KEY)
+        return left
+
     def _remember_working(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
         """Preferences the task states (for the user) and this run's facts (for the session)."""
         written: dict[str, Any] = {}

@@ -246,6 +246,41 @@ def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path)
     assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunks written")
 
 
+def test_memory_show_lists_a_users_preferences_and_forget_preference_drops_one(env_home, redis_url):
+    """QA: a preference stored by mistake could only go with everything else (`memory forget`)."""
+    user = f"pref-{uuid.uuid4().hex[:8]}"
+    env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
+    ran = cli(
+        "run", "I prefer short answers. From now on, use euros. What is 5% of 80?", "--user", user, env=env
+    )
+    assert ran.returncode == 0, ran.stderr
+
+    shown = cli("memory", "show", "--user", user, env=env)
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert shown.stdout.splitlines() == [
+        f"User {user!r}:",
+        "  1 episode(s) (search them with `brainstack memory search QUERY --user …`)",
+        "  preference: short answers",
+        "  preference: use euros",
+    ]
+    done = cli("memory", "forget", "--user", user, "--preference", "  Short Answers ", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"Forgot the preference 'Short Answers' of user {user!r} (1 left).\n"
+    listed = json.loads(cli("memory", "show", "--user", user, "--json", env=env).stdout)
+    assert listed == {"user_id": user, "preferences": ["use euros"], "facts": {}, "episodes": 1}
+
+    line = assert_one_clean_line(
+        cli("memory", "forget", "--user", user, "--preference", "tables", env=env), 2
+    )
+    assert line == f"brainstack: User {user!r} has no stated preference 'tables' (stored: 'use euros')."
+    assert cli("memory", "forget", "--user", user, "--preference", "use euros", env=env).returncode == 0
+    assert "  no stated preference" in cli("memory", "show", "--user", user, env=env).stdout
+    assert cli("memory", "forget", "--user", user, "--yes", env=env).returncode == 0  # (the episode)
+
+    local = cli("memory", "show", "--user", user, env=env_home)  # no Redis: says what it cannot see
+    assert local.returncode == 0 and "Working memory is in-process" in local.stderr
+
+
 def test_kb_add_of_a_fifo_is_one_clear_line(env_home, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
