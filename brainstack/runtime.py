@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config import AgentsConfig, Settings, load_agents
-from brainstack.config.agents import GROUP_CHAT, check_approval_routes
+from brainstack.config.agents import GROUP_CHAT
 from brainstack.errors import (
     ConfigurationError,
     InvalidTaskError,
@@ -100,7 +100,6 @@ class Runtime:
         self.agents_file = None if isinstance(agents, AgentsConfig) else agents or self.settings.agents_file
         """The agents file this runtime loaded (``None``: the built-in one, or ``agents`` given as a
         config); the CLI commands it suggests pass it as ``--agents``."""
-        check_approval_routes(self.settings, self.agents)  # a typo is named now, not at the first run
         from brainstack.agents.providers import ModelProvider
 
         self.provider: ModelProvider = ModelProvider(self.settings, self.agents, transport=transport)
