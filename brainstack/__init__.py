@@ -163,15 +163,8 @@ def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:
     settings = Settings.from_env()
     if isinstance(agents, AgentsConfig):
         key: Any = ("config", agents.model_dump_json())
-    elif agents is not None:
-        path = Path(agents).expanduser().resolve()
-        try:  # an edited file is a new key: read again (its old Runtime ages out of the cache)
-            stat = path.stat()
-            key = ("file", str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            key = ("file", str(path))  # Runtime() names the problem
-    else:
-        key = None
+    else:  # an edited file is a new key, so it is read again (its old Runtime ages out)
+        key = ("file", _stamp(agents if agents is not None else settings.agents_file))
     with _RUNTIMES_LOCK:
         runtime = _RUNTIMES.get((settings, key))
         if runtime is not None:
@@ -180,17 +173,30 @@ def _runtime(agents: str | Path | AgentsConfig | None) -> Runtime:
     built = Runtime(settings, agents=agents)  # outside the lock: it loads models
     with _RUNTIMES_LOCK:
         runtime = _RUNTIMES.setdefault((settings, key), built)
-        evicted = [_RUNTIMES.popitem(last=False)[1] for _ in range(len(_RUNTIMES) - MAX_RUNTIMES)]
-    if runtime is not built:  # another thread built the same one first
-        evicted.append(built)
-    for old in evicted:
-        old.close()
+        while len(_RUNTIMES) > MAX_RUNTIMES:
+            # Not closed: a caller may still be running on it (close would cancel that run). The
+            # Runtime closes its loop and checkpointer when nothing holds it any more.
+            _RUNTIMES.popitem(last=False)
+    if runtime is not built:  # another thread built the same one first; nobody has this one
+        built.close()
     return runtime
+
+
+def _stamp(path: str | os.PathLike[str] | None) -> tuple[Any, ...] | None:
+    """What tells an agents file's versions apart (``None``: the built-in one)."""
+    if path is None:
+        return None
+    resolved = Path(path).expanduser().resolve()
+    try:
+        stat = resolved.stat()
+    except OSError:
+        return (str(resolved),)  # Runtime() names the problem
+    return (str(resolved), stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 MAX_RUNTIMES = 8
 """How many Runtimes the module-level functions keep (one per settings and agents file or
 config: the router's example embeddings are computed once for each); the least recently used
-beyond that is closed."""
+beyond that is dropped (closed once no caller holds it)."""
 _RUNTIMES: OrderedDict[tuple[Any, Any], Runtime] = OrderedDict()
 _RUNTIMES_LOCK = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import subprocess
@@ -547,9 +548,15 @@ def test_module_level_runs_reread_an_edited_agents_file_and_close_what_they_evic
     config = load_agents(agents)
     assert brainstack._runtime(config) is brainstack._runtime(config)  # built once, not per call
     monkeypatch.setattr(brainstack, "MAX_RUNTIMES", 1)
-    brainstack._runtime(None)  # evicts the others: closed
+    edited = brainstack._runtime(agents)
+    loop = edited._loop_state.thread
+    brainstack._runtime(None)  # evicts the others, without closing them: a caller may be using one
     assert list(brainstack._RUNTIMES.values()) == [brainstack._runtime(None)]
-    assert first._loop_state is None
+    assert edited.run("Review this contract.", agent="legal").speakers == ["legal"]
+    del edited, first, result
+    gc.collect()
+    loop.join(timeout=10)  # once nothing holds it, it closes its loop
+    assert not loop.is_alive()
     for runtime in brainstack._RUNTIMES.values():
         runtime.close()
 
