@@ -16,7 +16,8 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # An optional +country code, then 9-15 digits with common separators: (020) 7946-0958, +1 415 555 2671.
 _PHONE = re.compile(
-    r"(?<![\w+:])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w:]|[ .-]\d)"
+    r"(?<![\w+:])(?:\+\d{1,3}[ .-]?|(?=\()|(?<!\d[ .-]))"  # a digit group's middle starts none
+    r"(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w:]|[ .-]\d)"
 )
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
@@ -57,11 +58,13 @@ def _card(match: re.Match[str]) -> str:
 
 
 _LABEL = re.compile(
-    r"(?:\b(?:sku|isbn(?:-1[03])?|ean|upc|gtin|order|invoice|inv|ref|part|item|serial|s/n|ticket|case"
-    r"|tracking|po|model|version|build)|#)\s*(?:no\.?|nr\.?|number|#)?\s*[#:.-]?\s*$",
+    r"\b(?:sku|isbn(?:-1[03])?|ean|upc|gtin|order|invoice|inv|part|item|serial|s/n|ticket|case"
+    r"|tracking|po)\s*(?:no\.?|nr\.?|number|#)?\s*[#:.-]?\s*$",
     re.IGNORECASE,
 )
-"""Just before a number: the label of an identifier ("SKU 4006381-333931", "order #12-345-678")."""
+"""Just before a number: the label of an identifier ("SKU 4006381-333931", "order #12-345-678").
+A word is required ("Phone # 415-555-0100" is a phone number), and never for a number written
+the international way ("+1 …") or with an area code in brackets."""
 _DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?!\d)")
 
 
@@ -70,13 +73,13 @@ def _phone(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", text)
     if len(digits) < 9 or _IPV4.fullmatch(text):
         return text
-    # An identifier, not a phone number: labelled as one, or starting with a date.
-    if _DATE.match(text) or _LABEL.search(match.string[max(0, match.start() - 24) : match.start()]):
-        return text
     # Plain numbers are not phone numbers: 1200000 or 2024-2025 stay. A phone number has a leading
     # '+' or '(', or digit groups separated the way people write phone numbers.
     if text.startswith(("+", "(")):
         return "[phone]"
+    # An identifier, not a phone number: labelled as one, or starting with a date.
+    if _DATE.match(text) or _LABEL.search(match.string[max(0, match.start() - 24) : match.start()]):
+        return text
     if re.search(r"\d[ .-]\d", text):
         if re.fullmatch(r"\d{4}-\d{4}", text):  # a year range
             return text

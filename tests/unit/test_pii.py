@@ -62,6 +62,15 @@ def test_phone_numbers_are_masked(phone):
     assert mask_pii(phone) == "[phone]"
     assert mask_pii(f"Order it at {phone}.") == "Order it at [phone]."  # a label only right before it
     assert mask_pii(f"My phone number: {phone}") == "My phone number: [phone]"
+    for label in ("Phone #", "Tel #:", "Contact #", "Model:", "Ref:", "Cell no."):  # not identifiers' labels
+        assert mask_pii(f"{label} {phone}") == f"{label} [phone]", label
+    assert mask_pii(f"Order 4412 shipped; call {phone}.") == "Order 4412 shipped; call [phone]."
+
+
+@pytest.mark.parametrize("number", ["+1 415 555 0100", "(415) 555-0100"])
+def test_an_international_or_bracketed_number_is_masked_even_after_a_label_or_a_date(number):
+    assert mask_pii(f"Order #: {number}") == "Order #: [phone]"
+    assert mask_pii(f"2024-05-12 {number}") == "2024-05-12 [phone]"
 
 
 @pytest.mark.parametrize(
