@@ -167,13 +167,22 @@ def _abbreviation(word: str) -> bool:
     )
 
 
-_REPORTED = re.compile(
+_REPORTING = re.compile(
     r"\b(?:says?|said|writes?|wrote|tells?|told|asks?|asked|complains?|complained|claims?|claimed"
-    r"|repl(?:y|ies|ied)|quotes?|quoted|reads|according to|if|whether|unless)\b",
+    r"|repl(?:y|ies|ied)|quotes?|quoted|reads|according to)\b",
     re.IGNORECASE,
 )
-"""Before "I prefer" in a sentence: someone else's words reported, or a condition, not the user
-stating a preference ("A customer says I prefer the old page", "Tell me if I like it")."""
+"""Before "I prefer" in a sentence: someone else's words reported ("A customer says I prefer the
+old page"), unless the user says it of themselves ("As I said, I prefer short answers")."""
+_BY_ME = re.compile(r"\bi\s+$", re.IGNORECASE)
+_CONDITION = re.compile(r"\b(?:if|whether|unless)\s+$", re.IGNORECASE)
+"""Right before "I prefer": a condition, not a statement ("Tell me if I prefer the annual plan")."""
+_SOURCE = re.compile(
+    r"\b(?:complaint|review|feedback|survey|ticket|e-?mail|message|comment|quote|post|tweet|letter"
+    r"|transcript|answer|response|reply|customer|client|caller)s?\b",
+    re.IGNORECASE,
+)
+"""Before a colon that introduces "I prefer": where the words come from ("The survey answer: …")."""
 _OPENING_QUOTE = re.compile(r"(?:^|[\s(\[:])['\u2018]")
 _CLOSING_QUOTE = re.compile(r"['\u2019](?=[\s.,!?;:)\]]|$)")
 _REFUSAL = re.compile(
@@ -186,8 +195,8 @@ _REFUSAL = re.compile(
 
 def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
     """The preference phrases of ``sentence`` that are the user's own statement: not inside a
-    quotation, not after a reporting colon ("The complaint says: I prefer …") or verb, and not
-    in a condition. A one-word lead-in before a colon ("Note: I prefer …") is the user's."""
+    quotation, not someone else's words reported (by a verb, or a colon after their source) and
+    not in a condition. "As I said, …", "Going forward: …" and "If possible, …" are the user's."""
     for match in _PREFERENCE.finditer(sentence):
         before = sentence[: match.start()]
         quoted = (
@@ -196,8 +205,10 @@ def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
             or before.count("\u00ab") > before.count("\u00bb")
             or len(_OPENING_QUOTE.findall(before)) > len(_CLOSING_QUOTE.findall(before))
         )
+        reported = any(not _BY_ME.search(before[: verb.start()]) for verb in _REPORTING.finditer(before))
         head, colon, _ = before.rpartition(":")
-        if quoted or _REPORTED.search(before) or (colon and len(head.split()) > 1):
+        sourced = bool(colon) and len(head.split()) > 1 and _SOURCE.search(head) is not None
+        if quoted or reported or sourced or _CONDITION.search(before):
             continue
         yield match
 
@@ -226,6 +237,12 @@ def without_preferences(task: str) -> str:
     """The task with its preference sentences removed (they say how to answer, not what about)."""
     kept = [s for s in sentences(task) if next(_own_preferences(s), None) is None]
     return " ".join(kept) if kept else task
+
+
+def _comparable(preference: str) -> str:
+    """A preference as ``memory forget --preference`` compares it: case, spacing and the quotes
+    around it do not matter."""
+    return " ".join(preference.split()).strip("\"'\u201c\u201d\u2018\u2019").strip().casefold()
 
 
 def render_memory(recall: MemoryRecall) -> str:
@@ -520,8 +537,8 @@ class MemoryGateway:
         """Delete one of the user's stated preferences (compared ignoring case and surrounding
         space); returns those left. ``KeyError`` naming the stored ones when it is not one."""
         known = [str(p) for p in self.working.get("user", user_id, PREFERENCES_KEY) or []]
-        wanted = " ".join(preference.split()).casefold()
-        left = [p for p in known if " ".join(p.split()).casefold() != wanted]
+        wanted = _comparable(preference)
+        left = [p for p in known if _comparable(p) != wanted]
         if len(left) == len(known):
             stored = "; ".join(repr(p) for p in known) if known else "none"
             raise KeyError(

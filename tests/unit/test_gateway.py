@@ -146,6 +146,8 @@ def test_plain_questions_state_no_preference(task):
         "Our top reviewer wrote that I like the dark mode more than anyone.",
         "The ticket reads 'I prefer email support' in bold.",
         "A customer said I prefer the annual plan.",
+        "The survey answer: I prefer the old pricing page.",
+        "You said I prefer tables, but show me the chart.",
         "Tell me if I prefer the annual plan, given my usage.",
         "I prefer not to say.",
         "I'd prefer not to answer that.",
@@ -167,6 +169,11 @@ def test_reported_speech_conditions_and_refusals_are_no_preference(task):
         ("I don't mind either way. I prefer euros.", ["euros"]),  # an apostrophe opens no quote
         ("Because I prefer euros, convert the totals.", ["euros, convert the totals"]),
         ('I prefer "Postgres".', ['"Postgres"']),
+        # the review's cases: a user restating a preference, a lead-in, a condition of their own
+        ("As I said, I prefer short answers.", ["short answers"]),
+        ("Like I told you before, I prefer answers in euros.", ["answers in euros"]),
+        ("Going forward: I prefer short answers.", ["short answers"]),
+        ("If possible, I prefer tables.", ["tables"]),
     ],
 )
 def test_the_users_own_preferences_around_those_cases_are_kept(task, preferences):
@@ -537,3 +544,10 @@ def test_long_runs_of_abbreviations_keep_a_preference_whole():
 )
 def test_punctuation_runs_in_a_preference(task, expected):
     assert stated_preferences(task) == expected
+
+
+@pytest.mark.parametrize("typed", ['"Postgres"', "postgres", "  POSTGRES ", "\u201cPostgres\u201d"])
+def test_a_preference_is_forgotten_however_its_quotes_case_and_spaces_are_typed(typed):
+    from brainstack.memory.gateway import _comparable
+
+    assert _comparable(typed) == _comparable('"Postgres"') == "postgres"
