@@ -174,7 +174,8 @@ def _skills(gateway: Any) -> str:
         raise ConfigurationError(
             f"{len(skipped)} skill file(s) cannot be used and runs skip them: "
             + "; ".join(skipped.values())
-            + ". Fix each file, or delete it with `brainstack skills forget NAME`."
+            + ". Fix each file, or delete it (`brainstack skills forget NAME` does, for a file named "
+            "as a skill is: lower-case letters, digits and '-')."
         )
     builtin = sum(1 for s in skills if s.provenance.source == "builtin")
     return f"{builtin} built-in, {len(skills) - builtin} in {store.user_dir} (learned or your own)"

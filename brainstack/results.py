@@ -125,7 +125,8 @@ class MemoryRecall(_Value):
     session: dict[str, Any] = Field(default_factory=dict)
     """The thread's working memory (session facts)."""
     history_messages: int = 0
-    """Earlier messages of the thread given to the agents (the sensory buffer)."""
+    """Earlier messages of the thread given to a specialist (the sensory buffer); the group
+    chat's brief takes at most the last 4 of them."""
     tokens: int = 0
     """Estimated tokens the recalled context adds to the prompt."""
     timings: dict[str, float] = Field(default_factory=dict)

@@ -33,9 +33,17 @@ def _invalid(exc: Any, *, given: dict[str, Any]) -> Exception:
     given as (``temperature=5``) or else the environment variable it came from."""
     from brainstack.errors import ConfigurationError
 
+    aliases = {  # an aliased field's errors name the alias: back to the keyword it was given as
+        alias: name
+        for name, info in Settings.model_fields.items()
+        for alias in getattr(info.validation_alias, "choices", ())
+        if isinstance(alias, str)
+    }
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
+        if aliases.get(field) in given:
+            field = aliases[field]
         from_env = not (field in given or field.isupper())  # (an alias is the variable's name)
         name = f"BRAINSTACK_{field.upper()}" if from_env else field
         problems.append(f"{name}={error.get('input')!r}: {error['msg']}")

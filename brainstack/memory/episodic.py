@@ -138,7 +138,8 @@ def _local_folder(client: Any) -> Path | None:
 
 def scrub_local_chroma(folder: str | Path) -> int:
     """Remove from a local Chroma folder what it keeps of deleted data; returns how many deleted
-    segment folders were removed.
+    segment folders were removed. Best effort: what Chroma's own files hold beyond these (a live
+    vector index may keep stale bytes in unused slots) is out of its reach.
 
     Chroma deletes a collection's rows but not its bytes: its text stays readable in the SQLite
     file's free pages and full-text index segments, and its vector index stays in a folder of its

@@ -292,7 +292,7 @@ class Cassette:
             report += "".join(
                 f"\n  [{i.index}] match: {json.dumps(i.match, ensure_ascii=False)}" for i in unplayed[:5]
             )
-            if self._next == 0:  # no request at all reached the cassette
+            if self._next == 0 and not self.unexpected:  # no request at all reached the cassette
                 report += (
                     "\nNo model request reached the cassette: was the runtime built with "
                     "replay_settings() (it ran the offline model otherwise), inside the replay() block?"

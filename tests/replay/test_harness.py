@@ -42,6 +42,7 @@ def test_unexpected_request_fails_and_shows_the_request(runtime, tmp_path):
     assert TASK in report  # the request itself is shown
     assert "path: /v1/chat/completions" in report
     assert isinstance(caught.value.__cause__, ModelError)  # the run saw a 400, not a hang or retry loop
+    assert "No model request reached the cassette" not in report  # one did, and did not match
 
 
 def test_request_past_the_end_of_the_cassette_fails(runtime, tmp_path):

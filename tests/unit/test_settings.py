@@ -227,6 +227,8 @@ def test_an_invalid_keyword_value_is_a_configuration_error_naming_the_keyword() 
         Settings(router_threshold=5)
     with pytest.raises(ValueError, match="temperature=5"):  # (a ConfigurationError is a ValueError)
         Settings(temperature=5)
+    with pytest.raises(ConfigurationError, match=r"^Invalid setting: openai_api_key=5: "):  # not its alias
+        Settings(openai_api_key=5)
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
