@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -105,12 +106,12 @@ class GroupChat:
             # AutoGen hands a member's failure back as a RuntimeError holding the traceback's text:
             # the model's own error (what the client raised) says what happened, as a specialist's
             # does (HTTP 400 → ModelError, unreachable → ModelUnavailableError).
-            failed = next((c.brainstack_error for c in clients if c.brainstack_error is not None), None)
-            if failed is None:
+            failures = [c.brainstack_error for c in clients if c.brainstack_error is not None]
+            if not failures:
                 raise
             from brainstack.errors import translate
 
-            raise translate(failed) from exc
+            raise translate(min(failures, key=lambda failure: failure[0])[1]) from exc  # the first
         finally:
             for client in clients:
                 await client.close()
@@ -202,7 +203,7 @@ def _counted(client: Any) -> Any:
             return await create(*args, **kwargs)
         except Exception as exc:
             if client.brainstack_error is None:
-                client.brainstack_error = exc
+                client.brainstack_error = (time.monotonic_ns(), exc)
             raise
 
     client.create = counting_create
