@@ -111,7 +111,8 @@ class GroupChat:
                 raise
             from brainstack.errors import translate
 
-            raise translate(min(failures, key=lambda failure: failure[0])[1]) from exc  # the first
+            first = min(failures, key=lambda failure: failure[0])[1]
+            raise translate(first, thread_id=state.get("thread_id") or None) from exc
         finally:
             for client in clients:
                 await client.close()

@@ -135,6 +135,7 @@ def test_a_group_chat_members_rejected_call_is_a_model_error(runtime, capfd):
     error = caught.value
     assert error.status_code == 400 and "HTTP 400" in str(error) and "context_length_exceeded" in str(error)
     assert "Traceback" not in str(error) and error.thread_id == "t-gc-400"
+    assert "The run's progress is saved on thread 't-gc-400'" in str(error)  # as a specialist's says
     assert len(cassette.played) == 2
     printed = capfd.readouterr().err
     assert "Traceback" not in printed and "Error processing publish message" not in printed, printed
