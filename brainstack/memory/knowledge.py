@@ -166,8 +166,6 @@ class KnowledgeBase:
                 continue
             with self._lock:
                 try:
-                    if stored is not None:
-                        self.collection.delete(where={"source": source})
                     document = Document(
                         text=text,
                         doc_id=source,
@@ -178,10 +176,22 @@ class KnowledgeBase:
                     nodes = [
                         n for n in splitter.get_nodes_from_documents([document]) if n.get_content().strip()
                     ]
+                    # Ids from the file and its content: the same chunks written twice (two
+                    # `kb add`s at once, or one run again after a crash) are one set (Chroma keeps
+                    # an id's first write), and a changed file's new chunks are stored before its
+                    # old ones go, so it is never missing from searches meanwhile.
+                    prefix = f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{digest[:16]}"
                     for number, node in enumerate(nodes):
+                        node.id_ = f"{prefix}-{number}"
                         node.metadata["chunk"] = number
                         node.metadata["chunks"] = len(nodes)  # (see _stored_hash)
                     self.index.insert_nodes(nodes)
+                    if stored is not None:  # the file's other chunks: earlier versions, stray copies
+                        kept = {node.id_ for node in nodes}
+                        found = self.collection.get(where={"source": source}, include=[])["ids"]
+                        stale = [chunk for chunk in found if chunk not in kept]
+                        if stale:
+                            self.collection.delete(ids=stale)
                 except Exception as exc:
                     raise translate(exc) from exc
             report.chunks += len(nodes)

@@ -168,6 +168,39 @@ def test_a_file_left_with_part_of_its_chunks_is_written_again(kb, docs, tmp_path
     assert kb.add(big).unchanged == [str(big.resolve())]
 
 
+def test_the_same_file_added_twice_at_once_is_stored_once(kb, docs, monkeypatch):
+    """QA: two `kb add`s of one folder at once stored every chunk twice (both saw the files as
+    new). Chunk ids come from the file and its content now, so the second write is the same set."""
+    kb.add(docs)
+    before = sorted(kb.collection.get(include=[])["ids"])
+    monkeypatch.setattr(kb, "_stored_hash", lambda source: None)  # the other process's view: new
+    assert sorted(kb.add(docs).added) == _expected(docs)
+    assert sorted(kb.collection.get(include=[])["ids"]) == before and kb.count() == 3
+
+
+def test_a_changed_file_keeps_its_old_chunks_until_the_new_ones_are_stored(kb, docs, monkeypatch):
+    """QA: its old chunks were deleted first, so the file was missing from searches while the new
+    ones were embedded (45 s for 1 MB), and for good if the process was killed meanwhile."""
+    kb.add(docs)
+    pricing = str((docs / "pricing.md").resolve())
+    (docs / "pricing.md").write_text("# Pricing\n\nThe Pro plan costs 59 euros.\n", encoding="utf-8")
+    insert = kb.index.insert_nodes
+    seen = []
+
+    def watching(nodes, **kwargs):
+        seen.append([c["text"] for c in _chunks(kb, docs / "pricing.md")])
+        return insert(nodes, **kwargs)
+
+    monkeypatch.setattr(kb.index, "insert_nodes", watching)
+    assert kb.add(docs).updated == [pricing]
+    assert (
+        seen and seen[0] and all("59 euros" not in text for text in seen[0])
+    )  # the old version, still there
+    assert [c["text"] for c in _chunks(kb, docs / "pricing.md")] == [
+        "# Pricing\n\nThe Pro plan costs 59 euros."
+    ]
+
+
 def test_a_changed_file_replaces_its_chunks(kb, docs):
     kb.add(docs)
     (docs / "pricing.md").write_text(
