@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
@@ -536,19 +536,37 @@ class MemoryGateway:
     def forget_preference(self, user_id: str, preference: str) -> list[str]:
         """Delete one of the user's stated preferences (compared ignoring case and surrounding
         space); returns those left. ``KeyError`` naming the stored ones when it is not one."""
-        known = [str(p) for p in self.working.get("user", user_id, PREFERENCES_KEY) or []]
         wanted = _comparable(preference)
-        left = [p for p in known if _comparable(p) != wanted]
-        if len(left) == len(known):
-            stored = "; ".join(repr(p) for p in known) if known else "none"
+        found: list[str] = []
+
+        def without(stored: Any) -> list[str] | None:
+            found[:] = [str(p) for p in stored or []]
+            left = [p for p in found if _comparable(p) != wanted]
+            return (found or None) if len(left) == len(found) else (left or None)  # absent: unchanged
+
+        left = self._update_working("user", user_id, PREFERENCES_KEY, without) or []
+        if len(left) == len(found):
+            stored = "; ".join(repr(p) for p in found) if found else "none"
             raise KeyError(
                 f"User {user_id!r} has no stated preference {preference.strip()!r} (stored: {stored})."
             )
-        if left:
-            self.working.set("user", user_id, PREFERENCES_KEY, left)
-        else:
-            self.working.delete("user", user_id, PREFERENCES_KEY)
         return left
+
+    def _update_working(
+        self, scope: Literal["user", "session"], owner: str, key: str, change: Callable[[Any], Any]
+    ) -> Any:
+        """``change`` applied to a working-memory value at once: no other write comes between the
+        read and the write (two processes stating preferences for one user lost one, QA). A working
+        memory of your own without ``update`` gets a read, then a write."""
+        update = getattr(self.working, "update", None)
+        if update is not None:
+            return update(scope, owner, key, change)
+        value = change(self.working.get(scope, owner, key))
+        if value is None:
+            self.working.delete(scope, owner, key)
+        else:
+            self.working.set(scope, owner, key, value)
+        return value
 
     def _remember_working(self, state: dict[str, Any], user_id: str, thread_id: str) -> _Written:
         """Preferences the task states (for the user) and this run's facts (for the session)."""
@@ -562,10 +580,11 @@ class MemoryGateway:
         if preferences:
 
             def store_preferences() -> dict[str, Any]:
-                known = self.working.get("user", user_id, PREFERENCES_KEY) or []
-                merged = [p for p in known if p not in preferences] + preferences
-                self.working.set("user", user_id, PREFERENCES_KEY, merged[-MAX_PREFERENCES:])
-                return {PREFERENCES_KEY: merged[-MAX_PREFERENCES:]}
+                def merged(known: Any) -> list[Any]:
+                    kept = [p for p in known or [] if p not in preferences] + preferences
+                    return kept[-MAX_PREFERENCES:]
+
+                return {PREFERENCES_KEY: self._update_working("user", user_id, PREFERENCES_KEY, merged)}
 
             written["preferences"] = attempt("working", store_preferences) or {}
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from brainstack.errors import ConfigurationError, translate
+from brainstack.errors import BackendError, ConfigurationError, translate
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -32,6 +32,8 @@ Scope = Literal["user", "session"]
 SCOPES: tuple[Scope, ...] = ("user", "session")
 DEFAULT_TTL_S = 3600.0
 MAX_VALUE_BYTES = 64 * 1024
+UPDATE_ATTEMPTS = 50
+"""How many times :meth:`RedisWorkingMemory.update` reads again after losing a race."""
 
 
 @runtime_checkable
@@ -142,6 +144,24 @@ class InProcessWorkingMemory:
             entry = self._live(scope, owner).get(key)
         return json.loads(entry[1]) if entry else None
 
+    def update(
+        self, scope: Scope, owner: str, key: str, change: Callable[[Any], Any], *, ttl_s: float | None = None
+    ) -> Any:
+        """Replace the value with ``change(value)`` (``value`` is ``None`` when absent) at once:
+        no other write comes between the read and the write. A ``None`` result deletes the key.
+        Returns the new value."""
+        _check(scope, owner, key, ttl_s)
+        with self._lock:
+            entry = self._live(scope, owner).get(key)
+            value = change(json.loads(entry[1]) if entry else None)
+            if value is None:
+                self._data.get((scope, owner), {}).pop(key, None)
+            else:
+                now = self._clock()
+                entry_data = (now + (ttl_s or self.default_ttl_s), _encode(value))
+                self._data.setdefault((scope, owner), {})[key] = entry_data
+        return value
+
     def items(self, scope: Scope, owner: str) -> dict[str, Any]:
         _check(scope, owner, None)
         with self._lock:
@@ -250,6 +270,47 @@ class RedisWorkingMemory:
 
         result: dict[str, Any] = self._call(run)
         return result
+
+    def update(
+        self, scope: Scope, owner: str, key: str, change: Callable[[Any], Any], *, ttl_s: float | None = None
+    ) -> Any:
+        """Replace the value with ``change(value)`` (``value`` is ``None`` when absent) at once,
+        across processes and machines: the read is WATCHed and the write retried when another
+        client changed the key meanwhile. A ``None`` result deletes the key. Returns the new value."""
+        import redis
+
+        _check(scope, owner, key, ttl_s)
+        ttl_ms = max(1, int((ttl_s or self.default_ttl_s) * 1000))
+        base = self._base(scope, owner)
+        name, index = f"{base}:k:{quote(key, safe='')}", f"{base}:index"
+
+        def run() -> Any:
+            with self._redis.pipeline(transaction=True) as pipe:
+                for _ in range(UPDATE_ATTEMPTS):
+                    try:
+                        pipe.watch(name)
+                        data = pipe.get(name)
+                        value = change(json.loads(data) if data is not None else None)
+                        pipe.multi()
+                        if value is None:
+                            pipe.delete(name)
+                            pipe.zrem(index, key)
+                        else:
+                            now_ms = self._now_ms()
+                            pipe.set(name, _encode(value), px=ttl_ms)
+                            pipe.zadd(index, {key: now_ms + ttl_ms})
+                            pipe.zremrangebyscore(index, "-inf", now_ms)
+                            pipe.pexpire(index, ttl_ms, gt=True)
+                            pipe.pexpire(index, ttl_ms, nx=True)
+                        pipe.execute()
+                        return value
+                    except redis.WatchError:  # another client wrote it: read it again
+                        continue
+            raise BackendError(
+                f"Redis key {name} kept changing: {UPDATE_ATTEMPTS} updates in a row lost the race."
+            )
+
+        return self._call(run)
 
     def delete(self, scope: Scope, owner: str, key: str) -> bool:
         _check(scope, owner, key)

@@ -152,3 +152,35 @@ def test_redis_entries_are_visible_to_another_client(redis_url):
     writer.set("user", "ada", "tone", "formal")
     assert reader.get("user", "ada", "tone") == "formal"
     writer.clear("user", "ada")
+
+
+def test_update_reads_and_writes_at_once(memory):
+    seen = []
+
+    def append(value):
+        seen.append(value)
+        return [*(value or []), "a"]
+
+    assert memory.update("user", "ada", "prefs", append) == ["a"]
+    assert memory.update("user", "ada", "prefs", append) == ["a", "a"]
+    assert seen == [None, ["a"]] and memory.get("user", "ada", "prefs") == ["a", "a"]
+    assert memory.items("user", "ada") == {"prefs": ["a", "a"]}
+    assert memory.update("user", "ada", "prefs", lambda value: None) is None  # deletes
+    assert memory.get("user", "ada", "prefs") is None and memory.items("user", "ada") == {}
+
+
+def test_concurrent_updates_lose_nothing(memory):
+    """QA: two processes stating a preference for one user at once kept only one (read, then write)."""
+    import threading
+
+    def worker(n: int) -> None:
+        for i in range(20):
+            memory.update("user", "ada", "prefs", lambda value, item=f"{n}-{i}": [*(value or []), item])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = memory.get("user", "ada", "prefs")
+    assert len(stored) == 80 and sorted(stored) == sorted(f"{n}-{i}" for n in range(4) for i in range(20))
