@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,22 +42,32 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
 
         # A pool, not one connection: a Runtime keeps its checkpointer open across runs and
         # may run several at once; the pool also replaces connections the server dropped.
+        # BRAINSTACK_POSTGRES_CONNECT_TIMEOUT_S bounds both the wait for a new connection and the
+        # wait for one from the pool: a server lost mid-run failed the run after the pool's own
+        # 30 s, twice, with a log line per reconnection attempt (QA, session 15).
+        connect_timeout = max(1, int(settings.postgres_connect_timeout_s))
         pool = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=settings.postgres_pool_size,
-            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "row_factory": dict_row,
+                "connect_timeout": connect_timeout,
+            },
             check=AsyncConnectionPool.check_connection,
+            timeout=settings.postgres_connect_timeout_s,
+            name=POOL_NAME,
             open=False,
         )
+        _quiet_reconnection_attempts()
         try:
             # One direct connection first: a server that is down fails now, with its own
             # message, instead of after the pool's retries.
             import psycopg
 
-            probe = await psycopg.AsyncConnection.connect(
-                url, connect_timeout=max(1, int(settings.postgres_connect_timeout_s))
-            )
+            probe = await psycopg.AsyncConnection.connect(url, connect_timeout=connect_timeout)
             await probe.close()
             await pool.open(wait=True, timeout=settings.postgres_connect_timeout_s)
         except Exception as exc:
@@ -135,6 +146,24 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
             [] if user_id is None else [Jsonb({"user_id": user_id}), Jsonb({"users": [user_id]})],
         )
         return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
+
+
+POOL_NAME = "brainstack-checkpoints"
+
+
+class _ReconnectionAttempts(logging.Filter):
+    """Drops psycopg_pool's "error connecting in 'brainstack-checkpoints'" warnings: a run that
+    cannot get a connection fails with one BackendError saying so, and the pool's background
+    attempts printed a line each (12 for one lost server) before it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(f"error connecting in {POOL_NAME!r}")
+
+
+def _quiet_reconnection_attempts() -> None:
+    logger = logging.getLogger("psycopg.pool")
+    if not any(isinstance(f, _ReconnectionAttempts) for f in logger.filters):
+        logger.addFilter(_ReconnectionAttempts())
 
 
 def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:

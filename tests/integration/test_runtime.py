@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -1029,3 +1031,69 @@ def test_a_stream_stopped_at_the_route_goes_on_to_an_answer(backend_settings, em
         with Runtime(backend_settings, embedder=embedder) as second:
             result = second.run(thread_id=thread)
         assert "409.5" in result.answer and result.speakers == ["finance"], attempt
+
+
+class _TcpProxy:
+    """A TCP forwarder to a server, closed (with every connection through it) to lose the server."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, sink: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        import socket
+
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+def test_a_postgres_server_lost_between_runs_fails_the_next_within_the_connect_timeout(
+    settings, postgres_url, embedder, caplog
+):
+    """QA: the failure came after the pool's own 30 s wait, twice (63 s with a 3 s setting), after
+    a log line per reconnection attempt."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(postgres_url)
+    proxy = _TcpProxy(parsed.port or 5432)
+    url = parsed._replace(netloc=f"{parsed.username}@127.0.0.1:{proxy.port}").geturl()
+    configured = settings.model_copy(
+        update={"checkpoint_url": url, "postgres_connect_timeout_s": 2.0, "memory": False}
+    )
+    with Runtime(configured, embedder=embedder) as runtime:
+        assert "4" in runtime.run("What is 2 + 2?", thread_id=unique("pg-up")).answer
+        proxy.close()  # the server is gone: its connections drop, new ones are refused
+        started = time.monotonic()
+        with caplog.at_level("WARNING"), pytest.raises(BackendError, match="PostgreSQL"):
+            runtime.run("What is 3 + 3?", thread_id=unique("pg-down"))
+        assert time.monotonic() - started < 20  # bounded by the 2 s setting, not the pool's 30 s
+    assert not [r for r in caplog.records if "error connecting in" in r.getMessage()]
