@@ -594,7 +594,15 @@ def _kb(args: argparse.Namespace) -> int:
             if status != "skipped":  # listed below, with the reason
                 print(f"  {status:9} {path}", file=sys.stderr, flush=True)
 
-        report = kb.add(args.path, progress=progress)
+        try:
+            report = kb.add(args.path, progress=progress)
+        except Exception:
+            print(
+                "  stopped: the files listed above as added or updated are stored; run `kb add` "
+                "again to go on (it skips unchanged files).",
+                file=sys.stderr,
+            )
+            raise
         for path, why in report.skipped:
             print(f"  skipped   {path}: {why}", file=sys.stderr)
         print(f"Knowledge base: {report} ({kb.count()} chunks in all).")

@@ -145,11 +145,16 @@ class BackendError(RunError):
     """A storage backend (checkpointer, Redis, Chroma) failed."""
 
 
-def translate(exc: BaseException, *, thread_id: str | None = None) -> BrainstackError:
+def translate(
+    exc: BaseException, *, thread_id: str | None = None, backend: str | None = None
+) -> BrainstackError:
     """Map a foreign exception raised during a run to a brainstack error.
 
     This is the one place that knows about other libraries' exception types;
-    it imports them lazily because most runs never need it.
+    it imports them lazily because most runs never need it. ``backend`` (a key of
+    ``_BACKENDS``, e.g. ``"chromadb"``): the storage library the failing call went to, for the
+    HTTP transport errors its client lets through as they are (a Chroma server lost mid-run
+    raised httpx's ``ConnectError``, reported as "The run failed").
     """
     if isinstance(exc, BrainstackError):
         if exc.thread_id is None:
@@ -194,9 +199,11 @@ def translate(exc: BaseException, *, thread_id: str | None = None) -> Brainstack
                 status_code=exc.status_code,
                 thread_id=thread_id,
             )
-    backend = _backend_of(exc)
-    if backend is not None:
-        name, setting = backend
+    found = _backend_of(exc)
+    if found is None and backend is not None and _is_transport_error(exc):
+        found = _BACKENDS[backend]
+    if found is not None:
+        name, setting = found
         check = (  # a file in BRAINSTACK_HOME is never "down": its folder or its disk is the problem
             f"{setting} is a writable folder with free disk space"
             if name == "SQLite"
@@ -264,6 +271,14 @@ def _backend_of(exc: BaseException) -> tuple[str, str] | None:
     """(backend name, the setting that points at it) when ``exc`` comes from a storage library."""
     module = (type(exc).__module__ or "").split(".")[0]
     return _BACKENDS.get(module)
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """An HTTP client's failure to reach or hear from a server (httpx's and httpx2's
+    ``TransportError`` family), or the OS's own."""
+    return isinstance(exc, ConnectionError | TimeoutError) or any(
+        cls.__name__ == "TransportError" for cls in type(exc).__mro__
+    )
 
 
 def _short(text: str, limit: int = 300) -> str:

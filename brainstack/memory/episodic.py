@@ -122,7 +122,7 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
                 f"The Chroma backend at {url} cannot be reached ({type(exc).__name__}: {exc}). Start it "
                 "(`chroma run --path DIR --host 127.0.0.1 --port PORT`) or fix BRAINSTACK_CHROMA_URL."
             ) from exc
-        raise translate(exc) from exc
+        raise translate(exc, backend="chromadb") from exc
 
 
 def _local_folder(client: Any) -> Path | None:
@@ -249,7 +249,7 @@ class EpisodicMemory:
             except Exception as exc:
                 if not create and _is_not_found(exc):
                     return None
-                raise translate(exc) from exc
+                raise translate(exc, backend="chromadb") from exc
             self._collections[name] = collection
             return collection
 
@@ -272,7 +272,7 @@ class EpisodicMemory:
                 if attempt == 1 and _is_not_found(exc) and type(exc).__module__.startswith("chromadb"):
                     self._drop(collection.name)
                     continue
-                raise translate(exc) from exc
+                raise translate(exc, backend="chromadb") from exc
         raise AssertionError("unreachable")
 
     def _drop(self, name: str) -> None:

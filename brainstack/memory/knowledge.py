@@ -89,7 +89,7 @@ class KnowledgeBase:
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, backend="chromadb") from exc
         self._index: Any = None
         self._lock = threading.Lock()
 
@@ -193,7 +193,7 @@ class KnowledgeBase:
                         if stale:
                             self.collection.delete(ids=stale)
                 except Exception as exc:
-                    raise translate(exc) from exc
+                    raise translate(exc, backend="chromadb") from exc
             report.chunks += len(nodes)
             (report.updated if stored is not None else report.added).append(source)
             if progress:
@@ -217,7 +217,7 @@ class KnowledgeBase:
             ):
                 return "incomplete"
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, backend="chromadb") from exc
         return str(metadatas[0].get("sha256"))
 
     def remove(self, path: str | Path) -> int:
@@ -234,7 +234,7 @@ class KnowledgeBase:
                 if chunks:
                     self.collection.delete(ids=[i for ids in chunks.values() for i in ids])
             except Exception as exc:
-                raise translate(exc) from exc
+                raise translate(exc, backend="chromadb") from exc
         return {name: len(ids) for name, ids in sorted(chunks.items())}
 
     def _chunks(self, under: str | Path | None = None) -> dict[str, list[str]]:
@@ -248,7 +248,7 @@ class KnowledgeBase:
                     return {source: list(ids)}
             found = self.collection.get(include=["metadatas"])
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, backend="chromadb") from exc
         chunks: dict[str, list[str]] = {}
         for chunk_id, metadata in zip(found["ids"], found["metadatas"] or [], strict=False):
             if metadata:
@@ -269,7 +269,7 @@ class KnowledgeBase:
         try:
             nodes = self.index.as_retriever(similarity_top_k=k).retrieve(query)
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, backend="chromadb") from exc
         # A blank chunk (stored by versions that indexed empty files) is no passage.
         return [
             Passage(
@@ -289,7 +289,7 @@ class KnowledgeBase:
         try:
             return int(self.collection.count())
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, backend="chromadb") from exc
 
     def sources(self, under: str | Path | None = None) -> list[str]:
         """The files the knowledge base holds; with ``under``, only that file, or the files under

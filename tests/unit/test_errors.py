@@ -389,3 +389,17 @@ def test_a_chroma_failure_also_points_at_the_local_folder() -> None:
     message = str(translate(InternalError("file is not a database")))
     assert message.startswith("The Chroma backend failed: InternalError: file is not a database.")
     assert "BRAINSTACK_CHROMA_URL is right" in message and "BRAINSTACK_HOME/chroma" in message
+
+
+def test_a_transport_error_from_a_backends_call_is_that_backends_failure() -> None:
+    """QA: a Chroma server lost mid-run raised httpx's ConnectError, reported as "The run failed"."""
+    import httpx2
+
+    lost = httpx2.ConnectError("[Errno 111] Connection refused")
+    error = translate(lost, backend="chromadb", thread_id="t1")
+    assert isinstance(error, BackendError)
+    assert str(error).startswith("The Chroma backend failed: ConnectError: [Errno 111] Connection refused.")
+    assert "BRAINSTACK_CHROMA_URL" in str(error) and "Run again with thread 't1'" in str(error)
+    assert isinstance(translate(ConnectionRefusedError(111, "refused"), backend="chromadb"), BackendError)
+    assert not isinstance(translate(lost), BackendError)  # whose call it was is not known
+    assert not isinstance(translate(ValueError("bad"), backend="chromadb"), BackendError)  # not transport
