@@ -63,8 +63,8 @@ def _busy(thread_id: str, holder: dict[str, Any] | None) -> ThreadBusyError:
         where = f" (process {holder.get('pid', '?')} on {holder.get('host', '?')})" if holder else ""
         who = f"another process{where}"
     return ThreadBusyError(
-        f"Thread {thread_id!r} is being run by {who}. Wait for that run to end, "
-        "then continue the thread, or use a new thread.",
+        f"Thread {thread_id!r} is being run by {who}. Wait for that run to end and try again "
+        "(to run a task now, use a new thread).",
         thread_id=thread_id,
     )
 
