@@ -266,6 +266,11 @@ def start_run(
         # checked here too: a LangGraph server passes the input as it came
         user_id = _check_id("user_id", state.get("user_id") or "default")
         configurable = get_config().get("configurable", {})
+        if _answered(state, task) and await _input_without_task(configurable):
+            raise InvalidTaskError(
+                "The input has no task: pass the question or instruction to run as 'task' (without "
+                "one, the thread's previous task would run again)."
+            )
         fresh: dict[str, Any] = {
             "task": task,
             "user_id": user_id,
@@ -306,6 +311,41 @@ def start_run(
         return {**fresh, **update}
 
     return first
+
+
+def _answered(state: RouterState, task: str) -> bool:
+    """Whether the thread's last exchange is ``task`` and its answer: the task in the state may be
+    the previous run's, left there by an input without one."""
+    messages = state.get("messages") or []
+    return (
+        len(messages) >= 2
+        and messages[-1].type == "ai"
+        and messages[-2].type == "human"
+        and messages[-2].content == task
+    )
+
+
+async def _input_without_task(configurable: Mapping[str, Any]) -> bool:
+    """Whether this run's input carried no ``task``. A LangGraph server (Studio) passes an input as
+    it came, and the thread's state keeps the previous run's task: an input without one ran that
+    again (QA). The run's input checkpoint holds what the input wrote; it is read only when the
+    task repeats the thread's last one (see :func:`_answered`). LangGraph's internals: when they
+    cannot be read, the run goes on as before."""
+    saver = configurable.get("__pregel_checkpointer")
+    checkpoint_id = (configurable.get("checkpoint_map") or {}).get("")
+    thread_id = configurable.get("thread_id")
+    if saver is None or not checkpoint_id or not thread_id:
+        return False
+    try:
+        here = await saver.aget_tuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
+        )
+        parent = await saver.aget_tuple(here.parent_config) if here and here.parent_config else None
+    except Exception:
+        return False
+    if parent is None or (parent.metadata or {}).get("source") != "input":
+        return False
+    return not any(channel == "task" for _, channel, _ in parent.pending_writes or ())
 
 
 NOT_ADOPTED = (

@@ -111,6 +111,17 @@ def test_second_run_on_a_thread_sees_the_first(runtime):
     assert "Earlier in this thread" not in other.answer
 
 
+def test_the_same_task_sent_again_on_a_thread_runs_again(backend_settings, embedder):
+    """The input-without-a-task check (a LangGraph server's) reads the run's input checkpoint when
+    a task repeats the thread's last one: on both checkpointers, a repeated task still runs."""
+    thread = unique("again")
+    with Runtime(backend_settings, embedder=embedder) as runtime:
+        first = runtime.run("What is 2 + 2?", thread_id=thread)
+        second = runtime.run("What is 2 + 2?", thread_id=thread)
+        assert "4" in second.answer and second.thread_id == first.thread_id
+        assert [m["role"] for m in runtime.messages(thread)] == ["human", "ai", "human", "ai"]
+
+
 def test_with_memory_off_the_result_still_counts_the_history_the_agents_saw(settings, embedder):
     """QA: with BRAINSTACK_MEMORY=0 there is no recall step, and history_messages said 0 while the
     agent answered from the thread's earlier messages."""

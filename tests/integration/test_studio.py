@@ -265,6 +265,21 @@ async def test_a_server_with_approval_off_refuses_to_resume_a_paused_run(setting
     off.close()
 
 
+async def test_an_input_without_a_task_does_not_run_the_previous_one_again(client):
+    """QA: the thread's state keeps the last task, so an input without one ran it again."""
+    thread = await client.threads.create()
+    first = await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": "What is 2 + 2?"})
+    assert "4" in first["answer"]
+    chunks = await stream(client, thread["thread_id"], input={"user_id": "bob"})
+    errors = [c.data for c in chunks if c.event == "error"]
+    assert errors and errors[0]["error"] == "InvalidTaskError"
+    assert "The input has no task" in errors[0]["message"]
+    again = await client.runs.wait(thread["thread_id"], GRAPH_ID, input={"task": "What is 2 + 2?"})
+    assert "4" in again["answer"]  # the same task sent again runs
+    asked = [m["content"] for m in again["messages"] if m["type"] == "human"]
+    assert asked == ["What is 2 + 2?", "What is 2 + 2?"]
+
+
 async def test_an_empty_task_fails_the_run_with_a_clear_error(client):
     thread = await client.threads.create()
     chunks = await stream(client, thread["thread_id"], input={"task": "   "})
