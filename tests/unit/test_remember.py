@@ -76,6 +76,11 @@ class Working(InProcessWorkingMemory):
             self.before()
         super().set(*args, **kwargs)
 
+    def update(self, *args: Any, **kwargs: Any) -> Any:  # (stated preferences are written so)
+        if self.before:
+            self.before()
+        return super().update(*args, **kwargs)
+
 
 def _state(**changes: Any) -> dict[str, Any]:
     state: dict[str, Any] = {
