@@ -223,14 +223,63 @@ def stated_preferences(task: str) -> list[str]:
             what = " ".join(match.group("what").split())
             # rstrip, not re.sub(r"[.!,;:]+$"): re.sub retried a run that does not end the text
             # from each of its characters ("I prefer x" + "," * 8000 + "x": 0.13 s; 64k: 7 s).
-            what = what.rstrip(_CLOSERS).rstrip(".!,;:").strip()
-            if what[:1] in '"\u201c' and what.count(what[0]) + what.count("\u201d") == 1:
-                what = what[1:].lstrip()  # its closing quote went with the full stop: 'I prefer "x."'
+            what = _trimmed(what)
             if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
-                what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+                what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:\u200d")
             if len(what) >= 3 and not _REFUSAL.fullmatch(what):
                 found.append(what)
     return found
+
+
+_PAIRS = {'"': '"', "\u201c": "\u201d", "'": "'", "\u2018": "\u2019", "(": ")", "[": "]"}
+_OPENERS = {closer: opener for opener, closer in _PAIRS.items()}
+
+
+def _unbalanced(text: str, opener: str, closer: str) -> bool:
+    """Whether ``text`` holds an opener without its closer or a closer without its opener."""
+    if opener == closer:
+        return text.count(opener) % 2 == 1
+    return text.count(opener) != text.count(closer)
+
+
+def _wraps(text: str, opener: str, closer: str) -> bool:
+    """Whether ``text``'s first character opens the pair its last one closes (not "(a) and (b)")."""
+    if len(text) < 2 or text[0] != opener or text[-1] != closer:
+        return False
+    inner = text[1:-1]
+    if opener == closer:
+        return opener not in inner
+    depth = 0
+    for char in inner:
+        depth += (char == opener) - (char == closer)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _trimmed(what: str) -> str:
+    """A preference without its final punctuation and the quotes or brackets around it: a pair
+    around all of it goes ('"short answers."' → short answers), a stray closer goes ('euros.)' →
+    euros), and a pair inside stays ("answers sent to [email]")."""
+    # rstrip, not re.sub(r"[.!,;:]+$"): re.sub retried a run that does not end the text from each
+    # of its characters ("I prefer x" + "," * 8000 + "x": 0.13 s; 64k: 7 s).
+    for _ in range(4):
+        what = what.rstrip(".!,;:").strip()
+        last = what[-1:]
+        if last in _OPENERS:
+            opener = _OPENERS[last]
+            if _wraps(what, opener, last):
+                what = what[1:-1]  # around all of it
+                continue
+            if _unbalanced(what, opener, last):
+                what = what[:-1]  # a stray closer
+                continue
+        first = what[:1]
+        if first in _PAIRS and _unbalanced(what, first, _PAIRS[first]):
+            what = what[1:]  # an opener whose closer went with the full stop
+            continue
+        break
+    return what
 
 
 def without_preferences(task: str) -> str:
@@ -242,7 +291,7 @@ def without_preferences(task: str) -> str:
 def _comparable(preference: str) -> str:
     """A preference as ``memory forget --preference`` compares it: case, spacing and the quotes
     around it do not matter."""
-    return " ".join(preference.split()).strip("\"'\u201c\u201d\u2018\u2019").strip().casefold()
+    return " ".join(_trimmed(" ".join(preference.split())).split()).casefold()
 
 
 def render_memory(recall: MemoryRecall) -> str:
@@ -534,8 +583,9 @@ class MemoryGateway:
         return MemoryWrite(**write)
 
     def forget_preference(self, user_id: str, preference: str) -> list[str]:
-        """Delete one of the user's stated preferences (compared ignoring case and surrounding
-        space); returns those left. ``KeyError`` naming the stored ones when it is not one."""
+        """Delete a stated preference of the user (compared ignoring case, spacing, the quotes
+        around it and a final full stop; every stored form of it goes); returns those left.
+        ``KeyError`` naming the stored ones when it is not one."""
         wanted = _comparable(preference)
         found: list[str] = []
 
@@ -544,7 +594,8 @@ class MemoryGateway:
             left = [p for p in found if _comparable(p) != wanted]
             return (found or None) if len(left) == len(found) else (left or None)  # absent: unchanged
 
-        left = self._update_working("user", user_id, PREFERENCES_KEY, without) or []
+        # (keep_ttl: forgetting one must not make the others last longer)
+        left = self._update_working("user", user_id, PREFERENCES_KEY, without, keep_ttl=True) or []
         if len(left) == len(found):
             stored = "; ".join(repr(p) for p in found) if found else "none"
             raise KeyError(
@@ -553,14 +604,20 @@ class MemoryGateway:
         return left
 
     def _update_working(
-        self, scope: Literal["user", "session"], owner: str, key: str, change: Callable[[Any], Any]
+        self,
+        scope: Literal["user", "session"],
+        owner: str,
+        key: str,
+        change: Callable[[Any], Any],
+        *,
+        keep_ttl: bool = False,
     ) -> Any:
         """``change`` applied to a working-memory value at once: no other write comes between the
         read and the write (two processes stating preferences for one user lost one, QA). A working
         memory of your own without ``update`` gets a read, then a write."""
         update = getattr(self.working, "update", None)
         if update is not None:
-            return update(scope, owner, key, change)
+            return update(scope, owner, key, change, keep_ttl=keep_ttl)
         value = change(self.working.get(scope, owner, key))
         if value is None:
             self.working.delete(scope, owner, key)
@@ -581,7 +638,8 @@ class MemoryGateway:
 
             def store_preferences() -> dict[str, Any]:
                 def merged(known: Any) -> list[Any]:
-                    kept = [p for p in known or [] if p not in preferences] + preferences
+                    new = {_comparable(p) for p in preferences}
+                    kept = [p for p in known or [] if _comparable(str(p)) not in new] + preferences
                     return kept[-MAX_PREFERENCES:]
 
                 return {PREFERENCES_KEY: self._update_working("user", user_id, PREFERENCES_KEY, merged)}

@@ -133,15 +133,24 @@ class KnowledgeBase:
             chunking_tokenizer_fn=split_by_regex(r"[^,.;!?\n]+[,.;!?\n]?"),
         )
         for file in _files(root):
-            source = str(file.resolve())
+            source = str(file.resolve() if file.exists() else file.absolute())  # (a link to nothing: itself)
             try:
                 if not _encodable(source):  # Chroma stores text: its chunks could never be found
                     raise ValueError("its path is not valid UTF-8; rename it")
+                if not file.is_file():  # reading a FIFO would block for good
+                    raise ValueError("not a regular file (a FIFO, a socket or a link to nothing)")
                 data = file.read_bytes()
                 if len(data) > MAX_FILE_BYTES:
                     raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
                 text = data.decode("utf-8-sig")  # a byte-order mark is not text
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
+            except UnicodeDecodeError as exc:
+                report.skipped.append(
+                    (source, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+                )
+                if progress:
+                    progress(source, "skipped")
+                continue
+            except (OSError, ValueError) as exc:
                 report.skipped.append((source, str(exc)))
                 if progress:
                     progress(source, "skipped")
@@ -312,8 +321,8 @@ def _files(root: Path) -> Iterator[Path]:
         return
     for file in sorted(root.rglob("*")):
         if (
-            file.is_file()
-            and file.suffix.lower() in SUFFIXES
+            file.suffix.lower() in SUFFIXES
+            and not file.is_dir()  # a FIFO or a dangling link is named and skipped by add
             and not any(part.startswith(".") for part in file.relative_to(root).parts)
         ):
             yield file

@@ -145,11 +145,19 @@ class InProcessWorkingMemory:
         return json.loads(entry[1]) if entry else None
 
     def update(
-        self, scope: Scope, owner: str, key: str, change: Callable[[Any], Any], *, ttl_s: float | None = None
+        self,
+        scope: Scope,
+        owner: str,
+        key: str,
+        change: Callable[[Any], Any],
+        *,
+        ttl_s: float | None = None,
+        keep_ttl: bool = False,
     ) -> Any:
         """Replace the value with ``change(value)`` (``value`` is ``None`` when absent) at once:
         no other write comes between the read and the write. A ``None`` result deletes the key.
-        Returns the new value."""
+        ``keep_ttl``: an existing key keeps the time it has left (taking something away must not
+        make the rest last longer). Returns the new value."""
         _check(scope, owner, key, ttl_s)
         with self._lock:
             entry = self._live(scope, owner).get(key)
@@ -157,9 +165,10 @@ class InProcessWorkingMemory:
             if value is None:
                 self._data.get((scope, owner), {}).pop(key, None)
             else:
-                now = self._clock()
-                entry_data = (now + (ttl_s or self.default_ttl_s), _encode(value))
-                self._data.setdefault((scope, owner), {})[key] = entry_data
+                expires = self._clock() + (ttl_s or self.default_ttl_s)
+                if keep_ttl and entry:
+                    expires = entry[0]
+                self._data.setdefault((scope, owner), {})[key] = (expires, _encode(value))
         return value
 
     def items(self, scope: Scope, owner: str) -> dict[str, Any]:
@@ -272,15 +281,22 @@ class RedisWorkingMemory:
         return result
 
     def update(
-        self, scope: Scope, owner: str, key: str, change: Callable[[Any], Any], *, ttl_s: float | None = None
+        self,
+        scope: Scope,
+        owner: str,
+        key: str,
+        change: Callable[[Any], Any],
+        *,
+        ttl_s: float | None = None,
+        keep_ttl: bool = False,
     ) -> Any:
         """Replace the value with ``change(value)`` (``value`` is ``None`` when absent) at once,
         across processes and machines: the read is WATCHed and the write retried when another
-        client changed the key meanwhile. A ``None`` result deletes the key. Returns the new value."""
+        client changed the key meanwhile. A ``None`` result deletes the key. ``keep_ttl``: an
+        existing key keeps the time it has left. Returns the new value."""
         import redis
 
         _check(scope, owner, key, ttl_s)
-        ttl_ms = max(1, int((ttl_s or self.default_ttl_s) * 1000))
         base = self._base(scope, owner)
         name, index = f"{base}:k:{quote(key, safe='')}", f"{base}:index"
 
@@ -290,6 +306,10 @@ class RedisWorkingMemory:
                     try:
                         pipe.watch(name)
                         data = pipe.get(name)
+                        ttl_ms = max(1, int((ttl_s or self.default_ttl_s) * 1000))
+                        if keep_ttl and data is not None:
+                            left = int(pipe.pttl(name))
+                            ttl_ms = left if left > 0 else ttl_ms
                         value = change(json.loads(data) if data is not None else None)
                         pipe.multi()
                         if value is None:

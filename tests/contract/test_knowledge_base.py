@@ -248,6 +248,18 @@ def test_a_file_whose_name_is_not_utf8_is_skipped_and_the_rest_added(kb, docs):
     assert sorted(report.added) == _expected(docs) and kb.count() == 3
 
 
+def test_a_fifo_or_a_dangling_link_in_a_folder_is_skipped_and_named(kb, docs):
+    """QA: they were left out without a word (and a FIFO given directly is refused)."""
+    import os
+
+    os.mkfifo(docs / "pipe.md")
+    (docs / "gone.md").symlink_to(docs / "no-such-file.md")
+    report = kb.add(docs)
+    assert sorted(path.rsplit("/", 1)[1] for path, _ in report.skipped) == ["gone.md", "pipe.md"]
+    assert all(why.startswith("not a regular file") for _, why in report.skipped)
+    assert sorted(report.added) == _expected(docs)
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_passage(kb, tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_bytes("\ufeffRefunds are paid within 30 days.".encode())  # as Windows editors save it

@@ -184,3 +184,14 @@ def test_concurrent_updates_lose_nothing(memory):
         thread.join()
     stored = memory.get("user", "ada", "prefs")
     assert len(stored) == 80 and sorted(stored) == sorted(f"{n}-{i}" for n in range(4) for i in range(20))
+
+
+def test_update_can_keep_the_time_a_key_has_left(memory):
+    """QA: forgetting one preference made the others last a whole TTL again."""
+    memory.update("user", "ada", "prefs", lambda value: ["a", "b"], ttl_s=1.5)
+    assert memory.update("user", "ada", "prefs", lambda value: value[1:], keep_ttl=True) == ["b"]
+    memory.update("user", "bob", "prefs", lambda value: ["a"], ttl_s=1.5)
+    memory.update("user", "bob", "prefs", lambda value: ["a", "c"])  # a new TTL: the default 60 s
+    time.sleep(1.7)
+    assert memory.get("user", "ada", "prefs") is None  # it kept its 1.5 s
+    assert memory.get("user", "bob", "prefs") == ["a", "c"]

@@ -168,7 +168,14 @@ def test_reported_speech_conditions_and_refusals_are_no_preference(task):
         ("Honestly, I prefer tables over prose.", ["tables over prose"]),
         ("I don't mind either way. I prefer euros.", ["euros"]),  # an apostrophe opens no quote
         ("Because I prefer euros, convert the totals.", ["euros, convert the totals"]),
-        ('I prefer "Postgres".', ['"Postgres"']),
+        ('I prefer "Postgres".', ["Postgres"]),  # quotes around all of it go, as after "x." does
+        ("I prefer 'short answers'", ["short answers"]),  # QA: the closing quote went, the opening stayed
+        (
+            "I prefer answers sent to [email] or a call on [phone]",
+            ["answers sent to [email] or a call on [phone]"],
+        ),
+        ("I prefer 'short' and 'long' lists", ["'short' and 'long' lists"]),
+        ("I prefer (a) and (b)", ["(a) and (b)"]),
         # the review's cases: a user restating a preference, a lead-in, a condition of their own
         ("As I said, I prefer short answers.", ["short answers"]),
         ("Like I told you before, I prefer answers in euros.", ["answers in euros"]),
@@ -546,8 +553,10 @@ def test_punctuation_runs_in_a_preference(task, expected):
     assert stated_preferences(task) == expected
 
 
-@pytest.mark.parametrize("typed", ['"Postgres"', "postgres", "  POSTGRES ", "\u201cPostgres\u201d"])
-def test_a_preference_is_forgotten_however_its_quotes_case_and_spaces_are_typed(typed):
+@pytest.mark.parametrize(
+    "typed", ['"Postgres"', "postgres", "  POSTGRES. ", "\u201cPostgres\u201d", "'Postgres'"]
+)
+def test_a_preference_is_forgotten_however_its_quotes_case_spaces_and_full_stop_are_typed(typed):
     from brainstack.memory.gateway import _comparable
 
     assert _comparable(typed) == _comparable('"Postgres"') == "postgres"

@@ -341,3 +341,12 @@ def test_an_answering_node_starts_its_episode_embedding_once_it_has_answered():
     asyncio.run(node(_state(reply="  ")))  # review sends an empty answer back: nothing to embed
     assert len(memory.states) == 1
     assert embedding_ahead(agent, None) is agent  # memory off
+
+
+def test_a_preference_stated_again_in_another_case_is_stored_once(settings):
+    """QA: "I PREFER SHORT ANSWERS" and "I prefer short answers." were two preferences."""
+    gateway = _gateway(settings)
+    asyncio.run(gateway.remember(_state(task="I prefer short answers. Reach the team."), "t-6"))
+    asyncio.run(gateway.remember(_state(task="I PREFER SHORT ANSWERS! Reach the team."), "t-7"))
+    assert gateway.working.get("user", "ada", "stated_preferences") == ["SHORT ANSWERS"]
+    assert gateway.forget_preference("ada", "short answers.") == []
