@@ -240,19 +240,28 @@ class RedisWorkingMemory:
         data = _encode(value)
         ttl_ms = max(1, int((ttl_s or self.default_ttl_s) * 1000))
         base = self._base(scope, owner)
-        index = f"{base}:index"
 
         def run() -> None:
-            now_ms = self._now_ms()
             pipe = self._redis.pipeline(transaction=True)
-            pipe.set(f"{base}:k:{quote(key, safe='')}", data, px=ttl_ms)
-            pipe.zadd(index, {key: now_ms + ttl_ms})
-            pipe.zremrangebyscore(index, "-inf", now_ms)
-            pipe.pexpire(index, ttl_ms, gt=True)
-            pipe.pexpire(index, ttl_ms, nx=True)
+            self._queue_set(pipe, base, key, data, ttl_ms)
             pipe.execute()
 
         self._call(run)
+
+    def _queue_set(self, pipe: Any, base: str, key: str, data: str, ttl_ms: int) -> None:
+        """Queue on ``pipe`` the commands that store one entry and index it by expiry."""
+        now_ms, index = self._now_ms(), f"{base}:index"
+        pipe.set(f"{base}:k:{quote(key, safe='')}", data, px=ttl_ms)
+        pipe.zadd(index, {key: now_ms + ttl_ms})
+        pipe.zremrangebyscore(index, "-inf", now_ms)
+        pipe.pexpire(index, ttl_ms, gt=True)
+        pipe.pexpire(index, ttl_ms, nx=True)
+
+    @staticmethod
+    def _queue_delete(pipe: Any, base: str, key: str) -> None:
+        """Queue on ``pipe`` the commands that remove one entry and its index entry."""
+        pipe.delete(f"{base}:k:{quote(key, safe='')}")
+        pipe.zrem(f"{base}:index", key)
 
     @staticmethod
     def _now_ms() -> int:
@@ -298,7 +307,7 @@ class RedisWorkingMemory:
 
         _check(scope, owner, key, ttl_s)
         base = self._base(scope, owner)
-        name, index = f"{base}:k:{quote(key, safe='')}", f"{base}:index"
+        name = f"{base}:k:{quote(key, safe='')}"
 
         def run() -> Any:
             with self._redis.pipeline(transaction=True) as pipe:
@@ -313,15 +322,9 @@ class RedisWorkingMemory:
                         value = change(json.loads(data) if data is not None else None)
                         pipe.multi()
                         if value is None:
-                            pipe.delete(name)
-                            pipe.zrem(index, key)
+                            self._queue_delete(pipe, base, key)
                         else:
-                            now_ms = self._now_ms()
-                            pipe.set(name, _encode(value), px=ttl_ms)
-                            pipe.zadd(index, {key: now_ms + ttl_ms})
-                            pipe.zremrangebyscore(index, "-inf", now_ms)
-                            pipe.pexpire(index, ttl_ms, gt=True)
-                            pipe.pexpire(index, ttl_ms, nx=True)
+                            self._queue_set(pipe, base, key, _encode(value), ttl_ms)
                         pipe.execute()
                         return value
                     except redis.WatchError:  # another client wrote it: read it again
@@ -338,8 +341,7 @@ class RedisWorkingMemory:
 
         def run() -> bool:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(f"{base}:k:{quote(key, safe='')}")
-            pipe.zrem(f"{base}:index", key)
+            self._queue_delete(pipe, base, key)
             removed, _ = pipe.execute()
             return bool(removed)
 
