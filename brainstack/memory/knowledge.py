@@ -143,15 +143,11 @@ class KnowledgeBase:
                 if len(data) > MAX_FILE_BYTES:
                     raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
                 text = data.decode("utf-8-sig")  # a byte-order mark is not text
-            except UnicodeDecodeError as exc:
-                report.skipped.append(
-                    (source, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
-                )
-                if progress:
-                    progress(source, "skipped")
-                continue
-            except (OSError, ValueError) as exc:
-                report.skipped.append((source, str(exc)))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                why = str(exc)
+                if isinstance(exc, UnicodeDecodeError):
+                    why = f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+                report.skipped.append((source, why))
                 if progress:
                     progress(source, "skipped")
                 continue
