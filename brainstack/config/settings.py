@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(default=5, ge=1, le=100)
     """Connections a Runtime may hold to PostgreSQL."""
     postgres_connect_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    """Seconds to wait for a new connection to PostgreSQL, or for a free one of the pool."""
+    postgres_command_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    """Seconds to wait for PostgreSQL's answer to one command (a checkpoint read or write, a
+    lease) before the connection is given up and the run fails with a BackendError: a server
+    that stops answering without closing its connections (a frozen process) is otherwise
+    waited for without limit. Schema migrations are not bounded."""
     sqlite_synchronous: Literal["full", "normal"] = "full"
     """When the SQLite checkpointer waits for the disk. ``full`` (SQLite's and LangGraph's
     default): at every commit, so each checkpoint survives a power cut. ``normal`` (WAL mode):

@@ -40,14 +40,22 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
+        from brainstack.graphs._postgres import AnsweringConnection, unbounded
+
         # A pool, not one connection: a Runtime keeps its checkpointer open across runs and
         # may run several at once; the pool also replaces connections the server dropped.
         # BRAINSTACK_POSTGRES_CONNECT_TIMEOUT_S bounds both the wait for a new connection and the
         # wait for one from the pool: a server lost mid-run failed the run after the pool's own
         # 30 s, twice, with a log line per reconnection attempt (QA, session 15).
         connect_timeout = max(1, int(settings.postgres_connect_timeout_s))
+
+        async def configure(conn: AnsweringConnection) -> None:
+            conn.command_timeout_s = settings.postgres_command_timeout_s
+
         pool = AsyncConnectionPool(
             url,
+            connection_class=AnsweringConnection,
+            configure=configure,
             min_size=1,
             max_size=settings.postgres_pool_size,
             kwargs={
@@ -80,7 +88,8 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         try:
             saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]  # a pool is accepted at runtime
             if url not in _postgres_ready:
-                await saver.setup()
+                with unbounded():  # its migrations may build an index on a large table
+                    await saver.setup()
                 _postgres_ready.add(url)
             yield saver
         finally:

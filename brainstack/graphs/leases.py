@@ -326,14 +326,15 @@ class PostgresLeases:
     from cancellation, and a run cancelled while its lock was being granted gives it back.
     """
 
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
+    def __init__(self, url: str, connect_timeout_s: float, command_timeout_s: float | None = None) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
+        self.command_timeout_s = command_timeout_s
         self._conn: Any = None
         self._opening = asyncio.Lock()
 
     async def _connection(self) -> Any:
-        import psycopg
+        from brainstack.graphs._postgres import AnsweringConnection
 
         async with self._opening:  # concurrent first leases share one connection
             if self._conn is None or self._conn.closed or self._conn.broken:
@@ -341,7 +342,7 @@ class PostgresLeases:
                     with contextlib.suppress(Exception):
                         await self._conn.close()
                 holder = _holder()
-                self._conn = await psycopg.AsyncConnection.connect(
+                conn = await AnsweringConnection.connect(
                     self.url,
                     autocommit=True,
                     connect_timeout=max(1, int(self.connect_timeout_s)),
@@ -352,6 +353,10 @@ class PostgresLeases:
                     keepalives=1,
                     keepalives_idle=30,
                 )
+                # A server that stops answering (frozen) fails the lease after this, and closes
+                # the connection: the server ends the session's locks when it wakes up.
+                conn.command_timeout_s = self.command_timeout_s
+                self._conn = conn
             return self._conn
 
     async def _try_lock(self, key: int) -> tuple[Any, bool]:
@@ -466,7 +471,7 @@ async def open_leases(settings: Settings) -> AsyncIterator[Leases]:
     """The leases that go with the configured checkpointer (see the module's docstring)."""
     url = settings.checkpoint_url
     if url and url.startswith(("postgres://", "postgresql://")):
-        leases = PostgresLeases(url, settings.postgres_connect_timeout_s)
+        leases = PostgresLeases(url, settings.postgres_connect_timeout_s, settings.postgres_command_timeout_s)
         try:
             yield leases
         finally:

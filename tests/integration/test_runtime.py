@@ -27,7 +27,13 @@ from brainstack import (
     UnknownAgentError,
     UsageError,
 )
-from brainstack.errors import BackendError, ConfigurationError, ModelError, ModelUnavailableError
+from brainstack.errors import (
+    BackendError,
+    ConfigurationError,
+    ModelError,
+    ModelUnavailableError,
+    ThreadBusyError,
+)
 from brainstack.events import (
     GroupChatTurnEvent,
     MemoryRecalledEvent,
@@ -1045,7 +1051,8 @@ def test_a_stream_stopped_at_the_route_goes_on_to_an_answer(backend_settings, em
 
 
 class _TcpProxy:
-    """A TCP forwarder to a server, closed (with every connection through it) to lose the server."""
+    """A TCP forwarder to a server: closed (with every connection through it) to lose the server,
+    frozen to stand for a server process that stops answering while its kernel still accepts."""
 
     def __init__(self, port: int) -> None:
         import socket
@@ -1054,6 +1061,8 @@ class _TcpProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[Any] = []
+        self.running = threading.Event()
+        self.running.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -1069,13 +1078,23 @@ class _TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: Any, sink: Any) -> None:
+    def _pump(self, source: Any, sink: Any) -> None:
+        import socket
+
         try:
             while data := source.recv(65536):
+                self.running.wait()
                 sink.sendall(data)
+            self.running.wait()
+            sink.shutdown(socket.SHUT_WR)  # pass the end of the connection on
         except OSError:
             pass
+
+    def freeze(self) -> None:
+        self.running.clear()
+
+    def thaw(self) -> None:
+        self.running.set()
 
     def close(self) -> None:
         import socket
@@ -1085,6 +1104,16 @@ class _TcpProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+        self.running.set()
+
+
+def _proxied(postgres_url: str) -> tuple[_TcpProxy, str]:
+    """A proxy to the test server and the URL that goes through it."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(postgres_url)
+    proxy = _TcpProxy(parsed.port or 5432)
+    return proxy, parsed._replace(netloc=f"{parsed.username}@127.0.0.1:{proxy.port}").geturl()
 
 
 def test_a_postgres_server_lost_between_runs_fails_the_next_within_the_connect_timeout(
@@ -1092,11 +1121,7 @@ def test_a_postgres_server_lost_between_runs_fails_the_next_within_the_connect_t
 ):
     """QA: the failure came after the pool's own 30 s wait, twice (63 s with a 3 s setting), after
     a log line per reconnection attempt."""
-    from urllib.parse import urlparse
-
-    parsed = urlparse(postgres_url)
-    proxy = _TcpProxy(parsed.port or 5432)
-    url = parsed._replace(netloc=f"{parsed.username}@127.0.0.1:{proxy.port}").geturl()
+    proxy, url = _proxied(postgres_url)
     configured = settings.model_copy(
         update={"checkpoint_url": url, "postgres_connect_timeout_s": 2.0, "memory": False}
     )
@@ -1108,3 +1133,55 @@ def test_a_postgres_server_lost_between_runs_fails_the_next_within_the_connect_t
             runtime.run("What is 3 + 3?", thread_id=unique("pg-down"))
         assert time.monotonic() - started < 20  # bounded by the 2 s setting, not the pool's 30 s
     assert not [r for r in caplog.records if "error connecting in" in r.getMessage()]
+
+
+def test_a_postgres_server_that_stops_answering_mid_run_fails_it_within_the_command_timeout(
+    settings, postgres_url, embedder, caplog
+):
+    """QA: a frozen server process (its kernel still acknowledging what is sent) hung the run with
+    no limit, and its thread's lease with it. The run now fails after
+    BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S, its connections are closed, and once the server answers
+    again the thread goes on from its last checkpoint, in another Runtime too."""
+    proxy, url = _proxied(postgres_url)
+    configured = settings.model_copy(
+        update={
+            "checkpoint_url": url,
+            "postgres_command_timeout_s": 1.0,
+            "postgres_connect_timeout_s": 2.0,
+            "memory": False,
+        }
+    )
+    thread = unique("pg-frozen")
+    try:
+        with Runtime(configured, embedder=embedder) as runtime:
+            started = None
+            with (
+                caplog.at_level("WARNING"),
+                pytest.raises(BackendError, match="The PostgreSQL backend failed") as error,
+            ):
+                for event in runtime.stream("What is 17.5% of 2340?", thread_id=thread, agent="finance"):
+                    if event.type == "route":
+                        proxy.freeze()  # the route's checkpoint is next
+                        started = time.monotonic()
+            assert started is not None and time.monotonic() - started < 10, "bounded by the 1 s setting"
+            # (the write's connection timed out; the pool's check on its next one, then a new one)
+            assert error.value.thread_id == thread
+            assert re.search(r"did not answer within 1 s|couldn't get a connection", str(error.value))
+            assert any(
+                "lease on thread" in r.getMessage() for r in caplog.records
+            )  # its unlock timed out too
+            proxy.thaw()
+            deadline = time.monotonic() + 10
+            with Runtime(configured, embedder=embedder) as other:
+                while True:  # the server ends the closed session (and its lock) once it reads on
+                    try:
+                        result = other.run(thread_id=thread)
+                        break
+                    except ThreadBusyError:
+                        assert time.monotonic() < deadline, "the lease outlived its connection"
+                        time.sleep(0.1)
+            assert "409.5" in result.answer and result.speakers == ["finance"]
+            # The first Runtime's connections were replaced: it runs again.
+            assert "6" in runtime.run("What is 3 + 3?", thread_id=thread).answer
+    finally:
+        proxy.close()

@@ -197,6 +197,8 @@ def test_explicit_openai_wins_without_a_key() -> None:
         ("BRAINSTACK_MODEL_TIMEOUT_S", "0"),
         ("BRAINSTACK_MODEL_TIMEOUT_S", "inf"),  # a model call that may never end
         ("BRAINSTACK_POSTGRES_CONNECT_TIMEOUT_S", "inf"),
+        ("BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S", "0"),
+        ("BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S", "inf"),
         ("BRAINSTACK_WORKING_MEMORY_TTL_S", "inf"),  # Redis refused every write of such a TTL
         ("BRAINSTACK_WORKING_MEMORY_TTL_S", "1e300"),
         ("BRAINSTACK_WORKING_MEMORY_TTL_S", "nan"),
