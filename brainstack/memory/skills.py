@@ -298,6 +298,8 @@ class SkillStore:
                     skills[path.stem] = self._load_file(path, source)
                 except ConfigurationError as exc:
                     skipped[path] = str(exc)
+            for path in _misnamed(folder):
+                skipped[path] = f"{path}: skill files end in .yaml; rename it to {path.stem}.yaml to use it"
         with self._lock:  # forget the files that are gone
             self._loaded = {key: value for key, value in self._loaded.items() if key in seen}
             new = [reason for path, reason in skipped.items() if self._skipped.get(path) != reason]
@@ -629,6 +631,17 @@ def _skill_files(folder: Path) -> list[os.DirEntry[str]]:
     except OSError:
         return []
     return sorted(found, key=lambda e: e.name)
+
+
+def _misnamed(folder: Path) -> list[Path]:
+    """The ``*.yml`` files in ``folder``: YAML, likely meant as skills, but not read as such (a
+    skill's name is its file's, ``<name>.yaml``, everywhere: saving, forgetting, overriding)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.endswith(".yml") and not e.name.startswith(".")]
+    except OSError:
+        return []
+    return sorted(folder / name for name in names)
 
 
 def _stamp(path: Path | os.DirEntry[str]) -> tuple[int, int, int] | None:

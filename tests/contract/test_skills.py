@@ -303,6 +303,20 @@ def test_an_unusable_override_leaves_the_built_in_skill_in_use(store):
     assert store.match(PRICING_QUESTION)[0].name == "pricing-change-review"
 
 
+def test_a_yml_skill_file_is_named_with_the_rename_that_makes_it_a_skill(store):
+    """QA: a ``.yml`` file was ignored without a word (skills are ``<name>.yaml``)."""
+    path = store.user_dir / "offsite-planning.yml"
+    store.user_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(_document("offsite-planning")), encoding="utf-8")
+    (store.user_dir / ".draft.yml").write_text("editor's backup", encoding="utf-8")
+    assert "offsite-planning" not in {s.name for s in store.all()}
+    assert store.skipped() == {
+        path: f"{path}: skill files end in .yaml; rename it to offsite-planning.yaml to use it"
+    }
+    path.rename(path.with_suffix(".yaml"))
+    assert store.skipped() == {} and "offsite-planning" in {s.name for s in store.all()}
+
+
 # -- match -------------------------------------------------------------------------------------
 
 
