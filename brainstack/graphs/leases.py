@@ -10,7 +10,9 @@ mid-run can be resumed at once.
 - SQLite checkpoints (one host): an exclusive ``flock`` on ``<home>/locks/<thread hash>.lock``
   (files older than a day that no run holds are swept away; a later run makes a new one).
 - PostgreSQL checkpoints (any number of hosts): a session advisory lock on a connection the
-  Runtime keeps for its leases.
+  Runtime keeps for its leases. The server releases it when that connection ends, so a run whose
+  lease connection ended (a server restart) is stopped: the connection is asked whether it still
+  answers every few seconds while a lease is held.
 
 Within one process the Runtime already makes runs on a thread take turns; leases are about other
 processes (and other Runtimes on the same storage).
@@ -326,6 +328,9 @@ class PostgresLeases:
     from cancellation, and a run cancelled while its lock was being granted gives it back.
     """
 
+    check_every_s = 5.0
+    """How often a held lease's connection is asked whether it still answers (one ``SELECT 1``)."""
+
     def __init__(self, url: str, connect_timeout_s: float, command_timeout_s: float | None = None) -> None:
         self.url = url
         self.connect_timeout_s = connect_timeout_s
@@ -414,10 +419,52 @@ class PostgresLeases:
             ) from exc
         if not granted:
             raise _busy(thread_id, await self._holder_of(conn, key))
+        run = asyncio.current_task()
+        stop = asyncio.Event()
+        lost: list[str] = []
+        watcher = asyncio.ensure_future(self._watch(conn, run, stop, lost))
+        reported = False
         try:
             yield
+        except asyncio.CancelledError:
+            if not lost or run is None:
+                raise
+            run.uncancel()  # the watcher's cancellation, reported as what it is
+            reported = True
+            raise _lost(thread_id, lost[0]) from None
         finally:
-            await asyncio.shield(self._release(conn, key, thread_id))  # runs to the end if cancelled
+            stop.set()
+            try:
+                await asyncio.shield(watcher)  # (it never cancels a command half-way)
+            except asyncio.CancelledError:
+                if not lost or run is None or reported:
+                    raise
+                run.uncancel()  # the watcher stopped the run just as it ended
+                raise _lost(thread_id, lost[0]) from None
+            if not lost:
+                await asyncio.shield(self._release(conn, key, thread_id))  # runs to the end if cancelled
+            elif not reported:  # the run ended before the watcher's stop reached it
+                log.warning("%s", _lost(thread_id, lost[0]))
+
+    async def _watch(
+        self, conn: Any, run: asyncio.Task[Any] | None, stop: asyncio.Event, lost: list[str]
+    ) -> None:
+        """Ask the lease's connection every :attr:`check_every_s` whether it still answers; if it
+        ended, the server released the lock: stop the run (``lost`` says why), before another
+        process that took the lease meanwhile and this one both write the thread."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.check_every_s)
+                return
+            try:
+                await conn.execute("SELECT 1")
+            except Exception as exc:
+                if not (conn.closed or conn.broken):
+                    continue  # the connection is still there, and so is its lock
+                lost.append(" ".join(str(exc).split()) or type(exc).__name__)
+                if run is not None and not stop.is_set():
+                    run.cancel()
+                return
 
     def _give_back(self, key: int) -> Any:
         def done(attempt: asyncio.Future[tuple[Any, bool]]) -> None:
@@ -454,6 +501,15 @@ class PostgresLeases:
             with contextlib.suppress(Exception):
                 await self._conn.close()
             self._conn = None
+
+
+def _lost(thread_id: str, why: str) -> BackendError:
+    return BackendError(
+        f"The lease on thread {thread_id!r} was lost during its run (its PostgreSQL connection ended: "
+        f"{why}), so the run was stopped: another process may take the thread now, and both would "
+        f"answer. Its progress is saved: run again with thread {thread_id!r} to go on from it.",
+        thread_id=thread_id,
+    )
 
 
 _background: set[asyncio.Task[Any]] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -498,6 +499,99 @@ def test_a_postgres_lease_lost_mid_run_is_reported_when_it_ends(postgres_url, ca
         f"the lease on thread {thread!r} was lost during its run (its PostgreSQL connection "
         "ended); another process may have run the thread meanwhile"
     ]
+
+
+@pytest.mark.postgres
+def test_a_postgres_lease_lost_mid_run_stops_the_run(postgres_url, monkeypatch):
+    """QA: with the lease's connection gone, the run went on while another process could take the
+    thread and run it too (two answers). The connection is checked while the lease is held: the
+    run is stopped with a BackendError saying why, and the thread is free for another process."""
+    from brainstack.errors import BackendError
+    from brainstack.graphs.leases import PostgresLeases
+
+    monkeypatch.setattr(PostgresLeases, "check_every_s", 0.2)
+
+    async def scenario() -> None:
+        leases = PostgresLeases(postgres_url, 10)
+        thread = _thread()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendError, match=f"lease on thread {thread!r} was lost.*stopped") as error:
+                async with leases.hold(thread):
+                    await _terminate_lease_session(postgres_url, leases)
+                    await asyncio.sleep(30)  # a long model call
+            assert time.monotonic() - started < 5 and error.value.thread_id == thread
+            assert not asyncio.current_task().cancelling()  # the stop was not left pending
+            await asyncio.sleep(0)
+            assert await _try_elsewhere(postgres_url, thread) == "held"
+            async with leases.hold(thread):  # and here, on a new connection
+                await asyncio.sleep(0.5)  # checked on the way: it answers
+        finally:
+            await leases.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_a_run_stopped_for_a_lost_lease_goes_on_from_its_progress(
+    settings, postgres_url, embedder, monkeypatch
+):
+    """Through a Runtime: the run waiting on its model is stopped, and another Runtime answers the
+    task once."""
+    import threading
+
+    import httpx2
+
+    from brainstack import Runtime
+    from brainstack.errors import BackendError
+    from brainstack.graphs.leases import PostgresLeases
+
+    backend_settings = settings.model_copy(update={"checkpoint_url": postgres_url})
+    monkeypatch.setattr(PostgresLeases, "check_every_s", 0.2)
+    started = threading.Event()
+
+    async def stalled(request):
+        started.set()
+        await asyncio.sleep(30)
+
+    thread = _thread()
+    runtime = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            runtime.run("Write a tagline for our new product.", thread_id=thread, agent="marketing")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        assert started.wait(60)
+        host = socket.gethostname()
+
+        async def terminate() -> None:
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (f"brainstack pid {os.getpid()} on {host}"[:63],),
+                )
+
+        asyncio.run(terminate())
+        worker.join(10)
+        assert not worker.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], BackendError), outcome
+        assert "was lost during its run" in str(outcome[0]) and outcome[0].thread_id == thread
+    finally:
+        runtime.close()
+        worker.join(30)
+    with Runtime(backend_settings, embedder=embedder) as again:
+        result = again.run(thread_id=thread)
+        assert result.status == "completed" and result.answer
+        roles = [m["role"] for m in again.messages(thread)]
+    assert roles == ["human", "ai"]
 
 
 async def _try_elsewhere(postgres_url: str, thread: str) -> str:
