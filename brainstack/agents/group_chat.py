@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Sequence
@@ -91,7 +92,11 @@ class GroupChat:
                     write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
 
         _quiet_reported_failures()
-        chat = asyncio.ensure_future(converse())
+        ours = _IN_OUR_CHAT.set(True)  # the chat's tasks (autogen's runtime too) start with it
+        try:
+            chat = asyncio.ensure_future(converse())
+        finally:
+            _IN_OUR_CHAT.reset(ours)
         try:
             # Shielded: a cancelled run_stream waits in its `finally` until the team is idle, i.e.
             # the members go on calling the model to the end of the chat. The token stops them.
@@ -132,16 +137,21 @@ class GroupChat:
         }
 
 
+_IN_OUR_CHAT: contextvars.ContextVar[bool] = contextvars.ContextVar("brainstack_group_chat", default=False)
+"""True in the tasks of a brainstack group chat: what :class:`_Reported` may drop."""
+
+
 class _Reported(logging.Filter):
     """Drops autogen's "Error processing publish message" records that the run reports itself:
     handlers stopped by a cancelled chat (a run the user stopped is not an error), a member's
     failed model call (raised as the run's ModelError) and the containers' echo of that failure
     ("Unhandled message in agent container: …GroupChatError"). Their tracebacks were printed in
-    full before the run's one-line error (QA)."""
+    full before the run's one-line error (QA). Only a brainstack chat's records: autogen teams of
+    the host application's own, in the same process, log as they always do."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is None:
+        if error is None or not _IN_OUR_CHAT.get():
             return True
         import openai
 

@@ -403,3 +403,33 @@ def test_a_transport_error_from_a_backends_call_is_that_backends_failure() -> No
     assert isinstance(translate(ConnectionRefusedError(111, "refused"), backend="chromadb"), BackendError)
     assert not isinstance(translate(lost), BackendError)  # whose call it was is not known
     assert not isinstance(translate(ValueError("bad"), backend="chromadb"), BackendError)  # not transport
+
+
+def test_autogen_errors_are_dropped_only_inside_a_brainstack_group_chat():
+    """The filter on autogen_core's logger is process-wide: an autogen team of the host
+    application's own logs its failures as it always did."""
+    import logging
+
+    import httpx2
+    import openai
+
+    from brainstack.agents import group_chat
+
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    error = openai.APIConnectionError(request=request)
+    record = logging.LogRecord(
+        "autogen_core",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error processing publish message",
+        (),
+        (type(error), error, None),
+    )
+    reported = group_chat._Reported()
+    assert reported.filter(record)  # not ours: kept
+    token = group_chat._IN_OUR_CHAT.set(True)
+    try:
+        assert not reported.filter(record)  # a brainstack chat reports it as the run's error
+    finally:
+        group_chat._IN_OUR_CHAT.reset(token)
