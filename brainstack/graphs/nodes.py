@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langgraph.graph.message import add_messages
 
 from brainstack.approval import RESUME_FORMS, parse_resume
 from brainstack.config.agents import GROUP_CHAT
@@ -298,8 +299,10 @@ def start_run(
         if not (last is not None and last.type == "human" and last.content == task):
             # (a re-run of this step from its checkpoint already has the task as the last message)
             human = HumanMessage(task)
-            fresh["messages"] = [*_not_adopted(state, messages), human]
-            messages = [*messages, human]
+            marks = [*_not_adopted(state, messages), *_not_answered(state, messages)]
+            fresh["messages"] = [*marks, human]
+            merged: Any = add_messages(list[Any](messages), fresh["messages"])
+            messages = list(merged)  # what the checkpoint will hold (a mark replaces by id)
         if history is not None:
             from brainstack.memory.gateway import recent_messages
 
@@ -374,6 +377,29 @@ def _not_adopted(state: RouterState, messages: list[AnyMessage]) -> list[AnyMess
         state.get("thread_id") or "?",
     )
     return [AIMessage(NOT_ADOPTED, name=answered[-1].name, id=answered[-1].id)]
+
+
+NOT_ANSWERED = (
+    "Not answered: the run on this task stopped before it answered, and a new task was sent on "
+    "this thread instead of continuing it."
+)
+
+
+def _not_answered(state: RouterState, messages: list[AnyMessage]) -> list[AnyMessage]:
+    """When the thread's last message is a task that got no answer, the answer that says so
+    (``[]`` otherwise).
+
+    :class:`~brainstack.Runtime` refuses a new task on a thread whose run stopped before its
+    answer, but a LangGraph server (Studio) starts it: a cancelled run's question stayed in the
+    conversation unanswered, and the next run's agents read two questions in a row as one (QA)."""
+    if not messages or messages[-1].type != "human":
+        return []
+    log.warning(
+        "thread %s: a new task was sent while the previous one had no answer (its run stopped); "
+        "that task is marked not answered (continue a stopped run instead of sending a new task)",
+        state.get("thread_id") or "?",
+    )
+    return [AIMessage(NOT_ANSWERED)]
 
 
 class Approve:

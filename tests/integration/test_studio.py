@@ -7,6 +7,7 @@ the test requires zero.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -263,6 +264,51 @@ async def test_a_server_with_approval_off_refuses_to_resume_a_paused_run(setting
     )
     on.close()
     off.close()
+
+
+async def test_a_new_task_after_a_stopped_run_marks_the_stopped_task_not_answered(settings, embedder):
+    """QA: a run cancelled in Studio left its question in the conversation with no answer, and the
+    server starts a new task on such a thread (Runtime refuses it): the next run's agents read two
+    questions in a row. The stopped one now gets an answer that says it was not answered."""
+    import httpx2
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from brainstack import Runtime
+    from brainstack.graphs.nodes import NOT_ANSWERED
+
+    started = asyncio.Event()
+
+    async def stalled(request):
+        started.set()
+        await asyncio.sleep(30)
+
+    saver = InMemorySaver()
+    config = {"configurable": {"thread_id": "stopped"}}
+    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    fast = Runtime(settings, embedder=embedder)
+    try:
+        graph = slow.graph.compile(checkpointer=saver)
+        run = asyncio.ensure_future(
+            graph.ainvoke({"task": "Write a tagline.", "requested_agent": "marketing"}, config)
+        )
+        await asyncio.wait_for(started.wait(), 60)
+        run.cancel()  # the user cancels the run in Studio
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        stopped = (await graph.aget_state(config)).values["messages"]
+        assert [(m.type, m.content) for m in stopped] == [("human", "Write a tagline.")]
+
+        final = await fast.graph.compile(checkpointer=saver).ainvoke({"task": "What is 2 + 2?"}, config)
+        assert "4" in final["answer"]
+        assert [(m.type, m.content) for m in final["messages"]] == [
+            ("human", "Write a tagline."),
+            ("ai", NOT_ANSWERED),
+            ("human", "What is 2 + 2?"),
+            ("ai", final["answer"]),
+        ]
+    finally:
+        slow.close()
+        fast.close()
 
 
 async def test_an_input_without_a_task_does_not_run_the_previous_one_again(client):
