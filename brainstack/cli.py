@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -166,6 +167,9 @@ def console_main() -> None:
     """
     import atexit
 
+    global _owns_process
+    _owns_process = True
+    _catch_stop_signals()
     status = [1]  # an uncaught exception: its traceback is printed before the exit hooks run
     if "coverage" not in sys.modules:  # coverage saves its data at teardown
         atexit.register(_end_process, status)  # registered first, so it runs last
@@ -190,11 +194,54 @@ def _end_process(status: list[int]) -> None:
 
 
 class _Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: ``resume`` is the command that continues its thread."""
+    """Ctrl-C (or SIGTERM, SIGHUP) during a run: what its thread now holds, and what to do next."""
 
-    def __init__(self, resume: str) -> None:
-        super().__init__(resume)
-        self.resume = resume
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+_signalled: list[int] = []
+"""The signal (SIGTERM, SIGHUP) that stopped the command, handled as Ctrl-C is."""
+
+
+def _stop_as_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM and SIGHUP (systemd, Docker, Kubernetes, a closed terminal) stop a command as Ctrl-C
+    does, with its message and the exit status of the signal: they ended it without a word."""
+    import signal
+
+    _signalled.append(signum)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):  # Python's, or asyncio.run's (which cancels the run's task cleanly)
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job of a shell script): stop all the same
+        raise KeyboardInterrupt
+
+
+def _catch_stop_signals() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # (no SIGHUP on Windows)
+            signal.signal(getattr(signal, name), _stop_as_interrupt)
+
+
+def _ignore_further_interrupts() -> None:
+    """Once a command is being stopped, another Ctrl-C only cut its message short (or printed a
+    traceback from the interpreter's exit): it is ignored from then on, in the ``brainstack``
+    process only (:func:`main` called in-process leaves its host's handlers alone)."""
+    import signal
+    import threading
+
+    if not _owns_process or threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+_owns_process = False
+"""Whether :func:`console_main` runs this process (the ``brainstack`` command)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,15 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except KeyboardInterrupt as exc:
-        if isinstance(exc, _Interrupted):
-            print(
-                f"brainstack: interrupted; the thread keeps its last checkpoint: continue it with "
-                f"`{exc.resume}`.",
-                file=sys.stderr,
-            )
-        else:
-            print("brainstack: interrupted.", file=sys.stderr)
-        return 130
+        _ignore_further_interrupts()
+        import signal
+
+        how = "interrupted"
+        if _signalled:
+            how = f"stopped by {signal.Signals(_signalled[0]).name}"
+        print(f"brainstack: {how}{exc.message if isinstance(exc, _Interrupted) else '.'}", file=sys.stderr)
+        return 128 + (_signalled[0] if _signalled else signal.SIGINT)
     except Exception as exc:  # a bug: say so in one line; BRAINSTACK_DEBUG=1 shows the traceback
         import os
 
@@ -305,10 +351,12 @@ def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
         import uuid
 
         args.thread = uuid.uuid4().hex  # named here, so that Ctrl-C can say which thread to continue
+    since = datetime.now(UTC)
     try:
         result = asyncio.run(_drive(runtime, args, None if args.json else out))
     except KeyboardInterrupt:
-        raise _Interrupted(cli_command("resume", args.thread, runtime.agents_file)) from None
+        _ignore_further_interrupts()
+        raise _Interrupted(_left_by_interrupt(runtime, args, since)) from None
     if args.json:
         out.write(result.model_dump_json(indent=2) + "\n")
         return 0
@@ -894,12 +942,37 @@ def _usage(message: str) -> Exception:
 
 
 def _when(timestamp: Any) -> str:
-    from datetime import UTC, datetime
-
     try:
         return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):
         return "?"
+
+
+def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: datetime) -> str:
+    """What a stopped ``run`` or ``resume`` left on its thread, and the command that goes on from
+    there (the rest of the message after "interrupted"). The hint named ``resume`` even when the
+    run had saved nothing yet (most of a command's first seconds), where ``resume`` is refused."""
+    from brainstack.runtime import cli_command
+
+    thread = args.thread
+    resume = cli_command("resume", thread, runtime.agents_file)
+    keeps = f"; the thread keeps its last checkpoint: continue it with `{resume}`."
+    try:
+        newest = next(iter(runtime.history(thread)), None)
+        mine = newest is not None and datetime.fromisoformat(newest.created_at) >= since
+    except Exception:  # (the storage is what failed, say): the hint as it was
+        return keeps
+    if args.command == "run" and not mine:
+        where = "nothing was kept" if newest is None else f"thread {thread!r} is as it was"
+        return f" before the run saved anything: {where}. Run the task again."
+    if newest is None:  # (a resume on a thread deleted meanwhile)
+        return f": thread {thread!r} has no checkpoints."
+    if "approve" in newest.next:
+        return f"; the run waits for approval: `{resume} --approve|--reject [WHY]|--edit TEXT`."
+    if newest.next or not newest.answer:
+        return keeps
+    history = cli_command("history", thread, runtime.agents_file)
+    return f" after the run had finished: its answer is on thread {thread!r} (`{history}`)."
 
 
 async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -822,10 +823,16 @@ def slow_model():
     model.close()
 
 
-def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, slow_model):
+@pytest.mark.parametrize(
+    ("stop", "status", "how"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")]
+)
+def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
+    env_home, slow_model, stop, status, how
+):
     """Ctrl-C mid-run: the one line, exit 130, and no "Task exception was never retrieved …
     RuntimeError: Event loop is closed" (Runtime.astream's pump handing events to the closed loop
-    of the interrupted asyncio.run)."""
+    of the interrupted asyncio.run). SIGTERM (systemd, Docker, Kubernetes) ended the command
+    without a word (QA): it now stops it as Ctrl-C does, with its own exit status."""
     import signal
 
     # PYTHONFAULTHANDLER: if the process does not end, SIGABRT makes it print every thread's stack
@@ -840,7 +847,7 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     )
     try:
         assert slow_model.called.wait(120), "the run never called the model"
-        run.send_signal(signal.SIGINT)  # Ctrl-C
+        run.send_signal(getattr(signal, stop))
         try:
             out, err = run.communicate(timeout=60)
         except subprocess.TimeoutExpired:
@@ -851,9 +858,9 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
         if run.poll() is None:
             run.kill()
     done = subprocess.CompletedProcess(run.args, run.returncode, out, err)
-    line = assert_one_clean_line(done, 130)
+    line = assert_one_clean_line(done, status)
     found = re.fullmatch(
-        r"brainstack: interrupted; the thread keeps its last checkpoint: continue it with "
+        rf"brainstack: {how}; the thread keeps its last checkpoint: continue it with "
         r"`brainstack resume --thread ([0-9a-f]{32})`\.",
         line,
     )
@@ -862,6 +869,82 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(env_home, 
     resumed = cli("resume", "--thread", found.group(1), env=env)
     assert resumed.returncode == 0 and "409.5" in resumed.stdout, resumed.stderr
     assert "Task exception" not in err and "Event loop is closed" not in err, err
+
+
+def test_ctrl_c_pressed_three_times_still_prints_the_one_line(env_home, slow_model):
+    """QA: further presses while the command stopped cut its hint short ("interrupted.") or printed
+    a traceback from the interpreter's exit (threading._shutdown): they are ignored now."""
+    import signal
+
+    env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k"}
+    thread = f"thrice-{uuid.uuid4().hex[:8]}"
+    run = subprocess.Popen(
+        [BRAINSTACK, "run", "What is 17.5% of 2340?", "--thread", thread],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert slow_model.called.wait(120), "the run never called the model"
+        for _ in range(3):
+            run.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    line = assert_one_clean_line(subprocess.CompletedProcess(run.args, run.returncode, out, err), 130)
+    assert "Exception ignored" not in err and "KeyboardInterrupt" not in err, err
+    assert line == (
+        "brainstack: interrupted; the thread keeps its last checkpoint: continue it with "
+        f"`brainstack resume --thread {thread}`."
+    )
+
+
+def test_what_an_interrupted_command_says_depends_on_what_its_thread_holds(settings, embedder):
+    """QA: Ctrl-C in a command's first seconds (before its run saved anything) named a `resume`
+    that was then refused ("no unfinished run"), and one on a run waiting for approval named a
+    plain `resume`, refused too."""
+    import argparse
+    from datetime import UTC, datetime
+
+    from brainstack import Runtime
+    from brainstack.cli import _left_by_interrupt
+
+    def said(command: str, thread: str, since: datetime) -> str:
+        args = argparse.Namespace(command=command, thread=thread, task="What is 2 + 2?")
+        return _left_by_interrupt(runtime, args, since)
+
+    with Runtime(settings.model_copy(update={"approval": True}), embedder=embedder) as runtime:
+        fresh = f"fresh-{uuid.uuid4().hex[:8]}"
+        assert (
+            said("run", fresh, datetime.now(UTC))
+            == " before the run saved anything: nothing was kept. Run the task again."
+        )
+
+        done = f"done-{uuid.uuid4().hex[:8]}"
+        runtime.run("What is 2 + 2?", thread_id=done)
+        now = datetime.now(UTC)
+        assert (
+            said("run", done, now)
+            == f" before the run saved anything: thread {done!r} is as it was. Run the task again."
+        )
+        before = datetime(2000, 1, 1, tzinfo=UTC)
+        assert said("run", done, before) == (
+            f" after the run had finished: its answer is on thread {done!r} "
+            f"(`brainstack history --thread {done}`)."
+        )
+
+        paused = f"paused-{uuid.uuid4().hex[:8]}"
+        assert runtime.run(
+            "Should we launch a freemium tier? Decide as a team.", thread_id=paused
+        ).status == ("awaiting_approval")
+        for command in ("run", "resume"):
+            assert said(command, paused, before) == (
+                f"; the run waits for approval: `brainstack resume --thread {paused} "
+                "--approve|--reject [WHY]|--edit TEXT`."
+            )
 
 
 @pytest.mark.parametrize(
