@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         which = sub.add_mutually_exclusive_group(required=sub is not listing)
         if sub is not listing:
             which.add_argument("--thread", help="thread id")
-        which.add_argument("--user", help="user id: the threads the user ran tasks on (list: default)")
+        which.add_argument(
+            "--user",
+            help="user id: the threads the user ran tasks on"
+            + (" (default: the user 'default')" if sub is listing else ""),
+        )
         which.add_argument("--all", action="store_true", help="every thread")
         sub.add_argument(
             "--idle-days",

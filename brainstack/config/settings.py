@@ -1,7 +1,10 @@
 """Typed settings, read once from ``BRAINSTACK_*`` environment variables.
 
-No other module reads the environment: a :class:`Settings` instance is built
-by the caller (or :meth:`Settings.from_env`) and passed down.
+A :class:`Settings` instance is built by the caller (or :meth:`Settings.from_env`) and passed
+down; what a run does depends on it alone. Three variables are read elsewhere, outside a run's
+settings: ``BRAINSTACK_DEBUG`` (the CLI shows tracebacks), ``BRAINSTACK_RECORD`` (the replay
+harness records) and ``OPENAI_API_KEY`` (the openai client's own default, for an OpenAI embedder
+given no key).
 """
 
 from __future__ import annotations

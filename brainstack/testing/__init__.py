@@ -4,9 +4,10 @@ Setup (once, in your ``tests/conftest.py``; openai talks through ``httpx2`` and
 respx patches ``httpx``, so the two must be made one before anything imports them)::
 
     import httpx2; httpx2.alias_httpx()          # first line of conftest.py
-    pytest_plugins = ["respx.plugin"]
 
-and ``addopts = "-p no:respx"`` in the pytest configuration (so respx loads after the alias).
+and ``addopts = "-p no:respx"`` in the pytest configuration (respx's plugin would import httpx
+before the alias). :func:`replay` needs nothing more; tests that also use respx's own
+``respx_mock`` fixture load its plugin after the alias with ``pytest_plugins = ["respx.plugin"]``.
 
 Then, in a test::
 
