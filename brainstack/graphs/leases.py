@@ -337,6 +337,7 @@ class PostgresLeases:
         self.command_timeout_s = command_timeout_s
         self._conn: Any = None
         self._opening = asyncio.Lock()
+        self._unfinished: set[asyncio.Future[Any]] = set()
 
     async def _connection(self) -> Any:
         from brainstack.graphs._postgres import AnsweringConnection
@@ -409,6 +410,7 @@ class PostgresLeases:
             conn, granted = await asyncio.shield(attempt)
         except asyncio.CancelledError:
             # The server may grant the lock after we stopped waiting: give it back then.
+            self._keep(attempt)
             attempt.add_done_callback(self._give_back(key))
             raise
         except Exception as exc:
@@ -471,10 +473,15 @@ class PostgresLeases:
             if not attempt.cancelled() and attempt.exception() is None:
                 conn, granted = attempt.result()
                 if granted:
-                    _background.add(task := asyncio.ensure_future(self._unlock(conn, key)))
-                    task.add_done_callback(_background.discard)
+                    self._keep(asyncio.ensure_future(self._unlock(conn, key)))
 
         return done
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Keep a lease attempt its caller stopped waiting for, or the unlock that follows it,
+        referenced until it ends; :meth:`close` waits for them."""
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
 
     async def _holder_of(self, conn: Any, key: int) -> dict[str, Any] | None:
         try:
@@ -497,10 +504,18 @@ class PostgresLeases:
         return {"pid": "?", "host": name or "another client"}
 
     async def close(self) -> None:
+        # Attempts their callers stopped waiting for, and their unlocks, end before the connection
+        # closes: the loop stops after this, and each left pending was "destroyed but pending"
+        # (QA). Each command is bounded; once the connection is closed, what is left ends at once.
+        deadline = time.monotonic() + (self.command_timeout_s or 10.0)
+        while self._unfinished and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._unfinished), timeout=left)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
             self._conn = None
+        if self._unfinished:
+            await asyncio.wait(set(self._unfinished), timeout=1.0)
 
 
 def _lost(thread_id: str, why: str) -> BackendError:
@@ -510,10 +525,6 @@ def _lost(thread_id: str, why: str) -> BackendError:
         f"answer. Its progress is saved: run again with thread {thread_id!r} to go on from it.",
         thread_id=thread_id,
     )
-
-
-_background: set[asyncio.Task[Any]] = set()
-"""Unlocks scheduled for cancelled lease attempts (kept referenced until they finish)."""
 
 
 def _key(thread_id: str) -> int:

@@ -594,6 +594,35 @@ def test_a_run_stopped_for_a_lost_lease_goes_on_from_its_progress(
     assert roles == ["human", "ai"]
 
 
+@pytest.mark.postgres
+def test_closing_postgres_leases_ends_the_attempts_their_callers_stopped_waiting_for(postgres_url):
+    """QA: Runtime.close() racing a run's lease request left its unlock pending when the loop
+    stopped ("Task was destroyed but it is pending!"). close() now waits for such attempts and
+    their unlocks: nothing is left running and the thread is free."""
+    from brainstack.graphs.leases import PostgresLeases
+
+    async def scenario() -> None:
+        leases = PostgresLeases(postgres_url, 10, 5)
+        await leases._connection()  # (the attempt below is then only the lock's round trip)
+        threads = [_thread() for _ in range(5)]
+
+        async def take(thread: str) -> None:
+            async with leases.hold(thread):
+                await asyncio.sleep(30)
+
+        runs = [asyncio.ensure_future(take(thread)) for thread in threads]
+        await asyncio.sleep(0)  # each attempt is sent; none is answered yet
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        await leases.close()
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        for thread in threads:
+            assert await _try_elsewhere(postgres_url, thread) == "held"
+
+    asyncio.run(scenario())
+
+
 async def _try_elsewhere(postgres_url: str, thread: str) -> str:
     from brainstack.graphs.leases import PostgresLeases
 
