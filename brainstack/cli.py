@@ -821,9 +821,9 @@ def _time_travel(args: argparse.Namespace) -> int:
 
         if args.command == "history":
             checkpoints = runtime.history(args.thread)
-            # `next` lists only nodes this graph has: an empty one may be a run stopped before a
-            # node of another agents file rather than its end
-            missing = runtime.stranded(args.thread) if checkpoints and not checkpoints[0].next else []
+            # `next` lists only nodes this graph has: an empty one may be a step due in another
+            # agents file's graph (`missing`) rather than the end of a run
+            missing = checkpoints[0].missing if checkpoints else []
             if args.json:
                 import json
 
@@ -831,10 +831,10 @@ def _time_travel(args: argparse.Namespace) -> int:
             elif not checkpoints:
                 print(f"Thread {args.thread!r} has no checkpoints.", file=sys.stderr)
             else:
-                for index, c in enumerate(checkpoints):
+                for c in checkpoints:
                     upcoming = ", ".join(c.next) or "(end of run)"
-                    if index == 0 and missing:
-                        upcoming = f"{', '.join(missing)} (not in this graph)"
+                    if c.missing:
+                        upcoming = f"{', '.join(c.missing)} (not in this graph)"
                     when = c.created_at[:19]
                     print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
             if missing:

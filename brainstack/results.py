@@ -160,6 +160,9 @@ class Checkpoint(_Value):
     created_at: str
     next: list[str]
     """The nodes that run next from here (empty at the end of a run)."""
+    missing: list[str] = Field(default_factory=list)
+    """Nodes due next from here that the reading Runtime's graph does not have: the thread ran
+    with another agents file or other settings (``next`` lists only the graph's own nodes)."""
     task: str | None = None
     route: str | None = None
     answer: str | None = None

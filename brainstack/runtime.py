@@ -511,16 +511,25 @@ class Runtime:
             ]
         except Exception as exc:
             _reraise(exc, thread_id)
+        from brainstack.graphs.stranded import missing_nodes_at
+
         checkpoints = []
         for snapshot in snapshots:
             values = snapshot.values or {}
             route = values.get("route") or {}
+            missing: list[str] = []
+            if not snapshot.next:  # the end of a run, or a step due in another graph (one more read)
+                try:
+                    missing = await missing_nodes_at(compiled, snapshot.config)
+                except Exception as exc:
+                    _reraise(exc, thread_id)
             checkpoints.append(
                 Checkpoint(
                     checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
                     step=int((snapshot.metadata or {}).get("step", -1)),
                     created_at=str(snapshot.created_at or ""),
                     next=list(snapshot.next),
+                    missing=missing,
                     task=values.get("task"),
                     route=route.get("target"),
                     answer=(values.get("answer") or "")[:200] or None,

@@ -671,6 +671,16 @@ def test_resume_history_and_replay_take_the_agents_file_the_thread_ran_with(env_
     listed = cli("history", "--thread", thread, "--json", "--agents", str(agents), env=env_home)
     done = json.loads(listed.stdout)
     assert done[0]["next"] == [] and done[0]["route"] == "legal"
+    # Read without the file, the step before specialist_legal is not the end of a run (QA: only
+    # the newest checkpoint was labelled), and the run's real end still is.
+    plain = cli("history", "--thread", thread, env=env_home).stdout.splitlines()
+    assert "(end of run)" in plain[0]
+    assert (
+        [i for i, line in enumerate(plain) if "specialist_legal (not in this graph)" in line]
+        == [i for i, c in enumerate(done) if c["next"] == ["specialist_legal"]]
+        != []
+    )
+    assert all("(end of run)" not in plain[i] for i, c in enumerate(done) if c["next"])
     start = next(c["checkpoint_id"] for c in done if c["next"] == ["route"])
     env = {**env_home, "BRAINSTACK_AGENTS_FILE": str(agents)}  # the variable works as --agents does
     replayed = cli("replay", "--thread", thread, "--checkpoint", start, "--json", env=env)
