@@ -301,8 +301,11 @@ def start_run(
             human = HumanMessage(task)
             marks = [*_not_adopted(state, messages), *_not_answered(state, messages)]
             fresh["messages"] = [*marks, human]
-            merged: Any = add_messages(list[Any](messages), fresh["messages"])
-            messages = list(merged)  # what the checkpoint will hold (a mark replaces by id)
+            if marks:  # what the checkpoint will hold (a mark may replace a message, by id)
+                merged: Any = add_messages(list[Any](messages), fresh["messages"])
+                messages = list(merged)
+            else:
+                messages = [*messages, human]
         if history is not None:
             from brainstack.memory.gateway import recent_messages
 
