@@ -429,24 +429,39 @@ class PostgresLeases:
         try:
             yield
         except asyncio.CancelledError:
-            if not lost or run is None:
+            # The watcher's cancellation is reported as what it is; another one (the caller's,
+            # close()) goes on as a cancellation.
+            if not lost or run is None or run.uncancel() > 0:
                 raise
-            run.uncancel()  # the watcher's cancellation, reported as what it is
             reported = True
             raise _lost(thread_id, lost[0]) from None
         finally:
             stop.set()
+            # One shielded task waits for the watcher and gives the lease back: a cancellation
+            # landing here must not leave the lock held on the Runtime's long-lived connection.
+            ending = asyncio.ensure_future(self._end(watcher, conn, key, thread_id, lost, reported))
+            self._keep(ending)
             try:
-                await asyncio.shield(watcher)  # (it never cancels a command half-way)
+                await asyncio.shield(ending)
             except asyncio.CancelledError:
-                if not lost or run is None or reported:
+                if not lost or run is None or reported or run.uncancel() > 0:
                     raise
-                run.uncancel()  # the watcher stopped the run just as it ended
-                raise _lost(thread_id, lost[0]) from None
-            if not lost:
-                await asyncio.shield(self._release(conn, key, thread_id))  # runs to the end if cancelled
-            elif not reported:  # the run ended before the watcher's stop reached it
-                log.warning("%s", _lost(thread_id, lost[0]))
+                raise _lost(thread_id, lost[0]) from None  # the watcher stopped the run as it ended
+
+    async def _end(
+        self,
+        watcher: asyncio.Future[None],
+        conn: Any,
+        key: int,
+        thread_id: str,
+        lost: list[str],
+        reported: bool,
+    ) -> None:
+        await watcher  # (it never cancels a command half-way)
+        if not lost:
+            await self._release(conn, key, thread_id)
+        elif not reported:  # the run ended before the watcher's stop reached it
+            log.warning("%s", _lost(thread_id, lost[0]))
 
     async def _watch(
         self, conn: Any, run: asyncio.Task[Any] | None, stop: asyncio.Event, lost: list[str]
@@ -506,8 +521,8 @@ class PostgresLeases:
     async def close(self) -> None:
         # Attempts their callers stopped waiting for, and their unlocks, end before the connection
         # closes: the loop stops after this, and each left pending was "destroyed but pending"
-        # (QA). Each command is bounded; once the connection is closed, what is left ends at once.
-        deadline = time.monotonic() + (self.command_timeout_s or 10.0)
+        # (QA). Once the connection is closed, what is left ends at once.
+        deadline = time.monotonic() + 2.0  # (the Runtime's whole shutdown takes at most 10 s)
         while self._unfinished and (left := deadline - time.monotonic()) > 0:
             await asyncio.wait(set(self._unfinished), timeout=left)
         if self._conn is not None:

@@ -623,6 +623,36 @@ def test_closing_postgres_leases_ends_the_attempts_their_callers_stopped_waiting
     asyncio.run(scenario())
 
 
+@pytest.mark.postgres
+def test_a_run_cancelled_just_as_its_postgres_lease_ends_still_gives_it_back(postgres_url):
+    """Review: a cancellation landing while the lease's end waited for its watcher skipped the
+    unlock, and the lock stayed on the Runtime's long-lived connection (the thread busy for every
+    other process until the Runtime closed)."""
+    from brainstack.graphs.leases import PostgresLeases
+
+    async def scenario() -> None:
+        leases = PostgresLeases(postgres_url, 10)
+        thread = _thread()
+        try:
+
+            async def run() -> None:
+                async with leases.hold(thread):
+                    asyncio.get_running_loop().call_soon(asyncio.current_task().cancel)  # lands at the end
+
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.ensure_future(run())
+            deadline = time.monotonic() + 5
+            while (
+                found := await _try_elsewhere(postgres_url, thread)
+            ) == "busy" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert found == "held"
+        finally:
+            await leases.close()
+
+    asyncio.run(scenario())
+
+
 async def _try_elsewhere(postgres_url: str, thread: str) -> str:
     from brainstack.graphs.leases import PostgresLeases
 
