@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -226,22 +227,40 @@ def _catch_stop_signals() -> None:
     import signal
 
     for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):  # (no SIGHUP on Windows)
+        # (no SIGHUP on Windows; an ignored one stays ignored: `nohup brainstack run …`)
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) == signal.SIG_DFL:
             signal.signal(getattr(signal, name), _stop_as_interrupt)
+
+
+_STOPPING_GRACE_S = 1.0
+"""How long further Ctrl-C presses are ignored once a command is stopping."""
 
 
 def _ignore_further_interrupts() -> None:
     """Once a command is being stopped, another Ctrl-C only cut its message short (or printed a
-    traceback from the interpreter's exit): it is ignored from then on, in the ``brainstack``
-    process only (:func:`main` called in-process leaves its host's handlers alone)."""
+    traceback from the interpreter's exit): one within :data:`_STOPPING_GRACE_S` is ignored; a
+    later one (stopping hangs: a frozen server, say) ends the process at once. In the
+    ``brainstack`` process only (:func:`main` called in-process leaves its host's handlers alone)."""
     import signal
     import threading
 
     if not _owns_process or threading.current_thread() is not threading.main_thread():
         return
+    since = time.monotonic()
+
+    def again(signum: int, frame: Any) -> None:
+        if time.monotonic() - since < _STOPPING_GRACE_S:
+            return
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("brainstack: stopped at once, without waiting for the run to end.\n")
+            sys.stderr.flush()
+        os._exit(128 + signum)
+
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) != signal.SIG_IGN:
+            signal.signal(getattr(signal, name), again)
 
 
 _owns_process = False
@@ -962,9 +981,12 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
     resume = cli_command("resume", thread, runtime.agents_file)
     keeps = f"; the thread keeps its last checkpoint: continue it with `{resume}`."
     try:
-        newest = next(iter(runtime.history(thread)), None)
+        # After the stopped run's turn on the thread (its last writes), and briefly: the storage
+        # may be what hung.
+        checkpoints = runtime._schedule(_history_after_runs(runtime, thread)).result(timeout=3)
+        newest = next(iter(checkpoints), None)
         mine = newest is not None and datetime.fromisoformat(newest.created_at) >= since
-    except Exception:  # (the storage is what failed, say): the hint as it was
+    except Exception:  # (the storage failed or is slow): the hint as it was
         return keeps
     if args.command == "run" and not mine:
         where = "nothing was kept" if newest is None else f"thread {thread!r} is as it was"
@@ -977,6 +999,12 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
         return keeps
     history = cli_command("history", thread, runtime.agents_file)
     return f" after the run had finished: its answer is on thread {thread!r} (`{history}`)."
+
+
+async def _history_after_runs(runtime: Runtime, thread: str) -> Any:
+    """The thread's checkpoints once this process's runs on it have ended (on the runtime loop)."""
+    async with runtime._state().turn(thread):
+        return await runtime._history(thread)
 
 
 async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:

@@ -881,6 +881,33 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
     assert "Task exception" not in err and "Event loop is closed" not in err, err
 
 
+def test_a_run_started_under_nohup_goes_on_when_its_terminal_hangs_up(env_home, slow_model):
+    """Review: the SIGHUP handler replaced an inherited "ignore" (what `nohup` sets), so a run
+    started with `nohup brainstack run … &` stopped when its terminal closed."""
+    import signal
+
+    env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k"}
+    run = subprocess.Popen(
+        [BRAINSTACK, "run", "What is 17.5% of 2340?"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+    )
+    try:
+        assert slow_model.called.wait(120), "the run never called the model"
+        run.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert run.poll() is None, run.communicate()
+        slow_model.release.set()
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0 and "409.5" in out, err
+
+
 def test_ctrl_c_pressed_three_times_still_prints_the_one_line(env_home, slow_model):
     """QA: further presses while the command stopped cut its hint short ("interrupted.") or printed
     a traceback from the interpreter's exit (threading._shutdown): they are ignored now."""
