@@ -504,11 +504,14 @@ class Runtime:
     # Time travel ---------------------------------------------------------------
 
     async def _history(self, thread_id: str) -> list[Checkpoint]:
+        from brainstack.graphs.checkpointers import unbounded_for
+
         try:
             compiled = await self._compiled_graph(warm=False)
-            snapshots = [
-                s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
-            ]
+            with unbounded_for(compiled.checkpointer):  # a long thread's whole history takes its time
+                snapshots = [
+                    s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
+                ]
         except Exception as exc:
             _reraise(exc, thread_id)
         from brainstack.graphs.stranded import missing_nodes_at

@@ -47,7 +47,11 @@ class AnsweringConnection(psycopg.AsyncConnection[Any]):
             # psycopg's own timeouts (its cancellation's) are its to handle: only ours is converted.
             if timeout is not None or bound is None or type(exc).__name__ != "_WaitTimeout":
                 raise
-            self.pgconn.finish()  # half-way through a command: the connection cannot be reused
+            # Half-way through a command, the connection cannot be reused. A server that is slow,
+            # not frozen, would still run the command to its end: ask it to cancel it first.
+            with contextlib.suppress(Exception):
+                await self.cancel_safe(timeout=2.0)
+            self.pgconn.finish()
             raise CommandTimeout(
                 f"the server did not answer within {bound:g} s (BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S); "
                 "the connection was closed"
@@ -56,8 +60,10 @@ class AnsweringConnection(psycopg.AsyncConnection[Any]):
 
 @contextlib.contextmanager
 def unbounded() -> Iterator[None]:
-    """No command timeout for this context's commands: the savers' schema migrations, which may
-    build an index on a large table."""
+    """No command timeout for this context's commands: those whose time grows with the data
+    (the savers' schema migrations, which may build an index on a large table; listing, pruning
+    and deleting threads; a thread's whole history), unlike a run's reads and writes of one
+    checkpoint."""
     token = _unbounded.set(True)
     try:
         yield

@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 
     from brainstack.config import Settings
 
-__all__ = ["connect_sqlite", "delete_thread", "find_threads", "open_checkpointer", "prune_thread"]
+__all__ = [
+    "connect_sqlite",
+    "delete_thread",
+    "find_threads",
+    "open_checkpointer",
+    "prune_thread",
+    "unbounded_for",
+]
 
 _postgres_ready: set[str] = set()
 """URLs whose tables this process has already created (setup is idempotent but costs a round trip)."""
@@ -147,14 +154,15 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
             return [(str(t), int(n), str(c)) async for t, n, c in rows]
     from psycopg.types.json import Jsonb
 
-    async with _pool(saver).connection() as conn:
-        found = await conn.execute(
-            "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
-            f"WHERE checkpoint_ns = '' {'' if user_id is None else 'AND (metadata @> %s OR metadata @> %s)'} "
-            f"{group}",
-            [] if user_id is None else [Jsonb({"user_id": user_id}), Jsonb({"users": [user_id]})],
-        )
-        return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
+    mine = "" if user_id is None else "AND (metadata @> %s OR metadata @> %s)"
+    with unbounded_for(saver):  # a scan of every thread's checkpoints: its time grows with the table
+        async with _pool(saver).connection() as conn:
+            found = await conn.execute(
+                "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
+                f"WHERE checkpoint_ns = '' {mine} {group}",
+                [] if user_id is None else [Jsonb({"user_id": user_id}), Jsonb({"users": [user_id]})],
+            )
+            return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
 
 
 POOL_NAME = "brainstack-checkpoints"
@@ -175,6 +183,17 @@ def _quiet_reconnection_attempts() -> None:
         logger.addFilter(_ReconnectionAttempts())
 
 
+def unbounded_for(saver: BaseCheckpointSaver[str]) -> contextlib.AbstractContextManager[None]:
+    """PostgreSQL: no command timeout for the block (see ``_postgres.unbounded``); SQLite: nothing."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    if isinstance(saver, AsyncSqliteSaver):
+        return contextlib.nullcontext()
+    from brainstack.graphs._postgres import unbounded
+
+    return unbounded()
+
+
 def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
     """The connection pool of a PostgreSQL saver (open_checkpointer gives it one)."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -186,9 +205,10 @@ def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
 
 async def delete_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> bool:
     """Delete every checkpoint of ``thread_id``; False if it had none. The caller holds the thread."""
-    if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
-        return False
-    await saver.adelete_thread(thread_id)
+    with unbounded_for(saver):  # a long thread takes its time
+        if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
+            return False
+        await saver.adelete_thread(thread_id)
     await _flush_log(saver)
     return True
 
@@ -249,6 +269,11 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
         return deleted
     from psycopg.types.json import Jsonb
 
+    with unbounded_for(saver):  # a long thread takes its time
+        return await _prune_postgres(saver, thread_id, Jsonb)
+
+
+async def _prune_postgres(saver: BaseCheckpointSaver[str], thread_id: str, Jsonb: Any) -> int:
     pool = _pool(saver)
     before = await _count(pool, thread_id)
     if not before:
