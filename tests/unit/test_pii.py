@@ -67,6 +67,28 @@ def test_phone_numbers_are_masked(phone):
     assert mask_pii(f"Order 4412 shipped; call {phone}.") == "Order 4412 shipped; call [phone]."
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("phone:+44 20 7946 0958", "phone:[phone]"),
+        ("tel:+14155550100", "tel:[phone]"),
+        ("Phone:+44 20 7946 0958", "Phone:[phone]"),
+        ("ph:415-555-0100", "ph:[phone]"),
+        ("mobile:07946 095 812", "mobile:[phone]"),
+        ("phone:(415) 555-0100", "phone:[phone]"),
+        ("WhatsApp:+447946095812", "WhatsApp:[phone]"),
+        ("ISBN:978-0-306-40615-7", "ISBN:978-0-306-40615-7"),  # an identifier's label, colon and all
+        ("SKU:4006381-333931", "SKU:4006381-333931"),
+        ("12:345 678 901", "12:345 678 901"),  # after a time's colon: not one
+    ],
+)
+def test_a_number_right_after_a_labels_colon(text, masked):
+    """QA: phone numbers written straight after a colon were left as they were, and reached other
+    users through learned skills."""
+    assert mask_pii(text) == masked
+    assert mask_pii(f"Call me on {text} today.") == f"Call me on {masked} today."
+
+
 @pytest.mark.parametrize("number", ["+1 415 555 0100", "(415) 555-0100"])
 def test_an_international_or_bracketed_number_is_masked_even_after_a_label_or_a_date(number):
     assert mask_pii(f"Order #: {number}") == "Order #: [phone]"
