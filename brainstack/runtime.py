@@ -355,6 +355,12 @@ class Runtime:
                 # Continuing a run goes on as the user who started it (the caller's user_id is
                 # only the default): its checkpoints must not be listed, and deleted, as another's.
                 config["metadata"]["user_id"] = owner
+            elif run.task is not None and run.user_id == "default" and owner and owner != "default":
+                # A follow-up on a thread without a user_id is the thread's user's: run as "default",
+                # it put their conversation into the memory every caller without a user_id shares,
+                # without their preferences, and listed the thread under "default" (QA).
+                run = dataclasses.replace(run, user_id=owner)
+                config["metadata"]["user_id"] = owner
             if run.task is not None and pending is not None:
                 how = (
                     f"answer it with `{self._cli('resume', run.thread_id)} --approve|--reject|--edit "

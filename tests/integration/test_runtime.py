@@ -805,6 +805,22 @@ async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_set
         runtime.close()
 
 
+def test_a_follow_up_without_a_user_runs_as_the_threads_user(runtime):
+    """QA: `run(task, thread_id=T)` without a user_id (the README's follow-up) ran as "default": the
+    user's conversation went into the episodes every caller without a user_id recalls, without their
+    preferences, and the thread was listed (and deletable) under "default"."""
+    ada, bob = unique("ada"), unique("bob")
+    first = runtime.run("What is 2 + 2?", user_id=ada)
+    follow = runtime.run("What is 3 + 3?", thread_id=first.thread_id)
+    assert follow.user_id == ada and "6" in follow.answer
+    assert first.thread_id not in {t.thread_id for t in runtime.threads("default")}
+    assert [t.last_task for t in runtime.threads(ada)] == ["What is 3 + 3?"]
+    assert runtime.memory.episodes.count(ada) == 2 and not runtime.memory.episodes.search("default", "3 + 3")
+    named = runtime.run("What is 4 + 4?", thread_id=first.thread_id, user_id=bob)  # a user given is kept
+    assert named.user_id == bob
+    assert runtime.run("What is 5 + 5?", thread_id=first.thread_id).user_id == bob  # the thread's last user
+
+
 def test_threads_lists_every_users_threads_and_filters_by_idle_time(runtime):
     import time
 
