@@ -388,15 +388,22 @@ NOT_ANSWERED = (
 )
 
 
+NO_ANSWER = "Not answered: no agent produced an answer to this task."
+
+
 def _not_answered(state: RouterState, messages: list[AnyMessage]) -> list[AnyMessage]:
     """When the thread's last message is a task that got no answer, the answer that says so
     (``[]`` otherwise).
 
     :class:`~brainstack.Runtime` refuses a new task on a thread whose run stopped before its
     answer, but a LangGraph server (Studio) starts it: a cancelled run's question stayed in the
-    conversation unanswered, and the next run's agents read two questions in a row as one (QA)."""
+    conversation unanswered, and the next run's agents read two questions in a row as one (QA).
+    A run whose agents produced no answer (its review failed: the caller got a RunError) ended
+    too, and gets :data:`NO_ANSWER`, without a warning."""
     if not messages or messages[-1].type != "human":
         return []
+    if (state.get("review") or {}).get("status") == "failed":  # the run ended, without an answer
+        return [AIMessage(NO_ANSWER)]
     log.warning(
         "thread %s: a new task was sent while the previous one had no answer (its run stopped); "
         "that task is marked not answered (continue a stopped run instead of sending a new task)",

@@ -821,6 +821,43 @@ def test_a_follow_up_without_a_user_runs_as_the_threads_user(runtime):
     assert runtime.run("What is 5 + 5?", thread_id=first.thread_id).user_id == bob  # the thread's last user
 
 
+def test_a_new_task_after_a_run_without_an_answer_marks_that_task_not_answered(settings, embedder, caplog):
+    """Review: a run whose agents produced no answer ends (the caller gets a RunError) with its
+    task unanswered; the next task marked it with the Studio text ("… instead of continuing it")
+    and a warning advising a continuation Runtime refuses."""
+    import httpx2
+
+    from brainstack.errors import RunError
+    from brainstack.graphs.nodes import NO_ANSWER
+
+    def empty(request):
+        body = {
+            "id": "empty",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "stub",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+        }
+        return httpx2.Response(200, json=body)
+
+    thread = unique("empty")
+    silent = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(empty))
+    with silent, pytest.raises(RunError, match="No agent produced an answer"):
+        silent.run("Write a tagline for our bakery.", thread_id=thread, agent="marketing")
+    with Runtime(settings, embedder=embedder) as runtime, caplog.at_level("WARNING"):
+        result = runtime.run("What is 2 + 2?", thread_id=thread)
+        assert [(m["role"], m["content"]) for m in runtime.messages(thread)] == [
+            ("human", "Write a tagline for our bakery."),
+            ("ai", NO_ANSWER),
+            ("human", "What is 2 + 2?"),
+            ("ai", result.answer),
+        ]
+    assert not [r for r in caplog.records if "not answered" in r.getMessage()]
+
+
 def test_threads_lists_every_users_threads_and_filters_by_idle_time(runtime):
     import time
 
