@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from brainstack.events import Event
     from brainstack.runtime import Runtime
@@ -199,11 +199,22 @@ def _end_process(status: list[int]) -> None:
 
 
 class _Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, SIGHUP) during a run: what its thread now holds, and what to do next."""
+    """Ctrl-C (or SIGTERM, SIGHUP) during a run: what its thread now holds, and what to do next;
+    ``said``: already printed (before the Runtime closed, which may wait for the run to stop)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, said: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.said = said
+
+
+def _say_stopped(rest: str) -> None:
+    """The one line of a stopped command: "brainstack: interrupted" (or "stopped by SIGTERM") and
+    ``rest``."""
+    import signal
+
+    how = f"stopped by {signal.Signals(_signalled[0]).name}" if _signalled else "interrupted"
+    print(f"brainstack: {how}{rest}", file=sys.stderr, flush=True)
 
 
 _signalled: list[int] = []
@@ -302,10 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         _ignore_further_interrupts()
         import signal
 
-        how = "interrupted"
-        if _signalled:
-            how = f"stopped by {signal.Signals(_signalled[0]).name}"
-        print(f"brainstack: {how}{exc.message if isinstance(exc, _Interrupted) else '.'}", file=sys.stderr)
+        if not (isinstance(exc, _Interrupted) and exc.said):
+            _say_stopped(exc.message if isinstance(exc, _Interrupted) else ".")
         return 128 + (_signalled[0] if _signalled else signal.SIGINT)
     except Exception as exc:  # a bug: say so in one line; BRAINSTACK_DEBUG=1 shows the traceback
         import os
@@ -379,7 +388,11 @@ def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
         result = asyncio.run(_drive(runtime, args, None if args.json else out))
     except KeyboardInterrupt:
         _ignore_further_interrupts()
-        raise _Interrupted(_left_by_interrupt(runtime, args, since)) from None
+        message = _left_by_interrupt(runtime, args, since)
+        # Said now: closing the Runtime waits for the run to stop (a model still being built,
+        # say), and Ctrl-C seemed to do nothing for seconds (QA).
+        _say_stopped(message)
+        raise _Interrupted(message, said=True) from None
     if args.json:
         out.write(result.model_dump_json(indent=2) + "\n")
         return 0
@@ -1007,7 +1020,39 @@ async def _history_after_runs(runtime: Runtime, thread: str) -> Any:
         return await runtime._history(thread)
 
 
+@contextlib.contextmanager
+def _acknowledge_interrupts() -> Iterator[None]:
+    """Say at once that Ctrl-C was heard. asyncio.run's handler only asks the run to stop: the
+    first run of a process builds its graph (imports) and models for seconds before it can, and
+    Ctrl-C seemed to do nothing meanwhile (QA). The ``brainstack`` process only."""
+    import signal
+    import threading
+
+    stop = signal.getsignal(signal.SIGINT)
+    if not _owns_process or threading.current_thread() is not threading.main_thread() or not callable(stop):
+        yield
+        return
+
+    def heard(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            print("◦ stopping: the run stops at its next step", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, stop)  # (once: a further press is asyncio's again)
+        stop(signum, frame)
+
+    signal.signal(signal.SIGINT, heard)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is heard:  # (asyncio.run restores only its own)
+            signal.signal(signal.SIGINT, stop)
+
+
 async def _drive(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:
+    with _acknowledge_interrupts():
+        return await _drive_run(runtime, args, out)
+
+
+async def _drive_run(runtime: Runtime, args: argparse.Namespace, out: TextIO | None) -> Any:
     from brainstack.events import ResultEvent
 
     if args.command == "resume":

@@ -868,6 +868,7 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
         if run.poll() is None:
             run.kill()
     done = subprocess.CompletedProcess(run.args, run.returncode, out, err)
+    assert "◦ stopping: the run stops at its next step" in err  # heard at once (QA: seconds of nothing)
     line = assert_one_clean_line(done, status)
     found = re.fullmatch(
         rf"brainstack: {how}; the thread keeps its last checkpoint: continue it with "
