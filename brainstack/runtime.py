@@ -356,11 +356,15 @@ class Runtime:
                 # only the default): its checkpoints must not be listed, and deleted, as another's.
                 config["metadata"]["user_id"] = owner
             elif run.task is not None and run.user_id == "default" and owner and owner != "default":
-                # A follow-up on a thread without a user_id is the thread's user's: run as "default",
-                # it put their conversation into the memory every caller without a user_id shares,
-                # without their preferences, and listed the thread under "default" (QA).
-                run = dataclasses.replace(run, user_id=owner)
-                config["metadata"]["user_id"] = owner
+                # Run as "default", a follow-up without a user_id put the thread's user's
+                # conversation into the memory every caller without a user_id shares, and listed
+                # the thread under "default" (QA); run as its user, it would give whoever knows a
+                # thread id that user's memory. The caller says which user it is.
+                raise UsageError(
+                    f"Thread {run.thread_id!r} was last run by user {owner!r}: pass user_id={owner!r} "
+                    f"(CLI: --user {shlex.quote(owner)}) to continue it as that user, or the id of the "
+                    "user you run it for."
+                )
             if run.task is not None and pending is not None:
                 how = (
                     f"answer it with `{self._cli('resume', run.thread_id)} --approve|--reject|--edit "

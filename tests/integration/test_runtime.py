@@ -805,20 +805,21 @@ async def test_delete_thread_waits_for_the_run_on_it_in_this_process(backend_set
         runtime.close()
 
 
-def test_a_follow_up_without_a_user_runs_as_the_threads_user(runtime):
-    """QA: `run(task, thread_id=T)` without a user_id (the README's follow-up) ran as "default": the
-    user's conversation went into the episodes every caller without a user_id recalls, without their
-    preferences, and the thread was listed (and deletable) under "default"."""
+def test_a_follow_up_without_a_user_on_another_users_thread_is_refused(runtime):
+    """QA: `run(task, thread_id=T)` without a user_id on ada's thread ran as "default": ada's
+    conversation went into the episodes every caller without a user_id recalls, and the thread was
+    listed (and deletable) under "default". Running it as ada instead would give whoever knows a
+    thread id her memory: the caller is asked to say which user it is."""
     ada, bob = unique("ada"), unique("bob")
     first = runtime.run("What is 2 + 2?", user_id=ada)
-    follow = runtime.run("What is 3 + 3?", thread_id=first.thread_id)
-    assert follow.user_id == ada and "6" in follow.answer
+    with pytest.raises(UsageError, match=f"was last run by user '{ada}': pass user_id='{ada}'"):
+        runtime.run("What is 3 + 3?", thread_id=first.thread_id)
     assert first.thread_id not in {t.thread_id for t in runtime.threads("default")}
-    assert [t.last_task for t in runtime.threads(ada)] == ["What is 3 + 3?"]
-    assert runtime.memory.episodes.count(ada) == 2 and not runtime.memory.episodes.search("default", "3 + 3")
-    named = runtime.run("What is 4 + 4?", thread_id=first.thread_id, user_id=bob)  # a user given is kept
-    assert named.user_id == bob
-    assert runtime.run("What is 5 + 5?", thread_id=first.thread_id).user_id == bob  # the thread's last user
+    assert runtime.memory.episodes.count(ada) == 1 and not runtime.memory.episodes.search("default", "3 + 3")
+    assert runtime.run("What is 3 + 3?", thread_id=first.thread_id, user_id=ada).user_id == ada
+    assert runtime.run("What is 4 + 4?", thread_id=first.thread_id, user_id=bob).user_id == bob
+    mine = runtime.run("What is 5 + 5?")  # a thread of "default"'s own goes on without a user id
+    assert runtime.run("What is 6 + 6?", thread_id=mine.thread_id).user_id == "default"
 
 
 def test_a_new_task_after_a_run_without_an_answer_marks_that_task_not_answered(settings, embedder, caplog):
