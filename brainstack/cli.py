@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -545,20 +546,21 @@ def _forget(
         ("episodic memory", "episode(s)", lambda: gateway.episodes.forget(args.user)),
         ("working memory", "working-memory key(s)", working),
     )
+    again = f"brainstack memory forget --user {shlex.quote(args.user)} --yes"
     for layer, unit, forget in layers:
         try:
             done.append(f"{forget()} {unit}")
         except Exception as exc:
             failed.append(f"{layer} not deleted: {translate(exc)}")
+        except KeyboardInterrupt:
+            deleted = f"deleted so far: {', '.join(done)}; " if done else ""
+            raise _Interrupted(f" while forgetting: {deleted}run `{again}` again to finish.") from None
     if done:
         print(f"Forgot user {args.user!r}: {', '.join(done)}.")
     if not failed:
         return 0
-    import shlex
-
     for line in failed:
         print(f"brainstack: {line}", file=sys.stderr)
-    again = f"brainstack memory forget --user {shlex.quote(args.user)} --yes"
     print(f"brainstack: once it is back, run `{again}` again.", file=sys.stderr)
     return EXIT_RUN
 
@@ -678,15 +680,17 @@ def _kb(args: argparse.Namespace) -> int:
             if status != "skipped":  # listed below, with the reason
                 print(f"  {status:9} {path}", file=sys.stderr, flush=True)
 
+        kept = (
+            "the files listed above as added or updated are stored; run `kb add` again to go on (it "
+            "skips unchanged files)"
+        )
         try:
             report = kb.add(args.path, progress=progress)
         except Exception:
-            print(
-                "  stopped: the files listed above as added or updated are stored; run `kb add` "
-                "again to go on (it skips unchanged files).",
-                file=sys.stderr,
-            )
+            print(f"  stopped: {kept}.", file=sys.stderr)
             raise
+        except KeyboardInterrupt:
+            raise _Interrupted(f": {kept}.") from None
         for path, why in report.skipped:
             print(f"  skipped   {path}: {why}", file=sys.stderr)
         print(f"Knowledge base: {report} ({kb.count()} chunks in all).")

@@ -940,6 +940,40 @@ def test_ctrl_c_pressed_three_times_still_prints_the_one_line(env_home, slow_mod
     )
 
 
+def test_ctrl_c_during_kb_add_says_what_is_kept(env_home, tmp_path):
+    """QA: an interrupted `kb add` said only "interrupted."."""
+    import signal
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(300):
+        (docs / f"note-{i:03}.md").write_text(f"# Note {i}\n\nRefund policy number {i}: " + "words " * 200)
+    add = subprocess.Popen(
+        [BRAINSTACK, "kb", "add", str(docs)],
+        env=env_home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert add.stderr is not None
+        for line in iter(add.stderr.readline, ""):
+            if line.lstrip().startswith("added"):
+                break
+        else:
+            pytest.fail("nothing was added")
+        add.send_signal(signal.SIGINT)
+        out, err = add.communicate(timeout=60)
+    finally:
+        if add.poll() is None:
+            add.kill()
+    line = assert_one_clean_line(subprocess.CompletedProcess(add.args, add.returncode, out, err), 130)
+    assert line == (
+        "brainstack: interrupted: the files listed above as added or updated are stored; run `kb add` "
+        "again to go on (it skips unchanged files)."
+    )
+
+
 def test_what_an_interrupted_command_says_depends_on_what_its_thread_holds(settings, embedder):
     """QA: Ctrl-C in a command's first seconds (before its run saved anything) named a `resume`
     that was then refused ("no unfinished run"), and one on a run waiting for approval named a
