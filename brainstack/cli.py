@@ -265,7 +265,7 @@ def _ignore_further_interrupts() -> None:
             return
         import os
 
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # (a write it interrupted)
             sys.stderr.write("brainstack: stopped at once, without waiting for the run to end.\n")
             sys.stderr.flush()
         os._exit(128 + signum)
@@ -1038,7 +1038,7 @@ def _acknowledge_interrupts() -> Iterator[None]:
         return
 
     def heard(signum: int, frame: Any) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # (a write it interrupted)
             print("◦ stopping: the run stops at its next step", file=sys.stderr, flush=True)
         signal.signal(signal.SIGINT, stop)  # (once: a further press is asyncio's again)
         stop(signum, frame)

@@ -514,11 +514,11 @@ class Runtime:
     # Time travel ---------------------------------------------------------------
 
     async def _history(self, thread_id: str) -> list[Checkpoint]:
-        from brainstack.graphs.checkpointers import unbounded_for
+        from brainstack.graphs.checkpointers import long_commands
 
         try:
             compiled = await self._compiled_graph(warm=False)
-            with unbounded_for(compiled.checkpointer):  # a long thread's whole history takes its time
+            with long_commands(compiled.checkpointer):  # a long thread's whole history takes its time
                 snapshots = [
                     s async for s in compiled.aget_state_history({"configurable": {"thread_id": thread_id}})
                 ]

@@ -13,6 +13,7 @@ PostgreSQL configured (psycopg is the ``postgres`` extra).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from collections.abc import Iterator
@@ -21,9 +22,13 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-__all__ = ["AnsweringConnection", "CommandTimeout", "unbounded"]
+__all__ = ["LONG_COMMANDS", "AnsweringConnection", "CommandTimeout", "longer"]
 
-_unbounded: contextvars.ContextVar[bool] = contextvars.ContextVar("brainstack_pg_unbounded", default=False)
+LONG_COMMANDS = 10.0
+"""How many times the command timeout a command whose time grows with the data may take."""
+
+_factor: contextvars.ContextVar[float | None] = contextvars.ContextVar("brainstack_pg_factor", default=1.0)
+"""This context's commands may take this many times the command timeout (``None``: no limit)."""
 
 
 class CommandTimeout(psycopg.OperationalError):
@@ -38,8 +43,9 @@ class AnsweringConnection(psycopg.AsyncConnection[Any]):
 
     async def wait(self, gen: Any, interval: float | None = None, timeout: float | None = None) -> Any:
         bound = timeout
-        if bound is None and not _unbounded.get():
-            bound = self.command_timeout_s
+        factor = _factor.get()
+        if bound is None and self.command_timeout_s is not None and factor is not None:
+            bound = self.command_timeout_s * factor
         passed: dict[str, Any] = {} if interval is None else {"interval": interval}
         try:
             return await super().wait(gen, timeout=bound, **passed)
@@ -48,24 +54,27 @@ class AnsweringConnection(psycopg.AsyncConnection[Any]):
             if timeout is not None or bound is None or type(exc).__name__ != "_WaitTimeout":
                 raise
             # Half-way through a command, the connection cannot be reused. A server that is slow,
-            # not frozen, would still run the command to its end: ask it to cancel it first.
-            with contextlib.suppress(Exception):
-                await self.cancel_safe(timeout=2.0)
-            self.pgconn.finish()
+            # not frozen, would still run the command to its end: ask it to cancel it first (a
+            # frozen one does not answer that either: briefly).
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.cancel_safe(timeout=1.0), 1.5)
+            finally:
+                self.pgconn.finish()
             raise CommandTimeout(
-                f"the server did not answer within {bound:g} s (BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S); "
-                "the connection was closed"
+                f"the server did not answer within {bound:g} s (BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S"
+                f"{f' × {factor:g}' if factor != 1 else ''}); the connection was closed"
             ) from None
 
 
 @contextlib.contextmanager
-def unbounded() -> Iterator[None]:
-    """No command timeout for this context's commands: those whose time grows with the data
-    (the savers' schema migrations, which may build an index on a large table; listing, pruning
-    and deleting threads; a thread's whole history), unlike a run's reads and writes of one
-    checkpoint."""
-    token = _unbounded.set(True)
+def longer(factor: float | None = LONG_COMMANDS) -> Iterator[None]:
+    """Let this context's commands take ``factor`` times the command timeout (``None``: no limit).
+    For those whose time grows with the data: listing, pruning and deleting threads, a thread's
+    whole history (``LONG_COMMANDS``); the savers' schema migrations, which may build an index on a
+    large table (no limit). A run's reads and writes of one checkpoint keep the timeout itself."""
+    token = _factor.set(factor)
     try:
         yield
     finally:
-        _unbounded.reset(token)
+        _factor.reset(token)

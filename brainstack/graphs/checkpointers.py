@@ -22,9 +22,9 @@ __all__ = [
     "connect_sqlite",
     "delete_thread",
     "find_threads",
+    "long_commands",
     "open_checkpointer",
     "prune_thread",
-    "unbounded_for",
 ]
 
 _postgres_ready: set[str] = set()
@@ -47,7 +47,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
-        from brainstack.graphs._postgres import AnsweringConnection, unbounded
+        from brainstack.graphs._postgres import AnsweringConnection, longer
 
         # A pool, not one connection: a Runtime keeps its checkpointer open across runs and
         # may run several at once; the pool also replaces connections the server dropped.
@@ -95,7 +95,7 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         try:
             saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]  # a pool is accepted at runtime
             if url not in _postgres_ready:
-                with unbounded():  # its migrations may build an index on a large table
+                with longer(None):  # its migrations may build an index on a large table
                     await saver.setup()
                 _postgres_ready.add(url)
             yield saver
@@ -155,7 +155,7 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
     from psycopg.types.json import Jsonb
 
     mine = "" if user_id is None else "AND (metadata @> %s OR metadata @> %s)"
-    with unbounded_for(saver):  # a scan of every thread's checkpoints: its time grows with the table
+    with long_commands(saver):  # a scan of every thread's checkpoints: its time grows with the table
         async with _pool(saver).connection() as conn:
             found = await conn.execute(
                 "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
@@ -183,15 +183,16 @@ def _quiet_reconnection_attempts() -> None:
         logger.addFilter(_ReconnectionAttempts())
 
 
-def unbounded_for(saver: BaseCheckpointSaver[str]) -> contextlib.AbstractContextManager[None]:
-    """PostgreSQL: no command timeout for the block (see ``_postgres.unbounded``); SQLite: nothing."""
+def long_commands(saver: BaseCheckpointSaver[str]) -> contextlib.AbstractContextManager[None]:
+    """PostgreSQL: the block's commands may take ``LONG_COMMANDS`` times the command timeout (see
+    ``_postgres.longer``); SQLite: nothing."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     if isinstance(saver, AsyncSqliteSaver):
         return contextlib.nullcontext()
-    from brainstack.graphs._postgres import unbounded
+    from brainstack.graphs._postgres import longer
 
-    return unbounded()
+    return longer()
 
 
 def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
@@ -205,7 +206,7 @@ def _pool(saver: BaseCheckpointSaver[str]) -> AsyncConnectionPool[Any]:
 
 async def delete_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> bool:
     """Delete every checkpoint of ``thread_id``; False if it had none. The caller holds the thread."""
-    with unbounded_for(saver):  # a long thread takes its time
+    with long_commands(saver):  # a long thread takes its time
         if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
             return False
         await saver.adelete_thread(thread_id)
@@ -269,7 +270,7 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
         return deleted
     from psycopg.types.json import Jsonb
 
-    with unbounded_for(saver):  # a long thread takes its time
+    with long_commands(saver):  # a long thread takes its time
         return await _prune_postgres(saver, thread_id, Jsonb)
 
 

@@ -425,7 +425,7 @@ class PostgresLeases:
         stop = asyncio.Event()
         lost: list[str] = []
         watcher = asyncio.ensure_future(self._watch(conn, run, stop, lost))
-        reported = False
+        reported: list[bool] = []  # (the run's error says the lease was lost: no warning too)
         try:
             yield
         except asyncio.CancelledError:
@@ -433,7 +433,7 @@ class PostgresLeases:
             # close()) goes on as a cancellation.
             if not lost or run is None or run.uncancel() > 0:
                 raise
-            reported = True
+            reported.append(True)
             raise _lost(thread_id, lost[0]) from None
         finally:
             stop.set()
@@ -446,6 +446,7 @@ class PostgresLeases:
             except asyncio.CancelledError:
                 if not lost or run is None or reported or run.uncancel() > 0:
                     raise
+                reported.append(True)
                 raise _lost(thread_id, lost[0]) from None  # the watcher stopped the run as it ended
 
     async def _end(
@@ -455,7 +456,7 @@ class PostgresLeases:
         key: int,
         thread_id: str,
         lost: list[str],
-        reported: bool,
+        reported: list[bool],
     ) -> None:
         await watcher  # (it never cancels a command half-way)
         if not lost:

@@ -16,9 +16,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # An optional +country code, then 9-15 digits with common separators: (020) 7946-0958, +1 415 555 2671.
 _PHONE = re.compile(
-    # Not inside a word or a digit group ("a digit group's middle starts none"), nor after a
-    # time's colon ("10:…"); after a label's colon it may ("phone:+44 …", "tel:415-…").
-    r"(?<![\w+])(?<!\d:)(?:\+\d{1,3}[ .-]?|(?=\()|(?<!\d[ .-]))"
+    # Not inside a word or a digit group ("a digit group's middle starts none"); after a colon it
+    # may ("phone:+44 …", "tel:415-…", "line1:(415) …"), but bare digits not after a time's ("10:…").
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?|(?=\()|(?<!\d[ .-])(?<!\d:))"
     r"(?:\(\d{1,4}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w:]|[ .-]\d)"
 )
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")

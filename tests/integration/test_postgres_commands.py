@@ -47,37 +47,49 @@ def test_a_command_past_the_timeout_is_cancelled_on_the_server_and_its_connectio
     asyncio.run(scenario())
 
 
-def test_unbounded_commands_take_their_time(postgres_url):
-    """Listing, pruning and deleting threads and a thread's history grow with the data: they are
-    not bounded (a run's checkpoint reads and writes are)."""
-    from brainstack.graphs._postgres import unbounded
+def test_longer_commands_take_their_time_within_a_bound(postgres_url):
+    """Listing, pruning and deleting threads and a thread's history grow with the data: they may
+    take LONG_COMMANDS times the timeout, and still end when the server stops answering (review:
+    without a bound they waited for a frozen server forever); migrations have no bound."""
+    from brainstack.graphs._postgres import CommandTimeout, longer
 
     async def scenario() -> None:
-        conn = await _connect(postgres_url, 0.3)
+        conn = await _connect(postgres_url, 0.1)
         try:
-            with unbounded():
-                await conn.execute("SELECT pg_sleep(0.6)")
+            with longer(10):
+                await conn.execute("SELECT pg_sleep(0.5)")
+            with longer(None):
+                await conn.execute("SELECT pg_sleep(1.2)")
             assert not conn.closed
+            with (
+                longer(10),
+                pytest.raises(
+                    CommandTimeout, match=r"within 1 s \(BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S × 10\)"
+                ),
+            ):
+                await conn.execute("SELECT pg_sleep(3)")
         finally:
             await conn.close()
 
     asyncio.run(scenario())
 
 
-def test_the_threads_commands_run_unbounded_and_a_run_bounded(settings, postgres_url, embedder, monkeypatch):
-    """Review: `threads list`, prune, delete and history were bounded too, and their time grows with
-    the data; a run's commands (one checkpoint each) are the ones bounded."""
+def test_the_threads_commands_get_the_longer_bound_and_a_run_the_timeout(
+    settings, postgres_url, embedder, monkeypatch
+):
+    """Review: `threads list`, prune, delete and history had the timeout of one checkpoint's read,
+    and their time grows with the data; a run's commands (one checkpoint each) keep it."""
     from brainstack import Runtime
     from brainstack.graphs import _postgres
 
     configured = settings.model_copy(update={"checkpoint_url": postgres_url, "memory": False})
     thread, user = f"bound-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
     wait = _postgres.AnsweringConnection.wait
-    unbounded: list[bool] = []
+    unbounded: list[bool] = []  # whether each command had more than the timeout
 
     async def recorded(self, gen, interval=None, timeout=None):
         if not (self.info.parameter_status("application_name") or "").startswith("brainstack pid"):
-            unbounded.append(_postgres._unbounded.get())  # (a lease's lock and unlock are bounded)
+            unbounded.append(_postgres._factor.get() != 1)  # (a lease's lock and unlock have the timeout)
         return await wait(self, gen, interval, timeout)
 
     monkeypatch.setattr(_postgres.AnsweringConnection, "wait", recorded)

@@ -80,6 +80,9 @@ def test_phone_numbers_are_masked(phone):
         ("ISBN:978-0-306-40615-7", "ISBN:978-0-306-40615-7"),  # an identifier's label, colon and all
         ("SKU:4006381-333931", "SKU:4006381-333931"),
         ("12:345 678 901", "12:345 678 901"),  # after a time's colon: not one
+        ("Phone2:+44 20 7946 0958", "Phone2:[phone]"),  # international or bracketed: after any colon
+        ("line1:(415) 555-0100", "line1:[phone]"),
+        ("Contact #1:+14155550100", "Contact #1:[phone]"),
     ],
 )
 def test_a_number_right_after_a_labels_colon(text, masked):
