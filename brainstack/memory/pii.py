@@ -11,7 +11,10 @@ from typing import Any
 
 __all__ = ["mask_pii", "mask_value"]
 
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Domains in any script ("ada@例え.jp", "x@münchen.de"): labels of letters, digits and hyphens.
+_EMAIL = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.[^\W\d_]{2,}\b"
+)
 # 13-19 digits, optionally grouped by single spaces or hyphens; confirmed with the Luhn checksum.
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # An optional +country code, then 9-15 digits with common separators: (020) 7946-0958, +1 415 555 2671.

@@ -20,6 +20,8 @@ from brainstack.memory.pii import mask_pii, mask_value
         "ada+newsletter@example.com",  # plus-addressing
         "first.last+tag-2@sub.example.io",
         "ADA_L@Example.COM",
+        "ada@例え.jp",  # a domain in another script (QA: left as it was)
+        "jürgen@münchen.de",
     ],
 )
 def test_emails_are_masked(email):
