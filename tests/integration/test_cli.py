@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -833,6 +834,22 @@ def slow_model():
     model.close()
 
 
+def _run_waiting_on_the_model(slow_model: SlowModel, env: dict[str, str], *args: str, **popen: Any) -> Any:
+    """`brainstack run "What is 17.5% of 2340?" ARGS…`, returned once its model call is in flight."""
+    run = subprocess.Popen(
+        [BRAINSTACK, "run", "What is 17.5% of 2340?", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    if not slow_model.called.wait(120):
+        run.kill()
+        pytest.fail("the run never called the model")
+    return run
+
+
 @pytest.mark.parametrize(
     ("stop", "status", "how"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")]
 )
@@ -848,15 +865,8 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
     # PYTHONFAULTHANDLER: if the process does not end, SIGABRT makes it print every thread's stack
     # (it hung once in a full CI-mode suite in session 12 and never again in 31 tries alone).
     env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k", "PYTHONFAULTHANDLER": "1"}
-    run = subprocess.Popen(
-        [BRAINSTACK, "run", "What is 17.5% of 2340?"],  # no --thread: the line names the one it made
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = _run_waiting_on_the_model(slow_model, env)  # no --thread: the line names the one it made
     try:
-        assert slow_model.called.wait(120), "the run never called the model"
         run.send_signal(getattr(signal, stop))
         try:
             out, err = run.communicate(timeout=60)
@@ -888,16 +898,12 @@ def test_a_run_started_under_nohup_goes_on_when_its_terminal_hangs_up(env_home, 
     import signal
 
     env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k"}
-    run = subprocess.Popen(
-        [BRAINSTACK, "run", "What is 17.5% of 2340?"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    run = _run_waiting_on_the_model(
+        slow_model,
+        env,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
     )
     try:
-        assert slow_model.called.wait(120), "the run never called the model"
         run.send_signal(signal.SIGHUP)
         time.sleep(1)
         assert run.poll() is None, run.communicate()
@@ -916,15 +922,8 @@ def test_ctrl_c_pressed_three_times_still_prints_the_one_line(env_home, slow_mod
 
     env = {**env_home, "OPENAI_BASE_URL": slow_model.url, "OPENAI_API_KEY": "k"}
     thread = f"thrice-{uuid.uuid4().hex[:8]}"
-    run = subprocess.Popen(
-        [BRAINSTACK, "run", "What is 17.5% of 2340?", "--thread", thread],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = _run_waiting_on_the_model(slow_model, env, "--thread", thread)
     try:
-        assert slow_model.called.wait(120), "the run never called the model"
         for _ in range(3):
             run.send_signal(signal.SIGINT)
             time.sleep(0.05)
