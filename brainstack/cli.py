@@ -254,9 +254,8 @@ def _ignore_further_interrupts() -> None:
     later one (stopping hangs: a frozen server, say) ends the process at once. In the
     ``brainstack`` process only (:func:`main` called in-process leaves its host's handlers alone)."""
     import signal
-    import threading
 
-    if not _owns_process or threading.current_thread() is not threading.main_thread():
+    if not _handles_signals():
         return
     since = time.monotonic()
 
@@ -277,6 +276,14 @@ def _ignore_further_interrupts() -> None:
 
 _owns_process = False
 """Whether :func:`console_main` runs this process (the ``brainstack`` command)."""
+
+
+def _handles_signals() -> bool:
+    """Whether this call may change signal handlers: in the ``brainstack`` process, on its main
+    thread (:func:`main` called in-process leaves its host's handlers alone)."""
+    import threading
+
+    return _owns_process and threading.current_thread() is threading.main_thread()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1030,10 +1037,9 @@ def _acknowledge_interrupts() -> Iterator[None]:
     first run of a process builds its graph (imports) and models for seconds before it can, and
     Ctrl-C seemed to do nothing meanwhile (QA). The ``brainstack`` process only."""
     import signal
-    import threading
 
     stop = signal.getsignal(signal.SIGINT)
-    if not _owns_process or threading.current_thread() is not threading.main_thread() or not callable(stop):
+    if not _handles_signals() or not callable(stop):
         yield
         return
 

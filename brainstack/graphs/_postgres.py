@@ -6,8 +6,9 @@ libpq notice: a run waited for its checkpoint with no limit and kept its thread'
 session 15). Every wait of a psycopg connection for the server goes through
 ``AsyncConnection.wait``, which takes a timeout: this class passes one
 (``BRAINSTACK_POSTGRES_COMMAND_TIMEOUT_S``, as asyncpg's ``command_timeout``) and, when it expires,
-closes the connection at once (its state is unknown; a server that wakes up ends the session,
-and with it any lease the session held) and raises :class:`CommandTimeout`. Imported only with
+asks the server to cancel the command (briefly), closes the connection (its state is unknown; a
+server that wakes up ends the session, and with it any lease the session held) and raises
+:class:`CommandTimeout`. Imported only with
 PostgreSQL configured (psycopg is the ``postgres`` extra).
 """
 

@@ -268,13 +268,13 @@ async def prune_thread(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
             await saver.conn.commit()
         await _flush_log(saver)
         return deleted
+    with long_commands(saver):  # a long thread takes its time
+        return await _prune_postgres(saver, thread_id)
+
+
+async def _prune_postgres(saver: BaseCheckpointSaver[str], thread_id: str) -> int:
     from psycopg.types.json import Jsonb
 
-    with long_commands(saver):  # a long thread takes its time
-        return await _prune_postgres(saver, thread_id, Jsonb)
-
-
-async def _prune_postgres(saver: BaseCheckpointSaver[str], thread_id: str, Jsonb: Any) -> int:
     pool = _pool(saver)
     before = await _count(pool, thread_id)
     if not before:
