@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from brainstack.agents.sse import event_stream, wants_stream
+
 __all__ = ["OFFLINE_MODEL_NAME", "OfflineModel"]
 
 OFFLINE_MODEL_NAME = "brainstack-offline"
@@ -70,7 +72,12 @@ class OfflineModel:
                 "configure OPENAI_API_KEY or OPENAI_BASE_URL for that",
             )
         message = self.reply(body.get("messages", []), body.get("tools") or [])
-        return httpx2.Response(200, json=_completion(body.get("model", OFFLINE_MODEL_NAME), message, body))
+        completion = _completion(body.get("model", OFFLINE_MODEL_NAME), message, body)
+        if wants_stream(body):  # (LangGraph's `messages` stream mode: Studio's chat view)
+            return httpx2.Response(
+                200, headers={"content-type": "text/event-stream"}, content=event_stream(completion, body)
+            )
+        return httpx2.Response(200, json=completion)
 
     # What it says ----------------------------------------------------------------
     def reply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from brainstack.agents.sse import completion_from_events, event_stream, is_event_stream, wants_stream
+
 __all__ = ["Cassette", "Interaction", "ReplayError", "summarize_request"]
 
 MATCH_KEYS = {"path", "method", "model", "last_user", "system", "contains", "response_format", "tools"}
@@ -253,6 +255,14 @@ class Cassette:
                     self._next += 1
                     self.played.append(summary)
                     status, headers, body = expected.build_response(summary.get("model"))
+                    if (
+                        status == 200
+                        and summary.get("stream")
+                        and isinstance(body, dict)
+                        and "choices" in body
+                    ):
+                        headers = {**headers, "content-type": "text/event-stream"}
+                        return httpx2.Response(status, headers=headers, content=event_stream(body, summary))
                     return httpx2.Response(status, headers=headers, json=body)
             where = f"interactions[{expected.index}]" if expected else "end of cassette"
             shown = {k: v for k, v in summary.items() if k != "system"}
@@ -321,6 +331,10 @@ def summarize_request(request: Any) -> dict[str, Any]:
         summary["last_user"] = users[-1]
     if isinstance(body.get("response_format"), dict):
         summary["response_format"] = body["response_format"].get("type")
+    if wants_stream(body):  # served as server-sent events (LangGraph's `messages` stream mode)
+        summary["stream"] = True
+        if isinstance(body.get("stream_options"), dict):
+            summary["stream_options"] = body["stream_options"]
     tools = [t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
     if tools:
         summary["tools"] = tools
@@ -393,7 +407,10 @@ def interactions_from_calls(calls: list[tuple[Any, Any]], secrets: list[str]) ->
         if summary.get("last_user"):
             match["last_user"] = _clip(summary["last_user"], 80).rstrip("\u2026")
         try:
-            body = json.loads(response.content or b"null")
+            if is_event_stream(response.headers):  # kept as the completion the chunks add up to
+                body = completion_from_events(response.text)
+            else:
+                body = json.loads(response.content or b"null")
         except ValueError:
             body = {"raw": response.text}
         headers = {

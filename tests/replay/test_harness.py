@@ -157,6 +157,38 @@ def test_transport_injection_without_respx(tmp_path, cache_dir, embedder):
     assert len(cassette.played) == 2
 
 
+async def test_a_streaming_client_replays_the_cassette_as_server_sent_events(tmp_path, cache_dir, embedder):
+    """LangGraph's `messages` stream mode (Studio's chat view) makes langchain-openai stream: the
+    cassette answered such a request with JSON, which the client read as no chunks (QA)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    cassette = Cassette.load(ROOT / "tool_call.yaml")
+    runtime = Runtime(
+        replay_settings(tmp_path, cache_dir=cache_dir), embedder=embedder, transport=cassette.transport()
+    )
+    try:
+        graph = runtime.graph.compile(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": "streamed"}}
+        tokens = []
+        async for message, meta in graph.astream(
+            {"task": "What is 17.5% of 2340?"}, config, stream_mode="messages"
+        ):
+            if meta["langgraph_node"] == "specialist_finance" and message.type == "AIMessageChunk":
+                tokens.append(message)
+        cassette.check()
+        assert all(request.get("stream") for request in cassette.played)
+        call = tokens[0]
+        for token in tokens[1:]:
+            call += token
+        assert [c["name"] for c in call.tool_calls] == ["calculator"]
+        answer = [t.content for t in tokens if t.content]
+        assert len(answer) > 1 and "".join(answer) == "17.5% of 2,340 is 409.5."
+        state = await graph.aget_state(config)
+        assert state.values["answer"] == "17.5% of 2,340 is 409.5."
+    finally:
+        runtime.close()
+
+
 class _FakeOpenAI(BaseHTTPRequestHandler):
     """A real HTTP server speaking the chat-completions format, for record mode."""
 
@@ -183,9 +215,22 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             ],
             "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
         }
+        content_type = "application/json"
         data = json.dumps(reply).encode()
+        if body.get("stream"):  # as OpenAI streams: chunks, then the usage chunk, then [DONE]
+            content_type = "text/event-stream"
+            head = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+            words = reply["choices"][0]["message"]["content"].split(" ")
+            deltas = [{"role": "assistant", "content": ""}, *({"content": w + " "} for w in words[:-1])]
+            chunks = [
+                head | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                for delta in [*deltas, {"content": words[-1]}]
+            ]
+            chunks.append(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            chunks.append(head | {"choices": [], "usage": reply["usage"]})
+            data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode() + b"data: [DONE]\n\n"
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Set-Cookie", "session=secret-cookie")
         self.end_headers()
@@ -298,3 +343,45 @@ def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir
         replayed = Runtime(settings, embedder=embedder).run(TASK)
     assert replayed.answer == recorded.answer.replace(key, "<scrubbed>")
     assert replayed.route == recorded.route
+
+
+async def test_a_streamed_answer_is_recorded_as_the_completion_it_adds_up_to(tmp_path, cache_dir, embedder):
+    """A recording of a streaming client kept the event stream as one unreadable string that no
+    replay could serve; it is now the completion, replayed to streaming and plain clients alike."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "streamed.yaml"
+    try:
+        settings = replay_settings(
+            tmp_path / "home",
+            cache_dir=cache_dir,
+            openai_api_key="sk-live-0123456789abcdef",
+            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
+        )
+        runtime = Runtime(settings, embedder=embedder)
+        with replay(path, record=True):
+            graph = runtime.graph.compile(checkpointer=InMemorySaver())
+            config = {"configurable": {"thread_id": "recorded"}}
+            async for _ in graph.astream({"task": TASK}, config, stream_mode="messages"):
+                pass
+            recorded = (await graph.aget_state(config)).values["answer"]
+        runtime.close()
+    finally:
+        server.shutdown()
+    assert recorded.startswith(f"Recorded answer to: {TASK}")
+    [interaction] = yaml.safe_load(path.read_text())["interactions"]
+    body = interaction["response"]["body"]
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == recorded.replace(
+        "sk-live-0123456789abcdef", "<scrubbed>"
+    )
+    assert body["usage"]["total_tokens"] == 10
+
+    replayed = Runtime(replay_settings(tmp_path / "home2", cache_dir=cache_dir), embedder=embedder)
+    with replay(path):
+        plain = replayed.run(TASK)
+    assert plain.answer == body["choices"][0]["message"]["content"]
+    assert plain.usage.total_tokens == 10
+    replayed.close()

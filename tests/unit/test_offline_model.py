@@ -447,3 +447,83 @@ def test_the_real_openai_client_understands_it(model: OfflineModel) -> None:
             )
     assert refused.value.status_code == 400
     assert "structured output" in refused.value.message
+
+
+# -- streaming (LangGraph's `messages` stream mode, Studio's chat view) -------------------------------
+
+
+def test_a_streaming_request_gets_server_sent_events_that_add_up_to_the_answer(client: httpx2.Client) -> None:
+    """QA: the offline model answered `"stream": true` with plain JSON, which langchain-openai read
+    as no chunks ("No generations found in stream"): every specialist run failed in Studio's
+    `messages` modes."""
+    from brainstack.agents.sse import completion_from_events
+
+    messages = [system(MARKETING), user("Write a tagline for our coffee shop")]
+    whole = chat(client, messages)
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": OFFLINE_MODEL_NAME,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream"
+    events = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and len(events) > 5  # word by word
+    chunks = [json.loads(line[6:]) for line in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+    assert completion_from_events(response.text)["choices"][0]["message"] == message_of(whole)
+
+
+def test_a_streamed_tool_call_is_one_whole_call(client: httpx2.Client) -> None:
+    from brainstack.agents.sse import completion_from_events
+
+    messages = [system(FINANCE), user("What is 17.5% of 2340?")]
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": OFFLINE_MODEL_NAME, "messages": messages, "tools": [CALCULATOR_TOOL], "stream": True},
+    )
+    streamed = completion_from_events(response.text)
+    assert "usage" not in streamed  # not asked for (no stream_options.include_usage)
+    (choice,) = streamed["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "calculator"
+    assert json.loads(call["function"]["arguments"]) == {"expression": "17.5% of 2340"}
+    assert call == message_of(chat(client, messages, tools=[CALCULATOR_TOOL]))["tool_calls"][0]
+
+
+async def test_langchain_streams_the_offline_answer_and_its_tool_call(model: OfflineModel) -> None:
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(
+        model=OFFLINE_MODEL_NAME,
+        api_key="offline",
+        base_url="http://offline.test/v1",
+        http_async_client=httpx2.AsyncClient(transport=httpx2.MockTransport(model.handle)),
+        stream_usage=True,
+    )
+    prompt = [SystemMessage(MARKETING), HumanMessage("Write a tagline for our coffee shop")]
+    chunks = [chunk async for chunk in llm.astream(prompt)]
+    assert len(chunks) > 5
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+    whole = await llm.ainvoke(prompt)
+    assert streamed.content == whole.content and LABEL in str(whole.content)
+    assert streamed.usage_metadata == whole.usage_metadata
+
+    tools = llm.bind_tools(get_tools(["calculator"]))
+    asked = [SystemMessage(FINANCE), HumanMessage("What is 17.5% of 2340?")]
+    called = None
+    async for chunk in tools.astream(asked):
+        called = chunk if called is None else called + chunk
+    assert called is not None
+    assert [(c["name"], c["args"]) for c in called.tool_calls] == [
+        ("calculator", {"expression": "17.5% of 2340"})
+    ]
