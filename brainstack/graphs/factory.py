@@ -57,7 +57,9 @@ def create_router_graph(
 
     def first(name: str, node: Node) -> Any:
         history = None if memory is not None else (settings.history_messages, settings.history_token_budget)
-        return start_run(timed(name, node), provider.name, settings.max_task_chars, history)
+        return start_run(
+            timed(name, node), provider.name, settings.max_task_chars, history, [*agents.agents, GROUP_CHAT]
+        )
 
     if memory is not None:
         graph.add_node("recall", first("recall", Recall(memory)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
@@ -241,7 +241,11 @@ after_review = AfterReview()
 
 
 def start_run(
-    node: Any, provider_name: str, max_task_chars: int, history: tuple[int, int] | None = None
+    node: Any,
+    provider_name: str,
+    max_task_chars: int,
+    history: tuple[int, int] | None = None,
+    targets: Sequence[str] = (),
 ) -> Any:
     """Wrap the graph's first node so that every run starts clean, whoever starts it.
 
@@ -253,6 +257,11 @@ def start_run(
     ``history`` (``settings.history_messages``, ``settings.history_token_budget``), for a graph
     without memory: there is no recall to report how many earlier messages the agents see, so
     this node does (``RunResult.memory.history_messages``).
+
+    ``targets`` (the graph's agents and ``group_chat``): a ``requested_agent`` that is none of
+    them is refused here, before the task joins the conversation. Refused in the route node, after
+    this one, it left the task in the thread unanswered (QA): the next task marked it "not
+    answered", as if a run had stopped.
     """
     import functools
 
@@ -267,11 +276,18 @@ def start_run(
         # checked here too: a LangGraph server passes the input as it came
         user_id = _check_id("user_id", state.get("user_id") or "default")
         configurable = get_config().get("configurable", {})
-        if _answered(state, task) and await _input_without_task(configurable):
+        if _answered(state, task) and "task" not in await _input_channels(configurable):
             raise InvalidTaskError(
                 "The input has no task: pass the question or instruction to run as 'task' (without "
                 "one, the thread's previous task would run again)."
             )
+        requested = state.get("requested_agent")
+        if requested and targets and requested not in targets:
+            if "requested_agent" in await _input_channels(configurable, unknown={"requested_agent"}):
+                from brainstack.errors import UnknownAgentError
+
+                raise UnknownAgentError(f"No agent named {requested!r}. Available: {', '.join(targets)}.")
+            requested = None  # left by an earlier input that was refused: this one did not ask
         fresh: dict[str, Any] = {
             "task": task,
             "user_id": user_id,
@@ -289,6 +305,7 @@ def start_run(
             "memory": {},
             "remembered": {},
             "approval": {},
+            "requested_agent": requested,
         }
         # A value already in place is not written again (it would only grow the checkpoint); every
         # other key is, so each thread's state has the same keys (LangGraph server clients read them).
@@ -331,27 +348,30 @@ def _answered(state: RouterState, task: str) -> bool:
     )
 
 
-async def _input_without_task(configurable: Mapping[str, Any]) -> bool:
-    """Whether this run's input carried no ``task``. A LangGraph server (Studio) passes an input as
-    it came, and the thread's state keeps the previous run's task: an input without one ran that
-    again (QA). The run's input checkpoint holds what the input wrote; it is read only when the
-    task repeats the thread's last one (see :func:`_answered`). LangGraph's internals: when they
-    cannot be read, the run goes on as before."""
+async def _input_channels(
+    configurable: Mapping[str, Any], *, unknown: Collection[str] = frozenset({"task"})
+) -> Collection[str]:
+    """The state keys this run's input wrote. A LangGraph server (Studio) passes an input as it
+    came, and the thread's state keeps the previous run's values: an input without a task ran the
+    previous one again (QA), and one without ``requested_agent`` kept an earlier, refused one. The
+    run's input checkpoint holds what the input wrote; it is read only when a value is in doubt
+    (see :func:`_answered`). LangGraph's internals: when they cannot be read, ``unknown`` (the
+    run goes on as before)."""
     saver = configurable.get("__pregel_checkpointer")
     checkpoint_id = (configurable.get("checkpoint_map") or {}).get("")
     thread_id = configurable.get("thread_id")
     if saver is None or not checkpoint_id or not thread_id:
-        return False
+        return unknown
     try:
         here = await saver.aget_tuple(
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
         )
         parent = await saver.aget_tuple(here.parent_config) if here and here.parent_config else None
     except Exception:
-        return False
+        return unknown
     if parent is None or (parent.metadata or {}).get("source") != "input":
-        return False
-    return not any(channel == "task" for _, channel, _ in parent.pending_writes or ())
+        return unknown
+    return {channel for _, channel, _ in parent.pending_writes or ()}
 
 
 NOT_ADOPTED = (

@@ -342,6 +342,49 @@ async def test_an_unknown_agent_fails_the_run_naming_the_agents(client):
     assert "No agent named 'nope'" in errors[0]["message"] and "finance" in errors[0]["message"]
 
 
+async def test_an_input_naming_an_unknown_agent_leaves_the_thread_as_it_was(client):
+    """QA: the route node refused it after the task had joined the conversation, so the next task
+    marked it "Not answered: the run … stopped", and one without an agent hit the refused name."""
+    thread = (await client.threads.create())["thread_id"]
+    first = await client.runs.wait(thread, GRAPH_ID, input={"task": "What is 2 + 2?"})
+    chunks = await stream(client, thread, input={"task": "Write a tagline", "requested_agent": "markting"})
+    assert [c.data["error"] for c in chunks if c.event == "error"] == ["UnknownAgentError"]
+    state = await client.threads.get_state(thread)
+    assert [m["content"] for m in state["values"]["messages"]] == [m["content"] for m in first["messages"]]
+
+    final = await client.runs.wait(thread, GRAPH_ID, input={"task": CALCULATION})  # no agent asked
+    assert final["route"]["decided_by"] == "semantic" and final["route"]["target"] == "finance"
+    assert [(m["type"], m["content"]) for m in final["messages"]] == [
+        ("human", "What is 2 + 2?"),
+        ("ai", first["answer"]),
+        ("human", CALCULATION),
+        ("ai", final["answer"]),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["messages-tuple", "messages", "events"])
+async def test_a_run_streams_the_answer_in_every_token_mode(client, mode):
+    """QA: the offline model answered a streaming request with plain JSON, so every specialist run
+    in Studio's token stream modes failed ("No generations found in stream")."""
+    thread = (await client.threads.create())["thread_id"]
+    chunks = [
+        chunk
+        async for chunk in client.runs.stream(
+            thread, GRAPH_ID, input={"task": CALCULATION}, stream_mode=[mode, "values"]
+        )
+    ]
+    assert not [c.data for c in chunks if c.event == "error"]
+    final = [c.data for c in chunks if c.event == "values"][-1]
+    assert "409.5" in final["answer"]
+    if mode == "messages-tuple":
+        tokens = [
+            message["content"]
+            for message, meta in (c.data for c in chunks if c.event == "messages")
+            if meta["langgraph_node"] == "specialist_finance" and message["content"]
+        ]
+        assert len(tokens) > 3 and "".join(tokens) == final["answer"]
+
+
 def test_the_server_made_no_outbound_connection(server):
     _, proxy, started = server
     time.sleep(max(0.0, started + 15 - time.monotonic()))  # onnxruntime's telemetry came after ~5-10 s
