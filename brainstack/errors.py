@@ -33,6 +33,7 @@ __all__ = [
     "UnknownAgentError",
     "UsageError",
     "translate",
+    "unreadable_answer",
 ]
 
 
@@ -225,6 +226,28 @@ def translate(
 
 # The statuses the openai client retries (with backoff, BRAINSTACK_MODEL_MAX_RETRIES times).
 _RETRIED = frozenset({408, 409, 429})
+
+
+def unreadable_answer(exc: BaseException, endpoint: str, *, thread_id: str | None = None) -> BrainstackError:
+    """The error for a model call whose answer its client could not read (a body that is not
+    JSON, a completion without choices, an error object in an HTTP 200): ``exc`` as the client
+    raised it, ``endpoint`` where the call went ("http://host:port/v1", "OpenAI"). These reached
+    the caller as "The run failed: IndexError: list index out of range" (QA). An API error or a
+    brainstack error is translated as usual."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a core dependency
+        openai = None  # type: ignore[assignment]
+    if isinstance(exc, BrainstackError) or (openai is not None and isinstance(exc, openai.APIError)):
+        return translate(exc, thread_id=thread_id)
+    resume = f" The run's progress is saved on thread {thread_id!r}." if thread_id else ""
+    return ModelError(
+        f"The model endpoint {endpoint} answered with something that is not a usable chat completion "
+        f"({type(exc).__name__}: {_short(str(exc), 200) or 'no detail'}). Check that OPENAI_BASE_URL "
+        f"is an OpenAI-compatible chat-completions server and BRAINSTACK_MODEL a chat model it "
+        f"serves.{resume}",
+        thread_id=thread_id,
+    )
 
 
 def _status_message(status: int, detail: str, embeddings: bool) -> str:

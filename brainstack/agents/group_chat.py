@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from brainstack.graphs.state import RouterState, add_usage
@@ -37,7 +39,7 @@ class GroupChat:
 
     def _build(self) -> tuple[Any, list[Any]]:
         from autogen_agentchat.agents import AssistantAgent
-        from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
+        from autogen_agentchat.conditions import FunctionalTermination, MaxMessageTermination
         from autogen_agentchat.teams import SelectorGroupChat
 
         spec = self.spec
@@ -59,8 +61,17 @@ class GroupChat:
             )
         selector = _counted(self.provider.autogen_client(spec.selector_model))
         clients.append(selector)
-        termination = TextMentionTermination(spec.termination_word, sources=names) | (
-            MaxMessageTermination(spec.max_rounds + 1)  # +1: the task message counts
+        said = _said(spec.termination_word)
+
+        def a_member_said_the_word(messages: Sequence[Any]) -> bool:
+            # The word alone, not inside another ("DETERMINATE" ended the chat: autogen's
+            # TextMentionTermination matches any substring, QA).
+            return any(
+                getattr(m, "source", None) in names and said(str(getattr(m, "content", ""))) for m in messages
+            )
+
+        termination = FunctionalTermination(a_member_said_the_word) | MaxMessageTermination(
+            spec.max_rounds + 1  # +1: the task message counts
         )
         team = SelectorGroupChat(
             agents,
@@ -92,11 +103,11 @@ class GroupChat:
                     write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
 
         _quiet_reported_failures()
-        ours = _IN_OUR_CHAT.set(True)  # the chat's tasks (autogen's runtime too) start with it
+        ours = _CHAT_FAILURES.set([])  # the chat's tasks (autogen's runtime too) start with it
         try:
             chat = asyncio.ensure_future(converse())
         finally:
-            _IN_OUR_CHAT.reset(ours)
+            _CHAT_FAILURES.reset(ours)
         try:
             # Shielded: a cancelled run_stream waits in its `finally` until the team is idle, i.e.
             # the members go on calling the model to the end of the chat. The token stops them.
@@ -114,18 +125,22 @@ class GroupChat:
             failures = [c.brainstack_error for c in clients if c.brainstack_error is not None]
             if not failures:
                 raise
-            from brainstack.errors import translate
+            from brainstack.errors import unreadable_answer
 
             first = min(failures, key=lambda failure: failure[0])[1]
-            raise translate(first, thread_id=state.get("thread_id") or None) from exc
+            # (an API error as translate() has it; an answer the client could not read names the endpoint)
+            raise unreadable_answer(
+                first, self.provider.endpoint, thread_id=state.get("thread_id") or None
+            ) from exc
         finally:
             for client in clients:
                 await client.close()
-        decision = _decision(transcript, self.spec.termination_word)
+        word = self.spec.termination_word
+        decision = _decision(transcript, word)
         # The team agreed when a member said the termination word (which is what ended the chat);
         # otherwise it ran out of rounds. Only an agreed chat counts as a success for skills.
-        agreed = bool(transcript) and self.spec.termination_word in transcript[-1]["content"]
-        if not agreed and transcript:
+        agreed = bool(transcript) and _said(word)(transcript[-1]["content"])
+        if not agreed and decision:  # (no decision at all is an empty answer: review retries)
             decision += f"\n\n(The meeting ended without agreement: {stop_reason}.)"
         return {
             "answer": decision,
@@ -137,8 +152,11 @@ class GroupChat:
         }
 
 
-_IN_OUR_CHAT: contextvars.ContextVar[bool] = contextvars.ContextVar("brainstack_group_chat", default=False)
-"""True in the tasks of a brainstack group chat: what :class:`_Reported` may drop."""
+_CHAT_FAILURES: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar(
+    "brainstack_group_chat", default=None
+)
+"""In the tasks of a brainstack group chat, what its model calls raised (None elsewhere): what
+:class:`_Reported` may drop."""
 
 
 class _Reported(logging.Filter):
@@ -146,17 +164,20 @@ class _Reported(logging.Filter):
     handlers stopped by a cancelled chat (a run the user stopped is not an error), a member's
     failed model call (raised as the run's ModelError) and the containers' echo of that failure
     ("Unhandled message in agent container: …GroupChatError"). Their tracebacks were printed in
-    full before the run's one-line error (QA). Only a brainstack chat's records: autogen teams of
-    the host application's own, in the same process, log as they always do."""
+    full before the run's one-line error (QA), also for a model call that failed otherwise than
+    with an API error (an answer that is not JSON). Only a brainstack chat's records: autogen teams
+    of the host application's own, in the same process, log as they always do."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is None or not _IN_OUR_CHAT.get():
+        failures = _CHAT_FAILURES.get()
+        if error is None or failures is None:
             return True
         import openai
 
         return not (
             isinstance(error, asyncio.CancelledError | openai.APIError)
+            or any(error is failure for failure in failures)
             or (isinstance(error, ValueError) and "GroupChatError" in str(error))
         )
 
@@ -195,11 +216,33 @@ def _brief(state: RouterState, settings: Settings) -> str:
     return "\n\n".join(parts)
 
 
+def _said(word: str) -> Callable[[str], bool]:
+    """Whether a message holds ``word`` as a word of its own (not "DETERMINATE" for "TERMINATE")."""
+    pattern = _word_pattern(word)
+    return lambda text: pattern.search(text) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _word_pattern(word: str) -> re.Pattern[str]:
+    """``word`` on its own, with the spaces before it and a full stop or "!" after it (removed
+    from the decision: "… limits. TERMINATE." is "… limits.")."""
+    return re.compile(rf"\s*(?<!\w){re.escape(word)}(?!\w)[.!]*")
+
+
 def _decision(transcript: list[dict[str, str]], word: str) -> str:
-    if not transcript:
-        return ""
-    text = transcript[-1]["content"].replace(word, "").strip()
-    return f"{transcript[-1]['speaker']}: {text}" if text else ""
+    """The team's decision: the last turn that says something besides the termination word, with
+    its speaker. A member often says the word alone after the decision (autogen's convention):
+    that turn was taken as the decision, found empty, and the whole meeting ran again (QA)."""
+    pattern = _word_pattern(word)
+    for turn in reversed(transcript):
+        text = pattern.sub("", turn["content"]).strip()
+        if not re.search(r"\w", text):  # nothing but the word and punctuation
+            continue
+        speaker = turn["speaker"]
+        # (a member that names itself first, as models often do, is not named twice: "CFO: CFO …")
+        named = re.match(rf"\W*{re.escape(speaker)}(?!\w)", text) is not None
+        return text if named else f"{speaker}: {text}"
+    return ""
 
 
 def _counted(client: Any) -> Any:
@@ -215,6 +258,9 @@ def _counted(client: Any) -> Any:
         except Exception as exc:
             if client.brainstack_error is None:
                 client.brainstack_error = (time.monotonic_ns(), exc)
+            failures = _CHAT_FAILURES.get()
+            if failures is not None:
+                failures.append(exc)
             raise
 
     client.create = counting_create

@@ -78,6 +78,15 @@ class ModelProvider:
         """The cap on each answer's tokens (``local`` only: a CPU model must stay brief)."""
         return self.settings.local_max_tokens if self.name == "local" else None
 
+    @property
+    def endpoint(self) -> str:
+        """Where model calls go, for messages: the base URL, "OpenAI", or the in-process model."""
+        if self.name == "offline":
+            return "(the in-process offline model)"
+        if self.name == "local" and self._local is not None:
+            return self._local.base_url
+        return self.settings.openai_base_url or "OpenAI"
+
     def model_name(self, override: str | None = None) -> str:
         if self.name == "offline":
             return OFFLINE_MODEL_NAME

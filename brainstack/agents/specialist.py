@@ -30,6 +30,28 @@ def usage_of(message: BaseMessage) -> dict[str, int]:
     }
 
 
+async def ask(model: Any, messages: list[Any], provider: ModelProvider, thread_id: str | None) -> Any:
+    """``model.ainvoke(messages)``; an answer the client could not read is a ModelError that
+    names the endpoint (:func:`~brainstack.errors.unreadable_answer`)."""
+    try:
+        return await model.ainvoke(messages)
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        from brainstack.errors import unreadable_answer
+
+        raise unreadable_answer(exc, provider.endpoint, thread_id=thread_id) from exc
+
+
+def _text_of(content: Any) -> str:
+    """A reply's text: a string as it is, a list of content parts as their text joined (it was
+    their JSON dump, brackets and all, QA)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p if isinstance(p, str) else p.get("text", "") for p in content if isinstance(p, str | dict)]
+        return "".join(part for part in parts if isinstance(part, str))
+    return json.dumps(content)
+
+
 class Specialist:
     """Answers a task with its system prompt, the thread's history and its tools."""
 
@@ -73,7 +95,7 @@ class Specialist:
         records: list[dict[str, Any]] = []
         reply: BaseMessage = AIMessage("")
         for _ in range(self.settings.max_tool_rounds + 1):
-            reply = await self.model.ainvoke(messages)
+            reply = await ask(self.model, messages, self._provider, state.get("thread_id") or None)
             usage = add_usage(usage, usage_of(reply))
             messages.append(reply)
             calls = getattr(reply, "tool_calls", None) or []
@@ -86,7 +108,7 @@ class Specialist:
                 )
                 write({"type": "tool_call", **records[-1]})
                 messages.append(ToolMessage(result, tool_call_id=call["id"], name=call["name"]))
-        answer = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
+        answer = _text_of(reply.content)
         if getattr(reply, "tool_calls", None):
             answer = ""  # ran out of tool rounds without a final answer; review decides
         write({"type": "agent_message", "agent": self.name, "content": answer})

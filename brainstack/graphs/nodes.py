@@ -81,7 +81,7 @@ class Route:
             if self.router.accepts(match):
                 decision = _decision(match.name, match.score, "semantic", summary)
             elif self.provider.can_classify:
-                decision, usage = await self._classify(state["task"], summary)
+                decision, usage = await self._classify(state["task"], summary, state.get("thread_id") or None)
             else:
                 decision = _decision(
                     self.agents.default_agent,
@@ -124,14 +124,16 @@ class Route:
             + "\nAnswer with the target, your confidence between 0 and 1, and a short reason."
         )
 
-    async def _classify(self, task: str, summary: str) -> tuple[dict[str, Any], dict[str, int]]:
-        from brainstack.agents.specialist import usage_of
+    async def _classify(
+        self, task: str, summary: str, thread_id: str | None
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        from brainstack.agents.specialist import ask, usage_of
 
         messages: list[Any] = [SystemMessage(self._instructions()), HumanMessage(task)]
         usage: dict[str, int] = {}
         problem = ""
         for _attempt in range(2):
-            out = await self._classifier_model().ainvoke(messages)
+            out = await ask(self._classifier_model(), messages, self.provider, thread_id)
             raw = out.get("raw")
             if raw is not None:
                 usage = add_usage(usage, usage_of(raw))
@@ -153,16 +155,23 @@ class Route:
         parsed = out.get("parsed")
         if out.get("parsing_error") is not None or not isinstance(parsed, dict):
             return None, f"not the requested JSON ({out.get('parsing_error') or 'no object'})"
-        if parsed.get("target") not in self.targets:
-            return None, f"unknown target {parsed.get('target')!r}"
-        try:
-            confidence = float(parsed.get("confidence", 0.0))
-        except (TypeError, ValueError):
-            return None, f"confidence {parsed.get('confidence')!r} is not a number"
+        # The parser completes a cut-off object ('{"target": "finance", "confid' parses), so the
+        # schema's required keys are checked here: an answer cut at max tokens was taken as the
+        # model's decision (QA).
+        missing = [key for key in ("target", "confidence", "reason") if key not in parsed]
+        if missing:
+            return None, f"the object lacks {', '.join(repr(key) for key in missing)}"
+        if parsed["target"] not in self.targets:
+            return None, f"unknown target {parsed['target']!r}"
+        confidence = parsed["confidence"]
+        if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+            return None, f"confidence {confidence!r} is not a number"
+        if not 0.0 <= confidence <= 1.0:  # (NaN too: it failed RunResult's validation, QA)
+            return None, f"confidence {confidence!r} is not between 0 and 1"
         return {
             "target": parsed["target"],
-            "confidence": confidence,
-            "reason": str(parsed.get("reason", "")).strip() or "no reason given",
+            "confidence": float(confidence),
+            "reason": str(parsed["reason"]).strip() or "no reason given",
         }, ""
 
 

@@ -108,7 +108,10 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
     with Runtime(backend_settings, embedder=embedder) as runtime:
         messages = runtime.messages(thread)
         assert [m["role"] for m in messages] == ["human", "ai"]
-        assert messages[1]["content"].startswith("CFO:") and messages[1]["content"] in resumed.stdout
+        assert (
+            messages[1]["content"].startswith("CFO (offline model) closing")
+            and messages[1]["content"] in resumed.stdout
+        )
         assert runtime.history(thread)[0].next == []
         assert runtime.memory.episodes.count("default") == 1
         (episode,) = runtime.memory.episodes.search("default", DECISION, k=5)

@@ -428,8 +428,8 @@ def test_autogen_errors_are_dropped_only_inside_a_brainstack_group_chat():
     )
     reported = group_chat._Reported()
     assert reported.filter(record)  # not ours: kept
-    token = group_chat._IN_OUR_CHAT.set(True)
+    token = group_chat._CHAT_FAILURES.set([])
     try:
         assert not reported.filter(record)  # a brainstack chat reports it as the run's error
     finally:
-        group_chat._IN_OUR_CHAT.reset(token)
+        group_chat._CHAT_FAILURES.reset(token)
