@@ -14,9 +14,11 @@ Then, in a test::
     from brainstack.testing import replay, replay_settings
     from brainstack import Runtime
 
+    HERE = Path(__file__).parent  # not relative to where pytest runs
+
     def test_my_agents(tmp_path):
-        with replay("tests/replays/pricing.yaml"):
-            result = Runtime(replay_settings(tmp_path), agents="my_agents.yaml").run("...")
+        with replay(HERE / "cassettes" / "pricing.yaml"):
+            result = Runtime(replay_settings(tmp_path), agents=HERE / "my_agents.yaml").run("...")
         assert result.route.target == "finance"
 
 Leaving the ``with`` block fails the test if a request did not match the cassette
@@ -43,14 +45,38 @@ REPLAY_API_KEY = "replay-key-not-a-secret"
 OPENAI_PATHS = r"/(chat/completions|completions|embeddings|responses)$"
 
 
+FROM_ENVIRONMENT = frozenset(
+    {
+        "cache_dir",
+        "embed_threads",
+        "model_timeout_s",
+        "postgres_connect_timeout_s",
+        "postgres_command_timeout_s",
+        "postgres_pool_size",
+        "sqlite_synchronous",
+    }
+)
+"""The settings :func:`replay_settings` takes from ``BRAINSTACK_*`` variables: where the models
+are cached and how the machine runs, none of which changes a request to the model."""
+
+
 def replay_settings(home: str | Path, **overrides: Any) -> Any:
     """Settings for a replayed run: the ``openai`` provider with a dummy key, state under ``home``.
 
-    When recording (``BRAINSTACK_RECORD=1``) the real key and base URL from the environment are used.
+    Every other setting is its default unless passed here, whatever the environment says (but
+    :data:`FROM_ENVIRONMENT`): a developer's ``BRAINSTACK_MODEL``, agents file, embeddings,
+    router threshold or memory servers changed the requests, and the cassette no longer matched
+    (QA). When recording (``BRAINSTACK_RECORD=1``) the real key and base URL from the environment
+    are used.
     """
     from brainstack.config import Settings
 
-    values: dict[str, Any] = {"provider": "openai", "home": Path(home)}
+    values: dict[str, Any] = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in Settings.model_fields.items()
+        if name not in FROM_ENVIRONMENT and name not in ("home", "openai_api_key", "openai_base_url")
+    }
+    values.update(provider="openai", home=Path(home))
     recording = _recording(None)
     if not recording:
         values.update(openai_api_key=REPLAY_API_KEY, openai_base_url="https://api.openai.com/v1")

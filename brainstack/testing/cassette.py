@@ -5,7 +5,7 @@ each request the code under test makes must match the next interaction; a
 request that does not is answered with HTTP 400 and reported (with the request
 itself) when the replay ends, and so is any interaction left unplayed::
 
-    # tests/replays/llm_route.yaml
+    # tests/cassettes/llm_route.yaml
     scenario: the semantic router is unsure, the model picks the route
     interactions:
       - match:                          # every key is optional
@@ -374,11 +374,18 @@ def _indent(text: str) -> str:
 _SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9_\-.]{8,})")
 
 
+MIN_SECRET = 8
+"""Shorter keys are placeholders ("local", "EMPTY", "ollama" for local servers) and are not
+scrubbed: replacing them wherever they occur garbled the cassette ("payroll-mod<scrubbed>l" for
+the key "e"), which then no longer replayed (QA)."""
+
+
 def scrub(value: Any, secrets: list[str]) -> Any:
-    """Replace API keys (``sk-…``, bearer tokens, and the given literal secrets) with ``<scrubbed>``."""
+    """Replace API keys (``sk-…``, bearer tokens, and the given literal secrets of at least
+    :data:`MIN_SECRET` characters) with ``<scrubbed>``."""
     if isinstance(value, str):
         for secret in secrets:
-            if secret:
+            if len(secret) >= MIN_SECRET:
                 value = value.replace(secret, "<scrubbed>")
         return _SECRET.sub("<scrubbed>", value)
     if isinstance(value, dict):
@@ -388,11 +395,26 @@ def scrub(value: Any, secrets: list[str]) -> Any:
     return value
 
 
+def sent_credentials(request: Any) -> list[str]:
+    """The credentials a request carried: its bearer token and ``api-key`` header (Azure). A key
+    given to the settings rather than the environment was sent but not scrubbed (QA)."""
+    found = []
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        found.append(token.strip())
+    if request.headers.get("api-key"):
+        found.append(request.headers["api-key"].strip())
+    return found
+
+
 def interactions_from_calls(calls: list[tuple[Any, Any]], secrets: list[str]) -> list[dict[str, Any]]:
-    """Cassette interactions for recorded ``(request, response)`` pairs; credentials scrubbed.
+    """Cassette interactions for recorded ``(request, response)`` pairs; credentials scrubbed:
+    ``secrets`` and every credential a recorded request carried (:func:`sent_credentials`).
 
     Request headers are never written (that is where keys travel); bodies are scrubbed.
     """
+    secrets = [*secrets, *(key for request, _ in calls for key in sent_credentials(request))]
     out = []
     for request, response in calls:
         summary = summarize_request(request)

@@ -198,6 +198,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen_auth.append(self.headers.get("Authorization", ""))
         task = body["messages"][-1]["content"]
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
         reply = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -209,7 +210,8 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
                     "finish_reason": "stop",
                     "message": {
                         "role": "assistant",
-                        "content": f"Recorded answer to: {task} (key sk-live-0123456789abcdef)",
+                        # (a server that echoes the key it got: the recording must not keep it)
+                        "content": f"Recorded answer to: {task} (key {key})",
                     },
                 }
             ],
@@ -385,3 +387,68 @@ async def test_a_streamed_answer_is_recorded_as_the_completion_it_adds_up_to(tmp
     assert plain.answer == body["choices"][0]["message"]["content"]
     assert plain.usage.total_tokens == 10
     replayed.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "in_environment"),
+    [
+        ("azure0123456789abcdefSECRET", False),  # given to the settings, and not sk-…
+        ("e", True),  # OPENAI_API_KEY=e: a placeholder a local server takes
+    ],
+)
+def test_recording_scrubs_the_key_the_requests_carried_and_leaves_short_placeholders(
+    tmp_path, cache_dir, embedder, monkeypatch, key, in_environment
+):
+    """QA: a key passed to replay_settings() stayed in the cassette (only sk-… and OPENAI_API_KEY
+    were scrubbed), and the key "e" was replaced inside every word ("payroll-mod<scrubbed>l"), so
+    the cassette no longer replayed."""
+    monkeypatch.delenv("BRAINSTACK_OPENAI_API_KEY", raising=False)
+    if in_environment:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    else:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "recorded.yaml"
+    try:
+        settings = replay_settings(
+            tmp_path / "home",
+            cache_dir=cache_dir,
+            openai_api_key=key,
+            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
+            model="payroll-model-7b",
+        )
+        with replay(path, record=True):
+            recorded = Runtime(settings, embedder=embedder).run(TASK)
+    finally:
+        server.shutdown()
+    text = path.read_text()
+    assert f"(key {key})" in recorded.answer  # the server echoed the key it was sent
+    if len(key) >= 8:
+        assert key not in text and "(key <scrubbed>)" in text
+    else:
+        assert "payroll-model-7b" in text and "<scrubbed>" not in text
+    replayed = Runtime(
+        replay_settings(tmp_path / "home2", cache_dir=cache_dir, model="payroll-model-7b"), embedder=embedder
+    )
+    with replay(path):
+        assert replayed.run(TASK).answer == recorded.answer.replace(
+            key, "<scrubbed>" if len(key) >= 8 else key
+        )
+
+
+def test_a_replay_does_not_depend_on_the_developers_environment(tmp_path, cache_dir, embedder, monkeypatch):
+    """QA: BRAINSTACK_MODEL=gpt-4o or BRAINSTACK_EMBEDDINGS=openai in a developer's shell changed
+    the requests, and every replayed test failed on a cassette recorded with the defaults."""
+    monkeypatch.setenv("BRAINSTACK_MODEL", "gpt-4o")
+    monkeypatch.setenv("BRAINSTACK_EMBEDDINGS", "openai")
+    monkeypatch.setenv("BRAINSTACK_ROUTER_THRESHOLD", "0.99")  # every route would go to the model
+    monkeypatch.setenv("BRAINSTACK_MEMORY", "0")
+    monkeypatch.setenv("BRAINSTACK_SQLITE_SYNCHRONOUS", "normal")  # (how the machine runs: kept)
+    settings = replay_settings(tmp_path, cache_dir=cache_dir)
+    assert (settings.model, settings.embeddings, settings.router_threshold) == ("gpt-4o-mini", "local", 0.32)
+    assert settings.memory and settings.sqlite_synchronous == "normal"
+    with replay(ROOT / "semantic_route.yaml"):
+        result = Runtime(settings, embedder=embedder).run(TASK)
+    assert result.route.decided_by == "semantic" and result.answer.startswith("Cut the form")
+    assert replay_settings(tmp_path, model="gpt-4o").model == "gpt-4o"  # what the test asks for

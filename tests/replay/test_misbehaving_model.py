@@ -212,9 +212,7 @@ def test_a_group_chat_member_answer_that_is_not_a_completion_is_one_error_line(r
 
     with pytest.raises(ModelError) as caught:
         run(Garbled(speakers=["CTO"]), DECISION, thread_id="t-gc-odd")
-    assert "answered with something that is not a usable chat completion (" in str(
-        caught.value
-    )
+    assert "answered with something that is not a usable chat completion (" in str(caught.value)
     printed = capfd.readouterr().err
     assert "Traceback" not in printed and "Error processing publish message" not in printed, printed
 
