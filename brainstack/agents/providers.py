@@ -10,6 +10,8 @@ started on first use; a caller (the replay harness, a test) may pass any
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
@@ -133,19 +135,22 @@ class ModelProvider:
         return {"api_key": key, "base_url": settings.openai_base_url}
 
     def _http_clients(self) -> tuple[Any, Any]:
-        sync_transport = async_transport = self._transport
-        if self._transport is None:
-            if self.name != "local":
-                return None, None
-            from brainstack.agents.local import AsyncCompactJsonTransport, CompactJsonTransport
-
-            sync_transport, async_transport = CompactJsonTransport(), AsyncCompactJsonTransport()
+        """The sync and async HTTP clients of the model clients (None: the library's own). The
+        async one, which runs use, bounds each call's whole answer (:func:`_deadline_client`)."""
         import httpx2
 
         timeout = self.settings.model_timeout_s
+        deadline = _deadline_client()
+        sync_transport = async_transport = self._transport
+        if self._transport is None:
+            if self.name != "local":
+                return None, deadline(timeout=timeout, deadline_s=timeout)
+            from brainstack.agents.local import AsyncCompactJsonTransport, CompactJsonTransport
+
+            sync_transport, async_transport = CompactJsonTransport(), AsyncCompactJsonTransport()
         return (
             httpx2.Client(transport=sync_transport, timeout=timeout),
-            httpx2.AsyncClient(transport=async_transport, timeout=timeout),
+            deadline(transport=async_transport, timeout=timeout, deadline_s=timeout),
         )
 
     def chat_model(self, model: str | None = None) -> ChatOpenAI:
@@ -195,6 +200,36 @@ class ModelProvider:
             timeout=self.settings.model_timeout_s,
             **kwargs,
         )
+
+
+@functools.cache
+def _deadline_client() -> type:
+    """openai's default async HTTP client, with a deadline on each request's whole answer.
+
+    httpx's timeout bounds connecting and each wait for the next bytes, not the answer: a server
+    (or a proxy) that trickled its body ten bytes a second held one call for 36 s under
+    ``BRAINSTACK_MODEL_TIMEOUT_S=3`` (QA). Past the deadline the request fails as httpx's own
+    timeout does, so openai retries it and brainstack reports "did not answer in time". A
+    streamed answer (server-sent events) is bounded until its headers only."""
+    import openai
+
+    class DeadlineClient(openai.DefaultAsyncHttpxClient):
+        def __init__(self, *, deadline_s: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.deadline_s = deadline_s
+
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            import httpx2
+
+            try:
+                async with asyncio.timeout(self.deadline_s):
+                    return await super().send(request, **kwargs)
+            except TimeoutError as exc:
+                raise httpx2.ReadTimeout(
+                    f"no whole answer within {self.deadline_s:g} s", request=request
+                ) from exc
+
+    return DeadlineClient
 
 
 def _local_model_name(settings: Settings) -> str:

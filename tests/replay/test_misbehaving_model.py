@@ -222,3 +222,31 @@ def test_a_reply_in_content_parts_is_its_text(run):
     parts = [{"type": "text", "text": "Cut the form "}, {"type": "text", "text": "to two fields."}]
     model = Model(answers=[lambda: completion(parts)])  # type: ignore[arg-type]
     assert run(model, MARKETING).answer == "Cut the form to two fields."
+
+
+def test_an_answer_that_trickles_in_fails_at_the_model_timeout(tmp_path, cache_dir, embedder):
+    """QA: BRAINSTACK_MODEL_TIMEOUT_S bounded each wait for the next bytes, not the answer: a body
+    sent ten bytes a second held one call for 36 s under a 3 s timeout."""
+    import asyncio
+
+    from brainstack import ModelUnavailableError
+
+    body = completion("Cut the form to two fields.").content
+
+    async def trickle():
+        for start in range(0, len(body), 20):
+            await asyncio.sleep(0.25)
+            yield body[start : start + 20]
+
+    requests = []
+
+    def slow(request: httpx2.Request) -> httpx2.Response:
+        requests.append(request)
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=trickle())
+
+    settings = replay_settings(tmp_path, cache_dir=cache_dir, model_timeout_s=1.0, model_max_retries=1)
+    runtime = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(slow))
+    with runtime, pytest.raises(ModelUnavailableError, match="did not answer in time"):
+        runtime.run(MARKETING)
+    assert len(requests) == 2  # retried once, as a timeout is
+    assert len(body) / 20 * 0.25 > 2  # (the whole body would take longer than both attempts)
