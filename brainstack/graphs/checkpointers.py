@@ -286,12 +286,17 @@ async def _prune_postgres(saver: BaseCheckpointSaver[str], thread_id: str) -> in
             [thread_id, thread_id],
         )
         users = sorted({str(row["u"]) for row in await found.fetchall() if row["u"] is not None})
-    await saver.aprune([thread_id], strategy="keep_latest")
-    async with pool.connection() as conn:  # the kept checkpoints (one per namespace)
+        # Written before LangGraph's prune, which commits on its own: a process killed between the
+        # two left the kept checkpoint with its own run's user only, and the thread vanished for
+        # its other users' `threads list`, `delete --user` and `forget` (QA). The checkpoints
+        # that will be kept are the newest of each namespace (LangGraph's keep_latest "heads").
         await conn.execute(
-            "UPDATE checkpoints SET metadata = metadata || %s WHERE thread_id = %s",
+            "UPDATE checkpoints c SET metadata = c.metadata || %s WHERE c.thread_id = %s AND "
+            "c.checkpoint_id = (SELECT max(checkpoint_id) FROM checkpoints n "
+            "WHERE n.thread_id = c.thread_id AND n.checkpoint_ns = c.checkpoint_ns)",
             [Jsonb({"users": users}), thread_id],
         )
+    await saver.aprune([thread_id], strategy="keep_latest")  # (no run writes meanwhile: see above)
     return before - await _count(pool, thread_id)
 
 

@@ -918,6 +918,39 @@ def test_a_pruned_shared_thread_is_still_found_for_each_of_its_users(runtime):
     assert runtime.threads(bob) == [] and runtime.messages(thread) == []
 
 
+def test_a_postgres_prune_stopped_after_its_delete_keeps_the_thread_for_each_user(
+    settings, embedder, postgres_url, monkeypatch
+):
+    """QA: on PostgreSQL the kept checkpoint got the thread's users only after LangGraph's prune had
+    committed; a process killed in between lost the thread from the other users' lists for good.
+    (SQLite prunes in one transaction of its own.)"""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    runtime = Runtime(settings.model_copy(update={"checkpoint_url": postgres_url}), embedder=embedder)
+    ada, bob, thread = unique("ada"), unique("bob"), unique("stopped")
+    runtime.run("What is 2 + 2?", user_id=ada, thread_id=thread)
+    runtime.run("And what is 3 + 3?", user_id=bob, thread_id=thread)
+    runtime.run("And what is 4 + 4?", user_id=ada, thread_id=thread)
+    saver_class = AsyncPostgresSaver
+    prune = saver_class.aprune
+
+    class Killed(Exception):
+        pass
+
+    async def killed_after(self, *args, **kwargs):
+        await prune(self, *args, **kwargs)
+        raise Killed  # (as a SIGKILL right after the prune's commit: nothing after it runs)
+
+    monkeypatch.setattr(saver_class, "aprune", killed_after)
+    with pytest.raises(Exception) as caught:
+        runtime.prune_thread(thread)
+    assert isinstance(caught.value, Killed) or isinstance(caught.value.__cause__, Killed)
+    monkeypatch.setattr(saver_class, "aprune", prune)
+    for user in (ada, bob):
+        assert [(t.thread_id, t.checkpoints) for t in runtime.threads(user)] == [(thread, 1)]
+    runtime.close()
+
+
 @pytest.mark.parametrize("idle_days", [-1, "30", float("nan"), True])
 def test_threads_refuses_a_bad_idle_time(runtime, idle_days):
     with pytest.raises(UsageError, match="idle_days must be a number of days, at least 0"):
