@@ -66,7 +66,7 @@ def _busy(thread_id: str, holder: dict[str, Any] | None) -> ThreadBusyError:
         who = f"another process{where}"
     return ThreadBusyError(
         f"Thread {thread_id!r} is being run by {who}. Wait for that run to end and try again "
-        "(to run a task now, use a new thread).",
+        "(a new task can run at once on another thread).",
         thread_id=thread_id,
     )
 

@@ -1018,6 +1018,53 @@ def test_what_an_interrupted_command_says_depends_on_what_its_thread_holds(setti
             )
 
 
+def test_an_interrupted_run_whose_thread_cannot_be_read_does_not_promise_a_resume(
+    settings, embedder, monkeypatch
+):
+    """QA: when the thread could not be read in time (the stopped run still loading its models),
+    the message named `resume`, which was refused: the run had saved nothing."""
+    import argparse
+    from datetime import UTC, datetime
+
+    from brainstack import Runtime
+    from brainstack.cli import _left_by_interrupt
+
+    with Runtime(settings, embedder=embedder) as runtime:
+
+        def slow(coroutine):
+            coroutine.close()
+            raise TimeoutError
+
+        monkeypatch.setattr(runtime, "_schedule", slow)
+        args = argparse.Namespace(command="run", thread="t-slow", task="What is 2 + 2?")
+        assert _left_by_interrupt(runtime, args, datetime.now(UTC)) == (
+            "; whether the run saved anything could not be read in time: `brainstack history --thread "
+            "t-slow` shows it. Continue with `brainstack resume --thread t-slow` if it lists the task, "
+            "or run the task again."
+        )
+        args.command = "resume"  # (a resume's thread has its checkpoints: `resume` goes on)
+        assert "continue it with `brainstack resume --thread t-slow`" in _left_by_interrupt(
+            runtime, args, datetime.now(UTC)
+        )
+
+
+def test_a_stop_signal_whose_interrupt_was_lost_still_stops_the_run(env_home, monkeypatch, capsys):
+    """QA: SIGTERM's KeyboardInterrupt raised inside a finalizer is printed as "Exception ignored"
+    and dropped, and the run went on to exit 0 (2 of 27 trials). The command checks again before
+    its run."""
+    import signal
+
+    from brainstack import cli
+
+    for key, value in env_home.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli, "_signalled", [signal.SIGTERM])  # (the signal came; its raise was lost)
+    assert cli.main(["run", "What is 2 + 2?", "--thread", "t-lost"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "brainstack: stopped by SIGTERM before the run saved anything" in err
+    assert "Run the task again" in err
+
+
 @pytest.mark.parametrize(
     "command", [("memory", "search", "pricing"), ("kb", "list"), ("kb", "search", "refunds")]
 )
