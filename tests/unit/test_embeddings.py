@@ -1445,3 +1445,21 @@ def test_an_embedder_without_embed_query_is_searched_with_embed_one(tmp_path):
     memory = EpisodicMemory(open_chroma(path=tmp_path / "c"), embedder=older)  # type: ignore[arg-type]
     memory.add("ada", "Incident INC-1234: the cache stampede.")
     assert [e.text for e in memory.search("ada", "INC-1234", 1)] == ["Incident INC-1234: the cache stampede."]
+
+
+def test_a_build_removes_the_temp_files_of_builds_killed_long_ago(tmp_path):
+    """QA: a first run killed while it built the model left its `.minilm-*.onnx` temp file (up to
+    90 MB), and they piled up. A temp file of a build going on now (another process) is kept."""
+    import os
+    import time
+
+    from brainstack.memory.embeddings import STALE_TEMP_S, _atomic_file
+
+    dead, live = tmp_path / ".minilm-dead.onnx", tmp_path / ".minilm-live.onnx"
+    for path in (dead, live):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_TEMP_S - 60
+    os.utime(dead, (old, old))
+    with _atomic_file(tmp_path, tmp_path / "model.onnx") as tmp:
+        Path(tmp).write_bytes(b"model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".minilm-live.onnx", "model.onnx"]
