@@ -252,10 +252,12 @@ def unreadable_answer(exc: BaseException, endpoint: str, *, thread_id: str | Non
 
 def _status_message(status: int, detail: str, embeddings: bool) -> str:
     """What an HTTP error status from the model endpoint means, and what to do about it."""
+    # openai's message repeats the status first ("Error code: 429 - {...}"), QA
+    detail = re.sub(r"^Error code: \d+ - ", "", detail)
     if status in _RETRIED or status >= 500:
         return (
-            f"The model endpoint returned HTTP {status} after retries: {detail}. "
-            f"Try again later or raise BRAINSTACK_MODEL_MAX_RETRIES."
+            f"The model endpoint returned HTTP {status} (retried up to BRAINSTACK_MODEL_MAX_RETRIES "
+            f"times): {detail}. Try again later or raise BRAINSTACK_MODEL_MAX_RETRIES."
         )
     if status == 404:
         model = (

@@ -154,7 +154,9 @@ class Route:
     def _validate(self, out: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         parsed = out.get("parsed")
         if out.get("parsing_error") is not None or not isinstance(parsed, dict):
-            return None, f"not the requested JSON ({out.get('parsing_error') or 'no object'})"
+            # (without LangChain's "For troubleshooting, visit: <url>" line: the reason is shown, QA)
+            error = str(out.get("parsing_error") or "no object").split("\nFor troubleshooting", 1)[0]
+            return None, f"not the requested JSON ({' '.join(error.split())})"
         # The parser completes a cut-off object ('{"target": "finance", "confid' parses), so the
         # schema's required keys are checked here: an answer cut at max tokens was taken as the
         # model's decision (QA).

@@ -155,6 +155,7 @@ def test_a_meeting_of_empty_turns_is_an_empty_answer_and_falls_back(run):
             "confidence 17 is not between 0 and 1",
         ),
         ('{"target": "finance", "confidence": "high", "reason": "money"}', "'high' is not a number"),
+        ("I would say finance.", "not the requested JSON (Invalid json output: I would say finance."),
     ],
 )
 def test_an_incomplete_or_out_of_range_route_is_sent_back_once(run, first, problem):
@@ -169,6 +170,7 @@ def test_an_incomplete_or_out_of_range_route_is_sent_back_once(run, first, probl
     assert result.route.confidence == 0.8
     retry = model.requests[1]["messages"][-1]["content"]
     assert retry.startswith("That answer was invalid") and problem in retry
+    assert "troubleshooting" not in retry  # (LangChain's link, QA)
 
 
 @pytest.mark.parametrize(
