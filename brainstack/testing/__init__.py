@@ -34,6 +34,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +103,19 @@ def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") 
     """
     path = Path(path)
     if _recording(record):
-        with _recorder() as (calls, refused):
-            try:
-                yield Cassette(path)
-            except BaseException as exc:
-                if refused:
-                    raise ReplayError(refused[0]) from exc
-                raise
-            if refused:  # the block caught the run's error itself
-                raise ReplayError(refused[0])
+        recording = _RECORDING_BLOCK.set(True)  # (record=True: settings made in the block record too)
+        try:
+            with _recorder() as (calls, refused):
+                try:
+                    yield Cassette(path)
+                except BaseException as exc:
+                    if refused:
+                        raise ReplayError(refused[0]) from exc
+                    raise
+                if refused:  # the block caught the run's error itself
+                    raise ReplayError(refused[0])
+        finally:
+            _RECORDING_BLOCK.reset(recording)
         from brainstack.testing.cassette import interactions_from_calls, write_cassette
 
         if not calls:  # the block ran no model call: its runtime ran the offline model, say
@@ -135,7 +140,12 @@ def replay(path: str | Path, *, record: bool | None = None, scenario: str = "") 
             yield cassette
         except BaseException as exc:
             if cassette.unexpected:
-                raise ReplayError("\n\n".join(cassette.unexpected)) from exc
+                # The mismatch is the cause; the run's error that followed is one line of the report,
+                # not a chain of tracebacks (openai's, LangChain's, autogen's) above it: a mismatch
+                # printed 436 lines of pytest output, the report at the very end (QA).
+                after = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                report = "\n\n".join(cassette.unexpected) + f"\n\n(the code under test then raised {after})"
+                raise ReplayError(report) from None
             raise
     cassette.check()
 
@@ -163,9 +173,9 @@ def _recorder() -> Iterator[tuple[list[tuple[Any, Any]], list[str]]]:
             return
         refused.append(
             f"Recording {request.method} {request.url} would send replay_settings' placeholder key: "
-            "set BRAINSTACK_RECORD=1 before the settings are made (replay_settings then takes "
-            "OPENAI_API_KEY and OPENAI_BASE_URL from the environment), or pass openai_api_key=... "
-            "to replay_settings."
+            "make the settings inside the replay(..., record=True) block, or set BRAINSTACK_RECORD=1 "
+            "before they are made (replay_settings then takes OPENAI_API_KEY and OPENAI_BASE_URL "
+            "from the environment), or pass openai_api_key=... to replay_settings."
         )
         raise httpx2.ConnectError(refused[-1], request=request)
 
@@ -194,9 +204,15 @@ def _recorder() -> Iterator[tuple[list[tuple[Any, Any]], list[str]]]:
         httpx2.AsyncHTTPTransport.handle_async_request = async_send  # type: ignore[method-assign]
 
 
+_RECORDING_BLOCK: ContextVar[bool] = ContextVar("brainstack_recording", default=False)
+"""True inside ``replay(..., record=True)``: :func:`replay_settings` made there takes the real key."""
+
+
 def _recording(record: bool | None) -> bool:
     if record is not None:
         return record
+    if _RECORDING_BLOCK.get():
+        return True
     return os.environ.get("BRAINSTACK_RECORD", "").strip().lower() in ("1", "true", "yes")
 
 

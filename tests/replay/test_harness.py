@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from brainstack import ConfigurationError, ModelError, ModelUnavailableError, Runtime, Settings
+from brainstack import ConfigurationError, ModelUnavailableError, Runtime, Settings
 from brainstack.testing import Cassette, ReplayError, replay, replay_settings
 
 ROOT = Path(__file__).parent / "cassettes"
@@ -41,7 +41,10 @@ def test_unexpected_request_fails_and_shows_the_request(runtime, tmp_path):
     assert "last_user" in report and "does not contain 'something else'" in report
     assert TASK in report  # the request itself is shown
     assert "path: /v1/chat/completions" in report
-    assert isinstance(caught.value.__cause__, ModelError)  # the run saw a 400, not a hang or retry loop
+    # the run saw a 400, not a hang or a retry loop; said in one line, not as a chain of
+    # tracebacks above the report (436 lines of pytest output, QA)
+    assert "(the code under test then raised ModelError: The model endpoint rejected the request" in report
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert "No model request reached the cassette" not in report  # one did, and did not match
 
 
@@ -285,7 +288,7 @@ def test_record_true_with_the_placeholder_key_sends_nothing_and_says_why(
             model_max_retries=0,
         )
         path = tmp_path / "never.yaml"
-        refused = pytest.raises(ReplayError, match="placeholder key: set BRAINSTACK_RECORD=1")
+        refused = pytest.raises(ReplayError, match="placeholder key: make the settings inside the replay")
         with refused, replay(path, record=True):
             Runtime(settings, embedder=embedder).run(TASK)
         # Even when the block catches the run's error itself.
@@ -452,3 +455,26 @@ def test_a_replay_does_not_depend_on_the_developers_environment(tmp_path, cache_
         result = Runtime(settings, embedder=embedder).run(TASK)
     assert result.route.decided_by == "semantic" and result.answer.startswith("Cut the form")
     assert replay_settings(tmp_path, model="gpt-4o").model == "gpt-4o"  # what the test asks for
+
+
+def test_settings_made_inside_a_record_true_block_record_with_the_real_key(
+    tmp_path, cache_dir, embedder, monkeypatch
+):
+    """QA: replay(path, record=True) without BRAINSTACK_RECORD left replay_settings() on the
+    placeholder key even when made inside the block, so every such recording was refused."""
+    monkeypatch.delenv("BRAINSTACK_RECORD", raising=False)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+    path = tmp_path / "recorded.yaml"
+    try:
+        with replay(path, record=True):
+            recorded = Runtime(
+                replay_settings(tmp_path / "home", cache_dir=cache_dir), embedder=embedder
+            ).run(TASK)
+    finally:
+        server.shutdown()
+    assert recorded.answer.startswith(f"Recorded answer to: {TASK}")
+    assert len(yaml.safe_load(path.read_text())["interactions"]) == 1
+    assert replay_settings(tmp_path / "after").openai_api_key.get_secret_value() != "sk-live-0123456789abcdef"
