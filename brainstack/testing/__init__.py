@@ -224,5 +224,7 @@ def _require_alias() -> None:
             "brainstack.testing.replay needs `httpx2.alias_httpx()` to run before anything imports "
             "httpx (openai uses httpx2; respx patches httpx). Put `import httpx2; httpx2.alias_httpx()` "
             'on the first line of tests/conftest.py and `addopts = "-p no:respx"` in the pytest '
-            "configuration, or pass `Cassette.load(path).transport()` to `Runtime(transport=...)`."
+            "configuration (in a notebook: restart the kernel and run `import httpx2; "
+            "httpx2.alias_httpx()` in its first cell), or pass `Cassette.load(path).transport()` to "
+            "`Runtime(transport=...)`."
         )
