@@ -428,6 +428,11 @@ def interactions_from_calls(calls: list[tuple[Any, Any]], secrets: list[str]) ->
             match["system"] = _clip(summary["system"], 80).rstrip("\u2026")
         if summary.get("last_user"):
             match["last_user"] = _clip(summary["last_user"], 80).rstrip("\u2026")
+        last = summary["messages"][-1] if summary["messages"] else {}
+        if last.get("role") == "tool" and last.get("content"):
+            # the request after a tool call differs from the one before only by the tool's result:
+            # without it, a changed result replayed green (QA)
+            match["contains"] = [_clip(last["content"], 80).rstrip("\u2026")]
         try:
             if is_event_stream(response.headers):  # kept as the completion the chunks add up to
                 body = completion_from_events(response.text)

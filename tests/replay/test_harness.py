@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from brainstack import ConfigurationError, ModelUnavailableError, Runtime, Settings
-from brainstack.testing import Cassette, ReplayError, replay, replay_settings
+from brainstack.testing import Cassette, Interaction, ReplayError, replay, replay_settings, summarize_request
 
 ROOT = Path(__file__).parent / "cassettes"
 TASK = "How can we improve the conversion rate of our landing page?"
@@ -478,3 +478,47 @@ def test_settings_made_inside_a_record_true_block_record_with_the_real_key(
     assert recorded.answer.startswith(f"Recorded answer to: {TASK}")
     assert len(yaml.safe_load(path.read_text())["interactions"]) == 1
     assert replay_settings(tmp_path / "after").openai_api_key.get_secret_value() != "sk-live-0123456789abcdef"
+
+
+def test_a_recorded_request_after_a_tool_call_matches_on_the_tools_result():
+    """QA: the request after a tool call was recorded with the same match as the one before it,
+    so a changed calculator result replayed green."""
+    import httpx2
+
+    from brainstack.testing.cassette import interactions_from_calls
+
+    url = "https://api.openai.com/v1/chat/completions"
+    asked = [
+        {"role": "system", "content": "You are the finance agent."},
+        {"role": "user", "content": "17.5% of 2340?"},
+    ]
+    called = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}
+        ],
+    }
+    calls = [
+        (httpx2.Request("POST", url, json={"model": "m", "messages": asked}), httpx2.Response(200, json={})),
+        (
+            httpx2.Request(
+                "POST",
+                url,
+                json={
+                    "model": "m",
+                    "messages": [*asked, called, {"role": "tool", "tool_call_id": "c1", "content": "409.5"}],
+                },
+            ),
+            httpx2.Response(200, json={}),
+        ),
+    ]
+    first, second = interactions_from_calls(calls, [])
+    assert "contains" not in first["match"]
+    assert second["match"]["contains"] == ["409.5"]
+    changed = summarize_request(
+        httpx2.Request(
+            "POST", url, json={"model": "m", "messages": [*asked, called, {"role": "tool", "content": "410"}]}
+        )
+    )
+    assert Interaction(second["match"], {}, 1, 1).mismatches(changed) == ["no message contains '409.5'"]
