@@ -99,8 +99,17 @@ class Specialist:
             usage = add_usage(usage, usage_of(reply))
             messages.append(reply)
             calls = getattr(reply, "tool_calls", None) or []
-            if not calls:
+            # A call whose arguments are not JSON is told so, to call again: it was dropped
+            # unanswered, and the agent's empty answer sent the task back (QA).
+            invalid = getattr(reply, "invalid_tool_calls", None) or []
+            if not (calls or invalid):
                 break
+            for bad in invalid:
+                name = bad.get("name") or "the tool"
+                problem = f"error: the arguments {bad.get('args')!r} are not a JSON object; call {name} again"
+                messages.append(
+                    ToolMessage(problem, tool_call_id=bad.get("id") or "", name=bad.get("name") or "")
+                )
             for call in calls:
                 result = await self._call_tool(call["name"], call["args"])
                 records.append(
@@ -109,16 +118,22 @@ class Specialist:
                 write({"type": "tool_call", **records[-1]})
                 messages.append(ToolMessage(result, tool_call_id=call["id"], name=call["name"]))
         answer = _text_of(reply.content)
-        if getattr(reply, "tool_calls", None):
+        if getattr(reply, "tool_calls", None) or getattr(reply, "invalid_tool_calls", None):
             answer = ""  # ran out of tool rounds without a final answer; review decides
         write({"type": "agent_message", "agent": self.name, "content": answer})
-        return {
+        update: dict[str, Any] = {
             "answer": answer,
             "active_agent": self.name,
             "speakers": [*state.get("speakers", []), self.name],
             "tool_calls": [*state.get("tool_calls", []), *records],
             "usage": add_usage(state.get("usage") or {}, usage),
         }
+        if answer and (reply.response_metadata or {}).get("finish_reason") == "length":
+            # (accepted as it is, but not silently: QA)
+            review = dict(state.get("review") or {})
+            note = f"{self.name}'s answer was cut off at the model's token limit"
+            update["review"] = {**review, "notes": [*review.get("notes", []), note]}
+        return update
 
     async def _call_tool(self, name: str, args: dict[str, Any]) -> str:
         tool = self.tools.get(name)

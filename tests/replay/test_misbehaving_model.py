@@ -252,3 +252,43 @@ def test_an_answer_that_trickles_in_fails_at_the_model_timeout(tmp_path, cache_d
         runtime.run(MARKETING)
     assert len(requests) == 2  # retried once, as a timeout is
     assert len(body) / 20 * 0.25 > 2  # (the whole body would take longer than both attempts)
+
+
+def tool_call(arguments: str) -> Callable[[], httpx2.Response]:
+    def respond() -> httpx2.Response:
+        response = completion(None)
+        body = json.loads(response.content)
+        body["choices"][0]["message"]["tool_calls"] = [
+            {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": arguments}}
+        ]
+        body["choices"][0]["finish_reason"] = "tool_calls"
+        return httpx2.Response(200, json=body)
+
+    return respond
+
+
+def test_a_tool_call_with_arguments_that_are_not_json_is_sent_back_to_the_model(run):
+    """QA: the call was dropped unanswered; the agent's answer was empty and the task went back."""
+    model = Model(
+        answers=[
+            tool_call('{"expression": "17.5% of 2340"'),
+            tool_call('{"expression": "17.5% of 2340"}'),
+            "409.5.",
+        ]
+    )
+    result = run(model, "What is 17.5% of 2340?")
+    told = [m for m in model.requests[1]["messages"] if m["role"] == "tool"]
+    assert told[0]["content"].startswith('error: the arguments \'{"expression": "17.5% of 2340"\' are not')
+    assert [(c.tool, c.result) for c in result.tool_calls] == [("calculator", "409.5")]
+    assert result.answer == "409.5." and result.review.status == "ok"
+
+
+def test_an_answer_cut_at_the_token_limit_is_kept_with_a_note(run):
+    def cut() -> httpx2.Response:
+        body = json.loads(completion("Cut the form to").content)
+        body["choices"][0]["finish_reason"] = "length"
+        return httpx2.Response(200, json=body)
+
+    result = run(Model(answers=[cut]), MARKETING)
+    assert result.answer == "Cut the form to"
+    assert result.review.notes == ["marketing's answer was cut off at the model's token limit"]
