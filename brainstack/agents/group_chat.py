@@ -99,8 +99,9 @@ class GroupChat:
                 if isinstance(item, TaskResult):
                     stop_reason = item.stop_reason or ""
                 elif isinstance(item, TextMessage) and item.source != "user":
-                    transcript.append({"speaker": item.source, "content": item.content})
-                    write({"type": "group_chat_turn", "speaker": item.source, "content": item.content})
+                    content = _turn(item.content)
+                    transcript.append({"speaker": item.source, "content": content})
+                    write({"type": "group_chat_turn", "speaker": item.source, "content": content})
 
         _quiet_reported_failures()
         ours = _CHAT_FAILURES.set([])  # the chat's tasks (autogen's runtime too) start with it
@@ -214,6 +215,17 @@ def _brief(state: RouterState, settings: Settings) -> str:
         lines = "\n".join(f"- {m.type}: {str(m.content)[:300]}" for m in earlier)
         parts.append(f"Earlier in this conversation:\n{lines}")
     return "\n\n".join(parts)
+
+
+MAX_TURN_CHARS = 20_000
+"""A turn's length in the transcript, as review cuts an answer: a member's 50,000 characters were
+kept whole in the state and each checkpoint (QA)."""
+
+
+def _turn(content: str) -> str:
+    if len(content) <= MAX_TURN_CHARS:
+        return content
+    return content[:MAX_TURN_CHARS] + f" … (cut from {len(content)} characters)"
 
 
 def _said(word: str) -> Callable[[str], bool]:

@@ -292,3 +292,12 @@ def test_an_answer_cut_at_the_token_limit_is_kept_with_a_note(run):
     result = run(Model(answers=[cut]), MARKETING)
     assert result.answer == "Cut the form to"
     assert result.review.notes == ["marketing's answer was cut off at the model's token limit"]
+
+
+def test_a_huge_group_chat_turn_is_cut_in_the_transcript(run):
+    """QA: a member's 50,000 characters stayed whole in the transcript and every checkpoint."""
+    model = Model(speakers=["CTO", "CFO"], turns={"CTO": ["word " * 10_000], "CFO": ["We launch. TERMINATE"]})
+    result = run(model, DECISION)
+    assert len(result.transcript[0].content) < 20_100
+    assert result.transcript[0].content.endswith("… (cut from 50000 characters)")
+    assert result.answer == "CFO: We launch."
