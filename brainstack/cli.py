@@ -1016,7 +1016,12 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
     keeps = f"; the thread keeps its last checkpoint: continue it with `{resume}`."
     try:
         # After the stopped run's turn on the thread (its last writes), and briefly: the storage
-        # may be what hung.
+        # may be what hung. The newest checkpoint's time first, which needs no graph: a first run
+        # stopped while its models were built would wait for them (the graph needs the router).
+        newest_at = runtime._schedule(_newest_after_runs(runtime, thread)).result(timeout=3)
+        if args.command == "run" and (newest_at is None or newest_at < since):
+            where = "nothing was kept" if newest_at is None else f"thread {thread!r} is as it was"
+            return f" before the run saved anything: {where}. Run the task again."
         checkpoints = runtime._schedule(_history_after_runs(runtime, thread)).result(timeout=3)
         newest = next(iter(checkpoints), None)
         mine = newest is not None and datetime.fromisoformat(newest.created_at) >= since
@@ -1039,6 +1044,15 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
         return keeps
     history = cli_command("history", thread, runtime.agents_file)
     return f" after the run had finished: its answer is on thread {thread!r} (`{history}`)."
+
+
+async def _newest_after_runs(runtime: Runtime, thread: str) -> datetime | None:
+    """When the thread's newest checkpoint was written (None: it has none), once this process's
+    runs on it have ended; read from the checkpointer alone, without the graph."""
+    async with runtime._state().turn(thread):
+        saver = await runtime._checkpointer()
+        newest = await saver.aget_tuple({"configurable": {"thread_id": thread}})
+    return None if newest is None else datetime.fromisoformat(newest.checkpoint["ts"])
 
 
 async def _history_after_runs(runtime: Runtime, thread: str) -> Any:
@@ -1082,6 +1096,7 @@ async def _drive_run(runtime: Runtime, args: argparse.Namespace, out: TextIO | N
     from brainstack.events import ResultEvent
 
     _stop_if_signalled()
+    await _prepared(runtime)
     if args.command == "resume":
         resume: Any = None
         if args.approve:
@@ -1103,6 +1118,38 @@ async def _drive_run(runtime: Runtime, args: argparse.Namespace, out: TextIO | N
                 _silence_stdout()
                 out = None
     raise AssertionError("the run ended without a result")  # pragma: no cover
+
+
+async def _prepared(runtime: Runtime) -> None:
+    """Build the runtime's graph (and the models it waits for) on a daemon thread, awaited here.
+
+    A run builds it in its caller, so on this loop: a first run's Ctrl-C was acknowledged at once
+    but took effect only after the model build, 3-5 s later. Awaited from here, Ctrl-C stops the
+    command at once; the thread is left to finish or die with the process (the model files are
+    written whole or not at all)."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    built: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not built.done():  # (the command stopped meanwhile)
+            if error is None:
+                built.set_result(None)
+            else:
+                built.set_exception(error)
+
+    def build() -> None:
+        error: BaseException | None = None
+        try:
+            runtime.graph  # noqa: B018 - building it is the point
+        except BaseException as exc:  # raised here as the run would raise it
+            error = exc
+        with contextlib.suppress(RuntimeError):  # (the loop is closed: the command has ended)
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=build, name="brainstack-prepare", daemon=True).start()
+    await built
 
 
 def _show(event: Event, out: TextIO, *, kept: bool = True) -> None:

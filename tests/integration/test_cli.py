@@ -892,6 +892,43 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
     assert "Task exception" not in err and "Event loop is closed" not in err, err
 
 
+def test_ctrl_c_during_a_first_runs_model_build_stops_without_waiting_for_it(env_home, tmp_path):
+    """QA: the first run of a machine builds the embedding models for seconds, and Ctrl-C took
+    effect only after the build (3-5 s): the run built its graph, which waits for the router's
+    model, on the loop Ctrl-C cancels. The command now ends while the build goes on; the models
+    are not kept half-written."""
+    import signal
+
+    cache = tmp_path / "empty-cache"  # the build starts from nothing
+    env = {**env_home, "BRAINSTACK_CACHE_DIR": str(cache)}
+    run = subprocess.Popen(
+        [BRAINSTACK, "run", "What is 2 + 2?"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # the build has begun
+            if "preparing the local embedding model" in line:
+                break
+        run.send_signal(signal.SIGINT)
+        _, rest = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, rest
+    assert (
+        rest.splitlines()[-1]
+        == "brainstack: interrupted before the run saved anything: nothing was kept. Run the task again."
+    )
+    # it did not wait for the build: the router's int8 model, built last, is not there
+    assert not list(cache.glob("*int8*.onnx")), sorted(p.name for p in cache.iterdir())
+    assert "Traceback" not in rest, rest
+    assert cli("run", "What is 2 + 2?", env=env).returncode == 0  # the next run builds them
+
+
 def test_a_run_started_under_nohup_goes_on_when_its_terminal_hangs_up(env_home, slow_model):
     """Review: the SIGHUP handler replaced an inherited "ignore" (what `nohup` sets), so a run
     started with `nohup brainstack run … &` stopped when its terminal closed."""
