@@ -6,11 +6,15 @@ from typing import Annotated, Any, Required
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic (the LangGraph server's schemas) needs it on 3.11
 
 __all__ = ["RouterState", "RunInput", "add_usage"]
 
 
+# The attribute docstrings become the schema's descriptions: LangGraph Studio's input form and
+# state view showed bare field names (QA).
+@with_config(ConfigDict(use_attribute_docstrings=True))
 class RunInput(TypedDict, total=False):
     """What a run takes (the form LangGraph Studio shows): the task, and optionally who asks."""
 
@@ -19,9 +23,11 @@ class RunInput(TypedDict, total=False):
     user_id: str
     """Whose memory to use (``default`` when empty)."""
     requested_agent: str | None
-    """Force a route target (a specialist's name or ``group_chat``); leave empty to route."""
+    """Force a route target (a specialist's name or ``group_chat``, as the agents file names
+    them); leave empty to route."""
 
 
+@with_config(ConfigDict(use_attribute_docstrings=True))
 class RouterState(TypedDict, total=False):
     """One thread's state. Per-run fields are reset by each run's input."""
 

@@ -143,6 +143,9 @@ async def test_the_graph_is_served_with_a_task_form(client):
     form = schemas["input_schema"]
     assert form["required"] == ["task"]
     assert set(form["properties"]) == {"task", "user_id", "requested_agent"}
+    # each field says what it is (QA: the form showed bare names)
+    assert form["properties"]["task"]["description"] == "The question or instruction."
+    assert "group_chat" in form["properties"]["requested_agent"]["description"]
     visible = set(schemas["state_schema"]["properties"])
     assert {"route", "transcript", "memory", "answer", "approval"} <= visible
 
