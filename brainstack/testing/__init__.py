@@ -49,6 +49,10 @@ OPENAI_PATHS = r"/(chat/completions|completions|embeddings|responses)$"
 FROM_ENVIRONMENT = frozenset(
     {
         "cache_dir",
+        "checkpoint_url",
+        "chroma_url",
+        "redis_url",
+        "working_memory_ttl_s",
         "embed_threads",
         "model_timeout_s",
         "postgres_connect_timeout_s",
@@ -57,8 +61,9 @@ FROM_ENVIRONMENT = frozenset(
         "sqlite_synchronous",
     }
 )
-"""The settings :func:`replay_settings` takes from ``BRAINSTACK_*`` variables: where the models
-are cached and how the machine runs, none of which changes a request to the model."""
+"""The settings :func:`replay_settings` takes from ``BRAINSTACK_*`` variables: where state and
+models live (a suite's PostgreSQL, Redis or Chroma server) and how the machine runs, none of
+which changes a request to the model by itself."""
 
 
 def replay_settings(home: str | Path, **overrides: Any) -> Any:

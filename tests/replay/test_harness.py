@@ -448,9 +448,12 @@ def test_a_replay_does_not_depend_on_the_developers_environment(tmp_path, cache_
     monkeypatch.setenv("BRAINSTACK_ROUTER_THRESHOLD", "0.99")  # every route would go to the model
     monkeypatch.setenv("BRAINSTACK_MEMORY", "0")
     monkeypatch.setenv("BRAINSTACK_SQLITE_SYNCHRONOUS", "normal")  # (how the machine runs: kept)
+    monkeypatch.setenv("BRAINSTACK_REDIS_URL", "redis://127.0.0.1:6379/15")  # (where state lives: kept)
     settings = replay_settings(tmp_path, cache_dir=cache_dir)
     assert (settings.model, settings.embeddings, settings.router_threshold) == ("gpt-4o-mini", "local", 0.32)
     assert settings.memory and settings.sqlite_synchronous == "normal"
+    assert settings.redis_url == "redis://127.0.0.1:6379/15"
+    settings = replay_settings(tmp_path, cache_dir=cache_dir, redis_url=None)
     with replay(ROOT / "semantic_route.yaml"):
         result = Runtime(settings, embedder=embedder).run(TASK)
     assert result.route.decided_by == "semantic" and result.answer.startswith("Cut the form")
