@@ -12,7 +12,7 @@ import importlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +26,20 @@ if TYPE_CHECKING:
         ModelError,
         ModelUnavailableError,
         RunError,
+        ThreadBusyError,
         UnknownAgentError,
         UsageError,
     )
     from brainstack.events import Event
-    from brainstack.results import ChatTurn, RouteDecision, RunResult, ToolCallRecord, Usage
+    from brainstack.results import (
+        ChatTurn,
+        Checkpoint,
+        RouteDecision,
+        RunResult,
+        ThreadInfo,
+        ToolCallRecord,
+        Usage,
+    )
     from brainstack.runtime import Runtime
 
 # onnxruntime (1.32, on Linux too) posts usage telemetry to Microsoft a few seconds after a session
@@ -48,9 +57,12 @@ _LAZY = {
     "ModelError": "brainstack.errors",
     "ModelUnavailableError": "brainstack.errors",
     "RunError": "brainstack.errors",
+    "ThreadBusyError": "brainstack.errors",
     "UnknownAgentError": "brainstack.errors",
     "UsageError": "brainstack.errors",
     "ChatTurn": "brainstack.results",
+    "Checkpoint": "brainstack.results",
+    "ThreadInfo": "brainstack.results",
     "RouteDecision": "brainstack.results",
     "RunResult": "brainstack.results",
     "ToolCallRecord": "brainstack.results",
@@ -76,6 +88,7 @@ __all__ = [
     "BackendError",
     "BrainstackError",
     "ChatTurn",
+    "Checkpoint",
     "ConfigurationError",
     "InvalidTaskError",
     "ModelError",
@@ -85,6 +98,8 @@ __all__ = [
     "RunResult",
     "Runtime",
     "Settings",
+    "ThreadBusyError",
+    "ThreadInfo",
     "ToolCallRecord",
     "UnknownAgentError",
     "Usage",
@@ -135,7 +150,7 @@ def stream(
     agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
     resume: Any = None,
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Like :func:`run`, yielding typed events as they happen; the last is the result."""
     runtime = _runtime(agents)
     return runtime.stream(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)
@@ -149,7 +164,7 @@ def astream(
     agents: str | Path | AgentsConfig | None = None,
     agent: str | None = None,
     resume: Any = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Async :func:`stream`."""
     runtime = _runtime(agents)
     return runtime.astream(task, user_id=user_id, thread_id=thread_id, agent=agent, resume=resume)

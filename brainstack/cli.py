@@ -216,6 +216,10 @@ def _say_stopped(rest: str) -> None:
 
     how = f"stopped by {signal.Signals(_signalled[0]).name}" if _signalled else "interrupted"
     print(f"brainstack: {how}{rest}", file=sys.stderr, flush=True)
+    if _handles_signals():  # the last line: a model build left running may not log after it
+        import logging
+
+        logging.getLogger("brainstack").disabled = True
 
 
 _signalled: list[int] = []
@@ -1096,7 +1100,6 @@ async def _drive_run(runtime: Runtime, args: argparse.Namespace, out: TextIO | N
     from brainstack.events import ResultEvent
 
     _stop_if_signalled()
-    await _prepared(runtime)
     if args.command == "resume":
         resume: Any = None
         if args.approve:
@@ -1118,38 +1121,6 @@ async def _drive_run(runtime: Runtime, args: argparse.Namespace, out: TextIO | N
                 _silence_stdout()
                 out = None
     raise AssertionError("the run ended without a result")  # pragma: no cover
-
-
-async def _prepared(runtime: Runtime) -> None:
-    """Build the runtime's graph (and the models it waits for) on a daemon thread, awaited here.
-
-    A run builds it in its caller, so on this loop: a first run's Ctrl-C was acknowledged at once
-    but took effect only after the model build, 3-5 s later. Awaited from here, Ctrl-C stops the
-    command at once; the thread is left to finish or die with the process (the model files are
-    written whole or not at all)."""
-    import threading
-
-    loop = asyncio.get_running_loop()
-    built: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        if not built.done():  # (the command stopped meanwhile)
-            if error is None:
-                built.set_result(None)
-            else:
-                built.set_exception(error)
-
-    def build() -> None:
-        error: BaseException | None = None
-        try:
-            runtime.graph  # noqa: B018 - building it is the point
-        except BaseException as exc:  # raised here as the run would raise it
-            error = exc
-        with contextlib.suppress(RuntimeError):  # (the loop is closed: the command has ended)
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=build, name="brainstack-prepare", daemon=True).start()
-    await built
 
 
 def _show(event: Event, out: TextIO, *, kept: bool = True) -> None:

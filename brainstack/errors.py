@@ -7,6 +7,7 @@ configuration) is told apart from failures during a run::
     ├── UsageError                  the caller asked for something invalid
     │   ├── InvalidTaskError        empty or oversized task
     │   ├── UnknownAgentError       an agent name that is not configured
+    │   ├── ThreadBusyError         another process (or Runtime) is running the thread
     │   └── ConfigurationError      settings or agents file are wrong
     └── RunError                    a run could not complete
         ├── ModelError              the model endpoint failed or answered badly
@@ -30,6 +31,7 @@ __all__ = [
     "ModelError",
     "ModelUnavailableError",
     "RunError",
+    "ThreadBusyError",
     "UnknownAgentError",
     "UsageError",
     "translate",

@@ -15,7 +15,7 @@ import shlex
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -363,34 +363,45 @@ class Runtime:
                 raise UsageError(
                     f"Thread {run.thread_id!r} was last run by user {owner!r}: pass user_id={owner!r} "
                     f"(CLI: --user {shlex.quote(owner)}) to continue it as that user, or the id of the "
-                    "user you run it for."
+                    "user you run it for.",
+                    thread_id=run.thread_id,
                 )
             if run.task is not None and pending is not None:
+                # (with the thread's id, in the hint and the error: the error a host catches to
+                # resume had thread_id None and "run(thread_id=…)", QA)
                 how = (
                     f"answer it with `{self._cli('resume', run.thread_id)} --approve|--reject|--edit "
-                    f"TEXT` (Python: run(thread_id=…, resume=…))"
+                    f"TEXT` (Python: run(thread_id={run.thread_id!r}, resume=…))"
                     if "approval" in pending
-                    else f"continue it with `{self._cli('resume', run.thread_id)}` (Python: run(thread_id=…))"
+                    else f"continue it with `{self._cli('resume', run.thread_id)}` "
+                    f"(Python: run(thread_id={run.thread_id!r}))"
                 )
                 raise UsageError(
-                    f"Thread {run.thread_id!r} has an unfinished run ({pending}): {how}, or use a new thread."
+                    f"Thread {run.thread_id!r} has an unfinished run ({pending}): {how}, or use a new "
+                    "thread.",
+                    thread_id=run.thread_id,
                 )
         if run.task is not None:
             inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}
         elif pending is None:
             raise UsageError(
-                f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one."
+                f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one.",
+                thread_id=run.thread_id,
             )
         elif run.resume is not None:
             if "approval" not in pending:
-                raise UsageError(f"Thread {run.thread_id!r} is not waiting for approval ({pending}).")
+                raise UsageError(
+                    f"Thread {run.thread_id!r} is not waiting for approval ({pending}).",
+                    thread_id=run.thread_id,
+                )
             from langgraph.types import Command
 
             inputs = Command(resume=run.resume)
         elif "approval" in pending:
             raise UsageError(
                 f"Thread {run.thread_id!r} is waiting for approval: pass resume={RESUME_FORMS} "
-                f"(CLI: `{self._cli('resume', run.thread_id)} --approve|--reject|--edit TEXT`)."
+                f"(CLI: `{self._cli('resume', run.thread_id)} --approve|--reject|--edit TEXT`).",
+                thread_id=run.thread_id,
             )
         else:
             inputs = None  # a run stopped by a crash: go on from its last checkpoint
@@ -420,7 +431,8 @@ class Runtime:
             # stopped before the checkpoint after it: LangGraph's `next` leaves such steps out,
             # yet the run is not over. Continuing it applies their results and goes on; a new
             # task would start from the last checkpoint without them (the answer would be lost).
-            return f"stopped after {', '.join(task.name for task in snapshot.tasks)}", owner
+            steps = [t.name for t in snapshot.tasks if t.name != "__start__"]
+            return (f"stopped after {', '.join(steps)}" if steps else "stopped as it started"), owner
         return None, owner
 
     async def _run_cut_short_again(self, compiled: Any, thread_id: str, snapshot: Any) -> bool:
@@ -605,7 +617,7 @@ class Runtime:
         thread_id: str | None = None,
         agent: str | None = None,
         resume: Any = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run ``task`` and yield events as they happen; the last one is the result.
 
         Without a task, continue ``thread_id``'s unfinished run: with ``resume`` (``"approve"``,
@@ -613,11 +625,13 @@ class Runtime:
         its last checkpoint when its process stopped mid-run.
 
         The arguments are checked here, when it is called (an unknown agent or an empty task
-        raises at once, as :meth:`arun` does), not at the first event.
+        raises at once, as :meth:`arun` does), not at the first event. Stop it early with
+        ``await events.aclose()`` (or by leaving an ``async for``): its run stops too.
         """
-        return self._astream(self._start(task, user_id, thread_id, agent, resume))
+        return self._astream(self._check(task, user_id, thread_id, agent, resume))
 
-    async def _astream(self, run: _Run) -> AsyncIterator[Event]:
+    async def _astream(self, run: _Run) -> AsyncGenerator[Event, None]:
+        await self._ready(run)
         caller = asyncio.get_running_loop()
         if caller is self._runtime_loop():
             async for event in self._events(run):
@@ -657,7 +671,8 @@ class Runtime:
         resume: Any = None,
     ) -> RunResult:
         """Run ``task`` to completion (or until it waits for approval; see :meth:`astream`)."""
-        run = self._start(task, user_id, thread_id, agent, resume)
+        run = self._check(task, user_id, thread_id, agent, resume)
+        await self._ready(run)
         try:
             result: RunResult = await self._on_loop(self._result_of(run))
         except RunError as exc:
@@ -694,12 +709,12 @@ class Runtime:
         thread_id: str | None = None,
         agent: str | None = None,
         resume: Any = None,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Blocking :meth:`astream`: events are yielded as they happen (the arguments are
-        checked when it is called)."""
+        checked when it is called; ``events.close()`` stops it and its run early)."""
         return self._stream(self._start(task, user_id, thread_id, agent, resume))
 
-    def _stream(self, run: _Run) -> Iterator[Event]:
+    def _stream(self, run: _Run) -> Generator[Event, None, None]:
         done = object()
         events: queue.Queue[Any] = queue.Queue()
 
@@ -894,11 +909,22 @@ class Runtime:
             finalizer()
         self.provider.close()  # the local model server, when the provider started one
 
+    async def aclose(self) -> None:
+        """:meth:`close` for async hosts: it waits on a thread of its own, not on the caller's loop
+        (closing joins the runtime's loop thread, for up to seconds while runs are cancelled)."""
+        await asyncio.to_thread(self.close)
+
     def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def _cli(self, command: str, thread_id: str) -> str:
         return cli_command(command, thread_id, self.agents_file)
@@ -912,11 +938,44 @@ class Runtime:
         (and, with memory on, while memory is recalled)."""
         run = self._check(task, user_id, thread_id, agent, resume)
         self.graph  # noqa: B018
+        self._prefetch(run)
+        return run
+
+    async def _ready(self, run: _Run) -> None:
+        """:meth:`_start` for the async calls: the graph (imports, models, memory: seconds on a
+        process's first run) is built on a thread of its own, awaited, so the caller's loop goes
+        on meanwhile. Built in the caller, it froze a host's loop for about 2 s (QA), and a
+        cancellation (Ctrl-C in the CLI) waited for the models."""
+        if self._graph is None:
+            loop = asyncio.get_running_loop()
+            built: asyncio.Future[None] = loop.create_future()
+
+            def settle(error: BaseException | None) -> None:
+                if not built.done():  # (the caller stopped waiting)
+                    if error is None:
+                        built.set_result(None)
+                    else:
+                        built.set_exception(error)
+
+            def build() -> None:
+                error: BaseException | None = None
+                try:
+                    self.graph  # noqa: B018 - building it is the point
+                except BaseException as exc:  # raised to the caller, as a build in it would be
+                    error = exc
+                with contextlib.suppress(RuntimeError):  # (the caller's loop is closed: it left)
+                    loop.call_soon_threadsafe(settle, error)
+
+            # A daemon thread: a process that stops (Ctrl-C) does not wait for the models.
+            threading.Thread(target=build, name="brainstack-build", daemon=True).start()
+            await built
+        self._prefetch(run)
+
+    def _prefetch(self, run: _Run) -> None:
         if run.task is not None and run.agent is None:
             from brainstack.graphs.nodes import routing_text
 
             self.router.prefetch(routing_text(run.task))
-        return run
 
     def _check(
         self, task: str | None, user_id: str, thread_id: str | None, agent: str | None, resume: Any
@@ -1011,8 +1070,9 @@ def _closed(*, started: bool = True) -> RunError:
             "unchanged (call again: a closed Runtime opens again on its next call)."
         )
     return RunError(
-        "The Runtime was closed while the run was under way; the thread keeps its last "
-        "checkpoint (continue it with run(thread_id=…))."
+        "The Runtime was closed while the run was under way; the thread keeps what the run saved: "
+        "continue it with run(thread_id=…), and if that finds no unfinished run, the run had saved "
+        "nothing yet: run the task again."  # (it may have been closed before the first checkpoint, QA)
     )
 
 
