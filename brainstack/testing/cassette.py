@@ -128,9 +128,14 @@ class Interaction:
                     f"{key} {_clip(request.get(key) or '')!r} does not contain {self.match[key]!r}"
                 )
         if "contains" in self.match:
-            text = json.dumps(request.get("messages", []), ensure_ascii=False).casefold()
+            messages = request.get("messages", [])
+            # each message's text as it is (a recorded tool result with quotes or newlines is found
+            # there, not in the JSON dump, which escapes them: review), and the dump too, for
+            # needles written against it (a tool call's name)
+            texts = [str(m.get("content", "")).casefold() for m in messages]
+            texts.append(json.dumps(messages, ensure_ascii=False).casefold())
             for needle in _as_list(self.match["contains"]):
-                if str(needle).casefold() not in text:
+                if not any(str(needle).casefold() in text for text in texts):
                     problems.append(f"no message contains {needle!r}")
         if (
             "response_format" in self.match
@@ -428,7 +433,8 @@ def interactions_from_calls(calls: list[tuple[Any, Any]], secrets: list[str]) ->
             match["system"] = _clip(summary["system"], 80).rstrip("\u2026")
         if summary.get("last_user"):
             match["last_user"] = _clip(summary["last_user"], 80).rstrip("\u2026")
-        last = summary["messages"][-1] if summary["messages"] else {}
+        messages = summary.get("messages") or []  # (absent when the body is not a JSON object)
+        last = messages[-1] if messages else {}
         if last.get("role") == "tool" and last.get("content"):
             # the request after a tool call differs from the one before only by the tool's result:
             # without it, a changed result replayed green (QA)

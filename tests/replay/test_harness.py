@@ -483,7 +483,8 @@ def test_settings_made_inside_a_record_true_block_record_with_the_real_key(
     assert replay_settings(tmp_path / "after").openai_api_key.get_secret_value() != "sk-live-0123456789abcdef"
 
 
-def test_a_recorded_request_after_a_tool_call_matches_on_the_tools_result():
+@pytest.mark.parametrize("result", ["409.5", '{"sku": "A-1", "price": 12.5}\nline2 \\ done'])
+def test_a_recorded_request_after_a_tool_call_matches_on_the_tools_result(result):
     """QA: the request after a tool call was recorded with the same match as the one before it,
     so a changed calculator result replayed green."""
     import httpx2
@@ -510,7 +511,7 @@ def test_a_recorded_request_after_a_tool_call_matches_on_the_tools_result():
                 url,
                 json={
                     "model": "m",
-                    "messages": [*asked, called, {"role": "tool", "tool_call_id": "c1", "content": "409.5"}],
+                    "messages": [*asked, called, {"role": "tool", "tool_call_id": "c1", "content": result}],
                 },
             ),
             httpx2.Response(200, json={}),
@@ -518,10 +519,13 @@ def test_a_recorded_request_after_a_tool_call_matches_on_the_tools_result():
     ]
     first, second = interactions_from_calls(calls, [])
     assert "contains" not in first["match"]
-    assert second["match"]["contains"] == ["409.5"]
+    assert second["match"]["contains"] == [result]
+    # it matches the request it was recorded from (a result with quotes, a newline or a backslash
+    # did not: the needle was looked up in the messages' JSON dump, which escapes them; review)
+    assert Interaction(second["match"], {}, 1, 1).mismatches(summarize_request(calls[1][0])) == []
     changed = summarize_request(
         httpx2.Request(
             "POST", url, json={"model": "m", "messages": [*asked, called, {"role": "tool", "content": "410"}]}
         )
     )
-    assert Interaction(second["match"], {}, 1, 1).mismatches(changed) == ["no message contains '409.5'"]
+    assert Interaction(second["match"], {}, 1, 1).mismatches(changed) == [f"no message contains {result!r}"]
