@@ -26,7 +26,6 @@ import logging
 import os
 import tempfile
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -175,6 +174,7 @@ class MiniLMEmbedder:
             version = "unknown"
         key = f"{BUILDER_VERSION}:{version}:{weights.stat().st_size}".encode()
         path = self.cache_dir / f"{MINILM_NAME}-{hashlib.sha256(key).hexdigest()[:12]}.onnx"
+        _remove_abandoned_builds(self.cache_dir)
         if not path.is_file():
             import onnx
 
@@ -315,35 +315,70 @@ class _Abandoned(Exception):
     """Tells threads waiting for a text's embedding that its owner was interrupted."""
 
 
-STALE_TEMP_S = 3600.0
-"""A build's temp file older than this was left by a killed process (a build takes seconds)."""
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Remove the temp files of builds whose process ended before finishing them: a kill, or a
+    Ctrl-C that leaves the build to its thread, skips their cleanup, and they stayed for good (up
+    to 90 MB each; QA, review). A build holds an exclusive ``flock`` on its temp file while it
+    runs, so a file that can be locked has no live builder; the folder's ``.minilm.lock`` keeps
+    this from taking a file between its creation and its lock. Runs whenever a model is opened."""
+    if not folder.is_dir():
+        return
+    with _folder_lock(folder) as fcntl:
+        if fcntl is None:  # pragma: no cover - no flock (Windows): its temp files stay
+            return
+        for temp in folder.glob(".minilm-*.onnx"):
+            try:
+                with open(temp, "rb") as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a build under way in another process
+                    temp.unlink()
+            except OSError:  # (another process removed it first, or the folder is read-only)
+                continue
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Any:
+    """The folder's ``.minilm.lock``, held for the block; yields the ``fcntl`` module, or None
+    where there is none (or the lock file cannot be made)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield None
+        return
+    try:
+        handle = open(folder / ".minilm.lock", "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        yield None
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield fcntl
 
 
 @contextlib.contextmanager
 def _atomic_file(folder: Path, target: Path) -> Any:
     """A temp path in ``folder`` that becomes ``target`` when the block succeeds. Concurrent
     processes each write their own temp file; the last rename wins (the contents are equal).
-
-    Temp files of builds killed more than :data:`STALE_TEMP_S` ago are removed first: a kill
-    skips the cleanup below, and they piled up (QA: 5 of 8 killed first runs; up to 90 MB each)."""
-    for stale in folder.glob(".minilm-*.onnx"):
-        with contextlib.suppress(OSError):  # (another process removed it, or it is not ours to)
-            if time.time() - stale.stat().st_mtime > STALE_TEMP_S:
-                stale.unlink()
+    The temp file is locked while the block runs (see :func:`_remove_abandoned_builds`)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minilm-", suffix=".onnx")
+        with _folder_lock(folder) as fcntl:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".minilm-", suffix=".onnx")
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create BRAINSTACK_CACHE_DIR {folder}: {exc.strerror}. Set it to a writable folder."
         ) from exc
-    os.close(fd)
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        os.close(fd)
 
 
 class _QuietQuantizer(logging.Filter):

@@ -1447,19 +1447,24 @@ def test_an_embedder_without_embed_query_is_searched_with_embed_one(tmp_path):
     assert [e.text for e in memory.search("ada", "INC-1234", 1)] == ["Incident INC-1234: the cache stampede."]
 
 
-def test_a_build_removes_the_temp_files_of_builds_killed_long_ago(tmp_path):
-    """QA: a first run killed while it built the model left its `.minilm-*.onnx` temp file (up to
-    90 MB), and they piled up. A temp file of a build going on now (another process) is kept."""
-    import os
-    import time
+def test_opening_the_model_removes_the_temp_files_of_builds_that_died(tmp_path):
+    """QA: a first run killed (or stopped by Ctrl-C) while it built the model left its
+    `.minilm-*.onnx` temp file (up to 90 MB), for good. A build under way (its temp file locked,
+    here from a second open file, as another process would) keeps its file."""
+    import fcntl
 
-    from brainstack.memory.embeddings import STALE_TEMP_S, _atomic_file
+    from brainstack.memory.embeddings import _atomic_file, _remove_abandoned_builds
 
-    dead, live = tmp_path / ".minilm-dead.onnx", tmp_path / ".minilm-live.onnx"
-    for path in (dead, live):
-        path.write_bytes(b"partial")
-    old = time.time() - STALE_TEMP_S - 60
-    os.utime(dead, (old, old))
-    with _atomic_file(tmp_path, tmp_path / "model.onnx") as tmp:
-        Path(tmp).write_bytes(b"model")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".minilm-live.onnx", "model.onnx"]
+    dead = tmp_path / ".minilm-dead.onnx"
+    dead.write_bytes(b"partial")
+    with _atomic_file(tmp_path, tmp_path / "model.onnx") as live:
+        with open(live, "rb") as other:  # the builder's lock, seen from elsewhere
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                raise AssertionError("the temp file of a build under way is not locked")
+            except BlockingIOError:
+                pass
+        _remove_abandoned_builds(tmp_path)
+        assert Path(live).exists() and not dead.exists()
+        Path(live).write_bytes(b"model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".minilm.lock", "model.onnx"]
