@@ -219,7 +219,8 @@ def _say_stopped(rest: str) -> None:
     if _handles_signals():  # the last line: a model build left running may not log after it
         import logging
 
-        logging.getLogger("brainstack").disabled = True
+        # (a level, not `disabled`: that stops the named logger only, not the modules' own)
+        logging.getLogger("brainstack").setLevel(logging.CRITICAL + 1)
 
 
 _signalled: list[int] = []
