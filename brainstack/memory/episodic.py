@@ -76,6 +76,32 @@ def episode_document(text: str) -> str:
     return mask_pii(text.strip())[:MAX_TEXT_CHARS]
 
 
+CHROMA_CONNECT_TIMEOUT_S = 10.0
+CHROMA_TIMEOUT_S = 60.0
+"""How long a Chroma server may take to answer one request (a query over a big collection takes
+seconds; one that takes a minute is not answering)."""
+
+
+def _answers(url: str) -> None:
+    """Raise if the Chroma server at ``url`` does not answer its heartbeat in time: the client's
+    constructor asks the server who the user is, with no time limit of its own."""
+    import httpx
+
+    try:
+        httpx.get(
+            url.rstrip("/") + "/api/v2/heartbeat",
+            timeout=httpx.Timeout(CHROMA_CONNECT_TIMEOUT_S, connect=CHROMA_CONNECT_TIMEOUT_S),
+        )
+    except httpx.TimeoutException as exc:
+        raise BackendError(
+            f"The Chroma backend at {url} did not answer within {CHROMA_CONNECT_TIMEOUT_S:g} s "
+            f"({type(exc).__name__}). Check that it is a Chroma server and that it is not overloaded, "
+            "or fix BRAINSTACK_CHROMA_URL."
+        ) from exc
+    except httpx.HTTPError:
+        return  # refused, or not found: the client's own error says it as before
+
+
 def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> Any:
     """A Chroma client: the server at ``url`` when given, else a persistent local folder."""
     import chromadb
@@ -89,12 +115,21 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
             parsed = urlparse(url)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigurationError(f"BRAINSTACK_CHROMA_URL {url!r} is not an http(s)://host:port URL")
-            return chromadb.HttpClient(
+            _answers(url)
+            client = chromadb.HttpClient(
                 host=parsed.hostname,
                 port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                 ssl=parsed.scheme == "https",
                 settings=chroma_settings,
             )
+            # Chroma's client waits for its server without a limit: a server that accepted
+            # connections and never answered held runs and memory commands forever (QA).
+            session = getattr(getattr(client, "_server", None), "_session", None)
+            if session is not None:
+                import httpx
+
+                session.timeout = httpx.Timeout(CHROMA_TIMEOUT_S, connect=CHROMA_CONNECT_TIMEOUT_S)
+            return client
         if path is None:
             raise ConfigurationError("open_chroma needs a path or a url")
         try:
@@ -114,7 +149,7 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
             except Exception:
                 _drop_unstarted(chroma_settings)
                 raise
-    except ConfigurationError:
+    except (ConfigurationError, BackendError):
         raise
     except Exception as exc:
         if url:

@@ -135,6 +135,34 @@ def test_memory_backends_down_degrade_the_run_but_keep_answer_and_checkpoint(set
     assert [m["role"] for m in runtime.messages("degraded")] == ["human", "ai"]  # the checkpoint is there
 
 
+def test_a_chroma_server_that_never_answers_degrades_the_run_instead_of_hanging_it(
+    settings, embedder, monkeypatch
+):
+    """QA: a server that accepted connections and never answered held a run (and `memory show`,
+    `kb list`) for over ten minutes: Chroma's client waits without a limit."""
+    import socket
+    import threading
+
+    from brainstack.memory import episodic
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(silent.accept()[0]) for _ in range(50)], daemon=True).start()
+    monkeypatch.setattr(episodic, "CHROMA_CONNECT_TIMEOUT_S", 0.5)
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        runtime = Runtime(settings.model_copy(update={"chroma_url": url}), embedder=embedder)
+        result = runtime.run("What is 17.5% of 2340?")
+        assert "409.5" in result.answer
+        degraded = " | ".join(result.memory.degraded)
+        assert f"The Chroma backend at {url} did not answer within 0.5 s" in degraded, degraded
+        runtime.close()
+    finally:
+        silent.close()
+        for connection in held:
+            connection.close()
+
+
 def test_memory_can_be_turned_off(settings, embedder):
     runtime = Runtime(settings.model_copy(update={"memory": False}), embedder=embedder)
     result = runtime.run("What is 17.5% of 2340?")
