@@ -184,6 +184,10 @@ def console_main() -> None:
     except SystemExit as exc:  # argparse: --help (0), a usage error (2)
         status[0] = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         raise
+    if status[0] >= 128:  # stopped (Ctrl-C, SIGTERM), its last line said: no waiting for threads
+        # A worker blocked on a backend (a server that never answers) kept a stopped command
+        # alive at the interpreter's exit, which joins them, until a second SIGTERM (QA).
+        _end_process(status)
     sys.exit(status[0])
 
 

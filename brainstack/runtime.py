@@ -150,9 +150,12 @@ class Runtime:
                 return
             self._warming = True
         memory = self.memory
-        threading.Thread(target=self._warm_models, name="brainstack-warm-up", daemon=True).start()
+        # Not daemon threads: a process that ends while one is inside onnxruntime (loading or
+        # building a model) was aborted at exit ("terminate called without an active exception",
+        # exit 134); the interpreter waits for them instead. The CLI, stopped, does not wait.
+        threading.Thread(target=self._warm_models, name="brainstack-warm-up").start()
         if memory is not None:
-            threading.Thread(target=memory.warm_up, name="brainstack-memory-warm-up", daemon=True).start()
+            threading.Thread(target=memory.warm_up, name="brainstack-memory-warm-up").start()
 
     def _warm_models(self) -> None:
         with contextlib.suppress(Exception):
@@ -966,8 +969,8 @@ class Runtime:
                 with contextlib.suppress(RuntimeError):  # (the caller's loop is closed: it left)
                     loop.call_soon_threadsafe(settle, error)
 
-            # A daemon thread: a process that stops (Ctrl-C) does not wait for the models.
-            threading.Thread(target=build, name="brainstack-build", daemon=True).start()
+            # (not a daemon thread, as warm_up's: the CLI, stopped, does not wait for it)
+            threading.Thread(target=build, name="brainstack-build").start()
             await built
         self._prefetch(run)
 

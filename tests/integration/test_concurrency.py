@@ -353,3 +353,34 @@ async def test_an_async_host_closes_the_runtime_with_async_with_and_stops_a_stre
         result = await runtime.arun("What is 3 + 3?")
         assert "6" in result.answer
     assert runtime._loop_state is None  # closed on the way out
+
+
+def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path, cache_dir):
+    """A script that made a Runtime and ended at once (an early error, say) was aborted at exit
+    while warm_up's daemon threads were inside onnxruntime: "terminate called without an active
+    exception", exit 134. The interpreter now waits for them."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from brainstack import Runtime, Settings\n"
+        "runtime = Runtime(Settings(home=sys.argv[1], cache_dir=sys.argv[2], provider='offline'))\n"
+        "runtime.warm_up()\n"
+        "if sys.argv[3] == 'build':\n"
+        "    runtime.router, runtime.memory.episodes.count('default')  # (waits for the models)\n"
+        "else:\n"
+        "    time.sleep(float(sys.argv[3]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAINSTACK_", "OPENAI_"))}
+    # the first builds the models (a fresh cache), the others end while they load
+    for wait in ("build", "0.1", "0.3", "0.6"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "home"), str(cache_dir), wait],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr
