@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 __all__ = [
     "BackendError",
@@ -122,6 +123,11 @@ class ThreadBusyError(UsageError):
 
 class UnknownAgentError(UsageError):
     """An agent name that the agents file does not define."""
+
+    @classmethod
+    def naming(cls, name: str, targets: Iterable[str]) -> UnknownAgentError:
+        """The error for ``name``, listing the ``targets`` there are."""
+        return cls(f"No agent named {name!r}. Available: {', '.join(targets)}.")
 
 
 class ConfigurationError(UsageError):
@@ -243,11 +249,15 @@ def unreadable_answer(exc: BaseException, endpoint: str, *, thread_id: str | Non
     if isinstance(exc, BrainstackError) or (openai is not None and isinstance(exc, openai.APIError)):
         return translate(exc, thread_id=thread_id)
     resume = f" The run's progress is saved on thread {thread_id!r}." if thread_id else ""
+    check = (
+        "Check that OPENAI_BASE_URL is an OpenAI-compatible chat-completions server and "
+        "BRAINSTACK_MODEL a chat model it serves"
+        if endpoint.startswith(("http", "OpenAI"))
+        else "BRAINSTACK_DEBUG=1 shows where it failed"
+    )
     return ModelError(
         f"The model endpoint {endpoint} answered with something that is not a usable chat completion "
-        f"({type(exc).__name__}: {_short(str(exc), 200) or 'no detail'}). Check that OPENAI_BASE_URL "
-        f"is an OpenAI-compatible chat-completions server and BRAINSTACK_MODEL a chat model it "
-        f"serves.{resume}",
+        f"({type(exc).__name__}: {_short(str(exc), 200) or 'no detail'}). {check}.{resume}",
         thread_id=thread_id,
     )
 

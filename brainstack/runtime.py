@@ -111,6 +111,7 @@ class Runtime:
         self._warming = False
         self._graph: StateGraph[Any] | None = None
         self._graph_lock = threading.Lock()
+        self._closes = 0  # close() calls so far: a graph build that a close overtook is not kept
         self._memory: MemoryGateway | None = memory
         self._memory_lock = threading.RLock()
         self._loop_lock = threading.Lock()
@@ -207,13 +208,17 @@ class Runtime:
             if self._graph is None:
                 from brainstack.graphs.factory import create_router_graph
 
-                self._graph = create_router_graph(
+                closes = self._closes
+                graph = create_router_graph(
                     self.agents,
                     provider=self.provider,
                     router=self.router,
                     settings=self.settings,
                     memory=self.memory,
                 )
+                if closes != self._closes:  # close() ran meanwhile: this build is not kept (review)
+                    return graph
+                self._graph = graph
             return self._graph
 
     # Running -----------------------------------------------------------------
@@ -908,6 +913,7 @@ class Runtime:
                 state.closing = True  # calls that reach it from now on are refused (_state)
             finalizer = getattr(self, "_finalizer", None)
             self._graph = None  # its nodes' model clients were bound to the stopped loop
+            self._closes += 1
         if finalizer is not None:
             finalizer()
         self.provider.close()  # the local model server, when the provider started one
@@ -988,7 +994,7 @@ class Runtime:
                 _check_id(label, value)
         targets = [*self.agents.agents, GROUP_CHAT]
         if agent is not None and agent not in targets:
-            raise UnknownAgentError(f"No agent named {agent!r}. Available: {', '.join(targets)}.")
+            raise UnknownAgentError.naming(agent, targets)
         if task is None or (resume is not None and isinstance(task, str) and not task.strip()):
             if thread_id is None:
                 raise InvalidTaskError(

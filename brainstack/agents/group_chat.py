@@ -91,14 +91,17 @@ class GroupChat:
         team, clients = self._build()
         transcript: list[dict[str, str]] = []
         stop_reason = ""
+        last_said_word = False  # of the last turn whole (a long one is cut in the transcript)
         token = CancellationToken()
+        said = _said(self.spec.termination_word)
 
         async def converse() -> None:
-            nonlocal stop_reason
+            nonlocal stop_reason, last_said_word
             async for item in team.run_stream(task=_brief(state, self.settings), cancellation_token=token):
                 if isinstance(item, TaskResult):
                     stop_reason = item.stop_reason or ""
                 elif isinstance(item, TextMessage) and item.source != "user":
+                    last_said_word = said(item.content)
                     content = _turn(item.content)
                     transcript.append({"speaker": item.source, "content": content})
                     write({"type": "group_chat_turn", "speaker": item.source, "content": content})
@@ -140,7 +143,9 @@ class GroupChat:
         decision = _decision(transcript, word)
         # The team agreed when a member said the termination word (which is what ended the chat);
         # otherwise it ran out of rounds. Only an agreed chat counts as a success for skills.
-        agreed = bool(transcript) and _said(word)(transcript[-1]["content"])
+        agreed = bool(transcript) and last_said_word
+        if agreed:  # (autogen's "Functional termination condition met" says nothing to a reader)
+            stop_reason = f"{transcript[-1]['speaker']} said {word}"
         if not agreed and decision:  # (no decision at all is an empty answer: review retries)
             decision += f"\n\n(The meeting ended without agreement: {stop_reason}.)"
         return {

@@ -85,8 +85,8 @@ class ModelProvider:
         """Where model calls go, for messages: the base URL, "OpenAI", or the in-process model."""
         if self.name == "offline":
             return "(the in-process offline model)"
-        if self.name == "local" and self._local is not None:
-            return self._local.base_url
+        if self.name == "local":
+            return self._local.base_url if self._local is not None else "(the local model server)"
         return self.settings.openai_base_url or "OpenAI"
 
     def model_name(self, override: str | None = None) -> str:

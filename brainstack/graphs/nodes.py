@@ -68,12 +68,10 @@ class Route:
         usage: dict[str, int] = {}
         requested = state.get("requested_agent")
         if requested:
-            if requested not in self.targets:  # Runtime checks first; a LangGraph server does not
+            if requested not in self.targets:  # (start_run refuses it first; a graph built without targets)
                 from brainstack.errors import UnknownAgentError
 
-                raise UnknownAgentError(
-                    f"No agent named {requested!r}. Available: {', '.join(self.targets)}."
-                )
+                raise UnknownAgentError.naming(requested, self.targets)
             decision = _decision(requested, 1.0, "caller", "the caller asked for this agent")
         else:
             match = await self.router.abest(routing_text(state["task"]))
@@ -297,7 +295,7 @@ def start_run(
             if "requested_agent" in await _input_channels(configurable, unknown={"requested_agent"}):
                 from brainstack.errors import UnknownAgentError
 
-                raise UnknownAgentError(f"No agent named {requested!r}. Available: {', '.join(targets)}.")
+                raise UnknownAgentError.naming(requested, targets)
             requested = None  # left by an earlier input that was refused: this one did not ask
         fresh: dict[str, Any] = {
             "task": task,

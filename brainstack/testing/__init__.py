@@ -70,10 +70,9 @@ def replay_settings(home: str | Path, **overrides: Any) -> Any:
     """Settings for a replayed run: the ``openai`` provider with a dummy key, state under ``home``.
 
     Every other setting is its default unless passed here, whatever the environment says (but
-    :data:`FROM_ENVIRONMENT`): a developer's ``BRAINSTACK_MODEL``, agents file, embeddings,
-    router threshold or memory servers changed the requests, and the cassette no longer matched
-    (QA). When recording (``BRAINSTACK_RECORD=1``) the real key and base URL from the environment
-    are used.
+    :data:`FROM_ENVIRONMENT`): a developer's ``BRAINSTACK_MODEL``, agents file, embeddings or
+    router threshold changed the requests, and the cassette no longer matched (QA). When
+    recording (``BRAINSTACK_RECORD=1``) the real key and base URL from the environment are used.
     """
     from brainstack.config import Settings
 

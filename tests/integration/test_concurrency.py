@@ -345,13 +345,16 @@ async def test_an_async_host_closes_the_runtime_with_async_with_and_stops_a_stre
 ):
     """QA: no async close (close() blocked the host's loop), and astream's declared type had no
     aclose(), the way to stop a stream and its run early."""
+    thread = unique("early")
     async with Runtime(settings, embedder=embedder) as runtime:
-        events = runtime.astream("What is 2 + 2?", thread_id=unique("early"))
+        events = runtime.astream("What is 2 + 2?", thread_id=thread)
         first = await events.__anext__()
         assert first.type in ("memory_recalled", "route")
-        await events.aclose()  # the run stops too; the thread can be continued or run again
-        result = await runtime.arun("What is 3 + 3?")
-        assert "6" in result.answer
+        await events.aclose()  # the run stops too: the thread keeps it, unfinished
+        with pytest.raises(UsageError, match="has an unfinished run"):
+            await runtime.arun("What is 3 + 3?", thread_id=thread)
+        result = await runtime.arun(thread_id=thread)  # continued to its one answer
+        assert "4" in result.answer
     assert runtime._loop_state is None  # closed on the way out
 
 

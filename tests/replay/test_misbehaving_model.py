@@ -301,3 +301,13 @@ def test_a_huge_group_chat_turn_is_cut_in_the_transcript(run):
     assert len(result.transcript[0].content) < 20_100
     assert result.transcript[0].content.endswith("… (cut from 50000 characters)")
     assert result.answer == "CFO: We launch."
+
+
+def test_a_long_last_turn_that_ends_the_chat_counts_as_agreed(run):
+    """Review: the agreement was read from the turn as cut in the transcript, which lost the word
+    at its end: the chat ended on the word yet was reported "without agreement"."""
+    long_turn = "Decision: launch. " + "detail " * 4_000 + "TERMINATE"
+    model = Model(speakers=["CFO"], turns={"CFO": [long_turn]})
+    result = run(model, DECISION)
+    assert result.review.status == "ok"
+    assert result.remembered.skill is not None  # only an agreed chat teaches a skill
