@@ -583,6 +583,15 @@ def _forget(
             raise _Interrupted(f" while forgetting: {deleted}run `{again}` again to finish.") from None
     if done:
         print(f"Forgot user {args.user!r}: {', '.join(done)}.")
+    from brainstack.memory.working import InProcessWorkingMemory
+
+    if isinstance(gateway.working, InProcessWorkingMemory):  # (QA: "0 keys" read as "none anywhere")
+        print(
+            "Working memory is in-process: what a running process (a worker, a notebook) keeps "
+            "in its own memory cannot be reached from here; it ends with that process or its TTL "
+            "(set BRAINSTACK_REDIS_URL to share working memory, and forget it from here).",
+            file=sys.stderr,
+        )
     if not failed:
         return 0
     for line in failed:

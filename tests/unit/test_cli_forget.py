@@ -74,3 +74,19 @@ def test_end_of_input_at_the_question_is_a_no(monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", ctrl_d)
     assert cli._confirmed(False, lambda: "Delete thread 't'?") is False
     assert capsys.readouterr().err == "\nNothing deleted.\n"
+
+
+def test_forget_with_in_process_working_memory_says_running_processes_keep_theirs(capsys):
+    """QA: "0 working-memory key(s)" and exit 0 while a live worker still had the preference in its
+    own memory: the command cannot reach it, and now says so."""
+    from brainstack.memory.working import InProcessWorkingMemory
+
+    class Episodes:
+        def forget(self, user):
+            return 1
+
+    gateway = types.SimpleNamespace(episodes=Episodes(), working=InProcessWorkingMemory())
+    code = cli._forget(gateway, argparse.Namespace(user="ip", yes=True), threads_of=lambda user: [])
+    out, err = capsys.readouterr()
+    assert code == 0 and out == "Forgot user 'ip': 1 episode(s), 0 working-memory key(s).\n"
+    assert "Working memory is in-process" in err and "BRAINSTACK_REDIS_URL" in err
