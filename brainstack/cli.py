@@ -583,6 +583,10 @@ def _forget(
             raise _Interrupted(f" while forgetting: {deleted}run `{again}` again to finish.") from None
     if done:
         print(f"Forgot user {args.user!r}: {', '.join(done)}.")
+    for line in failed:
+        print(f"brainstack: {line}", file=sys.stderr)
+    if failed:
+        print(f"brainstack: once it is back, run `{again}` again.", file=sys.stderr)
     from brainstack.memory.working import InProcessWorkingMemory
 
     if isinstance(gateway.working, InProcessWorkingMemory):  # (QA: "0 keys" read as "none anywhere")
@@ -592,12 +596,7 @@ def _forget(
             "(set BRAINSTACK_REDIS_URL to share working memory, and forget it from here).",
             file=sys.stderr,
         )
-    if not failed:
-        return 0
-    for line in failed:
-        print(f"brainstack: {line}", file=sys.stderr)
-    print(f"brainstack: once it is back, run `{again}` again.", file=sys.stderr)
-    return EXIT_RUN
+    return EXIT_RUN if failed else 0
 
 
 def _confirmed(yes: bool, question: Callable[[], str]) -> bool:
