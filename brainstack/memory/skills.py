@@ -600,8 +600,17 @@ class SkillStore:
                 route=route,
             ),
         )
-        self.save(skill)
-        self.record_success(name, thread_id, run=run)
+        path = self.save(skill)
+        try:
+            self.record_success(name, thread_id, run=run)
+        except BaseException:
+            # All or nothing: a full disk wrote the skill but not its count, and the run reported
+            # the skill not saved while later runs recalled it with no success (QA).
+            with contextlib.suppress(OSError):
+                path.unlink()
+            with self._lock:
+                self._index = None
+            raise
         return name, True
 
 

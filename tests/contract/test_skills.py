@@ -748,6 +748,20 @@ def test_learn_creates_a_learned_skill_with_provenance(store):
     assert store.match(LEARNED_TASK)[0].source == "learned"
 
 
+def test_a_skill_whose_count_cannot_be_written_is_not_kept(store, monkeypatch):
+    """QA: with the skills folder full, the skill file was written but not its count: the run said
+    the skill was not saved, yet later runs recalled it (and its successes were lost)."""
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "record_success", full)
+    with pytest.raises(OSError, match="No space left"):
+        store.learn(task=LEARNED_TASK, route="cfo", steps=_steps(), description="d", thread_id="t")
+    assert list(store.user_dir.glob("*.yaml")) == []
+    assert all(match.source != "learned" for match in store.match(LEARNED_TASK))
+
+
 PII_TASK = (
     "Should we launch a premium support tier for ada.lovelace@example.com, phone +44 20 7946 0958, "
     "card 4111 1111 1111 1111?"
