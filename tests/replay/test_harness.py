@@ -245,6 +245,16 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def fake_openai():
+    """A local chat-completions server (:class:`_FakeOpenAI`) for record mode: its base URL."""
+    _FakeOpenAI.seen_auth = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
 def test_record_mode_without_a_key_says_what_recording_needs(tmp_path, monkeypatch):
     monkeypatch.setenv("BRAINSTACK_RECORD", "1")
     with pytest.raises(ConfigurationError) as caught:
@@ -272,31 +282,25 @@ def test_record_mode_against_a_closed_port_is_a_clear_model_error(
 
 
 def test_record_true_with_the_placeholder_key_sends_nothing_and_says_why(
-    tmp_path, cache_dir, embedder, monkeypatch
+    tmp_path, cache_dir, embedder, monkeypatch, fake_openai
 ):
     """replay(record=True) without BRAINSTACK_RECORD: replay_settings gave the placeholder key,
     which must never go to the real endpoint (nor into a cassette of 401s)."""
     monkeypatch.delenv("BRAINSTACK_RECORD", raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _FakeOpenAI.seen_auth = []
-    try:
-        settings = replay_settings(
-            tmp_path / "home",
-            cache_dir=cache_dir,
-            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
-            model_max_retries=0,
-        )
-        path = tmp_path / "never.yaml"
-        refused = pytest.raises(ReplayError, match="placeholder key: make the settings inside the replay")
-        with refused, replay(path, record=True):
-            Runtime(settings, embedder=embedder).run(TASK)
-        # Even when the block catches the run's error itself.
-        refused = pytest.raises(ReplayError, match="placeholder key")
-        with refused, replay(path, record=True), pytest.raises(ModelUnavailableError):
-            Runtime(settings, embedder=embedder).run(TASK)
-    finally:
-        server.shutdown()
+    settings = replay_settings(
+        tmp_path / "home",
+        cache_dir=cache_dir,
+        openai_base_url=fake_openai,
+        model_max_retries=0,
+    )
+    path = tmp_path / "never.yaml"
+    refused = pytest.raises(ReplayError, match="placeholder key: make the settings inside the replay")
+    with refused, replay(path, record=True):
+        Runtime(settings, embedder=embedder).run(TASK)
+    # Even when the block catches the run's error itself.
+    refused = pytest.raises(ReplayError, match="placeholder key")
+    with refused, replay(path, record=True), pytest.raises(ModelUnavailableError):
+        Runtime(settings, embedder=embedder).run(TASK)
     assert _FakeOpenAI.seen_auth == []  # nothing reached the server
     assert not path.exists()
 
@@ -316,22 +320,17 @@ def test_recording_a_run_of_the_offline_model_keeps_the_cassette(tmp_path, cache
     assert path.read_bytes() == (ROOT / "tool_call.yaml").read_bytes()
 
 
-def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir, embedder, fake_openai):
     key = "sk-live-0123456789abcdef"
-    try:
-        settings = replay_settings(
-            tmp_path / "home",
-            cache_dir=cache_dir,
-            openai_api_key=key,
-            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
-        )
-        path = tmp_path / "recorded.yaml"
-        with replay(path, record=True, scenario="recorded against a local server"):
-            recorded = Runtime(settings, embedder=embedder).run(TASK)
-    finally:
-        server.shutdown()
+    settings = replay_settings(
+        tmp_path / "home",
+        cache_dir=cache_dir,
+        openai_api_key=key,
+        openai_base_url=fake_openai,
+    )
+    path = tmp_path / "recorded.yaml"
+    with replay(path, record=True, scenario="recorded against a local server"):
+        recorded = Runtime(settings, embedder=embedder).run(TASK)
     assert _FakeOpenAI.seen_auth == [f"Bearer {key}"]  # the real request carried the real key
     text = path.read_text()
     assert key not in text and "secret-cookie" not in text and "Bearer" not in text
@@ -350,31 +349,28 @@ def test_record_mode_writes_a_scrubbed_cassette_that_replays(tmp_path, cache_dir
     assert replayed.route == recorded.route
 
 
-async def test_a_streamed_answer_is_recorded_as_the_completion_it_adds_up_to(tmp_path, cache_dir, embedder):
+async def test_a_streamed_answer_is_recorded_as_the_completion_it_adds_up_to(
+    tmp_path, cache_dir, embedder, fake_openai
+):
     """A recording of a streaming client kept the event stream as one unreadable string that no
     replay could serve; it is now the completion, replayed to streaming and plain clients alike."""
     from langgraph.checkpoint.memory import InMemorySaver
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     path = tmp_path / "streamed.yaml"
-    try:
-        settings = replay_settings(
-            tmp_path / "home",
-            cache_dir=cache_dir,
-            openai_api_key="sk-live-0123456789abcdef",
-            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
-        )
-        runtime = Runtime(settings, embedder=embedder)
-        with replay(path, record=True):
-            graph = runtime.graph.compile(checkpointer=InMemorySaver())
-            config = {"configurable": {"thread_id": "recorded"}}
-            async for _ in graph.astream({"task": TASK}, config, stream_mode="messages"):
-                pass
-            recorded = (await graph.aget_state(config)).values["answer"]
-        runtime.close()
-    finally:
-        server.shutdown()
+    settings = replay_settings(
+        tmp_path / "home",
+        cache_dir=cache_dir,
+        openai_api_key="sk-live-0123456789abcdef",
+        openai_base_url=fake_openai,
+    )
+    runtime = Runtime(settings, embedder=embedder)
+    with replay(path, record=True):
+        graph = runtime.graph.compile(checkpointer=InMemorySaver())
+        config = {"configurable": {"thread_id": "recorded"}}
+        async for _ in graph.astream({"task": TASK}, config, stream_mode="messages"):
+            pass
+        recorded = (await graph.aget_state(config)).values["answer"]
+    runtime.close()
     assert recorded.startswith(f"Recorded answer to: {TASK}")
     [interaction] = yaml.safe_load(path.read_text())["interactions"]
     body = interaction["response"]["body"]
@@ -400,7 +396,7 @@ async def test_a_streamed_answer_is_recorded_as_the_completion_it_adds_up_to(tmp
     ],
 )
 def test_recording_scrubs_the_key_the_requests_carried_and_leaves_short_placeholders(
-    tmp_path, cache_dir, embedder, monkeypatch, key, in_environment
+    tmp_path, cache_dir, embedder, monkeypatch, key, in_environment, fake_openai
 ):
     """QA: a key passed to replay_settings() stayed in the cassette (only sk-… and OPENAI_API_KEY
     were scrubbed), and the key "e" was replaced inside every word ("payroll-mod<scrubbed>l"), so
@@ -410,21 +406,16 @@ def test_recording_scrubs_the_key_the_requests_carried_and_leaves_short_placehol
         monkeypatch.setenv("OPENAI_API_KEY", key)
     else:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     path = tmp_path / "recorded.yaml"
-    try:
-        settings = replay_settings(
-            tmp_path / "home",
-            cache_dir=cache_dir,
-            openai_api_key=key,
-            openai_base_url=f"http://127.0.0.1:{server.server_port}/v1",
-            model="payroll-model-7b",
-        )
-        with replay(path, record=True):
-            recorded = Runtime(settings, embedder=embedder).run(TASK)
-    finally:
-        server.shutdown()
+    settings = replay_settings(
+        tmp_path / "home",
+        cache_dir=cache_dir,
+        openai_api_key=key,
+        openai_base_url=fake_openai,
+        model="payroll-model-7b",
+    )
+    with replay(path, record=True):
+        recorded = Runtime(settings, embedder=embedder).run(TASK)
     text = path.read_text()
     assert f"(key {key})" in recorded.answer  # the server echoed the key it was sent
     if len(key) >= 8:
@@ -461,23 +452,18 @@ def test_a_replay_does_not_depend_on_the_developers_environment(tmp_path, cache_
 
 
 def test_settings_made_inside_a_record_true_block_record_with_the_real_key(
-    tmp_path, cache_dir, embedder, monkeypatch
+    tmp_path, cache_dir, embedder, monkeypatch, fake_openai
 ):
     """QA: replay(path, record=True) without BRAINSTACK_RECORD left replay_settings() on the
     placeholder key even when made inside the block, so every such recording was refused."""
     monkeypatch.delenv("BRAINSTACK_RECORD", raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai)
     path = tmp_path / "recorded.yaml"
-    try:
-        with replay(path, record=True):
-            recorded = Runtime(
-                replay_settings(tmp_path / "home", cache_dir=cache_dir), embedder=embedder
-            ).run(TASK)
-    finally:
-        server.shutdown()
+    with replay(path, record=True):
+        recorded = Runtime(replay_settings(tmp_path / "home", cache_dir=cache_dir), embedder=embedder).run(
+            TASK
+        )
     assert recorded.answer.startswith(f"Recorded answer to: {TASK}")
     assert len(yaml.safe_load(path.read_text())["interactions"]) == 1
     assert replay_settings(tmp_path / "after").openai_api_key.get_secret_value() != "sk-live-0123456789abcdef"
