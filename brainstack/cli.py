@@ -1039,9 +1039,9 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
         if args.command == "run" and (newest_at is None or newest_at < since):
             where = "nothing was kept" if newest_at is None else f"thread {thread!r} is as it was"
             return f" before the run saved anything: {where}. Run the task again."
-        checkpoints = runtime._schedule(_history_after_runs(runtime, thread)).result(timeout=3)
-        newest = next(iter(checkpoints), None)
-        mine = newest is not None and datetime.fromisoformat(newest.created_at) >= since
+        if newest_at is None:  # (a resume on a thread deleted meanwhile)
+            return f": thread {thread!r} has no checkpoints."
+        newest = runtime._schedule(_history_after_runs(runtime, thread)).result(timeout=3)[0]
     except Exception:  # (the storage failed or is slow, or the run is still loading its models)
         if args.command == "run":  # it may have saved nothing, and then `resume` is refused (QA)
             history = cli_command("history", thread, runtime.agents_file)
@@ -1050,11 +1050,6 @@ def _left_by_interrupt(runtime: Runtime, args: argparse.Namespace, since: dateti
                 f"Continue with `{resume}` if it lists the task, or run the task again."
             )
         return keeps
-    if args.command == "run" and not mine:
-        where = "nothing was kept" if newest is None else f"thread {thread!r} is as it was"
-        return f" before the run saved anything: {where}. Run the task again."
-    if newest is None:  # (a resume on a thread deleted meanwhile)
-        return f": thread {thread!r} has no checkpoints."
     if "approve" in newest.next:
         return f"; the run waits for approval: `{resume} --approve|--reject [WHY]|--edit TEXT`."
     if newest.next or not newest.answer:
