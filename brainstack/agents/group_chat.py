@@ -9,7 +9,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from brainstack.graphs.state import RouterState, add_usage
@@ -61,13 +61,14 @@ class GroupChat:
             )
         selector = _counted(self.provider.autogen_client(spec.selector_model))
         clients.append(selector)
-        said = _said(spec.termination_word)
 
         def a_member_said_the_word(messages: Sequence[Any]) -> bool:
             # The word alone, not inside another ("DETERMINATE" ended the chat: autogen's
             # TextMentionTermination matches any substring, QA).
             return any(
-                getattr(m, "source", None) in names and said(str(getattr(m, "content", ""))) for m in messages
+                getattr(m, "source", None) in names
+                and _says(str(getattr(m, "content", "")), spec.termination_word)
+                for m in messages
             )
 
         termination = FunctionalTermination(a_member_said_the_word) | MaxMessageTermination(
@@ -93,7 +94,6 @@ class GroupChat:
         stop_reason = ""
         last_said_word = False  # of the last turn whole (a long one is cut in the transcript)
         token = CancellationToken()
-        said = _said(self.spec.termination_word)
 
         async def converse() -> None:
             nonlocal stop_reason, last_said_word
@@ -101,7 +101,7 @@ class GroupChat:
                 if isinstance(item, TaskResult):
                     stop_reason = item.stop_reason or ""
                 elif isinstance(item, TextMessage) and item.source != "user":
-                    last_said_word = said(item.content)
+                    last_said_word = _says(item.content, self.spec.termination_word)
                     content = _turn(item.content)
                     transcript.append({"speaker": item.source, "content": content})
                     write({"type": "group_chat_turn", "speaker": item.source, "content": content})
@@ -233,10 +233,9 @@ def _turn(content: str) -> str:
     return content[:MAX_TURN_CHARS] + f" … (cut from {len(content)} characters)"
 
 
-def _said(word: str) -> Callable[[str], bool]:
-    """Whether a message holds ``word`` as a word of its own (not "DETERMINATE" for "TERMINATE")."""
-    pattern = _word_pattern(word)
-    return lambda text: pattern.search(text) is not None
+def _says(text: str, word: str) -> bool:
+    """Whether ``text`` holds ``word`` as a word of its own (not "DETERMINATE" for "TERMINATE")."""
+    return _word_pattern(word).search(text) is not None
 
 
 @functools.lru_cache(maxsize=16)

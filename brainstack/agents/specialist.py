@@ -47,8 +47,9 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [p if isinstance(p, str) else p.get("text", "") for p in content if isinstance(p, str | dict)]
-        return "".join(part for part in parts if isinstance(part, str))
+        return "".join(
+            p if isinstance(p, str) else str(p.get("text", "")) for p in content if isinstance(p, str | dict)
+        )
     return json.dumps(content)
 
 

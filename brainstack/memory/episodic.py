@@ -90,7 +90,7 @@ def _answers(url: str) -> None:
     try:
         httpx.get(
             url.rstrip("/") + "/api/v2/heartbeat",
-            timeout=httpx.Timeout(CHROMA_CONNECT_TIMEOUT_S, connect=CHROMA_CONNECT_TIMEOUT_S),
+            timeout=CHROMA_CONNECT_TIMEOUT_S,
         )
     except httpx.TimeoutException as exc:
         raise BackendError(
