@@ -240,7 +240,7 @@ class Runtime:
             state = _LoopState()
             state.thread.start()
             self._loop_state = state
-            self._finalizer = weakref.finalize(self, _shutdown, state)
+            self._finalizer = weakref.finalize(self, _shutdown, state, self.provider)
         return self._loop_state
 
     def _runtime_loop(self) -> asyncio.AbstractEventLoop:
@@ -1265,8 +1265,9 @@ def _last_item(hand: Any, done: object, future: concurrent.futures.Future[Any]) 
     hand(done)
 
 
-def _shutdown(state: _LoopState) -> None:
-    """Close what the runtime opened on the loop of ``state``, then stop the loop."""
+def _shutdown(state: _LoopState, provider: ModelProvider) -> None:
+    """Close what the runtime opened on the loop of ``state`` (and the model clients' shared HTTP
+    connections there), then stop the loop."""
     state.closing = True
     loop, thread = state.loop, state.thread
 
@@ -1291,6 +1292,8 @@ def _shutdown(state: _LoopState) -> None:
         for stack in reversed(state.resources):
             with contextlib.suppress(Exception):
                 await stack.aclose()
+        with contextlib.suppress(Exception):
+            await provider.aclose_http()
 
     if loop.is_running():
         with contextlib.suppress(Exception):

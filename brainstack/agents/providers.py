@@ -14,6 +14,7 @@ import asyncio
 import functools
 import threading
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Literal
 
 from brainstack.agents.offline import OFFLINE_MODEL_NAME, OfflineModel
@@ -64,6 +65,12 @@ class ModelProvider:
         self._transport = transport
         self._local: LocalModelServer | None = None
         self._local_lock = threading.Lock()
+        # One pooled async HTTP client per event loop, shared by every model client of the provider
+        # (see _async_http_client).
+        self._http_lock = threading.Lock()
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def can_classify(self) -> bool:
@@ -135,23 +142,55 @@ class ModelProvider:
         return {"api_key": key, "base_url": settings.openai_base_url}
 
     def _http_clients(self) -> tuple[Any, Any]:
-        """The sync and async HTTP clients of the model clients (None: the library's own). The
-        async one, which runs use, bounds each call's whole answer (:func:`_deadline_client`)."""
+        """The sync and async HTTP clients of a model client (None: the library's own). The async
+        one, which runs use, is shared (:meth:`_async_http_client`)."""
         import httpx2
 
-        timeout = self.settings.model_timeout_s
-        deadline = _deadline_client()
-        sync_transport = async_transport = self._transport
-        if self._transport is None:
-            if self.name != "local":
-                return None, deadline(timeout=timeout, deadline_s=timeout)
-            from brainstack.agents.local import AsyncCompactJsonTransport, CompactJsonTransport
+        transport = self._transport
+        if transport is None and self.name == "local":
+            from brainstack.agents.local import CompactJsonTransport
 
-            sync_transport, async_transport = CompactJsonTransport(), AsyncCompactJsonTransport()
-        return (
-            httpx2.Client(transport=sync_transport, timeout=timeout),
-            deadline(transport=async_transport, timeout=timeout, deadline_s=timeout),
-        )
+            transport = CompactJsonTransport()
+        if transport is None:
+            return None, self._async_http_client()
+        return httpx2.Client(
+            transport=transport, timeout=self.settings.model_timeout_s
+        ), self._async_http_client()
+
+    def _async_http_client(self) -> Any:
+        """The async HTTP client every model client of this provider shares on the running loop.
+
+        Each agent and each group chat member had a client, and so a connection pool, of its own:
+        a group chat opened four connections to the endpoint (three members and the selector, a
+        TLS handshake each) on every run, as they were made per chat. Sharing one pool per loop
+        reuses the connections across agents and runs. It is bound to the loop (an async HTTP
+        connection is), so a client made with no running loop gets one of its own. Each request's
+        whole answer is bounded (:func:`_deadline_client`)."""
+        timeout = self.settings.model_timeout_s
+        transport = self._transport
+        if transport is None and self.name == "local":
+            from brainstack.agents.local import AsyncCompactJsonTransport
+
+            transport = AsyncCompactJsonTransport()
+        client_type = _deadline_client()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return client_type(transport=transport, timeout=timeout, deadline_s=timeout)
+        with self._http_lock:
+            client = self._loop_clients.get(loop)
+            if client is None or client.is_closed:
+                client = client_type(transport=transport, timeout=timeout, deadline_s=timeout, shared=True)
+                self._loop_clients[loop] = client
+        return client
+
+    async def aclose_http(self) -> None:
+        """Close the HTTP client the model clients share on the running loop (its connections),
+        as the runtime does before it stops its loop. Model clients made later get a new one."""
+        with self._http_lock:
+            client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close_shared()
 
     def chat_model(self, model: str | None = None) -> ChatOpenAI:
         """A LangChain chat model for the graph's agents."""
@@ -214,9 +253,19 @@ def _deadline_client() -> type:
     import openai
 
     class DeadlineClient(openai.DefaultAsyncHttpxClient):
-        def __init__(self, *, deadline_s: float, **kwargs: Any) -> None:
+        def __init__(self, *, deadline_s: float, shared: bool = False, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.deadline_s = deadline_s
+            self.shared = shared
+
+        async def aclose(self) -> None:
+            # A model client closing (autogen's group chat closes its members' after each chat)
+            # must not close the pool the provider's other model clients share; it does that.
+            if not self.shared:
+                await super().aclose()
+
+        async def close_shared(self) -> None:
+            await super().aclose()
 
         async def send(self, request: Any, **kwargs: Any) -> Any:
             import httpx2
