@@ -72,12 +72,14 @@ MEMORY_HEADER = "What brainstack remembers (use it when relevant):"
 NO_AGREEMENT = "no_agreement"
 """The outcome of a group chat that hit its round limit without the termination word."""
 
+_ADVERB = r"(?: (?:really|much|also|generally|usually|still|definitely))?"
 _PREFERENCE = re.compile(
-    r"(?:\b(?:i(?: would|'d|\u2019d)? prefer|i like|please always|from now on,?)|^always)"
-    r"\s+(?P<what>\S.{2,})",
+    rf"(?:\b(?:(?P<prefer>i(?: would|'d|\u2019d)?{_ADVERB} prefer)|(?P<like>i{_ADVERB} like)|please always"
+    r"|from now on,?)|^always)\s+(?P<what>\S.{2,})",
     re.IGNORECASE | re.DOTALL,
 )
-"""Matched within one sentence (see :func:`sentences`): what is preferred runs to its end."""
+"""Matched within one sentence (see :func:`sentences`): what is preferred runs to its end. Not
+"I would like", which asks for something in this task."""
 MAX_PREFERENCE_CHARS = 120
 _SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"')\]\u201d\u2019]*+(?=\s|$)")
 """Final punctuation and any closers, then white space or the end of the line.
@@ -191,12 +193,37 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 """"I prefer not to say": declining to answer, not a way to be answered."""
+_TO_US = re.compile(r"(?:it )?(?:when|if) you\b|you to\b|that you\b", re.IGNORECASE)
+"""At the start of what is liked or preferred: what the runtime should do ("I like it when you cite
+sources", "I prefer that you answer in German")."""
+_SPECIFIC = re.compile(
+    r"(?:the|this|that|these|those|it|its|our|your|their|his|her)\b|\S+['\u2019]s\b", re.IGNORECASE
+)
+"""At the start of what is liked or preferred: a particular thing ("I like the new logo", "I prefer
+our current supplier", "I like Ada's plan"), so an opinion about the task, not a way to answer."""
+_ANSWER_WORDS = (
+    "answer answers reply replies response responses summary summaries tl;dr tl;drs bullet bullets"
+    " list lists table tables chart charts graph graphs diagram diagrams visuals example examples"
+    " explanation explanations detail details numbers figures sources citation citations references"
+    " links code snippet snippets units metric imperial currency currencies euro euros dollar"
+    " dollars decimal decimals format formats formatted formatting tone language jargon words"
+    " sentences paragraph paragraphs prose emoji emojis markdown heading headings step steps"
+    " step-by-step pdf pdfs csv"
+)
+_ANSWER_FORM = frozenset(_ANSWER_WORDS.split())
+"""What "I like …" must name to be a preference: how an answer looks ("I like short answers",
+"I like bullet points"). Liking anything else ("I like remote work", "I like Python") is an
+opinion on the subject; "I prefer …" with no particular thing is a choice ("I prefer euros")."""
+_WORD = re.compile(r"tl;drs?|[\w-]+")
+"""A word of what is liked, looked up in ``_ANSWER_FORM`` (a set: one alternation of those words
+searched at each position was 5 times slower on 8,000 characters of "I like ")."""
 
 
 def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
     """The preference phrases of ``sentence`` that are the user's own statement: not inside a
     quotation, not someone else's words reported (by a verb, or a colon after their source) and
-    not in a condition. "As I said, …", "Going forward: …" and "If possible, …" are the user's."""
+    not in a condition, and not an opinion (:func:`_an_opinion`). "As I said, …", "Going forward:
+    …" and "If possible, …" are the user's."""
     for match in _PREFERENCE.finditer(sentence):
         before = sentence[: match.start()]
         quoted = (
@@ -208,19 +235,35 @@ def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
         reported = any(not _BY_ME.search(before[: verb.start()]) for verb in _REPORTING.finditer(before))
         head, colon, _ = before.rpartition(":")
         sourced = bool(colon) and len(head.split()) > 1 and _SOURCE.search(head) is not None
-        if quoted or reported or sourced or _CONDITION.search(before):
+        if quoted or reported or sourced or _CONDITION.search(before) or _an_opinion(match):
             continue
         yield match
 
 
+def _an_opinion(match: re.Match[str]) -> bool:
+    """Whether a matched "I like …" or "I prefer …" is an opinion about the task's subject ("I like
+    the new logo", "I like our pricing page but conversions dropped", "I like Berlin"), not how
+    the user wants to be answered: every later prompt would carry it (QA). "Always …" and "From
+    now on, …" are instructions."""
+    if match.group("like") is None and match.group("prefer") is None:
+        return False
+    what = match.group("what")
+    if _TO_US.match(what):
+        return False
+    if _SPECIFIC.match(what):
+        return True
+    return match.group("like") is not None and _ANSWER_FORM.isdisjoint(_WORD.findall(what.casefold()))
+
+
 def stated_preferences(task: str) -> list[str]:
-    """Preferences the user states in a task ("I prefer short answers", "always use euros")."""
+    """Preferences the user states in a task ("I prefer short answers", "always use euros"): how
+    to answer, not an opinion on the subject ("I like the new logo"; see :func:`_an_opinion`)."""
     found = []
     for sentence in sentences(task):
         if sentence.rstrip(_CLOSERS).endswith("?"):  # a question, even quoted: 'tables?"'
             continue
         for match in _own_preferences(sentence):
-            what = _trimmed(" ".join(match.group("what").split()))
+            what = _trimmed(_IT_WHEN.sub("", " ".join(match.group("what").split())))
             if len(what) > MAX_PREFERENCE_CHARS:  # whole words only
                 what = what[: MAX_PREFERENCE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:\u200d")
             if len(what) >= 3 and not _REFUSAL.fullmatch(what):
@@ -228,6 +271,8 @@ def stated_preferences(task: str) -> list[str]:
     return found
 
 
+_IT_WHEN = re.compile(r"^it (?=(?:when|if) you\b)", re.IGNORECASE)
+"""The "it" of "I like it when you …": the preference is "when you …"."""
 _PAIRS = {'"': '"', "\u201c": "\u201d", "'": "'", "\u2018": "\u2019", "(": ")", "[": "]"}
 _OPENERS = {closer: opener for opener, closer in _PAIRS.items()}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
@@ -206,8 +209,8 @@ def test_always_inside_a_question_is_no_preference(task):
             ["answers sent to ada.lovelace@example.com"],
         ),
         (
-            "I like the report at https://example.com/q3.pdf. Thanks",
-            ["the report at https://example.com/q3.pdf"],
+            "I like answers that link to https://example.com/q3.pdf. Thanks",
+            ["answers that link to https://example.com/q3.pdf"],
         ),
         (
             "From now on, use the v2.5 price list and round to 0.01 euros.",
@@ -220,6 +223,36 @@ def test_always_inside_a_question_is_no_preference(task):
 )
 def test_dots_inside_addresses_numbers_and_abbreviations_do_not_end_a_preference(task, preferences):
     assert stated_preferences(task) == preferences
+
+
+PREFERENCES = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "preferences.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("task", "preferences"),
+    [*PREFERENCES["preferences"].items(), *((task, []) for task in PREFERENCES["opinions"])],
+)
+def test_preferences_are_how_to_answer_not_opinions_on_the_subject(task, preferences):
+    """QA: "I like the new logo" or "I like our pricing page but conversions dropped" went into
+    every later prompt as a preference (the labelled set, tests/data/preferences.yaml)."""
+    assert stated_preferences(task) == preferences
+
+
+def test_held_out_preferences_keep_their_precision_and_recall():
+    """Measured, never tuned on (benchmarks/bench_preferences.py): the rule stored 9 of the 14
+    preferences and 5 of the 13 opinions when it was written; fewer hits or more opinions fail."""
+    hits = sum(bool(stated_preferences(t)) for t in PREFERENCES["held_out_preferences"])
+    stored_opinions = sum(bool(stated_preferences(t)) for t in PREFERENCES["held_out_opinions"])
+    assert hits >= 9 and stored_opinions <= 5
+
+
+def test_an_opinion_stays_in_the_task_the_router_reads():
+    """The router reads the task without its preference sentences: an opinion is the subject."""
+    task = "I like the new logo. What do you think of the colour?"
+    assert without_preferences(task) == task
+    assert without_preferences("I like short answers. What do you think of the colour?") == (
+        "What do you think of the colour?"
+    )
 
 
 def test_a_long_preference_is_cut_at_a_word():
