@@ -48,9 +48,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MemoryGateway",
     "estimate_tokens",
+    "preference_topics",
     "recent_messages",
     "render_memory",
     "stated_preferences",
+    "supersedes",
     "without_preferences",
 ]
 
@@ -334,6 +336,56 @@ def _comparable(preference: str) -> str:
     """A preference as ``memory forget --preference`` compares it: case, spacing and the quotes
     around it do not matter."""
     return _trimmed(" ".join(preference.split())).casefold()  # (_trimmed strips what it unwraps)
+
+
+_TOPICS: dict[str, re.Pattern[str]] = {
+    topic: re.compile(pattern, re.IGNORECASE)
+    for topic, pattern in {
+        # one choice each: any two preferences on it disagree, or say the same thing again
+        "length": r"\b(?:short(?:er)?|brief(?:er)?|concise|succinct|terse|compact|detailed|long(?:er)?"
+        r"|thorough|in-depth|comprehensive|verbose|exhaustive|elaborate|lengthy|\d+ words)\b",
+        "currency": r"\b(?:currenc(?:y|ies)|euros?|eur|dollars?|usd|gbp|sterling|pounds|yen|jpy"
+        r"|francs?|chf)\b|[$\u20ac\u00a3\u00a5]",
+        "language": r"\b(?:english|french|german|spanish|italian|portuguese|dutch|polish|swedish"
+        r"|danish|norwegian|finnish|greek|turkish|russian|ukrainian|arabic|hebrew|hindi|japanese"
+        r"|chinese|mandarin|korean)\b",
+        "units": r"\b(?:metric|imperial|kilomet(?:re|er)s?|km|miles|kilograms?|kg|lbs)\b",
+        "temperature": r"\b(?:celsius|fahrenheit)\b",
+        "tone": r"\b(?:formal|informal|casual|friendly|professional|playful|warm|neutral|tone)\b",
+        "code": r"\b(?:python|typescript|javascript|java|golang|rust|ruby|php|kotlin|swift|scala)\b",
+        "rounding": r"\b(?:round(?:ed|ing)?|decimals?|whole numbers|significant figures)\b",
+        "dates": r"\bdates?\b",
+        "jargon": r"\b(?:jargon|technical terms|plain (?:language|english|words)|layman)",
+        "order": r"\b(?:first|(?:start|begin|lead|open)s? with|at the (?:top|start)|up top)\b",
+        # answer parts: one is about another only when it names the same part
+        "tables": r"\btables?\b",
+        "bullets": r"\bbullets?\b",
+        "prose": r"\b(?:prose|paragraphs?)\b",
+        "charts": r"\b(?:charts?|graphs?)\b",
+        "emojis": r"\bemojis?\b",
+        "sources": r"\b(?:sources|citations?|cite)\b",
+    }.items()
+}
+"""What a preference is about, for :func:`supersedes`: a topic is a thing a user chooses one way
+for (answer length, currency, language, …) or a part of an answer they want or not (tables, …)."""
+
+
+def preference_topics(preference: str) -> frozenset[str]:
+    """The topics (keys of ``_TOPICS``) a stored preference is about; none for "cc Dr. Lovelace"."""
+    return frozenset(topic for topic, pattern in _TOPICS.items() if pattern.search(preference))
+
+
+def supersedes(newer: str, older: str) -> bool:
+    """Whether the preference ``newer`` replaces the stored ``older``: the same words (in any case,
+    see :func:`_comparable`), or a choice on a topic they share ("detailed answers" replaces "short
+    answers", "dollars" replaces "answers in euros"; "use euros" leaves "short answers").
+
+    Offline and deterministic, unlike MiniLM's cosine, which also separated the labelled pairs but
+    would make a stored preference's fate depend on the embedder and its CPU kernels
+    (benchmarks/bench_preferences.py)."""
+    if _comparable(newer) == _comparable(older):
+        return True
+    return not preference_topics(newer).isdisjoint(preference_topics(older))
 
 
 def render_memory(recall: MemoryRecall) -> str:
@@ -680,8 +732,9 @@ class MemoryGateway:
 
             def store_preferences() -> dict[str, Any]:
                 def merged(known: Any) -> list[Any]:
-                    new = {_comparable(p) for p in preferences}
-                    kept = [p for p in known or [] if _comparable(str(p)) not in new] + preferences
+                    kept = list(known or [])
+                    for preference in preferences:  # newest wins, also within the task
+                        kept = [p for p in kept if not supersedes(preference, str(p))] + [preference]
                     return kept[-MAX_PREFERENCES:]
 
                 return {PREFERENCES_KEY: self._update_working("user", user_id, PREFERENCES_KEY, merged)}

@@ -283,6 +283,24 @@ def test_memory_show_lists_a_users_preferences_and_forget_preference_drops_one(e
     assert local.returncode == 0 and "Working memory is in-process" in local.stderr
 
 
+def test_memory_show_lists_the_preference_that_replaced_another(env_home, redis_url):
+    """QA: "I prefer short answers", then "I prefer detailed answers" in a later command, left
+    both in every prompt; the later one replaces it, the unrelated one stays."""
+    user = f"pref-{uuid.uuid4().hex[:8]}"
+    env = {**env_home, "BRAINSTACK_REDIS_URL": redis_url}
+    for task in (
+        "I prefer short answers. From now on, use euros. What is 5% of 80?",
+        "I prefer detailed answers.",
+    ):
+        ran = cli("run", task + " What is 6% of 80?", "--user", user, env=env)
+        assert ran.returncode == 0, ran.stderr
+    listed = json.loads(cli("memory", "show", "--user", user, "--json", env=env).stdout)
+    assert listed["preferences"] == ["use euros", "detailed answers"]
+    done = cli("memory", "forget", "--user", user, "--preference", "detailed answers", env=env)
+    assert done.stdout == f"Forgot the preference 'detailed answers' of user {user!r} (1 left).\n"
+    assert cli("memory", "forget", "--user", user, "--yes", env=env).returncode == 0  # (the episodes)
+
+
 def test_kb_add_of_a_fifo_is_one_clear_line(env_home, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
