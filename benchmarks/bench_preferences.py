@@ -67,7 +67,13 @@ def labelled_pairs(sets: dict[str, Any], prefix: str = "") -> list[Pair]:
 
 def rule_accuracy(pairs: list[Pair]) -> dict[str, Any]:
     """How often ``supersedes`` agrees with the label, and the pairs where it does not."""
-    from brainstack.memory.gateway import supersedes
+    try:
+        from brainstack.memory.gateway import supersedes
+    except ImportError:  # a version before it: a preference replaced only itself, in any case
+        from brainstack.memory.gateway import _comparable
+
+        def supersedes(newer: str, older: str) -> bool:
+            return bool(_comparable(newer) == _comparable(older))
 
     wrong = [(older, newer, label) for older, newer, label in pairs if supersedes(newer, older) != label]
     return {"pairs": len(pairs), "accuracy": round(1 - len(wrong) / len(pairs), 3), "wrong": wrong}

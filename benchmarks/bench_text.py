@@ -143,14 +143,14 @@ def subjects() -> list[Subject]:
             "every remembered task",
             stated_preferences,
             TASK_SIZES,
-            runs(("", ".", "x"), "e.g. ", ("I prefer x", ",", "x"), ("I prefer", " ", "x")),
+            runs(("", ".", "x"), "e.g. ", ("I prefer x", ",", "x"), ("I prefer", " ", "x"), "I like "),
         ),
         Subject(
             "memory.gateway.without_preferences",
             "the task a search or procedure is about",
             without_preferences,
             TASK_SIZES,
-            runs(("", ".", "x"), "A. ", "i prefer ", ("I prefer", " ", "x")),
+            runs(("", ".", "x"), "A. ", "i prefer ", ("I prefer", " ", "x"), "i really like "),
         ),
         Subject(
             "memory.pii.mask_pii",
