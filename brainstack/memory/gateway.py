@@ -198,6 +198,8 @@ _REFUSAL = re.compile(
 _TO_US = re.compile(r"(?:it )?(?:when|if) you\b|you to\b|that you\b", re.IGNORECASE)
 """At the start of what is liked or preferred: what the runtime should do ("I like it when you cite
 sources", "I prefer that you answer in German")."""
+_IT_WHEN = re.compile(r"^it (?=(?:when|if) you\b)", re.IGNORECASE)
+"""The "it" of "I like it when you …": the preference is "when you …"."""
 _SPECIFIC = re.compile(
     r"(?:the|this|that|these|those|it|its|our|your|their|his|her)\b|\S+['\u2019]s\b", re.IGNORECASE
 )
@@ -273,8 +275,6 @@ def stated_preferences(task: str) -> list[str]:
     return found
 
 
-_IT_WHEN = re.compile(r"^it (?=(?:when|if) you\b)", re.IGNORECASE)
-"""The "it" of "I like it when you …": the preference is "when you …"."""
 _PAIRS = {'"': '"', "\u201c": "\u201d", "'": "'", "\u2018": "\u2019", "(": ")", "[": "]"}
 _OPENERS = {closer: opener for opener, closer in _PAIRS.items()}
 
@@ -380,9 +380,10 @@ def supersedes(newer: str, older: str) -> bool:
     see :func:`_comparable`), or a choice on a topic they share ("detailed answers" replaces "short
     answers", "dollars" replaces "answers in euros"; "use euros" leaves "short answers").
 
-    Offline and deterministic, unlike MiniLM's cosine, which also separated the labelled pairs but
-    would make a stored preference's fate depend on the embedder and its CPU kernels
-    (benchmarks/bench_preferences.py)."""
+    Topic words, not MiniLM's cosine: at its best threshold on the labelled pairs the cosine also
+    replaced unrelated preferences that share words ("answers in euros" by "answers in French"),
+    which loses one without a word, and it would tie a stored preference's fate to the embedder
+    (benchmarks/bench_preferences.py). A missed replacement keeps both, as before."""
     if _comparable(newer) == _comparable(older):
         return True
     return not preference_topics(newer).isdisjoint(preference_topics(older))

@@ -79,6 +79,13 @@ def test_the_last_of_two_contradicting_preferences_in_one_task_is_kept(settings,
     assert written.preferences == {PREFERENCES_KEY: ["detailed answers"]}
 
 
+def test_a_preference_stated_twice_in_one_task_is_stored_once(settings, open_working):
+    """It was stored twice: only those stored before were compared with the task's."""
+    gateway = _gateway(settings, open_working())
+    written = _remember(gateway, "I prefer short answers. Use euros. I PREFER SHORT ANSWERS!")
+    assert written.preferences == {PREFERENCES_KEY: ["SHORT ANSWERS"]}
+
+
 def test_preferences_stated_at_once_replace_their_topic_and_lose_nothing(settings, open_working):
     """Four writers (with Redis: four clients, as four processes would be) each restate, over and
     over, their own topic's preference the other way. Read, then written, a writer's list would
