@@ -1,7 +1,8 @@
 """How well the memory gateway tells a stated preference from an opinion about the task.
 
 On the labelled sentences of ``tests/data/preferences.yaml`` (the set the rule was written with,
-and a held-out set only ever measured), a sentence counts as stored when ``stated_preferences``
+a held-out set whose misses were read once to revise it, and a fresh set written before that
+revision and only measured), a sentence counts as stored when ``stated_preferences``
 returns anything: precision is the share of stored sentences that state a preference, recall the
 share of preferences stored, and "exact" the share whose stored text is the label's.
 
@@ -111,6 +112,7 @@ def main() -> int:
     results = {
         "written with": sentence_scores(sets["preferences"], sets["opinions"]),
         "held out": sentence_scores(sets["held_out_preferences"], sets["held_out_opinions"]),
+        "fresh": sentence_scores(sets["fresh_preferences"], sets["fresh_opinions"]),
     }
     info = machine()
     print(machine_line(info))

@@ -246,17 +246,32 @@ def _own_preferences(sentence: str) -> Iterator[re.Match[str]]:
 
 def _an_opinion(match: re.Match[str]) -> bool:
     """Whether a matched "I like …" or "I prefer …" is an opinion about the task's subject ("I like
-    the new logo", "I like our pricing page but conversions dropped", "I like Berlin"), not how
-    the user wants to be answered: every later prompt would carry it (QA). "Always …" and "From
-    now on, …" are instructions."""
+    the new logo", "I like our pricing page but conversions dropped", "I prefer AWS over GCP for
+    this project"), not how the user wants to be answered: every later prompt would carry it (QA).
+    Either verb needs what it names to be a form of answer ("short answers", "tables") or a way
+    to give one (:data:`_CHOICES`: "euros", "metric", "French"); after "the", "our", … only the
+    latter ("the answers in euros", not "the answer you gave"). "Always …" and "From now on, …"
+    are instructions."""
     if match.group("like") is None and match.group("prefer") is None:
         return False
     what = match.group("what")
     if _TO_US.match(what):
         return False
-    if _SPECIFIC.match(what):
+    if _CLAUSE.match(what):
         return True
-    return match.group("like") is not None and _ANSWER_FORM.isdisjoint(_WORD.findall(what.casefold()))
+    chosen = any(_TOPICS[topic].search(what) for topic in _CHOICES)
+    if _SPECIFIC.match(what):
+        return not chosen
+    return not chosen and _ANSWER_FORM.isdisjoint(_WORD.findall(what.casefold()))
+
+
+_CLAUSE = re.compile(r"that\b", re.IGNORECASE)
+"""At the start of what is liked (after :data:`_TO_US`): a fact about the subject ("I like that
+the new onboarding flow is shorter")."""
+_CHOICES = ("length", "currency", "language", "units", "temperature", "tone", "rounding", "jargon", "dates")
+"""The topics of :data:`_TOPICS` whose words say how to answer on their own. "I prefer X" with none
+of them and no answer word was an opinion as often as not ("I prefer Stripe to PayPal for
+payments", "I prefer a phased rollout": 6 of 14 opinions in one set were stored)."""
 
 
 def stated_preferences(task: str) -> list[str]:
@@ -342,8 +357,9 @@ _TOPICS: dict[str, re.Pattern[str]] = {
     topic: re.compile(pattern, re.IGNORECASE)
     for topic, pattern in {
         # one choice each: any two preferences on it disagree, or say the same thing again
-        "length": r"\b(?:short(?:er)?|brief(?:er)?|concise|succinct|terse|compact|detailed|long(?:er)?"
-        r"|thorough|in-depth|comprehensive|verbose|exhaustive|elaborate|lengthy|\d+ words)\b",
+        "length": r"\b(?:short(?:er)?(?!-)|brief(?:er)?|concise|succinct|terse|compact|detailed"
+        r"|long(?:er)?(?!-)|thorough|in-depth|comprehensive|verbose|exhaustive|elaborate|lengthy"
+        r"|\d+ words)\b",
         "currency": r"\b(?:currenc(?:y|ies)|euros?|eur|dollars?|usd|gbp|sterling|pounds|yen|jpy"
         r"|francs?|chf)\b|[$\u20ac\u00a3\u00a5]",
         "language": r"\b(?:english|french|german|spanish|italian|portuguese|dutch|polish|swedish"
@@ -353,7 +369,8 @@ _TOPICS: dict[str, re.Pattern[str]] = {
         "temperature": r"\b(?:celsius|fahrenheit)\b",
         "tone": r"\b(?:formal|informal|casual|friendly|professional|playful|warm|neutral|tone)\b",
         "code": r"\b(?:python|typescript|javascript|java|golang|rust|ruby|php|kotlin|swift|scala)\b",
-        "rounding": r"\b(?:round(?:ed|ing)?|decimals?|whole numbers|significant figures)\b",
+        "rounding": r"\b(?:rounded|rounding|round (?:to|up|down|off)|decimals?|whole numbers"
+        r"|significant figures)\b",
         "dates": r"\bdates?\b",
         "jargon": r"\b(?:jargon|technical terms|plain (?:language|english|words)|layman)",
         "order": r"\b(?:first|(?:start|begin|lead|open)s? with|at the (?:top|start)|up top)\b",

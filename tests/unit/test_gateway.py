@@ -172,14 +172,14 @@ def test_reported_speech_conditions_and_refusals_are_no_preference(task):
         ("Honestly, I prefer tables over prose.", ["tables over prose"]),
         ("I don't mind either way. I prefer euros.", ["euros"]),  # an apostrophe opens no quote
         ("Because I prefer euros, convert the totals.", ["euros, convert the totals"]),
-        ('I prefer "Postgres".', ["Postgres"]),  # quotes around all of it go, as after "x." does
+        ('I prefer "metric units".', ["metric units"]),  # quotes around all of it go, as after "x." does
         ("I prefer 'short answers'", ["short answers"]),  # QA: the closing quote went, the opening stayed
         (
             "I prefer answers sent to [email] or a call on [phone]",
             ["answers sent to [email] or a call on [phone]"],
         ),
         ("I prefer 'short' and 'long' lists", ["'short' and 'long' lists"]),
-        ("I prefer (a) and (b)", ["(a) and (b)"]),
+        ("I prefer answers with (a) and (b)", ["answers with (a) and (b)"]),
         # the review's cases: a user restating a preference, a lead-in, a condition of their own
         ("As I said, I prefer short answers.", ["short answers"]),
         ("Like I told you before, I prefer answers in euros.", ["answers in euros"]),
@@ -239,12 +239,18 @@ def test_preferences_are_how_to_answer_not_opinions_on_the_subject(task, prefere
     assert stated_preferences(task) == preferences
 
 
-def test_held_out_preferences_keep_their_precision_and_recall():
-    """Measured, never tuned on (benchmarks/bench_preferences.py): the rule stored 9 of the 14
-    preferences and 5 of the 13 opinions when it was written; fewer hits or more opinions fail."""
-    hits = sum(bool(stated_preferences(t)) for t in PREFERENCES["held_out_preferences"])
-    stored_opinions = sum(bool(stated_preferences(t)) for t in PREFERENCES["held_out_opinions"])
-    assert hits >= 9 and stored_opinions <= 5
+@pytest.mark.parametrize(
+    ("labelled", "hits_at_least", "opinions_at_most"),
+    [("held_out", 12, 2), ("fresh", 13, 0)],
+)
+def test_unseen_preferences_keep_their_precision_and_recall(labelled, hits_at_least, opinions_at_most):
+    """Measured, not tuned on (benchmarks/bench_preferences.py). Held out: 9 of 14 preferences and
+    5 of 13 opinions stored by the first rule, 12 and 2 since a bare "I prefer …" needs an answer
+    form or a way to answer; fresh (written before that): 13 of 14 and none of 14. Fewer hits or
+    more opinions fail."""
+    hits = sum(bool(stated_preferences(t)) for t in PREFERENCES[f"{labelled}_preferences"])
+    stored_opinions = sum(bool(stated_preferences(t)) for t in PREFERENCES[f"{labelled}_opinions"])
+    assert hits >= hits_at_least and stored_opinions <= opinions_at_most
 
 
 def test_an_opinion_stays_in_the_task_the_router_reads():
