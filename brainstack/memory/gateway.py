@@ -279,7 +279,7 @@ def stated_preferences(task: str) -> list[str]:
     to answer, not an opinion on the subject ("I like the new logo"; see :func:`_an_opinion`)."""
     found = []
     for sentence in sentences(task):
-        if sentence.rstrip(_CLOSERS).endswith("?"):  # a question, even quoted: 'tables?"'
+        if _a_question(sentence):
             continue
         for match in _own_preferences(sentence):
             what = _trimmed(_IT_WHEN.sub("", " ".join(match.group("what").split())))
@@ -341,9 +341,16 @@ def _trimmed(what: str) -> str:
     return what
 
 
+def _a_question(sentence: str) -> bool:
+    """Whether ``sentence`` asks (even quoted: 'tables?"'): no preference is taken from it."""
+    return sentence.rstrip(_CLOSERS).endswith("?")
+
+
 def without_preferences(task: str) -> str:
-    """The task with its preference sentences removed (they say how to answer, not what about)."""
-    kept = [s for s in sentences(task) if next(_own_preferences(s), None) is None]
+    """The task with its preference sentences removed (they say how to answer, not what about).
+    A question stays, as :func:`stated_preferences` stores nothing from it: "We lost 3 customers.
+    I prefer short answers, what is our churn?" had become "We lost 3 customers." (review)."""
+    kept = [s for s in sentences(task) if _a_question(s) or next(_own_preferences(s), None) is None]
     return " ".join(kept) if kept else task
 
 

@@ -253,6 +253,14 @@ def test_unseen_preferences_keep_their_precision_and_recall(labelled, hits_at_le
     assert hits >= hits_at_least and stored_opinions <= opinions_at_most
 
 
+def test_a_question_stating_a_preference_stays_in_the_task_the_router_reads():
+    """Nothing is stored from a question, so nothing is taken out of it either: the router had
+    read "We lost 3 customers." alone."""
+    task = "We lost 3 customers. I prefer short answers, what is our churn?"
+    assert stated_preferences(task) == []
+    assert without_preferences(task) == task
+
+
 def test_an_opinion_stays_in_the_task_the_router_reads():
     """The router reads the task without its preference sentences: an opinion is the subject."""
     task = "I like the new logo. What do you think of the colour?"
