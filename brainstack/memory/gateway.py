@@ -259,10 +259,13 @@ def _an_opinion(match: re.Match[str]) -> bool:
         return False
     if _CLAUSE.match(what):
         return True
-    chosen = any(_TOPICS[topic].search(what) for topic in _CHOICES)
+    # Decided on what would be stored (a long one is cut): searching 8,000 characters for the
+    # choices' words took 10 ms (benchmarks/bench_text.py).
+    head = what[: MAX_PREFERENCE_CHARS + 1]
+    chosen = any(_TOPICS[topic].search(head) for topic in _CHOICES)
     if _SPECIFIC.match(what):
         return not chosen
-    return not chosen and _ANSWER_FORM.isdisjoint(_WORD.findall(what.casefold()))
+    return not chosen and _ANSWER_FORM.isdisjoint(_WORD.findall(head.casefold()))
 
 
 _CLAUSE = re.compile(r"that\b", re.IGNORECASE)

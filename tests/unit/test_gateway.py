@@ -612,9 +612,9 @@ def test_long_runs_of_abbreviations_split_as_before(text, expected):
 
 
 def test_long_runs_of_abbreviations_keep_a_preference_whole():
-    task = "I prefer " + "e.g. " * 1600 + "tables. What is our churn?"
+    task = "I prefer tables, " + "e.g. " * 1600 + "tables. What is our churn?"
     (preference,) = stated_preferences(task)
-    assert preference.startswith("e.g. e.g.") and len(preference) <= 120
+    assert preference.startswith("tables, e.g. e.g.") and len(preference) <= 120
     assert without_preferences(task) == "What is our churn?"
 
 
