@@ -1214,13 +1214,8 @@ def _layers(degraded: list[str]) -> str:
 
 def _banner(runtime: Runtime) -> str:
     if runtime.model == "offline":
-        why = (
-            "BRAINSTACK_PROVIDER=offline"
-            if runtime.settings.provider == "offline"
-            else "no OPENAI_API_KEY or OPENAI_BASE_URL set"
-        )
         return (
-            f"brainstack · model: offline ({why}): routing, "
+            f"brainstack · model: offline ({runtime.settings.offline_reason}): routing, "
             "group chat, tools and checkpoints are real; answers are assembled, not generated."
         )
     if runtime.model == "local":

@@ -71,9 +71,7 @@ def check(settings: Settings | None = None) -> list[Check]:
 def _model(settings: Settings) -> str:
     provider = settings.resolved_provider
     if provider == "offline":
-        return (
-            "offline model (no OPENAI_API_KEY or OPENAI_BASE_URL set): answers are assembled, not generated"
-        )
+        return f"offline model ({settings.offline_reason}): answers are assembled, not generated"
     if provider == "local":
         from brainstack.agents.local import packaged_model_path
 

@@ -246,6 +246,14 @@ class Settings(BaseSettings):
         return "openai" if self.openai_configured else "offline"
 
     @property
+    def offline_reason(self) -> str:
+        """Why runs use the offline model, as the CLI's banner and ``doctor`` say it: asked for
+        (``BRAINSTACK_PROVIDER=offline``, whatever key is set) or no endpoint configured."""
+        if self.provider == "offline":
+            return "BRAINSTACK_PROVIDER=offline"
+        return "no OPENAI_API_KEY or OPENAI_BASE_URL set"
+
+    @property
     def openai_configured(self) -> bool:
         """Whether an OpenAI(-compatible) endpoint is set: a key, or a base URL (a server that
         may take no key)."""

@@ -105,6 +105,15 @@ def test_with_memory_off_only_what_a_run_uses_is_checked(settings):
     assert all(c.ok for c in checks) and checks[-1].detail.startswith("off")
 
 
+def test_the_offline_model_asked_for_with_a_key_set_is_not_blamed_on_a_missing_key(settings):
+    # BRAINSTACK_PROVIDER=offline wins over a key; the line said "no OPENAI_API_KEY ... set" (QA)
+    chosen = settings.model_copy(
+        update={"provider": "offline", "openai_api_key": SecretStr("sk-test"), "memory": False}
+    )
+    ok, detail = by_part(chosen)["model"]
+    assert ok and detail.startswith("offline model (BRAINSTACK_PROVIDER=offline)"), detail
+
+
 @pytest.fixture
 def endpoint(port_factory) -> Iterator[tuple[str, list[dict]]]:
     """A local OpenAI-compatible server that only lists models (what doctor asks; no chat call),
