@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -266,14 +267,51 @@ def test_fixture_settings_are_offline_and_isolated(settings: Settings, tmp_path:
     assert settings.sqlite_path.is_relative_to(tmp_path)
 
 
-def test_every_setting_is_in_the_readme_configuration_table() -> None:
-    """A new setting without a README row fails here (the table is the users' reference)."""
+def readme_configuration_rows() -> list[str]:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("## Configuration") :]
     section = section[: section.index("\n## ", 1)] if "\n## " in section[1:] else section
-    table = "\n".join(line for line in section.splitlines() if line.startswith("| `"))
+    return [line for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """A new setting without a README row fails here (the table is the users' reference)."""
+    table = "\n".join(readme_configuration_rows())
     missing = [name for name in Settings.model_fields if f"`BRAINSTACK_{name.upper()}`" not in table]
     assert not missing, f"README's Configuration table has no row for {missing}"
+
+
+def test_the_readme_configuration_table_gives_each_settings_default() -> None:
+    """A default changed in the code and not in the table (or the reverse) fails here. A default
+    in words ("unset", "user data folder") is for a setting without a fixed value."""
+    wrong = []
+    for row in readme_configuration_rows():
+        names, defaults = (cell.strip() for cell in row.strip("|").split(" | ")[:2])
+        if not names.startswith("`BRAINSTACK_"):  # the OPENAI_* row: one default, "unset"
+            continue
+        fields = [n.lower() for n in re.findall(r"`BRAINSTACK_([A-Z0-9_]+)`", names)]
+        given = re.split(r", (?![^(]*\))", defaults)  # "a, b" but not inside "(Linux: x, or y)"
+        assert len(given) == len(fields), f"{names}: {len(fields)} settings, defaults {given}"
+        for name, text in zip(fields, given, strict=True):
+            field = Settings.model_fields[name]
+            literal = re.fullmatch(r"`([^`]*)`", text)
+            if literal is None or literal.group(1).startswith("BRAINSTACK_"):  # said in words
+                if field.default is not None and field.default_factory is None:
+                    wrong.append(f"{name}: README {text!r}, code {field.default!r}")
+                continue
+            default = field.default
+            shown = (
+                ("1" if default else "0")
+                if isinstance(default, bool)
+                else f"{default:g}"
+                if isinstance(default, float)
+                else ",".join(default)
+                if isinstance(default, tuple)
+                else str(default)
+            )
+            if shown != literal.group(1):
+                wrong.append(f"{name}: README {literal.group(1)!r}, code {shown!r}")
+    assert not wrong, "README's Configuration table disagrees with Settings: " + "; ".join(wrong)
 
 
 @pytest.mark.parametrize(
