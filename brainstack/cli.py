@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = memory_commands.add_parser(
         "search", help="search a user's episodes (hybrid: meaning + keywords)"
     )
-    search.add_argument("query")
+    search.add_argument("query", help="what to look for (the meaning and the keywords)")
     search.add_argument("--user", default="default", help="user id (default: %(default)s)")
     search.add_argument("-k", type=int, default=5, help="how many episodes (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="print the episodes as JSON")
@@ -115,17 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     skills_commands = skills.add_subparsers(dest="action", required=True, metavar="ACTION")
     skills_commands.add_parser("list", help="every skill, built-in and learned, with its success count")
     show = skills_commands.add_parser("show", help="one skill's file")
-    show.add_argument("name")
+    show.add_argument("name", help="the skill's name, as `brainstack skills list` shows it")
     unlearn = skills_commands.add_parser("forget", help="delete a learned skill and its success count")
-    unlearn.add_argument("name")
+    unlearn.add_argument("name", help="the learned skill's name, as `brainstack skills list` shows it")
     unlearn.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     kb = commands.add_parser("kb", help="the knowledge base (Markdown and text files)")
     kb_commands = kb.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = kb_commands.add_parser("add", help="ingest a file or a folder (unchanged files are skipped)")
-    add.add_argument("path")
+    add.add_argument(
+        "path",
+        help="a UTF-8 text file, or a folder: its .md, .markdown, .txt and .rst files (not hidden "
+        "ones), up to 5 MiB each",
+    )
     kb_search = kb_commands.add_parser("search", help="search the knowledge base")
-    kb_search.add_argument("query")
+    kb_search.add_argument("query", help="what to look for")
     kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
     kb_commands.add_parser("list", help="the files in the knowledge base")
     kb_remove = kb_commands.add_parser(
