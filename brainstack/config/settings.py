@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home)
     """Where the SQLite checkpoints, local memory (Chroma, skills) and the knowledge base live."""
     cache_dir: Path = Field(default_factory=_default_cache)
-    """Where prepared artefacts (the ONNX embedding model) are cached."""
+    """Where prepared artefacts are cached: the ONNX embedding models (MiniLM and its int8 copy) and
+    the ``local`` provider's packaged model file."""
     agents_file: Path | None = None
     """A user agents.yaml; the built-in one when unset."""
 
@@ -96,8 +97,12 @@ class Settings(BaseSettings):
     model: str = "gpt-4o-mini"
     """Default chat model; agents.yaml can name another per agent or role."""
     model_max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of one model call after a timeout, an HTTP 429 or a 5xx."""
     model_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    """Seconds for the whole answer of one model call attempt (a streamed answer: until its
+    headers), and for the ``local`` provider's server to start."""
     temperature: float = Field(default=0.2, ge=0, le=2)
+    """Sampling temperature of every model call."""
 
     local_model_path: Path | None = None
     """The GGUF file the ``local`` provider serves; the packaged Gemma 3 270M when unset
@@ -170,9 +175,11 @@ class Settings(BaseSettings):
     """Route targets that need approval when ``approval`` is on (comma-separated in the env)."""
 
     max_task_chars: int = Field(default=8000, ge=1)
+    """Longer tasks are refused (:class:`~brainstack.errors.InvalidTaskError`)."""
     history_messages: int = Field(default=8, ge=0)
-    """How many earlier messages of the thread the agents see."""
+    """How many earlier messages of the thread the agents see (the group chat: at most 4)."""
     max_tool_rounds: int = Field(default=4, ge=1, le=20)
+    """Most rounds of tool calls a specialist makes in one run."""
 
     @field_validator("approval_routes", mode="before")
     @classmethod

@@ -50,7 +50,8 @@ def create_router_graph(
     ``memory`` is the gateway recall and remember use; without one (``BRAINSTACK_MEMORY=0``)
     the graph is START → route → … → review → END. With ``settings.approval`` the answers of
     ``settings.approval_routes`` wait in ``approve`` for a human. The input is
-    :class:`~brainstack.graphs.state.RunInput` (a task, optionally a user); the first node resets
+    :class:`~brainstack.graphs.state.RunInput` (a task, optionally a user and an agent to force); the
+    first node resets
     the thread's previous run. Returns the graph uncompiled, so the caller chooses the checkpointer.
     """
     graph: StateGraph[Any] = StateGraph(RouterState, input_schema=RunInput)

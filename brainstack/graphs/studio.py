@@ -4,7 +4,8 @@
 once, in a worker thread, and brings its own checkpointer and thread store, so the graph is
 compiled without one; everything else (settings from the ``BRAINSTACK_*`` environment, the agents
 file, the model provider, memory) is what a :class:`~brainstack.Runtime` would use. The input form
-is a task and an optional user; route, transcript and recalled memory are in the state, a paused
+is a ``task``, an optional ``user_id`` and an optional ``requested_agent`` (other keys are
+dropped by the server); route, transcript and recalled memory are in the state, a paused
 run's approval request is the thread's interrupt (resumed from Studio like any other), and the
 nodes' progress events arrive in the ``custom`` stream mode.
 """
