@@ -331,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             return _threads(args)
         return _run(args)
     except UsageError as exc:
-        print(f"brainstack: {exc}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_USAGE
     except BrainstackError as exc:
-        print(f"brainstack: {exc}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_RUN
     except BrokenPipeError:  # `brainstack ... | head`: the reader left; not an error
         _silence_stdout()
@@ -347,9 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             _say_stopped(exc.message if isinstance(exc, _Interrupted) else ".")
         return 128 + (_signalled[0] if _signalled else signal.SIGINT)
     except Exception as exc:  # a bug: say so in one line; BRAINSTACK_DEBUG=1 shows the traceback
-        import os
-
-        if os.environ.get("BRAINSTACK_DEBUG"):
+        if _debugging():
             raise
         print(
             f"brainstack: internal error {type(exc).__name__}: {exc} (BRAINSTACK_DEBUG=1 shows the "
@@ -357,6 +355,25 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_RUN
+
+
+def _debugging() -> bool:
+    """``BRAINSTACK_DEBUG=1`` (or ``true``, ``yes``); ``0``, ``false`` or unset is off, as the
+    other switches (``BRAINSTACK_MEMORY``, ``BRAINSTACK_RECORD``) read them."""
+    import os
+
+    return os.environ.get("BRAINSTACK_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def _say_error(exc: Exception) -> None:
+    """A brainstack error's one line; with ``BRAINSTACK_DEBUG=1`` after its traceback, which shows
+    the exception it was translated from (an error may say "BRAINSTACK_DEBUG=1 shows where it
+    failed": it only did for exceptions brainstack had not translated)."""
+    if _debugging():
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"brainstack: {exc}", file=sys.stderr)
 
 
 def _silence_stdout() -> None:
