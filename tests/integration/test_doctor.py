@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from pydantic import SecretStr
@@ -51,7 +52,8 @@ def test_the_real_servers_answer(settings, postgres_url, redis_url, chroma_url):
         )
     )
     assert all(ok for ok, _ in found.values()), found
-    assert found["checkpoints"][1] == "PostgreSQL at 127.0.0.1:5432/test"
+    server = urlparse(postgres_url)  # (BRAINSTACK_TEST_POSTGRES_URL may name another database)
+    assert found["checkpoints"][1] == f"PostgreSQL at {server.hostname}:{server.port}{server.path}"
     assert found["working memory"][1] == f"Redis at {redis_url}, TTL 3600 s"
     assert found["episodic memory"][1] == f"Chroma server at {chroma_url}"
 
