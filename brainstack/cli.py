@@ -922,12 +922,8 @@ def _time_travel(args: argparse.Namespace) -> int:
             elif not checkpoints:
                 print(f"Thread {args.thread!r} has no checkpoints.", file=sys.stderr)
             else:
-                for c in checkpoints:
-                    upcoming = ", ".join(c.next) or "(end of run)"
-                    if c.missing:
-                        upcoming = f"{', '.join(c.missing)} (not in this graph)"
-                    when = c.created_at[:19]
-                    print(f"{c.checkpoint_id}  step {c.step:>2}  next: {upcoming:22} {when}  {c.task or ''}")
+                for line in _history_lines(checkpoints):
+                    print(line)
             if missing:
                 print(f"⚠ {stranded_message(args.thread, missing)}", file=sys.stderr)
             return 0
@@ -937,6 +933,20 @@ def _time_travel(args: argparse.Namespace) -> int:
         else:
             print(f"→ route: {result.route.target} ({result.route.decided_by})\n\n{result.answer}\n")
         return 0
+
+
+def _history_lines(checkpoints: list[Any]) -> list[str]:
+    """One line per checkpoint, in columns: a step due in a node this graph lacks ("approve (not
+    in this graph)") was wider than its column and pushed the time and task of its line aside."""
+    upcoming = [
+        f"{', '.join(c.missing)} (not in this graph)" if c.missing else ", ".join(c.next) or "(end of run)"
+        for c in checkpoints
+    ]
+    width = max(22, *map(len, upcoming))
+    return [
+        f"{c.checkpoint_id}  step {c.step:>2}  next: {next_:{width}} {c.created_at[:19]}  {c.task or ''}"
+        for c, next_ in zip(checkpoints, upcoming, strict=True)
+    ]
 
 
 def _threads(args: argparse.Namespace) -> int:

@@ -28,3 +28,25 @@ from brainstack.cli import _layers
 def test_each_layer_once_with_its_first_sentence_and_balanced_brackets(degraded, summary):
     """QA: the cut fell inside the quoted error's brackets, so the summary lost its ')'."""
     assert _layers(degraded) == summary
+
+
+def test_history_lines_keep_their_columns_when_a_step_is_not_in_the_graph():
+    """A new user's audit: "approve (not in this graph)" overflowed its column, so that line's
+    time and task stood further right than the others'."""
+    from brainstack.cli import _history_lines
+    from brainstack.results import Checkpoint
+
+    def checkpoint(step: int, next_: list[str], missing: tuple[str, ...] = ()) -> Checkpoint:
+        return Checkpoint(
+            checkpoint_id=f"id-{step}",
+            step=step,
+            created_at="2026-11-25T06:04:43.123+00:00",
+            next=next_,
+            missing=list(missing),
+            task="Should we launch?",
+        )
+
+    lines = _history_lines([checkpoint(5, ["remember"]), checkpoint(4, [], ("approve",)), checkpoint(3, [])])
+    assert [line.index("2026-11-25T06:04:43") for line in lines] == [lines[0].index("2026")] * 3, lines
+    assert "next: approve (not in this graph) 2026" in lines[1]
+    assert "next: (end of run)" in lines[2]
