@@ -412,6 +412,9 @@ def _show_progress_logs() -> None:
 def _run(args: argparse.Namespace) -> int:
     from brainstack.runtime import Runtime
 
+    if args.command == "resume" and args.edit is not None and not args.edit.strip():
+        # (the run's own refusal quoted the Python form, "{'edit': ''} is not a decision")
+        raise _usage("--edit needs the corrected answer: pass it as TEXT (--reject to refuse the answer).")
     with Runtime(agents=args.agents) as runtime:
         runtime.warm_up()  # models load while the rest of the first run imports
         return _run_with(runtime, args)

@@ -1,4 +1,4 @@
-"""`BRAINSTACK_DEBUG`: the traceback behind a command's one-line error, on demand only."""
+"""The CLI's one-line errors: `BRAINSTACK_DEBUG`'s tracebacks on demand, refusals in its own words."""
 
 from __future__ import annotations
 
@@ -60,3 +60,14 @@ def test_debug_raises_an_untranslated_error(failing_doctor, monkeypatch):
     monkeypatch.setenv("BRAINSTACK_DEBUG", "yes")
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["doctor"])
+
+
+def test_an_empty_edit_is_refused_in_the_cli_s_own_words(monkeypatch, capsys, tmp_path, cache_dir):
+    """`brainstack resume --edit ""` answered with the Python form of the decision
+    ("{'edit': ''} is not a decision"), after loading the models."""
+    monkeypatch.setattr(cli, "_show_progress_logs", lambda: None)
+    monkeypatch.setenv("BRAINSTACK_HOME", str(tmp_path))  # (where a resume would look, unrefused)
+    monkeypatch.setenv("BRAINSTACK_CACHE_DIR", str(cache_dir))
+    assert cli.main(["resume", "--thread", "t1", "--edit", "  "]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("brainstack: --edit needs the corrected answer") and "{" not in err
