@@ -1,10 +1,11 @@
 """Typed settings, read once from ``BRAINSTACK_*`` environment variables.
 
 A :class:`Settings` instance is built by the caller (or :meth:`Settings.from_env`) and passed
-down; what a run does depends on it alone. Three variables are read elsewhere, outside a run's
+down; what a run does depends on it alone. A few variables are read elsewhere, outside a run's
 settings: ``BRAINSTACK_DEBUG`` (the CLI shows tracebacks), ``BRAINSTACK_RECORD`` (the replay
-harness records) and ``OPENAI_API_KEY`` (the openai client's own default, for an OpenAI embedder
-given no key).
+harness records), ``OPENAI_API_KEY`` (the openai client's own default, for an OpenAI embedder
+given no key) and, when the replay harness records, ``OPENAI_API_KEY`` and
+``BRAINSTACK_OPENAI_API_KEY`` again (the keys it scrubs from the cassette).
 """
 
 from __future__ import annotations
