@@ -4,7 +4,7 @@ A skill is a YAML file (see ``brainstack/skills/*.yaml``)::
 
     name: pricing-change-review
     description: How to review a proposed price change.
-    when_to_use: [Should we raise prices by 20 percent?, Is our pricing too low?]
+    when_to_use: ["Should we raise prices by 20 percent?", "Is our pricing too low?"]
     steps:
       - {kind: prompt, text: List the customer segments the change affects.}
       - {kind: tool, tool: calculator, arguments: {expression: 49 * 1.2}, note: the new list price}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -79,6 +80,16 @@ def test_every_built_in_skill_validates(store, name):
     rendered = skill.render()
     assert rendered.startswith(f"Procedure '{name}' (")
     assert len(rendered.splitlines()) == len(skill.steps) + 1
+
+
+def test_the_module_docstring_s_example_skill_is_a_valid_skill():
+    """The example a reader copies: its unquoted questions ("… 20 percent?, …") were not YAML."""
+    import brainstack.memory.skills as skills
+
+    example = skills.__doc__.split("::\n", 1)[1].split("\n\n", 1)[0]
+    skill = Skill.model_validate(yaml.safe_load(textwrap.dedent(example)))
+    assert skill.when_to_use == ["Should we raise prices by 20 percent?", "Is our pricing too low?"]
+    assert [step.kind for step in skill.steps] == ["prompt", "tool", "check"]
 
 
 def test_all_lists_the_built_in_skills_sorted(store):
