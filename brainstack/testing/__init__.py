@@ -11,8 +11,10 @@ before the alias). :func:`replay` needs nothing more; tests that also use respx'
 
 Then, in a test::
 
-    from brainstack.testing import replay, replay_settings
+    from pathlib import Path
+
     from brainstack import Runtime
+    from brainstack.testing import replay, replay_settings
 
     HERE = Path(__file__).parent  # not relative to where pytest runs
 
