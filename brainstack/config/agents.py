@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
@@ -21,7 +21,19 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from brainstack.errors import ConfigurationError
 
-__all__ = ["GROUP_CHAT", "AgentSpec", "AgentsConfig", "GroupChatSpec", "RoleSpec", "load_agents", "load_yaml"]
+if TYPE_CHECKING:
+    from brainstack.config.settings import Settings
+
+__all__ = [
+    "GROUP_CHAT",
+    "AgentSpec",
+    "AgentsConfig",
+    "GroupChatSpec",
+    "RoleSpec",
+    "check_approval_routes",
+    "load_agents",
+    "load_yaml",
+]
 
 GROUP_CHAT = "group_chat"
 """The route name of the group chat; no specialist may use it."""
@@ -245,3 +257,21 @@ def _fix(error: ErrorDetails) -> str:
     else:
         fix = _FIXES.get(kind, "")
     return f" (fix: {fix})" if fix else ""
+
+
+def check_approval_routes(settings: Settings, agents: AgentsConfig) -> None:
+    """``ConfigurationError`` when approval is on and its routes name no route of ``agents``, or
+    none at all. The Runtime checks when it is made, so the CLI says it before its banner."""
+    approval = settings.approval_routes if settings.approval else ()
+    routes = ", ".join([*agents.agents, GROUP_CHAT])
+    unknown = set(approval) - {*agents.agents, GROUP_CHAT}
+    if unknown:
+        raise ConfigurationError(
+            f"BRAINSTACK_APPROVAL_ROUTES names {', '.join(sorted(unknown))}, which is not a route; "
+            f"use {routes}."
+        )
+    if settings.approval and not approval:  # no run would ever wait for the approval turned on
+        raise ConfigurationError(
+            f"BRAINSTACK_APPROVAL is on but BRAINSTACK_APPROVAL_ROUTES names no route; name one or "
+            f"more of {routes} (unset: group_chat), or turn approval off."
+        )

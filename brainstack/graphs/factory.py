@@ -11,8 +11,7 @@ from langgraph.graph import END, START, StateGraph
 
 from brainstack.agents.group_chat import GroupChat
 from brainstack.agents.specialist import Specialist
-from brainstack.config.agents import GROUP_CHAT
-from brainstack.errors import ConfigurationError
+from brainstack.config.agents import GROUP_CHAT, check_approval_routes
 from brainstack.graphs.nodes import (
     AfterReview,
     Approve,
@@ -91,18 +90,7 @@ def create_router_graph(
     for target in agents.agents:
         graph.add_edge(node_name(target), "review")
     graph.add_edge(GROUP_CHAT, "review")
-    routes = ", ".join([*agents.agents, GROUP_CHAT])
-    unknown = set(approval) - {*agents.agents, GROUP_CHAT}
-    if unknown:
-        raise ConfigurationError(
-            f"BRAINSTACK_APPROVAL_ROUTES names {', '.join(sorted(unknown))}, which is not a route; "
-            f"use {routes}."
-        )
-    if settings.approval and not approval:  # no run would ever wait for the approval turned on
-        raise ConfigurationError(
-            f"BRAINSTACK_APPROVAL is on but BRAINSTACK_APPROVAL_ROUTES names no route; name one or "
-            f"more of {routes} (unset: group_chat), or turn approval off."
-        )
+    check_approval_routes(settings, agents)
     ends: dict[Hashable, str] = {**targets, "remember": finish}
     if approval:
         graph.add_node("approve", timed("approve", Approve()))

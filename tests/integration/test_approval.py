@@ -151,6 +151,24 @@ def test_approval_with_no_route_is_a_configuration_error(settings, embedder, mon
     assert "approve" not in Runtime(off, embedder=embedder).graph.nodes  # approval off: fine
 
 
+def test_cli_says_an_unknown_approval_route_in_one_line_before_anything_else(env_home):
+    """The check was made when the graph was built, after the CLI's banner (docs audit)."""
+    env = {**env_home, "BRAINSTACK_APPROVAL": "1", "BRAINSTACK_APPROVAL_ROUTES": "legal"}
+    done = subprocess.run(
+        [sys.executable, "-m", "brainstack.cli", "run", "What is 2 + 2?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "brainstack: BRAINSTACK_APPROVAL_ROUTES names legal, which is not a route; "
+        "use technical, finance, marketing, general, group_chat."
+    ]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
