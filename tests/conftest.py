@@ -11,7 +11,9 @@ import pytest
 
 pytest_plugins = ["respx.plugin"]
 
-IN_CI = bool(os.environ.get("CI"))
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+"""CI=true (as .ci/run sets it, and CI services do): a missing server fails its tests; CI=false
+or unset: they are skipped."""
 POSTGRES_URL = os.environ.get("BRAINSTACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BRAINSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
