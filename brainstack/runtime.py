@@ -483,6 +483,13 @@ class Runtime:
         result: list[str] = self._submit(self._stranded(_check_id("thread_id", thread_id), checkpoint_id))
         return result
 
+    async def astranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:
+        """Async :meth:`stranded`."""
+        result: list[str] = await self._on_loop(
+            self._stranded(_check_id("thread_id", thread_id), checkpoint_id)
+        )
+        return result
+
     async def _stranded(self, thread_id: str, checkpoint_id: str | None = None) -> list[str]:
         configurable = {"thread_id": thread_id}
         if checkpoint_id is not None:
@@ -617,6 +624,15 @@ class Runtime:
         if isinstance(checkpoint_id, Checkpoint):
             checkpoint_id = checkpoint_id.checkpoint_id
         result: RunResult = self._submit(self._replay(_check_id("thread_id", thread_id), checkpoint_id))
+        return result
+
+    async def areplay(self, thread_id: str, checkpoint_id: str | Checkpoint) -> RunResult:
+        """Async :meth:`replay`."""
+        if isinstance(checkpoint_id, Checkpoint):
+            checkpoint_id = checkpoint_id.checkpoint_id
+        result: RunResult = await self._on_loop(
+            self._replay(_check_id("thread_id", thread_id), checkpoint_id)
+        )
         return result
 
     def astream(

@@ -1040,6 +1040,20 @@ def test_history_lists_checkpoints_and_replay_reruns_from_one(runtime):
         runtime.replay(thread, history[0].checkpoint_id)
 
 
+async def test_areplay_and_astranded_are_the_async_replay_and_stranded(runtime):
+    """Every other Runtime method had an async form (docs audit)."""
+    thread = unique("atr")
+    await runtime.arun("What is 17.5% of 2340?", thread_id=thread)
+    history = await runtime.ahistory(thread)
+    before_route = next(c for c in history if c.next in (["route"], ["recall"]))
+    replayed = await runtime.areplay(thread, before_route)
+    assert replayed.thread_id == thread and "409.5" in replayed.answer
+    assert len(await runtime.ahistory(thread)) > len(history)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        await runtime.areplay(thread, "not-a-checkpoint")
+    assert await runtime.astranded(thread) == []
+
+
 @pytest.mark.parametrize(("synchronous", "pragma"), [("full", 2), ("normal", 1)])
 async def test_sqlite_checkpointer_syncs_as_configured(settings, embedder, synchronous, pragma):
     """BRAINSTACK_SQLITE_SYNCHRONOUS reaches the checkpointer's connection, always in WAL mode
