@@ -212,12 +212,13 @@ _ANSWER_WORDS = (
     " links code snippet snippets units metric imperial currency currencies euro euros dollar"
     " dollars decimal decimals format formats formatted formatting tone language jargon words"
     " sentences paragraph paragraphs prose emoji emojis markdown heading headings step steps"
-    " step-by-step pdf pdfs csv"
+    " step-by-step pdf pdfs csv call calls email emails e-mail phone sms message messages"
 )
 _ANSWER_FORM = frozenset(_ANSWER_WORDS.split())
-"""What "I like …" must name to be a preference: how an answer looks ("I like short answers",
-"I like bullet points"). Liking anything else ("I like remote work", "I like Python") is an
-opinion on the subject; "I prefer …" with no particular thing is a choice ("I prefer euros")."""
+"""What "I like …" or "I prefer …" may name to be a preference: how an answer looks ("I like short
+answers", "I like bullet points") or how to reach the user ("I prefer a call on …"); or else a
+way to answer (:data:`_CHOICES`). Liking anything else ("I like remote work", "I like Python") is
+an opinion on the subject."""
 _WORD = re.compile(r"tl;drs?|[\w-]+")
 """A word of what is liked, looked up in ``_ANSWER_FORM`` (a set: one alternation of those words
 searched at each position was 5 times slower on 8,000 characters of "I like ")."""
