@@ -973,7 +973,10 @@ def _threads(args: argparse.Namespace) -> int:
             for t in threads:
                 task = " ".join((t.last_task or "").split())  # one line per thread
                 who = f"  {t.user_id or '?'}" if user is None else ""  # (runs before user ids were kept)
-                print(f"{t.thread_id}  {t.updated_at[:19]}{who}  {t.checkpoints:>4} checkpoint(s)  {task}")
+                print(
+                    f"{t.thread_id}  {t.updated_at[:19]}{who}  {t.status:<17}  "
+                    f"{t.checkpoints:>4} checkpoint(s)  {task}"
+                )
             return 0
         return _delete_or_prune(runtime, args)
 

@@ -20,6 +20,7 @@ __all__ = [
     "RouteDecision",
     "RunResult",
     "ThreadInfo",
+    "ThreadStatus",
     "ToolCallRecord",
     "Usage",
 ]
@@ -170,6 +171,10 @@ class Checkpoint(_Value):
     """The user whose run wrote it."""
 
 
+ThreadStatus = Literal["completed", "running", "awaiting_approval", "unfinished"]
+"""What a thread's last run is doing (:attr:`ThreadInfo.status`)."""
+
+
 class ThreadInfo(_Value):
     """One thread, as ``Runtime.threads`` lists it (a user's runs on it, or all of them)."""
 
@@ -183,6 +188,13 @@ class ThreadInfo(_Value):
     """When the newest of them was written (ISO 8601, UTC)."""
     last_task: str | None = None
     """The task of that checkpoint's run (its first 200 characters)."""
+    status: ThreadStatus
+    """What the thread's last run (by any user) is doing, from its latest checkpoint:
+    ``completed`` (it ended), ``awaiting_approval`` (paused for a human decision: ``resume`` with
+    ``--approve|--reject|--edit``), ``running`` (under way: a process holds the thread's lease)
+    or ``unfinished`` (stopped part-way and nobody runs it: killed, stopped, closed or failed on
+    an error; ``resume`` goes on from its last checkpoint, and the thread refuses new tasks until
+    then)."""
 
 
 class ApprovalRequest(_Value):

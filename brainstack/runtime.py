@@ -47,7 +47,6 @@ from brainstack.results import (
 )
 
 if TYPE_CHECKING:
-    from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
     from langgraph.graph import StateGraph
 
     from brainstack.agents.providers import ModelProvider
@@ -822,24 +821,26 @@ class Runtime:
         import datetime as dt
 
         from brainstack.graphs.checkpointers import find_threads
+        from brainstack.graphs.status import run_status
 
         since = None if idle_days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=idle_days)
         threads = []
         try:
             saver = await self._checkpointer()
-            for thread_id, checkpoints, newest in await find_threads(saver, user_id):
-                config = {
-                    "configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": newest}
-                }
-                item = await saver.aget_tuple(config)
-                if item is None:  # deleted since
+            for thread_id, checkpoints, newest, latest in await find_threads(saver, user_id):
+                item = await saver.aget_tuple(_checkpoint_config(thread_id, newest))
+                # The thread's last run says its status; with a user given, the user's newest
+                # checkpoint may be older (another user ran the thread since).
+                last = (
+                    item
+                    if latest == newest
+                    else await saver.aget_tuple(_checkpoint_config(thread_id, latest))
+                )
+                if item is None or last is None:  # deleted since
                     continue
                 updated = str(item.checkpoint["ts"])
-                if since is not None:
-                    # a user's newest checkpoint may not be the thread's (without a user, it is)
-                    last_use = updated if user_id is None else await _last_use(saver, item)
-                    if dt.datetime.fromisoformat(last_use) > since:
-                        continue  # used since: by this user, or by another on the same thread
+                if since is not None and dt.datetime.fromisoformat(str(last.checkpoint["ts"])) > since:
+                    continue  # used since: by this user, or by another on the same thread
                 task = item.checkpoint["channel_values"].get("task")
                 if item.metadata.get("source") == "input":  # a run that started here: its task is the input
                     task = next((v for _, key, v in item.pending_writes or () if key == "task"), task)
@@ -850,11 +851,19 @@ class Runtime:
                         checkpoints=checkpoints,
                         updated_at=updated,
                         last_task=task[:200] if isinstance(task, str) else None,
+                        status=run_status(last.checkpoint, last.pending_writes),
                     )
                 )
+            # A run under way looks stopped part-way in its checkpoints: its lease tells it from
+            # one that was stopped. (Only those are asked: the other threads' runs have ended. A
+            # run that ends between the two reads is listed unfinished; the next listing is right.)
+            state = self._state()
+            assert state.leases is not None
+            unfinished = [t.thread_id for t in threads if t.status == "unfinished"]
+            running = await state.leases.running(unfinished) if unfinished else set()
         except Exception as exc:
             raise translate(exc) from exc
-        return threads
+        return [t.model_copy(update={"status": "running"}) if t.thread_id in running else t for t in threads]
 
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's checkpoints: its conversation, its history and any paused or
@@ -1229,11 +1238,8 @@ def _thread_filter(user_id: str | None, idle_days: float | None) -> tuple[str | 
     return user_id, idle_days
 
 
-async def _last_use(saver: BaseCheckpointSaver[Any], item: CheckpointTuple) -> str:
-    """When ``item``'s thread was last used by anyone."""
-    thread_id = item.config["configurable"]["thread_id"]
-    latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-    return str((latest or item).checkpoint["ts"])
+def _checkpoint_config(thread_id: str, checkpoint_id: str) -> Any:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
 
 
 def _user_of(metadata: Any) -> str | None:

@@ -124,9 +124,12 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         yield sqlite
 
 
-async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> list[tuple[str, int, str]]:
+async def find_threads(
+    saver: BaseCheckpointSaver[str], user_id: str | None
+) -> list[tuple[str, int, str, str]]:
     """The threads with checkpoints of ``user_id``'s runs (every thread when ``None``), the most
-    recently used first: ``(thread_id, checkpoints, newest checkpoint id)`` each.
+    recently used first: ``(thread_id, checkpoints, newest checkpoint id, thread's latest
+    checkpoint id)`` each (the last two differ when another user ran the thread since).
 
     A run records its user id in its checkpoints' metadata (and a pruned thread's kept checkpoint
     the ids of the runs it replaced, ``users``). Read from the checkpoint tables the
@@ -136,6 +139,12 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     group = "GROUP BY thread_id ORDER BY max(checkpoint_id) DESC"
+    latest = (  # the thread's latest: the primary key's index answers it, one lookup per thread
+        "max(checkpoint_id)"
+        if user_id is None
+        else "(SELECT max(checkpoint_id) FROM checkpoints l WHERE l.thread_id = c.thread_id "
+        "AND l.checkpoint_ns = '')"
+    )
     if isinstance(saver, AsyncSqliteSaver):
         mine = (
             ""
@@ -146,23 +155,27 @@ async def find_threads(saver: BaseCheckpointSaver[str], user_id: str | None) -> 
         async with (
             saver.lock,
             saver.conn.execute(
-                f"SELECT thread_id, count(*), max(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
-                f"{mine} {group}",
+                f"SELECT thread_id, count(*), max(checkpoint_id), {latest} "
+                f"FROM checkpoints c WHERE checkpoint_ns = '' {mine} {group}",
                 () if user_id is None else (user_id, user_id),
             ) as rows,
         ):
-            return [(str(t), int(n), str(c)) async for t, n, c in rows]
+            return [(str(t), int(n), str(c), str(last)) async for t, n, c, last in rows]
     from psycopg.types.json import Jsonb
 
     mine = "" if user_id is None else "AND (metadata @> %s OR metadata @> %s)"
     with long_commands(saver):  # a scan of every thread's checkpoints: its time grows with the table
         async with _pool(saver).connection() as conn:
             found = await conn.execute(
-                "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest FROM checkpoints "
+                "SELECT thread_id, count(*) AS n, max(checkpoint_id) AS newest, "
+                f"{latest} AS latest FROM checkpoints c "
                 f"WHERE checkpoint_ns = '' {mine} {group}",
                 [] if user_id is None else [Jsonb({"user_id": user_id}), Jsonb({"users": [user_id]})],
             )
-            return [(str(r["thread_id"]), int(r["n"]), str(r["newest"])) for r in await found.fetchall()]
+            return [
+                (str(r["thread_id"]), int(r["n"]), str(r["newest"]), str(r["latest"]))
+                for r in await found.fetchall()
+            ]
 
 
 POOL_NAME = "brainstack-checkpoints"

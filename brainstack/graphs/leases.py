@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +49,10 @@ _KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_ke
 class Leases(Protocol):
     def hold(self, thread_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold ``thread_id``'s lease for the block; :class:`ThreadBusyError` if another has it."""
+        ...
+
+    async def running(self, thread_ids: Collection[str]) -> set[str]:
+        """Those of ``thread_ids`` whose lease someone holds now (a run, or a delete or prune)."""
         ...
 
 
@@ -159,6 +163,26 @@ class FileLeases:
                 ) from exc
         except OSError as exc:
             raise BackendError(f"Cannot open the thread lock file {path}: {exc.strerror}.") from exc
+
+    async def running(self, thread_ids: Collection[str]) -> set[str]:
+        """Each thread's lock file is tried without waiting (~10 µs; no file: no run has it): a
+        held file refuses the lock, a free one is unlocked at once (a run taking it meanwhile
+        retries for :attr:`busy_wait_s`, as it does against a sweep)."""
+        return {thread_id for thread_id in thread_ids if self._held_by_someone(self._path(thread_id))}
+
+    @staticmethod
+    def _held_by_someone(path: Path) -> bool:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:  # no file (never run here, or swept): nobody holds it
+            return False
+        try:
+            if not _lock_file(fd):
+                return True
+            _unlock_file(fd)
+            return False
+        finally:
+            os.close(fd)
 
     def _start_sweep(self) -> None:
         self._leases += 1
@@ -499,6 +523,19 @@ class PostgresLeases:
         self._unfinished.add(task)
         task.add_done_callback(self._unfinished.discard)
 
+    async def running(self, thread_ids: Collection[str]) -> set[str]:
+        """One read of the server's advisory locks in this database, whoever holds them."""
+        keys = {_lock_id(_key(thread_id)): thread_id for thread_id in thread_ids}
+        if not keys:
+            return set()
+        conn = await self._connection()
+        cursor = await conn.execute(
+            "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.granted AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return {keys[row] for row in await cursor.fetchall() if row in keys}
+
     async def _holder_of(self, conn: Any, key: int) -> dict[str, Any] | None:
         try:
             cursor = await conn.execute(
@@ -506,7 +543,7 @@ class PostgresLeases:
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND l.classid = %s AND l.objid = %s",
-                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+                _lock_id(key),
             )
             row = await cursor.fetchone()
         except Exception:
@@ -541,6 +578,11 @@ def _lost(thread_id: str, why: str) -> BackendError:
         f"answer. Its progress is saved: run again with thread {thread_id!r} to go on from it.",
         thread_id=thread_id,
     )
+
+
+def _lock_id(key: int) -> tuple[int, int]:
+    """How ``pg_locks`` shows a bigint advisory lock's key: its (classid, objid) halves."""
+    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
 
 
 def _key(thread_id: str) -> int:

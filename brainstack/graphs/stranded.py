@@ -24,20 +24,9 @@ _BRANCH = "branch:to:"
 def missing_nodes(checkpoint: Any, nodes: Collection[str]) -> list[str]:
     """The nodes ``checkpoint`` (a LangGraph ``Checkpoint`` dict) would run next that are not in
     ``nodes`` (the graph's node names), sorted; empty when the graph has every due node."""
-    versions = checkpoint.get("channel_versions") or {}
-    values = checkpoint.get("channel_values") or {}
-    seen = checkpoint.get("versions_seen") or {}
-    due = []
-    for channel, version in versions.items():
-        if not channel.startswith(_BRANCH) or channel not in values:
-            continue
-        node = channel.removeprefix(_BRANCH)
-        if node in nodes:
-            continue  # the graph has it: StateSnapshot.next already says whether it is due
-        last = (seen.get(node) or {}).get(channel)
-        if last is None or version > last:
-            due.append(node)
-    return sorted(due)
+    from brainstack.graphs.status import due_nodes
+
+    return [node for node in due_nodes(checkpoint) if node not in nodes]
 
 
 async def missing_nodes_at(compiled: Any, config: Any) -> list[str]:

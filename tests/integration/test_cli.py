@@ -343,9 +343,10 @@ def test_threads_list_and_delete(env_home):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert [line.split()[0] for line in lines] == threads[::-1]  # most recent first
-    assert re.search(r"  \d+ checkpoint\(s\)  What is 4 \+ 4\?$", lines[0]), lines[0]
+    assert re.search(r"  completed  +\d+ checkpoint\(s\)  What is 4 \+ 4\?$", lines[0]), lines[0]
     rows = json.loads(cli("threads", "list", "--user", user, "--json", env=env_home).stdout)
     assert [r["thread_id"] for r in rows] == threads[::-1] and rows[0]["checkpoints"] > 1
+    assert [r["status"] for r in rows] == ["completed"] * 3
 
     done = cli("threads", "prune", "--thread", threads[1], "--yes", env=env_home)
     assert done.returncode == 0, done.stderr
@@ -421,6 +422,7 @@ def test_threads_of_every_user_and_idle_ones(env_home):
     listed = cli("threads", "list", "--all", env=env_home)
     assert listed.returncode == 0, listed.stderr
     assert sorted(line.split()[2] for line in listed.stdout.splitlines()) == ["ada", "bob"]  # the user column
+    assert [line.split()[3] for line in listed.stdout.splitlines()] == ["completed"] * 2  # then the status
     idle = cli("threads", "list", "--all", "--idle-days", "1", env=env_home)
     assert idle.stdout == "" and "There are no threads unused for 1 day(s)." in idle.stderr
     pruned = cli("threads", "prune", "--all", "--yes", env=env_home)

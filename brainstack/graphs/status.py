@@ -1,0 +1,74 @@
+"""What a thread's latest checkpoint says about its last run: finished, paused for approval, or
+stopped part-way.
+
+``threads list`` shows it for every thread, so it is read from the checkpoint tuple the listing
+loads anyway, with no graph: ``StateSnapshot`` (``aget_state``) needs the compiled graph (its
+models and memory) and reads the checkpoint again. The rules are LangGraph's own, applied to the
+saved data:
+
+- A task that recorded an ``__interrupt__`` write and no output is waiting for an answer
+  (``langgraph.pregel._task_status``: a task is finished if and only if it has an output write).
+  The only interrupt brainstack's graph raises is its approval request.
+- A node is due while a channel that triggers it (``branch:to:<node>``, or ``__start__`` for
+  the input) holds a value whose version the node has not seen (``_algo._triggers``; see
+  :func:`~brainstack.graphs.stranded.missing_nodes`). A due node, or a task that finished without
+  the checkpoint after its step, means the run stopped part-way: killed, stopped, closed, or
+  failed on an error. Continuing it goes on from there.
+- Otherwise the last run has ended. Writes of the null task (a resume command sent to a finished
+  thread, say) are input to a step that never ran, not a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+__all__ = ["RunStatus", "due_nodes", "run_status"]
+
+RunStatus = Literal["completed", "awaiting_approval", "unfinished"]
+
+_NULL_TASK = "00000000-0000-0000-0000-000000000000"
+_CONTROL = frozenset({"__interrupt__", "__resume__", "__error__", "__error_source_node__"})
+_BRANCH = "branch:to:"
+_START = "__start__"
+
+
+def due_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
+    """The nodes ``checkpoint`` (a LangGraph ``Checkpoint`` dict) triggers and has not run yet,
+    whichever graph reads it, sorted."""
+    versions = checkpoint.get("channel_versions") or {}
+    values = checkpoint.get("channel_values") or {}
+    seen = checkpoint.get("versions_seen") or {}
+    due = []
+    for channel, version in versions.items():
+        if channel == _START:
+            node = _START
+        elif channel.startswith(_BRANCH):
+            node = channel.removeprefix(_BRANCH)
+        else:
+            continue
+        if channel not in values:  # consumed: the step that ran the node cleared it
+            continue
+        last = (seen.get(node) or {}).get(channel)
+        if last is None or version > last:
+            due.append(node)
+    return sorted(due)
+
+
+def run_status(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | None) -> RunStatus:
+    """The status of the last run on a thread whose latest checkpoint is ``checkpoint`` with
+    ``pending_writes`` (a ``CheckpointTuple``'s two fields)."""
+    interrupted: set[str] = set()
+    finished: set[str] = set()
+    for task_id, channel, _value in pending_writes or ():
+        if task_id == _NULL_TASK:
+            continue
+        if channel == "__interrupt__":
+            interrupted.add(task_id)
+        elif channel not in _CONTROL:
+            finished.add(task_id)
+    if interrupted - finished:
+        return "awaiting_approval"
+    if finished or due_nodes(checkpoint):
+        return "unfinished"
+    return "completed"

@@ -1,0 +1,147 @@
+"""`threads list` says what each thread's last run is doing, on both checkpoint backends."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+import httpx2
+import pytest
+
+from brainstack import RunError, Runtime
+
+DECISION = "Should we launch a freemium tier next quarter?"
+
+
+def unique(name: str) -> str:
+    """Ids unique per test run: the PostgreSQL database outlives the test session."""
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+def status(runtime: Runtime, user: str | None, thread_id: str) -> str:
+    (listed,) = [t for t in runtime.threads(user) if t.thread_id == thread_id]
+    return listed.status
+
+
+class Gate:
+    """The offline model behind a gate: each call says ``started`` and waits for ``release``."""
+
+    def __init__(self) -> None:
+        from brainstack.agents.offline import OfflineModel
+
+        self.model = OfflineModel(termination_word="TERMINATE", team=["CTO", "CMO", "CFO"])
+        self.started, self.release = threading.Event(), threading.Event()
+
+    async def handle(self, request):  # (async: the Runtime's loop goes on serving its other calls)
+        self.started.set()
+        await asyncio.to_thread(self.release.wait, 60)
+        return self.model.handle(request)
+
+
+def test_each_thread_is_listed_completed_awaiting_approval_running_or_unfinished(backend_settings, embedder):
+    settings = backend_settings.model_copy(update={"approval": True})
+    user = unique("status")
+    gate = Gate()
+    runtime = Runtime(settings, embedder=embedder)
+    stalled = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(gate.handle))
+    try:
+        done = runtime.run("What is 2 + 2?", user_id=user)
+        paused = runtime.run(DECISION, user_id=user)
+        assert paused.status == "awaiting_approval"
+
+        stopped = unique("stopped")
+        outcome: list[BaseException] = []
+
+        def stopped_run() -> None:
+            try:
+                stalled.run("Write a tagline.", user_id=user, thread_id=stopped, agent="marketing")
+            except RunError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=stopped_run)
+        worker.start()
+        assert gate.started.wait(60)
+        listed = {t.thread_id: t.status for t in runtime.threads(user)}
+        assert listed == {
+            done.thread_id: "completed",
+            paused.thread_id: "awaiting_approval",
+            stopped: "running",  # its checkpoints alone say it stopped part-way
+        }
+        assert status(stalled, user, stopped) == "running"  # the process running it says so too
+        stalled.close()  # stops the run: the thread keeps its last checkpoint
+        worker.join(60)
+        assert outcome and "closed while the run was under way" in str(outcome[0])
+        assert status(runtime, user, stopped) == "unfinished"
+        assert status(runtime, None, stopped) == "unfinished"  # every user's threads alike
+
+        assert runtime.run(thread_id=stopped).status == "completed"  # continued
+        assert runtime.run(thread_id=paused.thread_id, resume="approve").status == "completed"
+        assert {t.status for t in runtime.threads(user)} == {"completed"}
+    finally:
+        gate.release.set()
+        runtime.close()
+        stalled.close()
+
+
+def test_a_users_listing_shows_the_status_of_the_threads_last_run_by_anyone(backend_settings, embedder):
+    """The listed checkpoint is the user's newest; another user may have run the thread since."""
+    settings = backend_settings.model_copy(update={"approval": True})
+    ada, bob = unique("ada"), unique("bob")
+    with Runtime(settings, embedder=embedder) as runtime:
+        thread = runtime.run("What is 2 + 2?", user_id=ada).thread_id
+        runtime.run(DECISION, user_id=bob, thread_id=thread)
+        (listed,) = runtime.threads(ada)
+        assert listed.last_task == "What is 2 + 2?" and listed.user_id == ada  # ada's run…
+        assert listed.status == "awaiting_approval"  # …on a thread that now waits for bob's answer
+        runtime.run(thread_id=thread, resume="reject")
+        assert runtime.threads(ada)[0].status == "completed"
+
+
+async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(backend_settings, embedder):
+    """The status is read from the saved checkpoint without the graph; LangGraph's state snapshot
+    (next steps, tasks, interrupts) of each checkpoint of a thread's history must agree with it,
+    paused, stopped after each step, cut short mid-step and finished."""
+    from brainstack.graphs.checkpointers import open_checkpointer
+    from brainstack.graphs.status import run_status
+
+    def expected(snapshot) -> str:
+        if snapshot.interrupts:
+            return "awaiting_approval"
+        return "unfinished" if snapshot.next or snapshot.tasks else "completed"
+
+    started = asyncio.Event()
+
+    async def stall(request):
+        started.set()
+        await asyncio.sleep(30)
+
+    settings = backend_settings.model_copy(update={"approval": True})
+    runtime = Runtime(settings, embedder=embedder)
+    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stall))
+    thread = unique("history")
+    config = {"configurable": {"thread_id": thread}}
+    try:
+        async with open_checkpointer(settings) as saver:
+            graph = runtime.graph.compile(checkpointer=saver)
+            await graph.ainvoke({"task": "What is 2 + 2?"}, config)
+            await graph.ainvoke({"task": DECISION}, config)
+            await graph.ainvoke({"task": "approve"}, config)  # no: a new task drops the approval
+            stopped = slow.graph.compile(checkpointer=saver)
+            run = asyncio.ensure_future(
+                stopped.ainvoke({"task": "Write a tagline.", "requested_agent": "marketing"}, config)
+            )
+            await asyncio.wait_for(started.wait(), 60)
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            seen = []
+            async for snapshot in graph.aget_state_history(config):
+                saved = await saver.aget_tuple(snapshot.config)
+                seen.append(run_status(saved.checkpoint, saved.pending_writes))
+                assert seen[-1] == expected(snapshot), (snapshot.next, snapshot.tasks, snapshot.metadata)
+            assert {"completed", "awaiting_approval", "unfinished"} <= set(seen)
+            assert seen[0] == "unfinished"  # the cancelled run, the newest
+    finally:
+        runtime.close()
+        slow.close()
