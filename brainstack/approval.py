@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RESUME_FORMS", "parse_resume"]
+if TYPE_CHECKING:
+    from brainstack.errors import NotPausedError
+
+__all__ = ["RESUME_FORMS", "not_paused", "parse_resume"]
 
 APPROVE_WORDS = frozenset({"approve", "approved", "yes", "y", "ok"})
 REJECT_WORDS = frozenset({"reject", "rejected", "no", "n"})
@@ -33,6 +36,20 @@ def parse_resume(value: Any) -> tuple[str, str]:
         if key == "approve" and (text is True or text is None):  # {"approve": False} is no approval
             return "approved", ""
     raise ValueError(f"{value!r} is not a decision; answer {RESUME_FORMS}")
+
+
+def not_paused(thread_id: str, last_run: str | None, what_to_do: str) -> NotPausedError:
+    """The error for a resume sent to a thread that is not waiting for an approval: ``last_run``
+    says what its last run did (``None``: it has none), ``what_to_do`` how to go on instead
+    (the Runtime, the CLI and the Studio graph each name their own way)."""
+    from brainstack.errors import NotPausedError
+
+    why = f"its last run {last_run}" if last_run else "it has no run yet"
+    return NotPausedError(
+        f"Thread {thread_id!r} is not waiting for an approval: {why}, so a resume (a decision on "
+        f"a paused run's answer) has nothing to answer. {what_to_do}",
+        thread_id=thread_id,
+    )
 
 
 MAX_TEXT_CHARS = 20_000

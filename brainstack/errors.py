@@ -8,6 +8,7 @@ configuration) is told apart from failures during a run::
     │   ├── InvalidTaskError        empty or oversized task
     │   ├── UnknownAgentError       an agent name that is not configured
     │   ├── ThreadBusyError         another process (or Runtime) is running the thread
+    │   ├── NotPausedError          a resume for a thread that is not waiting for an approval
     │   └── ConfigurationError      settings or agents file are wrong
     └── RunError                    a run could not complete
         ├── ModelError              the model endpoint failed or answered badly
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidTaskError",
     "ModelError",
     "ModelUnavailableError",
+    "NotPausedError",
     "RunError",
     "ThreadBusyError",
     "UnknownAgentError",
@@ -119,6 +121,12 @@ def control_character(text: str) -> tuple[str, re.Match[str] | None]:
 
 class ThreadBusyError(UsageError):
     """Another process (or another Runtime on the same storage) is running the thread now."""
+
+
+class NotPausedError(UsageError):
+    """A resume (an approval decision) sent to a thread whose run is not waiting for one: it has
+    ended, stopped part-way, or never ran. LangGraph itself accepts such a resume and drops the
+    decision."""
 
 
 class UnknownAgentError(UsageError):

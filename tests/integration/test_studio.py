@@ -210,6 +210,23 @@ async def test_approval_pauses_in_studio_and_a_resume_command_finishes_it(client
     assert (await client.threads.get_state(thread["thread_id"]))["next"] == []
 
 
+async def test_the_server_refuses_a_resume_for_a_thread_that_is_not_paused(client):
+    """The resume "succeeded" and did nothing (a finished thread), or failed with "TypeError:
+    'NoneType' object is not iterable" (a new one)."""
+    thread = (await client.threads.create())["thread_id"]
+    chunks = await stream(client, thread, command={"resume": "approve"})
+    errors = [c.data for c in chunks if c.event == "error"]
+    assert errors and errors[0]["error"] == "NotPausedError"
+    assert f"Thread '{thread}' is not waiting for an approval: it has no run yet" in errors[0]["message"]
+
+    await client.runs.wait(thread, GRAPH_ID, input={"task": CALCULATION})
+    chunks = await stream(client, thread, command={"resume": "approve"})
+    errors = [c.data for c in chunks if c.event == "error"]
+    assert errors and "its last run has ended" in errors[0]["message"]
+    assert "Send a new task as the input" in errors[0]["message"]
+    assert (await client.threads.get_state(thread))["values"]["task"] == CALCULATION  # unchanged
+
+
 async def test_a_new_task_on_a_paused_thread_does_not_adopt_the_unapproved_answer(client):
     """The server starts a new task on a thread that waits for approval (Runtime refuses it) and
     drops the pending approval: the unapproved answer stayed in the conversation as if accepted,
@@ -392,3 +409,73 @@ def test_the_server_made_no_outbound_connection(server):
     _, proxy, started = server
     time.sleep(max(0.0, started + 15 - time.monotonic()))  # onnxruntime's telemetry came after ~5-10 s
     assert proxy.requests == []
+
+
+async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_to_send(
+    backend_settings, embedder
+):
+    """LangGraph accepts a resume command for a thread with no pending interrupt: on a finished
+    thread the run "succeeded" and did nothing (and left the decision in the checkpoint), on a
+    new one it failed with "The task is empty", and on a run stopped part-way it went on, dropped
+    the decision and paused to ask for it again."""
+    import httpx2
+    from langgraph.types import Command
+
+    from brainstack import Runtime
+    from brainstack.errors import NotPausedError
+    from brainstack.graphs.checkpointers import open_checkpointer
+    from brainstack.graphs.studio import make_graph
+
+    started = asyncio.Event()
+
+    async def stalled(request):
+        started.set()
+        await asyncio.sleep(30)
+
+    settings = backend_settings.model_copy(update={"approval": True})
+    runtime = Runtime(settings, embedder=embedder)
+    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    ids = {name: f"{name}-{os.urandom(6).hex()}" for name in ("new", "done", "stopped")}
+    config = {name: {"configurable": {"thread_id": thread}} for name, thread in ids.items()}
+    try:
+        async with open_checkpointer(settings) as saver:
+            served = make_graph(runtime).copy(update={"checkpointer": saver})  # as the server serves it
+
+            with pytest.raises(
+                NotPausedError, match="is not waiting for an approval: it has no run yet"
+            ) as no:
+                await served.ainvoke(Command(resume="approve"), config["new"])
+            assert 'Start a run with an input: {"task": "…"}' in str(no.value)
+            assert await saver.aget_tuple(config["new"]) is None  # nothing written
+
+            await served.ainvoke({"task": "What is 2 + 2?"}, config["done"])
+            before = await saver.aget_tuple(config["done"])
+            with pytest.raises(NotPausedError, match="its last run has ended") as ended:
+                await served.ainvoke(Command(resume={"edit": "5"}), config["done"])
+            assert "Send a new task as the input" in str(ended.value)
+            after = await saver.aget_tuple(config["done"])
+            assert after.config == before.config and after.pending_writes == []  # no decision kept
+
+            stopping = make_graph(slow).copy(update={"checkpointer": saver})
+            run = asyncio.ensure_future(
+                stopping.ainvoke({"task": DECISION, "requested_agent": "group_chat"}, config["stopped"])
+            )
+            await asyncio.wait_for(started.wait(), 60)
+            run.cancel()  # the user cancels the run in Studio
+            with pytest.raises(asyncio.CancelledError):
+                await run
+            with pytest.raises(
+                NotPausedError, match=r"its last run stopped before it ended \(at group_chat"
+            ) as cut:
+                await served.ainvoke(Command(resume="approve"), config["stopped"])
+            assert "runs.create(thread_id, assistant_id, input=None)" in str(cut.value)
+            assert (await served.aget_state(config["stopped"])).next == ("group_chat",)  # as it was
+
+            await served.ainvoke(None, config["stopped"])  # what the error says to send
+            paused = await served.aget_state(config["stopped"])
+            assert paused.next == ("approve",) and paused.interrupts  # it asks for the decision
+            final = await served.ainvoke(Command(resume="approve"), config["stopped"])
+            assert final["approval"]["status"] == "approved"
+    finally:
+        runtime.close()
+        slow.close()
