@@ -392,17 +392,14 @@ class Runtime:
                 )
         if run.task is not None:
             inputs = {"task": run.task, "user_id": run.user_id, "requested_agent": run.agent}
+        elif run.resume is not None and (pending is None or "approval" not in pending):
+            raise await self._not_paused(run.thread_id, pending)
         elif pending is None:
             raise UsageError(
                 f"Thread {run.thread_id!r} has no unfinished run to continue; pass a task to start one.",
                 thread_id=run.thread_id,
             )
         elif run.resume is not None:
-            if "approval" not in pending:
-                raise UsageError(
-                    f"Thread {run.thread_id!r} is not waiting for approval ({pending}).",
-                    thread_id=run.thread_id,
-                )
             from langgraph.types import Command
 
             inputs = Command(resume=run.resume)
@@ -416,6 +413,26 @@ class Runtime:
             inputs = None  # a run stopped by a crash: go on from its last checkpoint
         async for event in self._drive(inputs, config, run.thread_id, live=live):
             yield event
+
+    async def _not_paused(self, thread_id: str, pending: str | None) -> UsageError:
+        """The error for a decision (``resume=``) on a thread whose run does not wait for one
+        (``pending``: what it waits for instead, ``None`` when it ended or never ran)."""
+        from brainstack.approval import not_paused
+
+        new_task = f"pass a task to start a new run (CLI: `{self._cli('run', thread_id)} TASK`)"
+        if pending is not None:
+            return not_paused(
+                thread_id,
+                pending,  # "stopped before review"
+                f"Continue it without a decision: `{self._cli('resume', thread_id)}` (Python: "
+                f"run(thread_id={thread_id!r})); or {new_task}.",
+            )
+        try:
+            saver = await self._checkpointer()
+            ran = await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is not None
+        except Exception as exc:
+            _reraise(exc, thread_id)
+        return not_paused(thread_id, "has ended" if ran else None, new_task[0].upper() + new_task[1:] + ".")
 
     async def _pending(self, thread_id: str) -> tuple[str | None, str | None]:
         """What the thread's last run is waiting for (``None`` when it finished or never ran), and

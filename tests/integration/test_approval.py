@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from brainstack import Runtime, UsageError
-from brainstack.errors import ConfigurationError
+from brainstack import RunError, Runtime, UsageError
+from brainstack.errors import ConfigurationError, NotPausedError
 from brainstack.events import GroupChatTurnEvent, InterruptEvent, ResultEvent
 
 DECISION = "Should we launch a freemium tier next quarter?"
@@ -199,9 +199,56 @@ def test_a_paused_thread_refuses_new_tasks_and_plain_continuation(approving):
     with pytest.raises(UsageError, match="either a task"):
         approving.run("Another question", thread_id=tid, resume="approve")
     approving.run(thread_id=tid, resume="approve")
-    with pytest.raises(UsageError, match="no unfinished run"):
-        approving.run(thread_id=tid, resume="approve")
+    with pytest.raises(
+        NotPausedError, match=f"Thread '{tid}' is not waiting for an approval: its last run has ended"
+    ) as ended:
+        approving.run(thread_id=tid, resume="approve")  # approved twice
+    assert f"Pass a task to start a new run (CLI: `brainstack run --thread {tid} TASK`)." in str(ended.value)
+    assert ended.value.thread_id == tid
+    with pytest.raises(NotPausedError, match="it has no run yet, so a resume") as never:
+        approving.run(thread_id=thread(), resume="approve")
+    assert "has nothing to answer. Pass a task to start a new run" in str(never.value)
     assert approving.run("What is 2 + 2?", thread_id=tid).status == "completed"
+
+
+def test_a_decision_for_a_run_stopped_part_way_says_to_continue_it_without_one(approving, embedder):
+    """A run stopped before its answer was asked about (here: its Runtime closed mid group chat)
+    is not waiting for an approval: the decision is refused, naming the command that goes on."""
+    import asyncio
+    import threading
+
+    import httpx2
+
+    started = threading.Event()
+
+    async def stalled(request):
+        started.set()
+        await asyncio.sleep(60)
+
+    tid = thread()
+    stopping = Runtime(approving.settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    outcome: list[BaseException] = []
+
+    def stopped_run() -> None:
+        try:
+            stopping.run(DECISION, thread_id=tid)
+        except RunError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=stopped_run)
+    worker.start()
+    assert started.wait(60)
+    stopping.close()  # the thread keeps its last checkpoint
+    worker.join(60)
+    with pytest.raises(
+        NotPausedError, match="not waiting for an approval: its last run stopped before group_chat"
+    ) as cut:
+        approving.run(thread_id=tid, resume="approve")
+    assert (
+        f"Continue it without a decision: `brainstack resume --thread {tid}` (Python: run(thread_id='{tid}'))"
+        in str(cut.value)
+    )
+    assert approving.run(thread_id=tid).status == "awaiting_approval"  # continued: it asks now
 
 
 def test_resume_needs_a_thread(approving):

@@ -347,6 +347,9 @@ def test_threads_list_and_delete(env_home):
     rows = json.loads(cli("threads", "list", "--user", user, "--json", env=env_home).stdout)
     assert [r["thread_id"] for r in rows] == threads[::-1] and rows[0]["checkpoints"] > 1
     assert [r["status"] for r in rows] == ["completed"] * 3
+    line = assert_one_clean_line(cli("resume", "--thread", threads[2], "--approve", env=env_home), 2)
+    assert f"Thread {threads[2]!r} is not waiting for an approval: its last run has ended" in line
+    assert f"(CLI: `brainstack run --thread {threads[2]} TASK`)" in line
 
     done = cli("threads", "prune", "--thread", threads[1], "--yes", env=env_home)
     assert done.returncode == 0, done.stderr
