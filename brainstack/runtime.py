@@ -818,7 +818,8 @@ class Runtime:
 
     def threads(self, user_id: str | None = None, *, idle_days: float | None = None) -> list[ThreadInfo]:
         """The threads ``user_id`` ran tasks on (every thread when ``None``), the most recently
-        used first; with ``idle_days``, only those unused for at least that many days.
+        used first, each with what its last run is doing (:attr:`ThreadInfo.status`); with
+        ``idle_days``, only those unused for at least that many days.
 
         Found through the user id every run records in its checkpoints' metadata, so a thread is
         listed under each user who ran a task on it.
