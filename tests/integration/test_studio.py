@@ -419,6 +419,7 @@ async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_t
     new one it failed with "The task is empty", and on a run stopped part-way it went on, dropped
     the decision and paused to ask for it again."""
     import httpx2
+    from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
     from brainstack import Runtime
@@ -447,6 +448,9 @@ async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_t
                 await served.ainvoke(Command(resume="approve"), config["new"])
             assert 'Start a run with an input: {"task": "…"}' in str(no.value)
             assert await saver.aget_tuple(config["new"]) is None  # nothing written
+            synchronous = make_graph(runtime).copy(update={"checkpointer": InMemorySaver()})
+            with pytest.raises(NotPausedError, match="it has no run yet"):
+                synchronous.invoke(Command(resume="approve"), config["new"])  # (stream, not astream)
 
             await served.ainvoke({"task": "What is 2 + 2?"}, config["done"])
             before = await saver.aget_tuple(config["done"])
