@@ -872,16 +872,36 @@ class Runtime:
                         status=run_status(last.checkpoint, last.pending_writes),
                     )
                 )
-            # A run under way looks stopped part-way in its checkpoints: its lease tells it from
-            # one that was stopped. (Only those are asked: the other threads' runs have ended. A
-            # run that ends between the two reads is listed unfinished; the next listing is right.)
-            state = self._state()
-            assert state.leases is not None
-            unfinished = [t.thread_id for t in threads if t.status == "unfinished"]
-            running = await state.leases.running(unfinished) if unfinished else set()
+            return await self._running_or_stopped(saver, threads)
         except Exception as exc:
             raise translate(exc) from exc
-        return [t.model_copy(update={"status": "running"}) if t.thread_id in running else t for t in threads]
+
+    async def _running_or_stopped(self, saver: Any, threads: list[ThreadInfo]) -> list[ThreadInfo]:
+        """``threads`` with those whose checkpoints say ``unfinished`` told apart: a run under way
+        looks stopped part-way in its checkpoints, and its lease says it is not. (Only those are
+        asked: the other threads' runs have ended.) One whose lease is free is read again: its run
+        may have ended since its checkpoint was read, and a free lease means its last checkpoint
+        is written."""
+        from brainstack.graphs.status import run_status
+
+        state = self._state()
+        assert state.leases is not None
+        unfinished = [t.thread_id for t in threads if t.status == "unfinished"]
+        running = await state.leases.running(unfinished) if unfinished else set()
+        told = []
+        for info in threads:
+            if info.thread_id in running:
+                info = info.model_copy(update={"status": "running"})
+            elif info.status == "unfinished":
+                last = await saver.aget_tuple(
+                    {"configurable": {"thread_id": info.thread_id, "checkpoint_ns": ""}}
+                )
+                if last is not None:
+                    info = info.model_copy(
+                        update={"status": run_status(last.checkpoint, last.pending_writes)}
+                    )
+            told.append(info)
+        return told
 
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's checkpoints: its conversation, its history and any paused or

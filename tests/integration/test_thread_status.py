@@ -24,6 +24,21 @@ def status(runtime: Runtime, user: str | None, thread_id: str) -> str:
     return listed.status
 
 
+def start_run(runtime: Runtime, task: str, **kwargs) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``task`` in a thread of its own; the RunError of a Runtime closed mid-run is kept."""
+    outcome: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runtime.run(task, **kwargs)
+        except RunError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    return worker, outcome
+
+
 class Gate:
     """The offline model behind a gate: each call says ``started`` and waits for ``release``."""
 
@@ -51,16 +66,9 @@ def test_each_thread_is_listed_completed_awaiting_approval_running_or_unfinished
         assert paused.status == "awaiting_approval"
 
         stopped = unique("stopped")
-        outcome: list[BaseException] = []
-
-        def stopped_run() -> None:
-            try:
-                stalled.run("Write a tagline.", user_id=user, thread_id=stopped, agent="marketing")
-            except RunError as exc:
-                outcome.append(exc)
-
-        worker = threading.Thread(target=stopped_run)
-        worker.start()
+        worker, outcome = start_run(
+            stalled, "Write a tagline.", user_id=user, thread_id=stopped, agent="marketing"
+        )
         assert gate.started.wait(60)
         listed = {t.thread_id: t.status for t in runtime.threads(user)}
         assert listed == {
@@ -145,3 +153,34 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(back
     finally:
         runtime.close()
         slow.close()
+
+
+def test_a_run_that_ends_while_the_threads_are_listed_is_not_listed_unfinished(backend_settings, embedder):
+    """The listing reads the checkpoints, then the leases of the threads that look unfinished: a
+    run that ended in between has a free lease and was listed "unfinished" (resume then said there
+    was nothing to continue)."""
+    user, thread = unique("race"), unique("race")
+    runtime = Runtime(backend_settings, embedder=embedder)
+    other = Runtime(backend_settings, embedder=embedder)
+    gate = Gate()
+    stalled = Runtime(backend_settings, embedder=embedder, transport=httpx2.MockTransport(gate.handle))
+    try:
+        worker, outcome = start_run(stalled, "Write a tagline.", user_id=user, thread_id=thread)
+        assert gate.started.wait(60)
+        stalled.close()  # a run stopped part-way…
+        worker.join(60)
+        assert outcome  # (the "closed" RunError)
+        runtime.threads(user)  # (opens the leases)
+        leases = runtime._loop_state.leases
+        asked = leases.running
+
+        async def ended_meanwhile(thread_ids):
+            await other.arun(thread_id=thread)  # …continued and ended by another process meanwhile
+            return await asked(thread_ids)
+
+        leases.running = ended_meanwhile
+        assert [t.status for t in runtime.threads(user)] == ["completed"]
+    finally:
+        gate.release.set()
+        for each in (runtime, other, stalled):
+            each.close()
