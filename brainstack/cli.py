@@ -970,11 +970,15 @@ def _threads(args: argparse.Namespace) -> int:
                 return 0
             if not threads:
                 print(f"{_none(user, args.idle_days)}.", file=sys.stderr)
+            # Columns as wide as their widest entry: thread ids and user names are the caller's.
+            ids = max((len(t.thread_id) for t in threads), default=0)
+            users = max((len(t.user_id or "?") for t in threads), default=0)
             for t in threads:
                 task = " ".join((t.last_task or "").split())  # one line per thread
-                who = f"  {t.user_id or '?'}" if user is None else ""  # (runs before user ids were kept)
+                # ("?": runs before user ids were kept)
+                who = f"  {t.user_id or '?':<{users}}" if user is None else ""
                 print(
-                    f"{t.thread_id}  {t.updated_at[:19]}{who}  {t.status:<17}  "
+                    f"{t.thread_id:<{ids}}  {t.updated_at[:19]}{who}  {t.status:<17}  "
                     f"{t.checkpoints:>4} checkpoint(s)  {task}"
                 )
             return 0

@@ -420,12 +420,16 @@ def test_thread_commands_load_no_model_no_memory_and_no_graph(env_home):
 
 
 def test_threads_of_every_user_and_idle_ones(env_home):
-    for user in ("ada", "bob"):
-        assert cli("run", "What is 2 + 2?", "--user", user, env=env_home).returncode == 0
+    for user, thread in (("ada", []), ("bob-from-accounting", ["--thread", "t2"])):
+        assert cli("run", "What is 2 + 2?", "--user", user, *thread, env=env_home).returncode == 0
     listed = cli("threads", "list", "--all", env=env_home)
     assert listed.returncode == 0, listed.stderr
-    assert sorted(line.split()[2] for line in listed.stdout.splitlines()) == ["ada", "bob"]  # the user column
-    assert [line.split()[3] for line in listed.stdout.splitlines()] == ["completed"] * 2  # then the status
+    lines = listed.stdout.splitlines()
+    assert sorted(line.split()[2] for line in lines) == ["ada", "bob-from-accounting"]  # the user column
+    assert [line.split()[3] for line in lines] == ["completed"] * 2  # then the status
+    # columns line up whatever the lengths of thread ids and user names (docs audit)
+    assert len({line.index("completed") for line in lines}) == 1
+    assert len({re.search(r"\d{4}-\d\d-\d\dT", line).start() for line in lines}) == 1  # type: ignore[union-attr]
     idle = cli("threads", "list", "--all", "--idle-days", "1", env=env_home)
     assert idle.stdout == "" and "There are no threads unused for 1 day(s)." in idle.stderr
     pruned = cli("threads", "prune", "--all", "--yes", env=env_home)
