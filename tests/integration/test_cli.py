@@ -267,7 +267,8 @@ def test_memory_show_lists_a_users_preferences_and_forget_preference_drops_one(e
     ]
     done = cli("memory", "forget", "--user", user, "--preference", "  Short Answers ", env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"Forgot the preference 'Short Answers' of user {user!r} (1 left).\n"
+    # (said as it is stored, not as typed: docs audit)
+    assert done.stdout == f"Forgot the preference 'short answers' of user {user!r} (1 left).\n"
     listed = json.loads(cli("memory", "show", "--user", user, "--json", env=env).stdout)
     assert listed == {"user_id": user, "preferences": ["use euros"], "facts": {}, "episodes": 1}
 
