@@ -7,13 +7,14 @@ import socket
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from brainstack.memory.episodic import open_chroma
 from brainstack.memory.gateway import PASSAGE_MIN_SCORE
-from brainstack.memory.knowledge import IngestReport, KnowledgeBase, Passage
+from brainstack.memory.knowledge import SEARCH_BREADTH, IngestReport, KnowledgeBase, Passage
 
 PRICING = (
     "# Pricing\n\nThe Pro plan costs 49 euros per month. Enterprise pricing is negotiated per contract.\n"
@@ -467,3 +468,98 @@ def test_no_llm_or_openai_is_ever_used(kb, docs, monkeypatch):
     assert kb.remove(docs / "hiring.markdown") == 1
     assert defaults == []
     assert Settings._llm is None and Settings._embed_model is None
+
+
+# -- search breadth --------------------------------------------------------------------------------
+
+
+class _Vectors:
+    """An embedder that knows the vector of each text it will be asked for (no model)."""
+
+    name = "test-vectors"
+    dim = 384
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts):
+        return np.stack([self.vectors[text] for text in texts])
+
+    def embed_one(self, text):
+        return self.vectors[text]
+
+    embed_query = embed_one
+
+
+def _near_identical(count: int, queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` unit vectors close to one another (chunks that differ in a word or a number), and
+    vague query vectors near them: many chunks score almost alike, where an approximate search slips."""
+    rng = np.random.default_rng(seed)
+    chunks = rng.normal(size=384) + 0.03 * rng.normal(size=(count, 384))
+    chunks /= np.linalg.norm(chunks, axis=1, keepdims=True)
+    asked = chunks[rng.choice(count, queries, replace=False)] + 0.03 * rng.normal(size=(queries, 384))
+    asked /= np.linalg.norm(asked, axis=1, keepdims=True)
+    return chunks.astype(np.float32), asked.astype(np.float32)
+
+
+def test_search_finds_the_best_of_many_near_identical_chunks(kb):
+    """QA: among near-identical chunks, Chroma's default search breadth (ef_search 100) often
+    missed the one an exact search ranks first (about 1 query in 4 on this set)."""
+    chunks, asked = _near_identical(2000, 40, seed=7)
+    queries = {f"question {n}": vector for n, vector in enumerate(asked)}
+    searcher = KnowledgeBase(kb.client, embedder=_Vectors(queries), collection=kb.collection.name)
+    for start in range(0, len(chunks), 500):
+        ids = [str(n) for n in range(start, start + 500)]
+        searcher.collection.add(
+            ids=ids,
+            embeddings=chunks[start : start + 500],
+            documents=[f"report {n}" for n in ids],
+            metadatas=[{"source": "/kb/reports.md", "chunk": int(n)} for n in ids],
+        )
+    found = 0
+    for n, (query, vector) in enumerate(queries.items()):
+        best = int(np.argmax(chunks @ vector))
+        passages = searcher.search(query, k=4)
+        found += passages[0].chunk == best
+        assert passages[0].score <= float(chunks[best] @ vector) + 1e-4, n
+    assert found >= 38, f"{found} of 40 found the best chunk"
+
+
+def test_a_new_collection_searches_wide(kb):
+    hnsw = kb.collection.configuration["hnsw"]
+    assert hnsw["ef_search"] == SEARCH_BREADTH and hnsw["max_neighbors"] == 32 and hnsw["space"] == "cosine"
+
+
+def test_a_collection_made_by_an_earlier_version_is_widened_and_kept(kb, docs, embedder, monkeypatch):
+    """A knowledge base created with Chroma's defaults keeps its chunks and gets the wider search
+    (Chroma applies it when it next loads the index: a new process, a restarted server)."""
+    from brainstack.memory import knowledge
+
+    name = f"kb-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setattr(knowledge, "HNSW", {"space": "cosine"})  # what earlier versions created
+    monkeypatch.setattr(knowledge, "SEARCH_BREADTH", 0)
+    earlier = KnowledgeBase(kb.client, embedder=embedder, collection=name)
+    earlier.add(docs)
+    assert earlier.collection.configuration["hnsw"]["ef_search"] == 100
+    monkeypatch.undo()
+    try:
+        now = KnowledgeBase(kb.client, embedder=embedder, collection=name)
+        assert now.collection.configuration["hnsw"]["ef_search"] == SEARCH_BREADTH
+        reopened = kb.client.get_collection(name)
+        assert reopened.configuration["hnsw"]["ef_search"] == SEARCH_BREADTH
+        assert reopened.metadata == {"brainstack": "knowledge"} and reopened.count() == 3
+        assert now.search("How much does the Pro plan cost?", k=1)[0].source.endswith("pricing.md")
+        assert sorted(now.add(docs).unchanged) == _expected(docs)
+    finally:
+        kb.client.delete_collection(name)
+
+
+def test_a_search_breadth_that_cannot_be_widened_is_no_error(kb, embedder, monkeypatch, caplog):
+    def refuse(**kwargs):
+        raise RuntimeError("read-only")
+
+    earlier = SimpleNamespace(configuration={"hnsw": {"ef_search": 100}}, modify=refuse)
+    monkeypatch.setattr(kb.client, "get_or_create_collection", lambda *args, **kwargs: earlier)
+    with caplog.at_level("WARNING", logger="brainstack.memory.knowledge"):
+        assert KnowledgeBase(kb.client, embedder=embedder).collection is earlier
+    assert "narrower search breadth (RuntimeError: read-only)" in caplog.text
