@@ -530,10 +530,11 @@ def search_quality(
 
 def passage_rules(kb: Any) -> list[dict[str, Any]]:
     """Relevant passages kept and irrelevant ones let through, by the old rule and the current one."""
-    from brainstack.memory.gateway import PASSAGES_K
+    from brainstack.memory.gateway import PASSAGES_K, relevant_passages
 
     rules: dict[str, Callable[[str, list[Any]], list[Any]]] = {
         "before: cosine ≥ 0.4": lambda task, found: [p for p in found if p.score >= 0.4],
+        "now: `relevant_passages`": relevant_passages,
     }
     results = []
     answerable = sum(1 for _, label in QUESTIONS if label)

@@ -120,6 +120,41 @@ def test_knowledge_base_passages_are_recalled_with_their_source(settings, embedd
     assert "refunds.md" in result.answer  # the offline model reports the passage it was given
 
 
+POLICIES = {
+    "security.md": "# Security policy\n\nEvery employee uses a hardware security key for single sign-on; "
+    "SMS codes are not accepted. Laptops must have full-disk encryption turned on before they join the "
+    "corporate network.\n\nProduction database access is granted for 8 hours at a time through the "
+    "access broker, and every session is recorded. A lost laptop or key is reported to "
+    "security@example.com within one hour.\n",
+    "vendors.md": "# Vendor management\n\nA new vendor that will process customer data passes a "
+    "security review and signs our data processing agreement before any data is shared. Contracts "
+    "above 50,000 euros a year are signed by the CFO; below that, by the budget owner.\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "recalled"),
+    [
+        ("Do we accept text message codes for login?", ["security.md"]),  # QA: scored under 0.4
+        ("What is the capital of Australia?", []),
+    ],
+)
+def test_recall_keeps_a_passage_that_answers_with_a_low_score_but_not_an_unrelated_one(
+    settings, embedder, tmp_path, task, recalled
+):
+    from brainstack.memory.gateway import PASSAGE_MIN_SCORE, MemoryGateway
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in POLICIES.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    gateway = MemoryGateway(settings, embedder=embedder)
+    gateway.knowledge.add(docs)
+    assert all(p.score < PASSAGE_MIN_SCORE for p in gateway.knowledge.search(task))
+    recall = asyncio.run(gateway.recall("ada", "t-kb", task))
+    assert [Path(p.source).name for p in recall.passages] == recalled
+
+
 def test_memory_backends_down_degrade_the_run_but_keep_answer_and_checkpoint(settings, embedder):
     down = settings.model_copy(
         update={"redis_url": "redis://127.0.0.1:1/0", "chroma_url": "http://127.0.0.1:1"}

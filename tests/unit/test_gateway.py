@@ -16,12 +16,14 @@ from brainstack.memory.gateway import (
     _within_budget,
     estimate_tokens,
     recent_messages,
+    relevant_passages,
     render_memory,
     sentences,
     stated_preferences,
     supersedes,
     without_preferences,
 )
+from brainstack.memory.knowledge import Passage
 from brainstack.memory.skills import SkillStore
 from brainstack.results import MemoryRecall, RecalledEpisode, RecalledPassage, RecalledSkill
 
@@ -31,6 +33,38 @@ from brainstack.results import MemoryRecall, RecalledEpisode, RecalledPassage, R
 @pytest.mark.parametrize(("text", "tokens"), [("", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100)])
 def test_estimate_tokens_is_four_characters_a_token_rounded_up(text, tokens):
     assert estimate_tokens(text) == tokens
+
+
+# -- relevant_passages -------------------------------------------------------------------------
+
+SMS = "Every employee uses a hardware security key for single sign-on; SMS codes are not accepted."
+
+
+def _passage(text: str, score: float) -> Passage:
+    return Passage(text=text, source="/kb/security.md", score=score)
+
+
+@pytest.mark.parametrize(
+    ("task", "scores", "kept"),
+    [
+        # QA: the answer scored under 0.4 and recall gave nothing; it shares "codes", "accept"
+        ("Do we accept text message codes for login?", [0.34, 0.13], [0.34]),
+        ("Do we accept text message codes for login?", [0.42, 0.34], [0.42, 0.34]),  # within 0.1
+        ("Do we accept text message codes for login?", [0.5, 0.38], [0.5]),  # beyond 0.1 of the best
+        ("Do we accept text message codes for login?", [0.24], []),  # too far from the task
+        ("What is the parental leave policy?", [0.35, 0.3], []),  # no word in common
+        ("What is the parental leave policy?", [0.41], [0.41]),  # close enough without one
+        ("Do we accept text message codes for login?", [], []),
+    ],
+)
+def test_relevant_passages_keep_close_ones_and_low_ones_sharing_a_word(task, scores, kept):
+    passages = [_passage(SMS, score) for score in scores]
+    assert [p.score for p in relevant_passages(task, passages)] == kept
+
+
+def test_a_shared_stop_word_is_no_shared_word():
+    passage = _passage("What we do is what the team decides, and the rest is noise.", 0.3)
+    assert relevant_passages("What is the parental leave policy?", [passage]) == []
 
 
 # -- recent_messages ---------------------------------------------------------------------------
