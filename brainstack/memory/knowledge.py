@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -35,6 +34,9 @@ best. With Chroma's default (100) a search missed the chunk an exact search rank
 many near-identical ones: recall@1 0.885 on 3,929 chunks of generated store reports, 0.53 on
 4,000 synthetic near-identical vectors; 1.000 and 0.99 with this breadth and :data:`HNSW`
 (``benchmarks/bench_kb_search.py``, RESULTS.md: a few milliseconds more per search at most)."""
+SEARCH_POOL = 4
+"""Candidates a search asks for per passage wanted: room for copies of one text (see
+:meth:`KnowledgeBase.search`)."""
 HNSW = {"space": "cosine", "ef_search": SEARCH_BREADTH, "max_neighbors": 32, "ef_construction": 200}
 """A new collection's index. Twice Chroma's default links per chunk (``max_neighbors``) and a wider
 build (``ef_construction``) keep near-identical chunks reachable from each other; Chroma fixes
@@ -296,28 +298,50 @@ class KnowledgeBase:
     # -- search --------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 4) -> list[Passage]:
-        """The ``k`` passages closest to ``query``, with their source files."""
+        """The ``k`` passages closest to ``query``, with their source files; each text once.
+
+        The same text stored more than once (a file with repeated sections, or the same text in
+        two files) is one passage, from its best-ranked copy: a search asks Chroma for
+        ``SEARCH_POOL`` times ``k`` candidates and keeps the first ``k`` distinct texts. Copies
+        are told apart here rather than stored once: each file owns its chunks (``kb remove``
+        and a changed file's update delete them, :meth:`_stored_hash` counts them), so removing
+        one of two files that share a text must not take it from the other.
+        """
+        from brainstack.memory.embeddings import query_embedding
+
         if k < 1:
             raise ValueError("k must be at least 1")
         if not query.strip() or self.count() == 0:
             return []
         try:
-            nodes = self.index.as_retriever(similarity_top_k=k).retrieve(query)
+            found = self.collection.query(  # Chroma caps n_results at the collection's size
+                query_embeddings=query_embedding(self.embedder, query)[None, :],
+                n_results=SEARCH_POOL * k,
+                include=["documents", "metadatas", "distances"],
+            )
         except Exception as exc:
             raise translate(exc, backend="chromadb") from exc
-        # A blank chunk (stored by versions that indexed empty files) is no passage.
-        return [
-            Passage(
-                text=n.node.get_content(),
-                source=str(n.node.metadata.get("source", "")),
-                # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
-                # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
-                score=1.0 + math.log(n.score) if n.score else 0.0,
-                chunk=int(n.node.metadata.get("chunk", 0)),
+        passages: list[Passage] = []
+        seen: set[str] = set()
+        rows = zip(found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True)
+        for text, metadata, distance in rows:
+            key = " ".join((text or "").split())
+            # A blank chunk (stored by versions that indexed empty files) is no passage, nor is a copy.
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            metadata = metadata or {}
+            passages.append(
+                Passage(
+                    text=text,
+                    source=str(metadata.get("source", "")),
+                    score=1.0 - float(distance),  # a cosine distance d is similarity 1 - d
+                    chunk=int(metadata.get("chunk", 0)),
+                )
             )
-            for n in nodes
-            if n.node.get_content().strip()
-        ]
+            if len(passages) == k:
+                break
+        return passages
 
     def count(self) -> int:
         """Chunks stored."""

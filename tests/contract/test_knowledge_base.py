@@ -563,3 +563,34 @@ def test_a_search_breadth_that_cannot_be_widened_is_no_error(kb, embedder, monke
     with caplog.at_level("WARNING", logger="brainstack.memory.knowledge"):
         assert KnowledgeBase(kb.client, embedder=embedder).collection is earlier
     assert "narrower search breadth (RuntimeError: read-only)" in caplog.text
+
+
+# -- copies of one text ----------------------------------------------------------------------------
+
+
+def test_the_same_text_in_two_files_is_one_passage_and_outlives_either_file(kb, docs):
+    """QA: search results (and recall) filled up with copies of one text."""
+    (docs / "archive").mkdir()
+    (docs / "archive" / "pricing-2025.md").write_text(PRICING, encoding="utf-8")
+    (docs / "archive" / "pricing-draft.md").write_text(PRICING, encoding="utf-8")
+    kb.add(docs)
+    assert kb.count() == 5  # each file keeps its own chunks
+    passages = kb.search("How much does the Pro plan cost per month?", k=3)
+    texts = [" ".join(p.text.split()) for p in passages]
+    assert len(passages) == 3 and len(set(texts)) == 3
+    assert sum("49 euros" in text for text in texts) == 1
+    kb.remove(docs / "pricing.md")
+    kb.remove(docs / "archive" / "pricing-draft.md")
+    best = kb.search("How much does the Pro plan cost per month?", k=1)[0]
+    assert best.source == str((docs / "archive" / "pricing-2025.md").resolve()) and "49 euros" in best.text
+
+
+def test_a_file_with_a_repeated_section_gives_it_once(kb, tmp_path):
+    section = "## Escalation\n\nPage the on-call engineer, then the team lead after 15 minutes.\n\n"
+    runbook = tmp_path / "runbook.md"
+    runbook.write_text(section * 40 + PRICING + INCIDENT + HIRING, encoding="utf-8")
+    kb.add(runbook)
+    stored = [" ".join(d.split()) for d in kb.collection.get(include=["documents"])["documents"]]
+    assert len(stored) > len(set(stored)) + 2  # the file does hold copies
+    texts = [" ".join(p.text.split()) for p in kb.search("Who do I page after 15 minutes?", k=4)]
+    assert len(set(texts)) == len(texts) == min(4, len(set(stored)))
