@@ -739,16 +739,19 @@ def _kb(args: argparse.Namespace) -> int:
         if not (root.is_file() or root.is_dir()):  # a FIFO, a socket, a device
             raise _usage(f"{args.path} is not a regular file or a folder")
 
+        chunks = _ChunkProgress()
+
         def progress(path: str, status: str) -> None:
             if status != "skipped":  # listed below, with the reason
                 print(f"  {status:9} {path}", file=sys.stderr, flush=True)
+            chunks.start()
 
         kept = (
             "the files listed above as added or updated are stored; run `kb add` again to go on (it "
             "skips unchanged files)"
         )
         try:
-            report = kb.add(args.path, progress=progress)
+            report = kb.add(args.path, progress=progress, chunk_progress=chunks)
         except Exception:
             print(f"  stopped: {kept}.", file=sys.stderr)
             raise
@@ -793,6 +796,26 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"{passage.score:.3f}  {passage.source} (chunk {passage.chunk})")
         print("   " + passage.text.strip().replace("\n", "\n   "))
     return 0
+
+
+class _ChunkProgress:
+    """``kb add``'s progress inside a big file: ``embedding PATH (N of M chunks)`` on stderr every
+    ``every_s`` seconds while its chunks are embedded (none for a file done sooner, whose
+    ``added`` line follows at once)."""
+
+    def __init__(self, every_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s, self.clock = every_s, clock
+        self.last = clock()
+
+    def start(self) -> None:
+        """A file is done: the next one's first line comes ``every_s`` after this."""
+        self.last = self.clock()
+
+    def __call__(self, path: str, stored: int, chunks: int) -> None:
+        now = self.clock()
+        if stored < chunks and now - self.last >= self.every_s:
+            print(f"  embedding {path} ({stored} of {chunks} chunks)", file=sys.stderr, flush=True)
+            self.last = now
 
 
 def _routes(args: argparse.Namespace) -> int:

@@ -34,6 +34,9 @@ best. With Chroma's default (100) a search missed the chunk an exact search rank
 many near-identical ones: recall@1 0.885 on 3,929 chunks of generated store reports, 0.53 on
 4,000 synthetic near-identical vectors; 1.000 and 0.99 with this breadth and :data:`HNSW`
 (``benchmarks/bench_kb_search.py``, RESULTS.md: a few milliseconds more per search at most)."""
+INSERT_BATCH = 64
+"""Chunks embedded and stored at a time by :meth:`KnowledgeBase.add` (LlamaIndex's embedding
+batch), each batch reported to ``chunk_progress``."""
 SEARCH_POOL = 4
 """Candidates a search asks for per passage wanted: room for copies of one text (see
 :meth:`KnowledgeBase.search`)."""
@@ -144,8 +147,16 @@ class KnowledgeBase:
 
     # -- ingestion -----------------------------------------------------------------------------
 
-    def add(self, path: str | Path, *, progress: Callable[[str, str], None] | None = None) -> IngestReport:
-        """Ingest a file or every Markdown/text file under a folder. ``progress(path, status)``."""
+    def add(
+        self,
+        path: str | Path,
+        *,
+        progress: Callable[[str, str], None] | None = None,
+        chunk_progress: Callable[[str, int, int], None] | None = None,
+    ) -> IngestReport:
+        """Ingest a file or every Markdown/text file under a folder. ``progress(path, status)``
+        once per file; ``chunk_progress(path, stored, chunks)`` after each :data:`INSERT_BATCH` of
+        a file's chunks is embedded and stored (a big file takes minutes on a small machine)."""
         from llama_index.core import Document
         from llama_index.core.node_parser import SentenceSplitter
 
@@ -222,7 +233,10 @@ class KnowledgeBase:
                         node.id_ = f"{prefix}-{number}"
                         node.metadata["chunk"] = number
                         node.metadata["chunks"] = len(nodes)  # (see _stored_hash)
-                    self.index.insert_nodes(nodes)
+                    for start in range(0, len(nodes), INSERT_BATCH):
+                        self.index.insert_nodes(nodes[start : start + INSERT_BATCH])
+                        if chunk_progress:
+                            chunk_progress(source, min(start + INSERT_BATCH, len(nodes)), len(nodes))
                     if stored is not None:  # the file's other chunks: earlier versions, stray copies
                         kept = {node.id_ for node in nodes}
                         found = self.collection.get(where={"source": source}, include=[])["ids"]

@@ -594,3 +594,25 @@ def test_a_file_with_a_repeated_section_gives_it_once(kb, tmp_path):
     assert len(stored) > len(set(stored)) + 2  # the file does hold copies
     texts = [" ".join(p.text.split()) for p in kb.search("Who do I page after 15 minutes?", k=4)]
     assert len(set(texts)) == len(texts) == min(4, len(set(stored)))
+
+
+def test_a_big_files_chunks_are_reported_as_they_are_stored(kb, tmp_path, monkeypatch):
+    """QA: `kb add` of one big file said nothing until the whole file was embedded."""
+    from brainstack.memory import knowledge
+
+    monkeypatch.setattr(knowledge, "INSERT_BATCH", 2)
+    long = tmp_path / "long.md"
+    long.write_text(_paragraphs(60), encoding="utf-8")
+    seen: list[tuple[str, int, int, int]] = []
+
+    def chunk_progress(path: str, stored: int, chunks: int) -> None:
+        seen.append((path, stored, chunks, kb.count()))
+
+    report = kb.add(long, chunk_progress=chunk_progress)
+    total = report.chunks
+    assert total > 4
+    assert [s[1] for s in seen] == [*range(2, total, 2), total]
+    assert all(path == str(long.resolve()) and chunks == total for path, _, chunks, _ in seen)
+    assert all(count == stored for _, stored, _, count in seen)  # stored when reported
+    before = len(seen)
+    assert kb.add(long, chunk_progress=chunk_progress).unchanged and len(seen) == before

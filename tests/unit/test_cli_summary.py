@@ -50,3 +50,25 @@ def test_history_lines_keep_their_columns_when_a_step_is_not_in_the_graph():
     assert [line.index("2026-11-25T06:04:43") for line in lines] == [lines[0].index("2026")] * 3, lines
     assert "next: approve (not in this graph) 2026" in lines[1]
     assert "next: (end of run)" in lines[2]
+
+
+# -- kb add's progress inside a big file -----------------------------------------------------------
+
+
+def test_a_big_file_shows_its_chunks_every_two_seconds(capsys):
+    from brainstack.cli import _ChunkProgress
+
+    now = [100.0]
+    progress = _ChunkProgress(clock=lambda: now[0])
+    for at, stored in ((100.5, 64), (102.1, 128), (103.0, 192), (104.2, 256), (106.5, 300)):
+        now[0] = at
+        progress("/kb/big.md", stored, 300)
+    assert capsys.readouterr().err.splitlines() == [
+        "  embedding /kb/big.md (128 of 300 chunks)",
+        "  embedding /kb/big.md (256 of 300 chunks)",  # not the last: its "added" line follows
+    ]
+    now[0] = 110.0
+    progress.start()  # the next file
+    now[0] = 111.0
+    progress("/kb/small.md", 64, 128)
+    assert capsys.readouterr().err == ""
