@@ -20,7 +20,8 @@ defaults):
    same run: Chroma's HNSW with its defaults (``ef_search`` 100, ``max_neighbors`` 16: what
    every collection created before this change has, and what ``kb search`` searched with), wider
    searches, an earlier collection widened to ``SEARCH_BREADTH``, a new collection
-   (``knowledge.HNSW``); then ``KnowledgeBase.search`` as it is now. Latency: p50/p95 of the
+   (``knowledge.HNSW``); then, end to end, the LlamaIndex retriever ``KnowledgeBase.search`` used
+   on Chroma's defaults (before) and ``KnowledgeBase.search`` as it is now. Latency: p50/p95 of the
    Chroma query alone (the query's vector precomputed, variants in a rotating order), and of
    ``KnowledgeBase.search`` end to end (query embedding included).
 2. **Which passages recall keeps** (handbook): for each question, the ``PASSAGES_K`` passages
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import random
 import sys
 import tempfile
@@ -434,6 +436,22 @@ def copy_collection(client: Any, name: str, rows: dict[str, Any], hnsw: dict[str
     return collection
 
 
+def llamaindex_retriever(collection: Any, embedder: Any) -> Any:
+    """The retriever ``KnowledgeBase.search`` used before it queried Chroma itself."""
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    from brainstack.memory.embeddings import llamaindex_embedding
+
+    store = ChromaVectorStore(chroma_collection=collection)
+    index = VectorStoreIndex.from_vector_store(
+        store,
+        embed_model=llamaindex_embedding(embedder),
+        storage_context=StorageContext.from_defaults(vector_store=store),
+    )
+    return index.as_retriever(similarity_top_k=K)
+
+
 def exact(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """Every stored vector's cosine with ``vector``, best first (the scores, sorted)."""
     return np.sort(matrix @ vector)[::-1]
@@ -514,10 +532,17 @@ def search_quality(
     def knowledge_base(n: int) -> list[float]:
         return [p.score for p in kb.search(queries[n], k=K)]
 
+    retriever = llamaindex_retriever(next(iter(copies.values())), embedder)
+
+    def before(n: int) -> list[float]:  # what KnowledgeBase.search did, on Chroma's defaults
+        return [1.0 + math.log(node.score) for node in retriever.retrieve(queries[n])]
+
     searches = {label: hnsw(copy) for label, copy in copies.items()}
     for copy in copies.values():  # loaded (with its breadth) before anything is timed
         copy.query(query_embeddings=vectors[:1], n_results=1)
     kb.search(queries[0], k=K)
+    retriever.retrieve(queries[0])
+    searches["before: LlamaIndex's retriever on Chroma's defaults (query embedding included)"] = before
     searches["KnowledgeBase.search (now; query embedding included)"] = knowledge_base
     results = quality(name, queries, vectors, matrix, searches)
     for result in results:
