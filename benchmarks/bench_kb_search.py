@@ -29,6 +29,10 @@ defaults):
    rule now; relevant passages kept (of the 20 answerable questions) and irrelevant ones let
    through (passages without the answer, and unanswerable questions given any passage).
 
+3. **Keyword matching, a prototype** (not in brainstack: the knowledge base has no keyword
+   index): hit@1/@4 of the questions with a known answer (the 24 that name one store report, the
+   20 answerable handbook questions) for ``KnowledgeBase.search``, a BM25 ranking of every chunk
+   alone, and a hybrid fused as ``EpisodicMemory`` fuses its rankings.
 Corpus embeddings are cached by text in ``--embedding-cache`` (a second run embeds nothing).
 
     .venv/bin/python benchmarks/bench_kb_search.py [--quick] [--repetitive-mb 8] [--json PATH]
@@ -262,8 +266,11 @@ def store_report(rng: random.Random, store: int, week: int) -> tuple[str, dict[s
     return text, facts
 
 
-def repetitive_corpus(megabytes: float, seed: int = SEED) -> tuple[dict[str, str], list[str]]:
-    """Files of store reports adding up to ``megabytes``, and questions that each name one report."""
+def repetitive_corpus(
+    megabytes: float, seed: int = SEED
+) -> tuple[dict[str, str], list[str], list[str | None]]:
+    """Files of store reports adding up to ``megabytes``, questions about them, and for each
+    question that names one report a phrase of that report (``None`` for the others)."""
     rng = random.Random(seed)
     reports: list[tuple[str, dict[str, Any]]] = []
     size, store = 0, 0
@@ -294,12 +301,14 @@ def repetitive_corpus(megabytes: float, seed: int = SEED) -> tuple[dict[str, str
         "{city} returns of {product}",
         "late deliveries in week {week}",
     )
-    questions = []
+    questions, labels = [], []
     for n, (_, facts) in enumerate(rng.sample(reports, REPETITIVE_QUERIES)):
         questions.append(forms[n % len(forms)].format(**facts))
+        labels.append(f"The {facts['city']} store ({facts['store']}) reported {facts['returns']} returns")
     for n, (_, facts) in enumerate(rng.sample(reports, 3 * REPETITIVE_QUERIES)):
         questions.append(vague[n % len(vague)].format(**facts))
-    return files, questions
+        labels.append(None)
+    return files, questions, labels
 
 
 def synthetic_corpus(seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -550,6 +559,73 @@ def search_quality(
     return results
 
 
+# -- keyword matching (a prototype, not in brainstack) ----------------------------------------------
+
+
+def keyword_prototype(
+    name: str, kb: Any, questions: Sequence[str], labels: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    """hit@1/@4 of the labelled questions (the top passage, or one of the top 4, holds the label)
+    for ``KnowledgeBase.search``, a BM25 ranking alone and a prototype hybrid fusing the two the
+    way ``EpisodicMemory`` does (reciprocal rank fusion of 20 dense candidates and the BM25
+    matches scoring at least half the best one). The prototype is measured here only: the
+    knowledge base has no keyword index."""
+    from brainstack.memory.embeddings import query_embedding
+    from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
+
+    rows = stored(kb.collection)
+    text_of = dict(zip(rows["ids"], rows["documents"], strict=True))
+    start = time.perf_counter()
+    index = BM25Index()
+    for chunk_id, text in text_of.items():
+        index.add(chunk_id, text or "")
+    build_ms = (time.perf_counter() - start) * 1000
+
+    def dense(question: str) -> list[str]:
+        return [p.text for p in kb.search(question, k=K)]
+
+    def keyword(question: str) -> list[str]:
+        return [text_of[chunk_id] for chunk_id, _ in index.search(question, K)]
+
+    def hybrid(question: str) -> list[str]:
+        found = kb.collection.query(
+            query_embeddings=query_embedding(kb.embedder, question)[None, :], n_results=20, include=[]
+        )
+        matches = index.search(question, 20)
+        best = max((score for _, score in matches), default=0.0)
+        strong = [chunk_id for chunk_id, score in matches if score >= 0.5 * best]
+        return [text_of[chunk_id] for chunk_id, _ in reciprocal_rank_fusion(found["ids"][0], strong)[:K]]
+
+    rankings: dict[str, Callable[[str], list[str]]] = {
+        "KnowledgeBase.search (dense)": dense,
+        "BM25 alone": keyword,
+        "hybrid prototype (RRF)": hybrid,
+    }
+    labelled = [(q, label) for q, label in zip(questions, labels, strict=True) if label]
+    results = []
+    for label_name, rank in rankings.items():
+        hit1 = hit4 = 0
+        times = []
+        for question, label in labelled:
+            start = time.perf_counter()
+            texts = rank(question)
+            times.append((time.perf_counter() - start) * 1000)
+            hit1 += bool(texts) and label in texts[0]
+            hit4 += any(label in text for text in texts)
+        results.append(
+            {
+                "corpus": name,
+                "ranking": label_name,
+                "questions": len(labelled),
+                "hit@1": hit1,
+                "hit@4": hit4,
+                "ms": summary(times),
+                "bm25_build_ms": build_ms,
+            }
+        )
+    return results
+
+
 # -- the passages recall keeps ----------------------------------------------------------------------
 
 
@@ -613,11 +689,11 @@ def main(argv: list[str] | None = None) -> int:
     embedder.embedder.warm_up()
     function = chroma_embedding_function(embedder)
     info = machine()
-    results: dict[str, Any] = {"search": [], "rules": []}
+    results: dict[str, Any] = {"search": [], "rules": [], "keyword": []}
     with tempfile.TemporaryDirectory(prefix="bench-kb-") as tmp:
         root = Path(tmp)
         client = open_chroma(path=root / "chroma")
-        files, questions = repetitive_corpus(args.repetitive_mb)
+        files, questions, labels = repetitive_corpus(args.repetitive_mb)
         # (the same paths every run: chunking counts a chunk's metadata, its path too)
         texts = args.embedding_cache / "corpora"
         corpora = {
@@ -640,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
             "synthetic", synthetic, queries, known, chroma_embedding_function(known)
         )
         results["rules"] = passage_rules(bases["handbook"])
+        results["keyword"] = keyword_prototype("repetitive", bases["repetitive"], questions, labels)
+        results["keyword"] += keyword_prototype(
+            "handbook", bases["handbook"], [q for q, _ in QUESTIONS], [label for _, label in QUESTIONS]
+        )
     print(f"Machine: {machine_line(info)}\n")
     print(f"### Search quality against an exact search, and latency (top {K})\n")
     print(
@@ -679,6 +759,28 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['unanswerable_given_a_passage']}/{r['unanswerable']}",
                 ]
                 for r in results["rules"]
+            ],
+        )
+    )
+    print(
+        "\n### Keyword matching: a prototype measured here, not in brainstack (labelled questions; "
+        f"hit@k: the answer's passage in the top k; the BM25 index over every chunk built in "
+        f"{results['keyword'][0]['bm25_build_ms']:.0f} ms for the repetitive corpus)\n"
+    )
+    print(
+        table(
+            ["corpus", "ranking", "questions", "hit@1", "hit@4", "p50 ms", "p95 ms"],
+            [
+                [
+                    r["corpus"],
+                    r["ranking"],
+                    r["questions"],
+                    r["hit@1"],
+                    r["hit@4"],
+                    f"{r['ms']['p50']:.2f}",
+                    f"{r['ms']['p95']:.2f}",
+                ]
+                for r in results["keyword"]
             ],
         )
     )
