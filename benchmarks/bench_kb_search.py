@@ -28,11 +28,11 @@ defaults):
    ``KnowledgeBase.search`` returns, filtered by the old rule (cosine ≥ 0.4) and by the gateway's
    rule now; relevant passages kept (of the 20 answerable questions) and irrelevant ones let
    through (passages without the answer, and unanswerable questions given any passage).
-
 3. **Keyword matching, a prototype** (not in brainstack: the knowledge base has no keyword
    index): hit@1/@4 of the questions with a known answer (the 24 that name one store report, the
    20 answerable handbook questions) for ``KnowledgeBase.search``, a BM25 ranking of every chunk
    alone, and a hybrid fused as ``EpisodicMemory`` fuses its rankings.
+
 Corpus embeddings are cached by text in ``--embedding-cache`` (a second run embeds nothing).
 
     .venv/bin/python benchmarks/bench_kb_search.py [--quick] [--repetitive-mb 8] [--json PATH]

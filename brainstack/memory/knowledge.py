@@ -31,9 +31,9 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 SEARCH_BREADTH = 1000
 """HNSW ``ef_search`` of the collection: how many candidates a search weighs before it keeps the
 best. With Chroma's default (100) a search missed the chunk an exact search ranks first among
-many near-identical ones: recall@1 0.885-0.979 on 3,929 chunks of generated store reports,
-0.53-0.62 on 4,000 synthetic near-identical vectors (three runs); 1.000 and 0.99 with this
-breadth and :data:`HNSW`, for about 1.3 ms more per search at p50 at that size
+many near-identical ones: recall@1 0.885-0.990 on 3,929 chunks of generated store reports,
+0.52-0.62 on 4,000 synthetic near-identical vectors (four runs); 1.000 and 0.99-1.00 with this
+breadth and :data:`HNSW`, for 1.0-1.4 ms more per HNSW query at p50 at that size
 (``benchmarks/bench_kb_search.py``, RESULTS.md)."""
 INSERT_BATCH = 64
 """Chunks embedded and stored at a time by :meth:`KnowledgeBase.add` (LlamaIndex's embedding
