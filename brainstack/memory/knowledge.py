@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -322,36 +323,31 @@ class KnowledgeBase:
         and a changed file's update delete them, :meth:`_stored_hash` counts them), so removing
         one of two files that share a text must not take it from the other.
         """
-        from brainstack.memory.embeddings import query_embedding
-
         if k < 1:
             raise ValueError("k must be at least 1")
         if not query.strip() or self.count() == 0:
             return []
-        try:
-            found = self.collection.query(  # Chroma caps n_results at the collection's size
-                query_embeddings=query_embedding(self.embedder, query)[None, :],
-                n_results=SEARCH_POOL * k,
-                include=["documents", "metadatas", "distances"],
-            )
+        try:  # (Chroma caps the candidates at the collection's size)
+            nodes = self.index.as_retriever(similarity_top_k=SEARCH_POOL * k).retrieve(query)
         except Exception as exc:
             raise translate(exc, backend="chromadb") from exc
         passages: list[Passage] = []
         seen: set[str] = set()
-        rows = zip(found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True)
-        for text, metadata, distance in rows:
-            key = " ".join((text or "").split())
+        for found in nodes:
+            text = found.node.get_content()
+            key = " ".join(text.split())
             # A blank chunk (stored by versions that indexed empty files) is no passage, nor is a copy.
             if not key or key in seen:
                 continue
             seen.add(key)
-            metadata = metadata or {}
             passages.append(
                 Passage(
                     text=text,
-                    source=str(metadata.get("source", "")),
-                    score=1.0 - float(distance),  # a cosine distance d is similarity 1 - d
-                    chunk=int(metadata.get("chunk", 0)),
+                    source=str(found.node.metadata.get("source", "")),
+                    # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
+                    # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
+                    score=1.0 + math.log(found.score) if found.score else 0.0,
+                    chunk=int(found.node.metadata.get("chunk", 0)),
                 )
             )
             if len(passages) == k:
