@@ -74,7 +74,7 @@ class IngestReport:
             f"{len(self.added)} added",
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
-            f"{self.chunks} chunks written",
+            f"{self.chunks} chunk{'' if self.chunks == 1 else 's'} written",
         ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")

@@ -245,7 +245,7 @@ def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path)
     assert done.stderr.count("refunds.md") == 1 and f"  added     {docs / 'refunds.md'}" in done.stderr
     assert done.stderr.count("empty.md") == 1, done.stderr
     assert f"  skipped   {docs / 'empty.md'}: empty file, nothing to index" in done.stderr
-    assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunks written")
+    assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunk written")
 
 
 def test_memory_show_lists_a_users_preferences_and_forget_preference_drops_one(env_home, redis_url):
