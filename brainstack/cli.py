@@ -421,9 +421,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_with(runtime: Runtime, args: argparse.Namespace) -> int:
+    from brainstack.config.agents import check_approval_routes
     from brainstack.runtime import cli_command
 
     out = sys.stdout
+    # Approval routes that name no route of this agents file are one line, without the banner
+    # first. (Checked here and when the graph is built, not when a Runtime is made: the commands
+    # that only read checkpoints, `threads` and `memory forget --user`, load no --agents file, and
+    # refused routes of the user's own agents file.)
+    check_approval_routes(runtime.settings, runtime.agents)
     if args.command == "run":  # a bad task, user or agent is one line, without the banner first
         runtime._check(args.task, args.user, args.thread, args.agent, None)
     if not args.json:

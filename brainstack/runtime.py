@@ -100,9 +100,7 @@ class Runtime:
         """The agents file this runtime loaded (``None``: the built-in one, or ``agents`` given as a
         config); the CLI commands it suggests pass it as ``--agents``."""
         from brainstack.agents.providers import ModelProvider
-        from brainstack.config.agents import check_approval_routes
 
-        check_approval_routes(self.settings, self.agents)
         self.provider: ModelProvider = ModelProvider(self.settings, self.agents, transport=transport)
         self._embedder = embedder
         self._router_embedder = router_embedder

@@ -169,6 +169,35 @@ def test_cli_says_an_unknown_approval_route_in_one_line_before_anything_else(env
     ]
 
 
+def test_commands_that_load_no_agents_file_accept_the_routes_of_the_users_own(env_home, tmp_path):
+    """Approval on a route of the user's agents file (passed as --agents): `threads list` loads the
+    built-in agents file, so refusing unknown routes when a Runtime was made refused the listing,
+    which builds no graph, with "names support, which is not a route"."""
+    from importlib import resources
+
+    builtin = resources.files("brainstack.config").joinpath("agents.yaml").read_text()
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(builtin.replace("\n  marketing:\n", "\n  support:\n"))
+    env = {**env_home, "BRAINSTACK_APPROVAL": "1", "BRAINSTACK_APPROVAL_ROUTES": "support"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "brainstack.cli", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    ran = cli("run", "--json", "--agents", str(agents), "--agent", "support", "Write a tagline.")
+    assert ran.returncode == 0, ran.stderr
+    thread = json.loads(ran.stdout)["thread_id"]
+    listed = cli("threads", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert thread in listed.stdout and "awaiting_approval" in listed.stdout
+    refused = cli("run", "What is 2 + 2?")  # the built-in agents file has no such route
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        "brainstack: BRAINSTACK_APPROVAL_ROUTES names support, which is not a route; "
+        "use technical, finance, marketing, general, group_chat."
+    ]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
