@@ -117,3 +117,15 @@ def test_preferences_stated_at_once_replace_their_topic_and_lose_nothing(setting
     assert not failures
     stored = _gateway(settings, open_working()).working.get("user", "ada", PREFERENCES_KEY)
     assert sorted(stored) == sorted(choices[(rounds - 1) % 2] for choices in topics)
+
+
+def test_an_opinion_with_a_length_or_tone_word_does_not_replace_a_preference(settings, open_working):
+    """ "I prefer shorter sprints" was stored as a preference on answer length and replaced "short
+    answers"; "a formal contract with the supplier" replaced "a friendly tone"."""
+    gateway = _gateway(settings, open_working())
+    user = f"ada-{uuid.uuid4().hex[:6]}"
+    _remember(gateway, "I prefer short answers. Always answer in a friendly tone.", user)
+    _remember(gateway, "I prefer shorter sprints. How should we plan Q3?", user)
+    _remember(gateway, "I prefer a formal contract with the new supplier. Draft the terms.", user)
+    stored = gateway.working.items("user", user).get(PREFERENCES_KEY)
+    assert stored == ["short answers", "answer in a friendly tone"]

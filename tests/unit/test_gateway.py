@@ -274,6 +274,25 @@ def test_preferences_are_how_to_answer_not_opinions_on_the_subject(task, prefere
 
 
 @pytest.mark.parametrize(
+    ("task", "preferences"),
+    [
+        ("I prefer shorter sprints.", []),
+        ("I prefer a formal contract with the new supplier.", []),
+        ("I like comprehensive onboarding flows.", []),
+        ("I prefer detailed invoices from our vendors.", []),
+        ("I like it short.", ["it short"]),
+        ("I prefer the answers short.", ["the answers short"]),
+        ("I prefer concise answers.", ["concise answers"]),
+        ("I like a friendly tone.", ["a friendly tone"]),
+    ],
+)
+def test_a_length_or_tone_word_is_a_preference_only_of_an_answer(task, preferences):
+    """ "Short", "detailed" or "formal" qualify anything: alone they made "I prefer shorter sprints"
+    a preference, which then replaced the stored "short answers" (one topic, :func:`supersedes`)."""
+    assert stated_preferences(task) == preferences
+
+
+@pytest.mark.parametrize(
     ("labelled", "hits_at_least", "opinions_at_most"),
     [("held_out", 12, 2), ("fresh", 13, 0)],
 )
