@@ -318,41 +318,28 @@ class KnowledgeBase:
 
         The same text stored more than once (a file with repeated sections, or the same text in
         two files) is one passage, from its best-ranked copy: a search asks Chroma for
-        ``SEARCH_POOL`` times ``k`` candidates and keeps the first ``k`` distinct texts. Copies
+        ``SEARCH_POOL`` times ``k`` candidates and keeps the first ``k`` distinct texts (asking for
+        ``SEARCH_POOL`` times more, up to :data:`SEARCH_BREADTH`, while copies leave fewer). Copies
         are told apart here rather than stored once: each file owns its chunks (``kb remove``
         and a changed file's update delete them, :meth:`_stored_hash` counts them), so removing
         one of two files that share a text must not take it from the other.
         """
         if k < 1:
             raise ValueError("k must be at least 1")
-        if not query.strip() or self.count() == 0:
+        if not query.strip() or (stored := self.count()) == 0:
             return []
-        try:  # (Chroma caps the candidates at the collection's size)
-            nodes = self.index.as_retriever(similarity_top_k=SEARCH_POOL * k).retrieve(query)
-        except Exception as exc:
-            raise translate(exc, backend="chromadb") from exc
-        passages: list[Passage] = []
-        seen: set[str] = set()
-        for found in nodes:
-            text = found.node.get_content()
-            key = " ".join(text.split())
-            # A blank chunk (stored by versions that indexed empty files) is no passage, nor is a copy.
-            if not key or key in seen:
-                continue
-            seen.add(key)
-            passages.append(
-                Passage(
-                    text=text,
-                    source=str(found.node.metadata.get("source", "")),
-                    # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
-                    # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
-                    score=1.0 + math.log(found.score) if found.score else 0.0,
-                    chunk=int(found.node.metadata.get("chunk", 0)),
-                )
-            )
-            if len(passages) == k:
-                break
-        return passages
+        pool = SEARCH_POOL * k
+        while True:
+            try:  # (Chroma caps the candidates at the collection's size)
+                nodes = self.index.as_retriever(similarity_top_k=pool).retrieve(query)
+            except Exception as exc:
+                raise translate(exc, backend="chromadb") from exc
+            passages = _distinct(nodes, k)
+            # Copies of one text filled the candidates (a disclaimer in every file): ask for more,
+            # as the other texts are there; 20 copies gave `kb search -k 3` one passage.
+            if len(passages) == k or len(nodes) < pool or pool >= min(stored, SEARCH_BREADTH):
+                return passages
+            pool = min(pool * SEARCH_POOL, stored, SEARCH_BREADTH)
 
     def count(self) -> int:
         """Chunks stored."""
@@ -387,3 +374,29 @@ def _files(root: Path) -> Iterator[Path]:
             and not any(part.startswith(".") for part in file.relative_to(root).parts)
         ):
             yield file
+
+
+def _distinct(nodes: Any, k: int) -> list[Passage]:
+    """The first ``k`` distinct texts of a search's ``nodes``, each from its best-ranked copy."""
+    passages: list[Passage] = []
+    seen: set[str] = set()
+    for found in nodes:
+        text = found.node.get_content()
+        key = " ".join(text.split())
+        # A blank chunk (stored by versions that indexed empty files) is no passage, nor is a copy.
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        passages.append(
+            Passage(
+                text=text,
+                source=str(found.node.metadata.get("source", "")),
+                # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
+                # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
+                score=1.0 + math.log(found.score) if found.score else 0.0,
+                chunk=int(found.node.metadata.get("chunk", 0)),
+            )
+        )
+        if len(passages) == k:
+            break
+    return passages

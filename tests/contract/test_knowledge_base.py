@@ -596,6 +596,25 @@ def test_a_file_with_a_repeated_section_gives_it_once(kb, tmp_path):
     assert len(set(texts)) == len(texts) == min(4, len(set(stored)))
 
 
+def test_copies_that_fill_the_candidates_still_leave_k_passages(kb, tmp_path):
+    """A text in 20 files (a disclaimer, a policy) took all SEARCH_POOL * k candidates: `kb search
+    -k 3` gave one passage, and the other two texts, stored, were never reached."""
+    refunds = "# Refunds\n\nRefunds are paid within 14 days of the request, to the card used.\n"
+    for n in range(20):
+        (tmp_path / f"policy-{n}.md").write_text(refunds, encoding="utf-8")
+    (tmp_path / "late.md").write_text("Refund requests after 30 days need a manager.\n", encoding="utf-8")
+    (tmp_path / "shipping.md").write_text("Shipping takes 3 days within the EU.\n", encoding="utf-8")
+    kb.add(tmp_path)
+    passages = kb.search("How long do refunds take?", k=3)
+    assert len(passages) == 3
+    assert len({" ".join(p.text.split()) for p in passages}) == 3
+    assert "14 days" in passages[0].text
+    assert [p.source for p in passages[1:]] == [
+        str((tmp_path / "late.md").resolve()),
+        str((tmp_path / "shipping.md").resolve()),
+    ]
+
+
 def test_a_big_files_chunks_are_reported_as_they_are_stored(kb, tmp_path, monkeypatch):
     """QA: `kb add` of one big file said nothing until the whole file was embedded."""
     from brainstack.memory import knowledge
