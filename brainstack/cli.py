@@ -765,7 +765,8 @@ def _kb(args: argparse.Namespace) -> int:
             raise _Interrupted(f": {kept}.") from None
         for path, why in report.skipped:
             print(f"  skipped   {path}: {why}", file=sys.stderr)
-        print(f"Knowledge base: {report} ({kb.count()} chunks in all).")
+        total = kb.count()
+        print(f"Knowledge base: {report} ({total} chunk{'' if total == 1 else 's'} in all).")
         return 0
     if args.action == "list":
         sources = kb.sources()

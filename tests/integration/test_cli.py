@@ -245,7 +245,9 @@ def test_kb_add_names_each_file_once_and_why_one_was_skipped(env_home, tmp_path)
     assert done.stderr.count("refunds.md") == 1 and f"  added     {docs / 'refunds.md'}" in done.stderr
     assert done.stderr.count("empty.md") == 1, done.stderr
     assert f"  skipped   {docs / 'empty.md'}: empty file, nothing to index" in done.stderr
-    assert done.stdout.startswith("Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunk written")
+    assert done.stdout == (
+        "Knowledge base: 1 added, 0 updated, 0 unchanged, 1 chunk written, 1 skipped (1 chunk in all).\n"
+    )
 
 
 def test_memory_show_lists_a_users_preferences_and_forget_preference_drops_one(env_home, redis_url):
