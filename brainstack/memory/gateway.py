@@ -451,8 +451,10 @@ def preference_topics(preference: str) -> frozenset[str]:
 
 def supersedes(newer: str, older: str) -> bool:
     """Whether the preference ``newer`` replaces the stored ``older``: the same words (in any case,
-    see :func:`_comparable`), or a choice on a topic they share ("detailed answers" replaces "short
-    answers", "dollars" replaces "answers in euros"; "use euros" leaves "short answers").
+    see :func:`_comparable`), or a choice on every topic of ``older`` ("detailed answers" replaces
+    "short answers", "dollars" replaces "answers in euros"; "use euros" leaves "short answers").
+    Only every topic: "answers in dollars" leaves "short answers in euros", whose length it does
+    not restate (review: sharing one topic replaced it whole, and the length was lost).
 
     Topic words, not MiniLM's cosine: at its best threshold on the labelled pairs the cosine also
     replaced unrelated preferences that share words ("answers in euros" by "answers in French"),
@@ -460,7 +462,8 @@ def supersedes(newer: str, older: str) -> bool:
     (benchmarks/bench_preferences.py). A missed replacement keeps both, as before."""
     if _comparable(newer) == _comparable(older):
         return True
-    return not preference_topics(newer).isdisjoint(preference_topics(older))
+    before = preference_topics(older)
+    return bool(before) and before <= preference_topics(newer)
 
 
 def render_memory(recall: MemoryRecall) -> str:

@@ -343,10 +343,26 @@ def test_a_later_preference_replaces_the_one_on_its_topic(older, newer, replaces
 
 
 def test_held_out_pairs_keep_their_accuracy_and_replace_nothing_unrelated():
-    """Measured, never tuned on: 8 of the 12 replacing pairs were told when the rule was written
-    (benchmarks/bench_preferences.py); an unrelated preference must never be dropped."""
-    assert sum(supersedes(newer, older) for older, newer in PAIRS["held_out_supersedes"]) >= 8
+    """Measured, never tuned on: 8 of the 12 replacing pairs were told when the rule was written,
+    7 since a preference must restate every topic of the one it replaces ("a long report with
+    sections" no longer replaces "one short paragraph": its paragraph); an unrelated preference
+    must never be dropped (benchmarks/bench_preferences.py)."""
+    assert sum(supersedes(newer, older) for older, newer in PAIRS["held_out_supersedes"]) >= 7
     assert not any(supersedes(newer, older) for older, newer in PAIRS["held_out_independent"])
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [
+        ("short answers in euros", "answers in dollars"),  # the length is not restated
+        ("round to the nearest $1,000", "answer in euros"),
+    ],
+)
+def test_a_preference_that_restates_one_of_a_stored_ones_topics_leaves_it(older, newer):
+    """Review: sharing one topic replaced the stored preference whole, and what else it said was
+    lost without a word. Keeping both is what a missed replacement does too."""
+    assert not supersedes(newer, older)
+    assert supersedes("detailed answers in dollars", "short answers in euros")
 
 
 @pytest.mark.parametrize("preference", ["cc Dr. Lovelace", "short answers", "use euros", "tables over prose"])
