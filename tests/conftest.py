@@ -1,3 +1,5 @@
+import asyncio
+
 import httpx2
 
 httpx2.alias_httpx()  # first: openai uses httpx2, respx patches httpx; make them one (see brainstack.testing)
@@ -178,3 +180,22 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+class _StalledModel:
+    """A model endpoint that does not answer for 30 s: ``started`` is set when a request reaches it
+    (a run is then under way, inside its model call, to be cancelled or stopped)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.transport = httpx2.MockTransport(self._handle)
+
+    async def _handle(self, request: httpx2.Request) -> httpx2.Response:
+        self.started.set()
+        await asyncio.sleep(30)
+        raise AssertionError("the stalled model was never meant to answer")
+
+
+@pytest.fixture
+def stalled_model() -> _StalledModel:
+    return _StalledModel()

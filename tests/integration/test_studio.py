@@ -286,32 +286,27 @@ async def test_a_server_with_approval_off_refuses_to_resume_a_paused_run(setting
     off.close()
 
 
-async def test_a_new_task_after_a_stopped_run_marks_the_stopped_task_not_answered(settings, embedder):
+async def test_a_new_task_after_a_stopped_run_marks_the_stopped_task_not_answered(
+    settings, embedder, stalled_model
+):
     """QA: a run cancelled in Studio left its question in the conversation with no answer, and the
     server starts a new task on such a thread (Runtime refuses it): the next run's agents read two
     questions in a row. The stopped one now gets an answer that says it was not answered."""
-    import httpx2
     from langgraph.checkpoint.memory import InMemorySaver
 
     from brainstack import Runtime
     from brainstack.graphs.nodes import NOT_ANSWERED
 
-    started = asyncio.Event()
-
-    async def stalled(request):
-        started.set()
-        await asyncio.sleep(30)
-
     saver = InMemorySaver()
     config = {"configurable": {"thread_id": "stopped"}}
-    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    slow = Runtime(settings, embedder=embedder, transport=stalled_model.transport)
     fast = Runtime(settings, embedder=embedder)
     try:
         graph = slow.graph.compile(checkpointer=saver)
         run = asyncio.ensure_future(
             graph.ainvoke({"task": "Write a tagline.", "requested_agent": "marketing"}, config)
         )
-        await asyncio.wait_for(started.wait(), 60)
+        await asyncio.wait_for(stalled_model.started.wait(), 60)
         run.cancel()  # the user cancels the run in Studio
         with pytest.raises(asyncio.CancelledError):
             await run
@@ -412,13 +407,12 @@ def test_the_server_made_no_outbound_connection(server):
 
 
 async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_to_send(
-    backend_settings, embedder
+    backend_settings, embedder, stalled_model
 ):
     """LangGraph accepts a resume command for a thread with no pending interrupt: on a finished
     thread the run "succeeded" and did nothing (and left the decision in the checkpoint), on a
     new one it failed with "The task is empty", and on a run stopped part-way it went on, dropped
     the decision and paused to ask for it again."""
-    import httpx2
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
@@ -427,15 +421,9 @@ async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_t
     from brainstack.graphs.checkpointers import open_checkpointer
     from brainstack.graphs.studio import make_graph
 
-    started = asyncio.Event()
-
-    async def stalled(request):
-        started.set()
-        await asyncio.sleep(30)
-
     settings = backend_settings.model_copy(update={"approval": True})
     runtime = Runtime(settings, embedder=embedder)
-    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stalled))
+    slow = Runtime(settings, embedder=embedder, transport=stalled_model.transport)
     ids = {name: f"{name}-{os.urandom(6).hex()}" for name in ("new", "done", "stopped")}
     config = {name: {"configurable": {"thread_id": thread}} for name, thread in ids.items()}
     try:
@@ -464,7 +452,7 @@ async def test_a_resume_for_a_thread_that_is_not_paused_is_refused_saying_what_t
             run = asyncio.ensure_future(
                 stopping.ainvoke({"task": DECISION, "requested_agent": "group_chat"}, config["stopped"])
             )
-            await asyncio.wait_for(started.wait(), 60)
+            await asyncio.wait_for(stalled_model.started.wait(), 60)
             run.cancel()  # the user cancels the run in Studio
             with pytest.raises(asyncio.CancelledError):
                 await run

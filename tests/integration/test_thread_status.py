@@ -106,7 +106,9 @@ def test_a_users_listing_shows_the_status_of_the_threads_last_run_by_anyone(back
         assert runtime.threads(ada)[0].status == "completed"
 
 
-async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(backend_settings, embedder):
+async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(
+    backend_settings, embedder, stalled_model
+):
     """The status is read from the saved checkpoint without the graph; LangGraph's state snapshot
     (next steps, tasks, interrupts) of each checkpoint of a thread's history must agree with it,
     paused, stopped after each step, cut short mid-step and finished."""
@@ -118,15 +120,9 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(back
             return "awaiting_approval"
         return "unfinished" if snapshot.next or snapshot.tasks else "completed"
 
-    started = asyncio.Event()
-
-    async def stall(request):
-        started.set()
-        await asyncio.sleep(30)
-
     settings = backend_settings.model_copy(update={"approval": True})
     runtime = Runtime(settings, embedder=embedder)
-    slow = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(stall))
+    slow = Runtime(settings, embedder=embedder, transport=stalled_model.transport)
     thread = unique("history")
     config = {"configurable": {"thread_id": thread}}
     try:
@@ -139,7 +135,7 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(back
             run = asyncio.ensure_future(
                 stopped.ainvoke({"task": "Write a tagline.", "requested_agent": "marketing"}, config)
             )
-            await asyncio.wait_for(started.wait(), 60)
+            await asyncio.wait_for(stalled_model.started.wait(), 60)
             run.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await run
