@@ -787,7 +787,10 @@ def _kb(args: argparse.Namespace) -> int:
         removed = kb.remove_all(args.path)
         for source, chunks in removed.items():
             print(f"  removed   {source} ({chunks} chunk(s))", file=sys.stderr)
-        print(f"Knowledge base: removed {len(removed)} file(s) ({kb.count()} chunks left).")
+        left = kb.count()
+        print(
+            f"Knowledge base: removed {len(removed)} file(s) ({left} chunk{'' if left == 1 else 's'} left)."
+        )
         return 0
     _check_search(args)
     passages = kb.search(args.query, k=args.k)

@@ -398,7 +398,7 @@ def test_cli_kb_add_names_the_empty_files_it_skipped(env_home, tmp_path):
     added = cli("kb", "add", str(docs))
     assert added.returncode == 0
     assert f"skipped   {(docs / 'empty.md').resolve()}: empty file, nothing to index" in added.stderr
-    assert "1 added" in added.stdout and "1 skipped" in added.stdout and "(1 chunks in all)" in added.stdout
+    assert "1 added" in added.stdout and "1 skipped" in added.stdout and "(1 chunk in all)" in added.stdout
     passages = cli("kb", "search", "refund", "-k", "5").stdout
     assert "refunds.md" in passages and "empty.md" not in passages
 
