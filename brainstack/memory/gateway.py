@@ -300,8 +300,9 @@ def _an_opinion(match: re.Match[str]) -> bool:
     # choices' words took 10 ms (benchmarks/bench_text.py).
     head = what[: MAX_PREFERENCE_CHARS + 1]
     answer = not _ANSWER_FORM.isdisjoint(_WORD.findall(head.casefold()))
-    chosen = any(_TOPICS[topic].search(head) for topic in _CHOICES) or (
-        (answer or _IT.match(what) is not None) and any(_TOPICS[topic].search(head) for topic in _QUALITIES)
+    topics = preference_topics(head)
+    chosen = bool(topics & _CHOICES) or (
+        bool(topics & _QUALITIES) and (answer or _IT.match(what) is not None)
     )
     if _SPECIFIC.match(what):
         return not chosen
@@ -311,11 +312,11 @@ def _an_opinion(match: re.Match[str]) -> bool:
 _CLAUSE = re.compile(r"that\b", re.IGNORECASE)
 """At the start of what is liked (after :data:`_TO_US`): a fact about the subject ("I like that
 the new onboarding flow is shorter")."""
-_CHOICES = ("currency", "language", "units", "temperature", "rounding", "jargon", "dates")
+_CHOICES = frozenset({"currency", "language", "units", "temperature", "rounding", "jargon", "dates"})
 """The topics of :data:`_TOPICS` whose words say how to answer on their own. "I prefer X" with none
 of them and no answer word was an opinion as often as not ("I prefer Stripe to PayPal for
 payments", "I prefer a phased rollout": 6 of 14 opinions in one set were stored)."""
-_QUALITIES = ("length", "tone")
+_QUALITIES = frozenset({"length", "tone"})
 """Topics whose words qualify anything: "short", "detailed" or "formal" say how to answer only of
 an answer ("short answers", "a formal tone", "I like it short"). On their own they made opinions
 preferences ("I prefer shorter sprints", "I prefer a formal contract with the supplier"), which
