@@ -151,11 +151,9 @@ class ModelProvider:
             from brainstack.agents.local import CompactJsonTransport
 
             transport = CompactJsonTransport()
-        if transport is None:
-            return None, self._async_http_client()
-        return httpx2.Client(
-            transport=transport, timeout=self.settings.model_timeout_s
-        ), self._async_http_client()
+        timeout = self.settings.model_timeout_s
+        sync = None if transport is None else httpx2.Client(transport=transport, timeout=timeout)
+        return sync, self._async_http_client()
 
     def _async_http_client(self) -> Any:
         """The async HTTP client every model client of this provider shares on the running loop.
@@ -225,7 +223,7 @@ class ModelProvider:
             info = _UNKNOWN_MODEL_INFO  # vLLM, Ollama, llama.cpp, offline: names autogen doesn't know
         if not self.can_call_tools:
             info = _LOCAL_MODEL_INFO
-        _, async_client = self._http_clients()
+        async_client = self._async_http_client()  # (autogen's client is async only)
         kwargs: dict[str, Any] = {k: v for k, v in self._connection().items() if v is not None}
         if info is not None:
             kwargs["model_info"] = info
