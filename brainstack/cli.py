@@ -735,6 +735,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _kb(args: argparse.Namespace) -> int:
+    from brainstack.memory.knowledge import chunk_count
+
     kb = _gateway().knowledge
     if args.action == "add":
         from pathlib import Path
@@ -765,8 +767,7 @@ def _kb(args: argparse.Namespace) -> int:
             raise _Interrupted(f": {kept}.") from None
         for path, why in report.skipped:
             print(f"  skipped   {path}: {why}", file=sys.stderr)
-        total = kb.count()
-        print(f"Knowledge base: {report} ({total} chunk{'' if total == 1 else 's'} in all).")
+        print(f"Knowledge base: {report} ({chunk_count(kb.count())} in all).")
         return 0
     if args.action == "list":
         sources = kb.sources()
@@ -787,10 +788,7 @@ def _kb(args: argparse.Namespace) -> int:
         removed = kb.remove_all(args.path)
         for source, chunks in removed.items():
             print(f"  removed   {source} ({chunks} chunk(s))", file=sys.stderr)
-        left = kb.count()
-        print(
-            f"Knowledge base: removed {len(removed)} file(s) ({left} chunk{'' if left == 1 else 's'} left)."
-        )
+        print(f"Knowledge base: removed {len(removed)} file(s) ({chunk_count(kb.count())} left).")
         return 0
     _check_search(args)
     passages = kb.search(args.query, k=args.k)

@@ -74,7 +74,7 @@ class IngestReport:
             f"{len(self.added)} added",
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
-            f"{self.chunks} chunk{'' if self.chunks == 1 else 's'} written",
+            f"{chunk_count(self.chunks)} written",
         ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
@@ -361,6 +361,11 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def chunk_count(count: int) -> str:
+    """``count`` chunks, said as a reader would: "1 chunk", "76 chunks"."""
+    return f"{count} chunk{'' if count == 1 else 's'}"
 
 
 def _files(root: Path) -> Iterator[Path]:
