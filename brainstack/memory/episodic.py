@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -31,7 +31,7 @@ import numpy as np
 
 from brainstack.errors import BackendError, ConfigurationError, translate
 from brainstack.memory.embeddings import query_embedding
-from brainstack.memory.keyword import BM25Index, reciprocal_rank_fusion
+from brainstack.memory.keyword import CollectionKeywords, reciprocal_rank_fusion
 from brainstack.memory.pii import mask_pii, mask_value
 
 if TYPE_CHECKING:
@@ -46,10 +46,6 @@ T = TypeVar("T")
 MAX_TEXT_CHARS = 4000
 RESERVED = ("user_id", "created_at")
 KEYWORD_FLOOR = 0.5
-KEYWORD_RECHECK_S = 5.0
-"""How long a keyword index is trusted without counting the collection again."""
-KEYWORD_PAGE = 5000
-"""Rows per Chroma ``get`` when reading a collection for its keyword index."""
 SEGMENT_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """How Chroma names a segment's folder in its local folder (the segment's id)."""
 OPEN_LOCK = ".brainstack-open.lock"
@@ -248,10 +244,8 @@ class EpisodicMemory:
         self.namespace = namespace
         self._function = chroma_embedding_function(self.embedder)
         self._collections: dict[str, Any] = {}
-        self._keyword: dict[str, BM25Index] = {}
-        self._checked: dict[str, float] = {}
+        self.keywords = CollectionKeywords(index_dir)
         self._lock = threading.RLock()
-        self.index_dir = Path(index_dir) if index_dir is not None else None
 
     @classmethod
     def local(cls, path: str | Path, *, embedder: Embedder | None = None) -> EpisodicMemory:
@@ -314,8 +308,7 @@ class EpisodicMemory:
         """Forget what this handle keeps of collection ``name`` (its handle, keyword index)."""
         with self._lock:
             self._collections.pop(name, None)
-            self._keyword.pop(name, None)
-            self._checked.pop(name, None)
+        self.keywords.drop(name)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -377,17 +370,7 @@ class EpisodicMemory:
             return collection
 
         collection = self._on_collection(user_id, write, create=True, absent=None)
-        with self._lock:
-            index = self._keyword.get(collection.name)
-            if index is not None and any(doc_id in index for doc_id in ids):
-                # A replaced episode: the index cannot drop its old words, so it is built again
-                # at the next search (this process's and the saved one).
-                self._keyword.pop(collection.name, None)
-                if self.index_dir is not None:
-                    (self.index_dir / f"{collection.name}.npz").unlink(missing_ok=True)
-            elif index is not None:
-                for doc_id, text in zip(ids, texts, strict=True):
-                    index.add(doc_id, text)
+        self.keywords.added(collection.name, ids, texts)
         return ids
 
     def forget(self, user_id: str) -> int:
@@ -406,9 +389,7 @@ class EpisodicMemory:
         count = self._on_collection(user_id, delete, create=False, absent=0)
         name = self.collection_name(user_id)
         self._drop(name)
-        if self.index_dir is not None:
-            with self._lock:
-                (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
+        self.keywords.drop(name, saved=True)
         folder = _local_folder(self.client)
         if folder is not None:
             try:
@@ -460,7 +441,7 @@ class EpisodicMemory:
         if mode == "dense":
             order = sorted(dense.items(), key=lambda item: -item[1])[:k]
         else:
-            keyword = dict(self._keyword_index(collection, dense).search(query, pool))
+            keyword = dict(self.keywords.index(collection, dense).search(query, pool))
             if mode == "keyword":
                 order = list(keyword.items())[:k]
             else:
@@ -485,90 +466,6 @@ class EpisodicMemory:
                 _episode(doc_id, score, doc, meta, dense=dense.get(doc_id), keyword=keyword.get(doc_id))
             )
         return episodes
-
-    def _keyword_index(self, collection: Any, dense: Mapping[str, Any]) -> BM25Index:
-        """This process's BM25 index of the collection, brought up to date when another writer
-        changed it.
-
-        Counting a collection costs milliseconds at 100k episodes, so it is done only when the
-        dense results name an episode the index does not know, when the index is older than
-        ``KEYWORD_RECHECK_S``, or in keyword-only searches (no dense results to compare). A stale
-        index gets only the episodes it lacks (one id scan, then their documents); it is rebuilt
-        when episodes went away. With ``index_dir`` a process starts from the saved index.
-        """
-        with self._lock:
-            name = collection.name
-            index = self._keyword.get(name)
-            checked = self._checked.get(name, 0.0)
-            now = time.monotonic()
-            fresh = (
-                index is not None
-                and dense
-                and all(doc_id in index for doc_id in dense)
-                and now - checked < KEYWORD_RECHECK_S
-            )
-            if fresh:
-                assert index is not None
-                return index
-            if index is None:
-                index = self._load_keyword_index(name)
-            size = int(collection.count())
-            self._checked[name] = now
-            # As many episodes as the collection is not enough when the dense ranking names one
-            # the index lacks: it may hold as many others (a saved index of forgotten episodes).
-            if index is not None and len(index) == size and all(doc_id in index for doc_id in dense):
-                self._keyword[name] = index
-                return index
-            changed = index is None or len(index) > size or not self._top_up(collection, index, size)
-            if changed:
-                index = BM25Index()
-                for doc_id, doc in self._pages(collection, ["documents"]):
-                    index.add(doc_id, doc or "")
-            assert index is not None
-            self._keyword[name] = index
-            self._save_keyword_index(name, index)
-            return index
-
-    def _top_up(self, collection: Any, index: BM25Index, size: int) -> bool:
-        """Add the episodes ``index`` lacks; ``False`` when some of its episodes are gone."""
-        ids = [doc_id for doc_id, _ in self._pages(collection, [])]
-        new = [doc_id for doc_id in ids if doc_id not in index]
-        if len(ids) - len(new) != len(index):
-            return False
-        for start in range(0, len(new), KEYWORD_PAGE):
-            got = collection.get(ids=new[start : start + KEYWORD_PAGE], include=["documents"])
-            for doc_id, doc in zip(got["ids"], got["documents"], strict=True):
-                index.add(doc_id, doc or "")
-        return True
-
-    @staticmethod
-    def _pages(collection: Any, include: list[str]) -> Iterator[tuple[str, Any]]:
-        offset = 0
-        while True:
-            got = collection.get(include=include, limit=KEYWORD_PAGE, offset=offset)
-            docs = got.get("documents") or [None] * len(got["ids"])
-            yield from zip(got["ids"], docs, strict=True)
-            if len(got["ids"]) < KEYWORD_PAGE:
-                return
-            offset += KEYWORD_PAGE
-
-    def _load_keyword_index(self, name: str) -> BM25Index | None:
-        if self.index_dir is None:
-            return None
-        path = self.index_dir / f"{name}.npz"
-        try:
-            return BM25Index.load(path)
-        except FileNotFoundError:
-            return None
-        except Exception:  # a damaged or foreign file is only a cache miss
-            path.unlink(missing_ok=True)
-            return None
-
-    def _save_keyword_index(self, name: str, index: BM25Index) -> None:
-        if self.index_dir is None:
-            return
-        with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
-            index.save(self.index_dir / f"{name}.npz")
 
     def __repr__(self) -> str:
         return f"EpisodicMemory({type(self.client).__name__}, embedder={self.embedder.name})"

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+import threading
+import time
 from collections import Counter, defaultdict
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BM25Index", "reciprocal_rank_fusion", "tokenize"]
+__all__ = ["BM25Index", "CollectionKeywords", "reciprocal_rank_fusion", "tokenize"]
+
+RECHECK_S = 5.0
+"""How long a collection's keyword index is trusted without counting the collection again."""
+PAGE = 5000
+"""Rows per Chroma ``get`` when reading a collection for its keyword index."""
 
 _TOKEN = re.compile(r"[^\W_]+(?:[._'-][^\W_]+)*")
 STOPWORDS = frozenset(
@@ -241,3 +251,130 @@ def reciprocal_rank_fusion(*rankings: list[str], k: int = 60) -> list[tuple[str,
         for rank, doc_id in enumerate(ranking, start=1):
             scores[doc_id] += 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda item: -item[1])
+
+
+class CollectionKeywords:
+    """The BM25 indexes of Chroma collections, kept in step with them across processes.
+
+    Each collection's index lives in this process and, with ``index_dir``, in a file
+    ``<collection name>.npz`` there (a cache: checked against the collection and topped up or
+    rebuilt when stale), so a new process starts from it instead of reading every document.
+    Another writer (another process) may add to or delete from a collection at any time;
+    :meth:`index` notices it as :meth:`index` says.
+    """
+
+    def __init__(self, index_dir: str | Path | None = None) -> None:
+        self.index_dir = Path(index_dir) if index_dir is not None else None
+        self._indexes: dict[str, BM25Index] = {}
+        self._checked: dict[str, float] = {}
+        self._lock = threading.RLock()
+
+    def index(self, collection: Any, known: Collection[str] = ()) -> BM25Index:
+        """The BM25 index of ``collection``, brought up to date when another writer changed it.
+
+        ``known``: ids the caller just found in the collection (a dense search's). Counting a
+        collection costs milliseconds at 100k documents, so it is done only when ``known`` names
+        a document the index lacks, when the index is older than :data:`RECHECK_S`, or when
+        ``known`` is empty (nothing to compare). A stale index gets only the documents it lacks
+        (one id scan, then their documents); it is rebuilt when documents went away.
+        """
+        with self._lock:
+            name = collection.name
+            index = self._indexes.get(name)
+            fresh = (
+                index is not None
+                and known
+                and all(doc_id in index for doc_id in known)
+                and time.monotonic() - self._checked.get(name, 0.0) < RECHECK_S
+            )
+            if fresh:
+                assert index is not None
+                return index
+            if index is None:
+                index = self._load(name)
+            size = int(collection.count())
+            self._checked[name] = time.monotonic()
+            # As many documents as the collection is not enough when ``known`` names one the
+            # index lacks: it may hold as many others (a saved index of deleted documents).
+            if index is not None and len(index) == size and all(doc_id in index for doc_id in known):
+                self._indexes[name] = index
+                return index
+            if index is None or len(index) > size or not self._top_up(collection, index):
+                index = BM25Index()
+                for doc_id, doc in self._pages(collection, ["documents"]):
+                    index.add(doc_id, doc or "")
+            self._indexes[name] = index
+            self._save(name, index)
+            return index
+
+    def added(self, name: str, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Documents just written to collection ``name`` by this process: an index in memory
+        takes them at once. One that replaced a document the index holds cannot take it (BM25
+        cannot drop a document's old words): the index is dropped, here and on disk, and built
+        again at the next search."""
+        with self._lock:
+            index = self._indexes.get(name)
+            if index is None:
+                return
+            if any(doc_id in index for doc_id in ids):
+                self.drop(name, saved=True)
+                return
+            for doc_id, text in zip(ids, texts, strict=True):
+                index.add(doc_id, text)
+
+    def drop(self, name: str, *, saved: bool = False) -> None:
+        """Forget collection ``name``'s index in this process; with ``saved``, its file too (the
+        collection was deleted, or lost documents: a search would otherwise start from it and
+        have to rebuild anyway)."""
+        with self._lock:
+            self._indexes.pop(name, None)
+            self._checked.pop(name, None)
+            if saved and self.index_dir is not None:
+                (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
+
+    def expire(self) -> None:
+        """Make every index check its collection at its next use, as if :data:`RECHECK_S` had
+        passed (for tests, and after a change another process is known to have made)."""
+        with self._lock:
+            self._checked.clear()
+
+    def _top_up(self, collection: Any, index: BM25Index) -> bool:
+        """Add the documents ``index`` lacks; ``False`` when some of its documents are gone."""
+        ids = [doc_id for doc_id, _ in self._pages(collection, [])]
+        new = [doc_id for doc_id in ids if doc_id not in index]
+        if len(ids) - len(new) != len(index):
+            return False
+        for start in range(0, len(new), PAGE):
+            got = collection.get(ids=new[start : start + PAGE], include=["documents"])
+            for doc_id, doc in zip(got["ids"], got["documents"], strict=True):
+                index.add(doc_id, doc or "")
+        return True
+
+    @staticmethod
+    def _pages(collection: Any, include: list[str]) -> Iterator[tuple[str, Any]]:
+        offset = 0
+        while True:
+            got = collection.get(include=include, limit=PAGE, offset=offset)
+            docs = got.get("documents") or [None] * len(got["ids"])
+            yield from zip(got["ids"], docs, strict=True)
+            if len(got["ids"]) < PAGE:
+                return
+            offset += PAGE
+
+    def _load(self, name: str) -> BM25Index | None:
+        if self.index_dir is None:
+            return None
+        path = self.index_dir / f"{name}.npz"
+        try:
+            return BM25Index.load(path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # a damaged or foreign file is only a cache miss
+            path.unlink(missing_ok=True)
+            return None
+
+    def _save(self, name: str, index: BM25Index) -> None:
+        if self.index_dir is None:
+            return
+        with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
+            index.save(self.index_dir / f"{name}.npz")

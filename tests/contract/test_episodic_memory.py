@@ -285,7 +285,7 @@ def test_a_stale_saved_index_gets_only_what_it_lacks(saved, monkeypatch):
     third = saved()  # starts from the saved 20 and tops up
     assert third.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == new[0]
     assert sorted(added) == sorted(new)
-    first._checked.clear()  # past KEYWORD_RECHECK_S: the first handle tops up the same way
+    first.keywords.expire()  # past RECHECK_S: the first handle tops up the same way
     assert first.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == new[0]
 
 
