@@ -569,7 +569,9 @@ class MemoryGateway:
         if self._knowledge is None:
             from brainstack.memory.knowledge import KnowledgeBase
 
-            self._knowledge = KnowledgeBase(self.chroma, embedder=self.embedder)
+            self._knowledge = KnowledgeBase(
+                self.chroma, embedder=self.embedder, index_dir=self._keyword_index_dir()
+            )
         return self._knowledge
 
     @property

@@ -218,6 +218,19 @@ class BM25Index:
             self._arrays[term] = arrays
         return arrays
 
+    def idf_mass(self, query: str) -> float:
+        """The summed IDF of ``query``'s distinct terms that some document holds: about what a
+        document of average length holding each of them once scores, so ``score / idf_mass`` says
+        how much of what the query asks a document matches (0 when the index knows none of its
+        terms). Terms no document holds are left out: they do not tell documents apart."""
+        n = len(self.ids)
+        mass = 0.0
+        for term in set(tokenize(query)):
+            postings = self._postings.get(term)
+            if postings is not None:
+                mass += math.log(1 + (n - len(postings[0]) + 0.5) / (len(postings[0]) + 0.5))
+        return mass
+
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best ``(id, score)`` pairs, best first; documents sharing no term are left out."""
         if not self.ids or k < 1:
@@ -307,20 +320,22 @@ class CollectionKeywords:
             self._save(name, index)
             return index
 
-    def added(self, name: str, ids: Sequence[str], texts: Sequence[str]) -> None:
+    def added(self, name: str, ids: Sequence[str], texts: Sequence[str], *, same_text: bool = False) -> None:
         """Documents just written to collection ``name`` by this process: an index in memory
         takes them at once. One that replaced a document the index holds cannot take it (BM25
         cannot drop a document's old words): the index is dropped, here and on disk, and built
-        again at the next search."""
+        again at the next search. With ``same_text`` (ids made from their text), a document the
+        index holds was written again unchanged and is skipped."""
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
                 return
-            if any(doc_id in index for doc_id in ids):
+            if not same_text and any(doc_id in index for doc_id in ids):
                 self.drop(name, saved=True)
                 return
             for doc_id, text in zip(ids, texts, strict=True):
-                index.add(doc_id, text)
+                if doc_id not in index:
+                    index.add(doc_id, text)
 
     def drop(self, name: str, *, saved: bool = False) -> None:
         """Forget collection ``name``'s index in this process; with ``saved``, its file too (the

@@ -3,11 +3,13 @@
 ``add(path)`` ingests a file or a folder (Markdown and text). Each file is one LlamaIndex document
 whose id is its absolute path; its content hash is kept with its chunks, so re-adding an unchanged
 file writes nothing and a changed file replaces its chunks. ``search`` returns passages with
-their source, which the ``kb_search`` tool hands to the agents so they can cite them.
+their source, which the ``kb_search`` tool hands to the agents so they can cite them. A search
+ranks the passages by meaning and by keyword at once (see :meth:`KnowledgeBase.search`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -16,14 +18,19 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from brainstack.errors import translate
+from brainstack.memory.keyword import CollectionKeywords
 
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
 
-__all__ = ["SUFFIXES", "IngestReport", "KnowledgeBase", "Passage"]
+__all__ = ["SUFFIXES", "IngestReport", "KnowledgeBase", "Passage", "SearchMode"]
+
+SearchMode = Literal["hybrid", "dense", "keyword"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,16 @@ HNSW = {"space": "cosine", "ef_search": SEARCH_BREADTH, "max_neighbors": 32, "ef
 build (``ef_construction``) keep near-identical chunks reachable from each other; Chroma fixes
 both when it creates a collection, so one created earlier keeps its own (only its search breadth
 is widened, see :meth:`KnowledgeBase._widen_search`)."""
+KEYWORD_WEIGHT = 0.5
+"""A hybrid search ranks a passage by ``(1 - KEYWORD_WEIGHT) * cosine + KEYWORD_WEIGHT * matched``,
+where ``matched`` is its BM25 score over the query's :meth:`~BM25Index.idf_mass` (about 1 for a
+passage holding every term of the query that the knowledge base holds). Chunks that differ only in
+a name or a number (weekly reports of 80 stores) score alike by meaning: the dense ranking put the
+report a question names first for 1 of 24 questions, BM25 alone for 18, this fusion for 16 (and in
+its top 4 for 24 of 24, against 3), while on the handbook set it put the answer first for 19 of 20
+questions, against 17 by meaning alone. Weights from 0.4 to 0.7 scored the same on both sets;
+reciprocal rank fusion, as episodic memory fuses, put the named report first for 3 of 24
+(benchmarks/bench_kb_search.py, RESULTS.md)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,9 @@ class Passage:
     score: float
     """Cosine similarity to the query."""
     chunk: int = 0
+    keyword: float | None = None
+    """The passage's BM25 score for the query, when it holds one of the query's words (see
+    :data:`KEYWORD_WEIGHT`)."""
 
 
 @dataclass
@@ -96,7 +116,11 @@ class KnowledgeBase:
         collection: str = "brainstack-knowledge",
         chunk_size: int = 200,
         chunk_overlap: int = 32,
+        index_dir: str | Path | None = None,
     ) -> None:
+        """``index_dir``: where the chunks' keyword index is saved between processes (a cache,
+        checked against the collection; ``None`` keeps it in memory, built on a process's first
+        search)."""
         from brainstack.memory.embeddings import chroma_embedding_function, default_embedder
 
         self.client = client
@@ -112,6 +136,7 @@ class KnowledgeBase:
         except Exception as exc:
             raise translate(exc, backend="chromadb") from exc
         self._widen_search()
+        self.keywords = CollectionKeywords(index_dir)
         self._index: Any = None
         self._lock = threading.Lock()
 
@@ -236,7 +261,14 @@ class KnowledgeBase:
                         node.metadata["chunk"] = number
                         node.metadata["chunks"] = len(nodes)  # (see _stored_hash)
                     for start in range(0, len(nodes), INSERT_BATCH):
-                        self.index.insert_nodes(nodes[start : start + INSERT_BATCH])
+                        batch = nodes[start : start + INSERT_BATCH]
+                        self.index.insert_nodes(batch)
+                        self.keywords.added(
+                            self.collection.name,
+                            [node.id_ for node in batch],
+                            [node.get_content() for node in batch],
+                            same_text=True,  # (an id's text never changes: see above)
+                        )
                         if chunk_progress:
                             chunk_progress(source, min(start + INSERT_BATCH, len(nodes)), len(nodes))
                     if stored is not None:  # the file's other chunks: earlier versions, stray copies
@@ -245,6 +277,7 @@ class KnowledgeBase:
                         stale = [chunk for chunk in found if chunk not in kept]
                         if stale:
                             self.collection.delete(ids=stale)
+                            self.keywords.drop(self.collection.name, saved=True)
                 except Exception as exc:
                     raise translate(exc, backend="chromadb") from exc
             report.chunks += len(nodes)
@@ -286,6 +319,7 @@ class KnowledgeBase:
             try:
                 if chunks:
                     self.collection.delete(ids=[i for ids in chunks.values() for i in ids])
+                    self.keywords.drop(self.collection.name, saved=True)
             except Exception as exc:
                 raise translate(exc, backend="chromadb") from exc
         return {name: len(ids) for name, ids in sorted(chunks.items())}
@@ -313,33 +347,92 @@ class KnowledgeBase:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 4) -> list[Passage]:
-        """The ``k`` passages closest to ``query``, with their source files; each text once.
+    def search(self, query: str, k: int = 4, *, mode: SearchMode = "hybrid") -> list[Passage]:
+        """The ``k`` passages that best answer ``query``, with their source files; each text once.
+
+        ``mode="hybrid"`` (the default) ranks by meaning and by keyword at once (see
+        :data:`KEYWORD_WEIGHT`): the candidates closest by meaning (through LlamaIndex's
+        retriever) and those that share the most words with the query (a BM25 index of the
+        chunks, kept in step with the collection) are scored on both. ``"dense"`` ranks by meaning
+        alone, ``"keyword"`` by BM25 alone. A passage's ``score`` is its cosine similarity to the
+        query in every mode.
 
         The same text stored more than once (a file with repeated sections, or the same text in
-        two files) is one passage, from its best-ranked copy: a search asks Chroma for
-        ``SEARCH_POOL`` times ``k`` candidates and keeps the first ``k`` distinct texts (asking for
-        ``SEARCH_POOL`` times more, up to :data:`SEARCH_BREADTH`, while copies leave fewer). Copies
-        are told apart here rather than stored once: each file owns its chunks (``kb remove``
-        and a changed file's update delete them, :meth:`_stored_hash` counts them), so removing
-        one of two files that share a text must not take it from the other.
+        two files) is one passage, from its best-ranked copy: a search weighs ``SEARCH_POOL``
+        times ``k`` candidates of each kind and keeps the first ``k`` distinct texts (weighing
+        ``SEARCH_POOL`` times more, up to :data:`SEARCH_BREADTH`, while copies leave fewer).
+        Copies are told apart here rather than stored once: each file owns its chunks (``kb
+        remove`` and a changed file's update delete them, :meth:`_stored_hash` counts them), so
+        removing one of two files that share a text must not take it from the other.
         """
         if k < 1:
             raise ValueError("k must be at least 1")
+        if mode not in ("hybrid", "dense", "keyword"):
+            raise ValueError(f"mode must be hybrid, dense or keyword, not {mode!r}")
         if not query.strip() or (stored := self.count()) == 0:
             return []
+        from brainstack.memory.embeddings import query_embedding
+
+        vector = np.asarray(query_embedding(self.embedder, query), dtype=np.float32)
         pool = SEARCH_POOL * k
         while True:
-            try:  # (Chroma caps the candidates at the collection's size)
-                nodes = self.index.as_retriever(similarity_top_k=pool).retrieve(query)
+            try:
+                candidates, exhausted = self._candidates(query, vector, pool, mode)
             except Exception as exc:
                 raise translate(exc, backend="chromadb") from exc
-            passages = _distinct(nodes, k)
+            passages = _distinct(candidates, k)
             # Copies of one text filled the candidates (a disclaimer in every file): ask for more,
             # as the other texts are there; 20 copies gave `kb search -k 3` one passage.
-            if len(passages) == k or len(nodes) < pool or pool >= min(stored, SEARCH_BREADTH):
+            if len(passages) == k or exhausted or pool >= min(stored, SEARCH_BREADTH):
                 return passages
             pool = min(pool * SEARCH_POOL, stored, SEARCH_BREADTH)
+
+    def _candidates(
+        self, query: str, vector: np.ndarray, pool: int, mode: SearchMode
+    ) -> tuple[list[Passage], bool]:
+        """Up to ``pool`` candidates of each ranking ``mode`` uses, best first, and whether the
+        rankings ran out of chunks before ``pool``."""
+        from llama_index.core.schema import QueryBundle
+
+        found: dict[str, Passage] = {}
+        exhausted = True
+        if mode != "keyword":
+            retriever = self.index.as_retriever(similarity_top_k=pool)  # (Chroma caps it at the size)
+            nodes = retriever.retrieve(QueryBundle(query, embedding=vector.tolist()))
+            exhausted = len(nodes) < pool
+            for hit in nodes:
+                # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
+                # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
+                score = 1.0 + math.log(hit.score) if hit.score else 0.0
+                found[hit.node.node_id] = _passage(hit.node.get_content(), hit.node.metadata, score)
+        if mode == "dense":
+            return list(found.values()), exhausted
+        index = self.keywords.index(self.collection, found)
+        matches = index.search(query, pool)
+        exhausted = exhausted and len(matches) < pool
+        missing = [chunk_id for chunk_id, _ in matches if chunk_id not in found]
+        if missing:  # chunks only the keywords found: their cosine from their stored vectors
+            got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+            norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(vector)
+            scores = vectors @ vector / np.maximum(norms, 1e-12)
+            for chunk_id, text, metadata, score in zip(
+                got["ids"], got["documents"], got["metadatas"], scores.tolist(), strict=True
+            ):
+                found[chunk_id] = _passage(text or "", metadata or {}, score)
+        keyword = dict(matches)
+        for chunk_id in list(found):
+            if chunk_id in keyword:
+                found[chunk_id] = dataclasses.replace(found[chunk_id], keyword=keyword[chunk_id])
+        if mode == "keyword":  # (a chunk deleted since the index saw it is not found)
+            return [found[chunk_id] for chunk_id, _ in matches if chunk_id in found], exhausted
+        mass = index.idf_mass(query) or 1.0
+
+        def fused(passage: Passage) -> float:
+            matched = (passage.keyword or 0.0) / mass
+            return (1 - KEYWORD_WEIGHT) * passage.score + KEYWORD_WEIGHT * matched
+
+        return sorted(found.values(), key=fused, reverse=True), exhausted
 
     def count(self) -> int:
         """Chunks stored."""
@@ -381,27 +474,26 @@ def _files(root: Path) -> Iterator[Path]:
             yield file
 
 
-def _distinct(nodes: Any, k: int) -> list[Passage]:
-    """The first ``k`` distinct texts of a search's ``nodes``, each from its best-ranked copy."""
+def _passage(text: str, metadata: Any, score: float) -> Passage:
+    return Passage(
+        text=text,
+        source=str(metadata.get("source", "")),
+        score=score,
+        chunk=int(metadata.get("chunk", 0)),
+    )
+
+
+def _distinct(candidates: list[Passage], k: int) -> list[Passage]:
+    """The first ``k`` distinct texts of ranked ``candidates``, each from its best-ranked copy."""
     passages: list[Passage] = []
     seen: set[str] = set()
-    for found in nodes:
-        text = found.node.get_content()
-        key = " ".join(text.split())
+    for passage in candidates:
+        key = " ".join(passage.text.split())
         # A blank chunk (stored by versions that indexed empty files) is no passage, nor is a copy.
         if not key or key in seen:
             continue
         seen.add(key)
-        passages.append(
-            Passage(
-                text=text,
-                source=str(found.node.metadata.get("source", "")),
-                # LlamaIndex's Chroma store reports exp(-distance); a cosine distance d means
-                # similarity 1 - d, so turn it back into the cosine the rest of brainstack uses.
-                score=1.0 + math.log(found.score) if found.score else 0.0,
-                chunk=int(found.node.metadata.get("chunk", 0)),
-            )
-        )
+        passages.append(passage)
         if len(passages) == k:
             break
     return passages

@@ -519,7 +519,7 @@ def test_search_finds_the_best_of_many_near_identical_chunks(kb):
     found = 0
     for n, (query, vector) in enumerate(queries.items()):
         best = int(np.argmax(chunks @ vector))
-        passages = searcher.search(query, k=4)
+        passages = searcher.search(query, k=4, mode="dense")  # (its words would name the chunk)
         found += passages[0].chunk == best
         assert passages[0].score <= float(chunks[best] @ vector) + 1e-4, n
     assert found >= 38, f"{found} of 40 found the best chunk"
@@ -635,3 +635,90 @@ def test_a_big_files_chunks_are_reported_as_they_are_stored(kb, tmp_path, monkey
     assert all(count == stored for _, stored, _, count in seen)  # stored when reported
     before = len(seen)
     assert kb.add(long, chunk_progress=chunk_progress).unchanged and len(seen) == before
+
+
+# -- keyword matching --------------------------------------------------------------------------------
+
+
+def _store_reports(folder: Path, stores: range) -> Path:
+    """One weekly report per store, each its own file: the same sentences, other numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for store in stores:
+        (folder / f"store-{store:04d}.md").write_text(
+            f"## Store {store:04d}, week 12\n\nThe store ({store:04d}) reported {(store * 7) % 50 + 5} "
+            f"returns and {store % 9} late deliveries in week 12. The top return reason was sizing on "
+            f"the denim line. Action: recount the stock room on Monday.\n",
+            encoding="utf-8",
+        )
+    return folder
+
+
+ASKED_STORES = (3, 11, 17, 22, 28, 31, 36, 40)
+
+
+def _named_first(kb: KnowledgeBase, folder: Path, mode: str) -> int:
+    """How many of the questions that name a store get that store's report first."""
+    first = 0
+    for store in ASKED_STORES:
+        found = kb.search(f"How many returns did store {store:04d} report in week 12?", k=1, mode=mode)
+        first += Path(found[0].source) == (folder / f"store-{store:04d}.md").resolve()
+    return first
+
+
+def test_a_question_naming_one_of_many_near_identical_reports_finds_it(kb, tmp_path):
+    """QA: among reports that differ only in their numbers, the dense ranking put the one a
+    question names first for 1 question in 24; words find it."""
+    folder = _store_reports(tmp_path / "stores", range(1, 41))
+    kb.add(folder)
+    dense, hybrid = _named_first(kb, folder, "dense"), _named_first(kb, folder, "hybrid")
+    assert hybrid == len(ASKED_STORES), f"hybrid: {hybrid} of {len(ASKED_STORES)}"
+    assert dense < hybrid  # what the keyword index adds on this set
+
+
+def test_a_passage_found_by_its_words_alone_carries_its_cosine_and_keyword_score(kb, tmp_path):
+    folder = _store_reports(tmp_path / "stores", range(1, 41))
+    kb.add(folder)
+    question = "How many returns did store 0017 report in week 12?"
+    (passage,) = kb.search(question, k=1)  # 4 dense candidates of 40: the report is rarely among them
+    assert passage.source.endswith("store-0017.md") and passage.keyword is not None and passage.keyword > 0
+    by_meaning = {p.source: p for p in kb.search(question, k=40, mode="dense")}
+    assert by_meaning[passage.source].keyword is None
+    assert passage.score == pytest.approx(by_meaning[passage.source].score, abs=1e-4)
+    (only_words,) = kb.search(question, k=1, mode="keyword")
+    assert only_words.source == passage.source and only_words.keyword == pytest.approx(passage.keyword)
+
+
+def test_an_unknown_search_mode_is_refused(kb, docs):
+    kb.add(docs)
+    with pytest.raises(ValueError, match="hybrid, dense or keyword"):
+        kb.search("pricing", mode="sparse")  # type: ignore[arg-type]
+
+
+def test_the_keyword_index_follows_adds_and_removes_and_is_shared_through_its_folder(kb, tmp_path):
+    folder = _store_reports(tmp_path / "stores", range(1, 21))
+    index_dir = tmp_path / "keyword-index"
+
+    def handle() -> KnowledgeBase:  # as another process opens it
+        name = kb.collection.name
+        return KnowledgeBase(kb.client, embedder=kb.embedder, collection=name, index_dir=index_dir)
+
+    first = handle()
+    first.add(folder)
+
+    def found(base: KnowledgeBase, store: int) -> bool:
+        hits = base.search(f"store {store:04d}", k=1, mode="keyword")
+        return bool(hits) and hits[0].source.endswith(f"store-{store:04d}.md")
+
+    assert found(first, 17)
+    assert (index_dir / f"{kb.collection.name}.npz").is_file()  # saved for the next process
+    _store_reports(folder, range(21, 22))
+    first.add(folder)
+    assert found(first, 21)  # taken into the index as it was stored
+    first.remove(folder / "store-0017.md")
+    assert not found(first, 17)
+    second = handle()
+    assert found(second, 21) and not found(second, 17)
+    _store_reports(folder, range(22, 23))
+    first.add(folder)  # another process's add: the second handle tops its index up
+    second.keywords.expire()
+    assert found(second, 22)
