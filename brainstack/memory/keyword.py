@@ -127,6 +127,10 @@ class BM25Index:
     Postings are kept as Python lists while documents arrive and turned into numpy arrays the
     first time a term is searched after a change, so scoring is vectorised (about 1 ms for a
     common term over 100k documents instead of tens of ms in a Python loop).
+
+    Safe to share between threads: a search and an add (a run recalling while another run of
+    the same process remembers) take turns; a search that read the document lengths before an
+    add and a new term's postings after it failed with an ``IndexError``.
     """
 
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
@@ -138,6 +142,7 @@ class BM25Index:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._length_array: np.ndarray | None = None
         self._total = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -146,8 +151,12 @@ class BM25Index:
         return doc_id in self._known
 
     def add(self, doc_id: str, text: str) -> None:
-        index = len(self.ids)
         tokens = tokenize(text)
+        with self._lock:
+            self._add(doc_id, tokens)
+
+    def _add(self, doc_id: str, tokens: list[str]) -> None:
+        index = len(self.ids)
         self.ids.append(doc_id)
         self._known.add(doc_id)
         self._lengths.append(len(tokens))
@@ -165,12 +174,14 @@ class BM25Index:
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (NumPy ``.npz``, no pickle), atomically."""
-        terms = list(self._postings)
-        sizes = [len(self._postings[t][0]) for t in terms]
-        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        docs = np.fromiter((d for t in terms for d in self._postings[t][0]), np.int32, int(offsets[-1]))
-        tfs = np.fromiter((f for t in terms for f in self._postings[t][1]), np.int32, int(offsets[-1]))
+        with self._lock:
+            terms = list(self._postings)
+            sizes = [len(self._postings[t][0]) for t in terms]
+            offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            docs = np.fromiter((d for t in terms for d in self._postings[t][0]), np.int32, int(offsets[-1]))
+            tfs = np.fromiter((f for t in terms for f in self._postings[t][1]), np.int32, int(offsets[-1]))
+            ids, lengths = list(self.ids), list(self._lengths)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -179,8 +190,8 @@ class BM25Index:
                 out,
                 format=np.array([self.FORMAT]),
                 params=np.array([self.k1, self.b]),
-                ids=np.array(self.ids, dtype=np.str_),
-                lengths=np.array(self._lengths, dtype=np.int32),
+                ids=np.array(ids, dtype=np.str_),
+                lengths=np.array(lengths, dtype=np.int32),
                 terms=np.array(terms, dtype=np.str_),
                 offsets=offsets,
                 docs=docs,
@@ -223,16 +234,23 @@ class BM25Index:
         document of average length holding each of them once scores, so ``score / idf_mass`` says
         how much of what the query asks a document matches (0 when the index knows none of its
         terms). Terms no document holds are left out: they do not tell documents apart."""
-        n = len(self.ids)
+        terms = set(tokenize(query))
         mass = 0.0
-        for term in set(tokenize(query)):
-            postings = self._postings.get(term)
-            if postings is not None:
-                mass += math.log(1 + (n - len(postings[0]) + 0.5) / (len(postings[0]) + 0.5))
+        with self._lock:
+            n = len(self.ids)
+            for term in terms:
+                postings = self._postings.get(term)
+                if postings is not None:
+                    mass += math.log(1 + (n - len(postings[0]) + 0.5) / (len(postings[0]) + 0.5))
         return mass
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best ``(id, score)`` pairs, best first; documents sharing no term are left out."""
+        terms = set(tokenize(query))
+        with self._lock:
+            return self._search(terms, k)
+
+    def _search(self, terms: set[str], k: int) -> list[tuple[str, float]]:
         if not self.ids or k < 1:
             return []
         n = len(self.ids)
@@ -240,7 +258,7 @@ class BM25Index:
             self._length_array = np.asarray(self._lengths, dtype=np.float64)
         average = (self._total / n) or 1.0
         scores = np.zeros(n, dtype=np.float64)
-        for term in set(tokenize(query)):
+        for term in terms:
             arrays = self._term(term)
             if arrays is None:
                 continue

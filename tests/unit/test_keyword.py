@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
+import time
 
 import pytest
 
@@ -197,3 +200,41 @@ def test_non_ascii_words_stay_whole():
     assert tokenize("Zürich Müller") == ["zürich", "müller"]
     index = _index("Rich customers in Zug", "Meeting in Zürich")
     assert [doc for doc, _ in index.search("Zürich", k=5)] == ["d1"]
+
+
+def test_searches_and_adds_from_several_threads_take_turns():
+    """A run recalling while another run of the process remembers: a search that read the
+    document lengths before an add and a new term's postings after it raised IndexError."""
+    index = BM25Index()
+    for n in range(500):
+        index.add(f"d{n}", f"common word{n % 50} other")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 500
+        while not stop.is_set():
+            index.add(f"d{n}", f"common word{n % 50} extra{n}")
+            n += 1
+
+    def search() -> None:
+        while not stop.is_set():
+            try:
+                index.search("common word3 extra", 5)
+            except Exception as exc:  # any failure is the finding
+                errors.append(exc)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=write), threading.Thread(target=search)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert not errors, f"{len(errors)} failed searches, first: {errors[0]!r}"
+    assert len(index) > 500 and index.search("extra600", 1)[0][0] == "d600"
