@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     kb_search = kb_commands.add_parser("search", help="search the knowledge base")
     kb_search.add_argument("query", help="what to look for")
     kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
+    kb_search.add_argument(
+        "--mode",
+        choices=("hybrid", "dense", "keyword"),
+        default="hybrid",
+        help="rank by meaning and by keyword at once (hybrid, the default), by meaning alone (dense), "
+        "or by the query's words alone (keyword); the score shown is the cosine similarity in each",
+    )
     kb_commands.add_parser("list", help="the files in the knowledge base")
     kb_remove = kb_commands.add_parser(
         "remove", help="delete a file's chunks, or those of every file under a folder (the files stay)"
@@ -791,7 +798,7 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"Knowledge base: removed {len(removed)} file(s) ({chunk_count(kb.count())} left).")
         return 0
     _check_search(args)
-    passages = kb.search(args.query, k=args.k)
+    passages = kb.search(args.query, k=args.k, mode=args.mode)
     if not passages:
         empty = not kb.count()
         print(

@@ -330,6 +330,27 @@ def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp
     assert again.returncode == 0 and "holds nothing from" in again.stderr
 
 
+def test_kb_search_finds_the_report_a_question_names_and_keeps_its_keyword_index(env_home, tmp_path):
+    docs = tmp_path / "stores"
+    docs.mkdir()
+    for store in range(1, 31):
+        (docs / f"store-{store:04d}.md").write_text(
+            f"## Store {store:04d}, week 12\n\nThe store ({store:04d}) reported {(store * 7) % 50 + 5} "
+            "returns in week 12. The top return reason was sizing on the denim line.\n"
+        )
+    assert cli("kb", "add", str(docs), env=env_home).returncode == 0
+    for mode in ("hybrid", "keyword"):
+        done = cli(
+            "kb", "search", "How many returns did store 0017 report?", "-k", "1", "--mode", mode, env=env_home
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{docs / 'store-0017.md'} (chunk 0)" in done.stdout.splitlines()[0], (mode, done.stdout)
+    saved = Path(env_home["BRAINSTACK_HOME"]) / "keyword-index" / "local" / "brainstack-knowledge.npz"
+    assert saved.is_file()  # the next process loads it instead of reading every chunk
+    wrong = cli("kb", "search", "refunds", "--mode", "sparse", env=env_home)
+    assert wrong.returncode == 2 and "invalid choice: 'sparse'" in wrong.stderr
+
+
 def test_an_empty_knowledge_base_says_how_to_fill_it(env_home):
     for command in (("kb", "list"), ("kb", "search", "refunds")):
         done = cli(*command, env=env_home)
