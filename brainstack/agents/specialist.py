@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from brainstack.agents.providers import ModelProvider
     from brainstack.config import AgentSpec, Settings
+    from brainstack.memory.gateway import MemoryGateway
 
 __all__ = ["Specialist", "usage_of"]
 
@@ -56,11 +57,20 @@ def _text_of(content: Any) -> str:
 class Specialist:
     """Answers a task with its system prompt, the thread's history and its tools."""
 
-    def __init__(self, name: str, spec: AgentSpec, provider: ModelProvider, settings: Settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: AgentSpec,
+        provider: ModelProvider,
+        settings: Settings,
+        memory: MemoryGateway | None = None,
+    ) -> None:
+        """``memory``: the runtime's memory gateway, for the tools that read it (without it, an
+        agent has none of them: see :data:`~brainstack.tools.MEMORY_TOOLS`)."""
         self.name = name
         self.spec = spec
         self.settings = settings
-        self.tools = {tool.name: tool for tool in get_tools(spec.tools)}
+        self.tools = {tool.name: tool for tool in get_tools(spec.tools, memory=memory)}
         self._provider = provider
         self._model: Runnable[Any, BaseMessage] | None = None
 

@@ -71,7 +71,7 @@ def create_router_graph(
     targets: dict[Hashable, str] = {}
     for name, spec in agents.agents.items():
         node = node_name(name)
-        specialist = Specialist(name, spec, provider, settings)
+        specialist = Specialist(name, spec, provider, settings, memory)
         graph.add_node(node, embedding_ahead(timed(node, specialist), ahead[name]))
         targets[node] = node
     group_chat = GroupChat(agents.group_chat, provider, settings)

@@ -94,10 +94,10 @@ class ToolStep(_Strict):
     @field_validator("tool")
     @classmethod
     def _known_tool(cls, value: str) -> str:
-        from brainstack.tools import TOOL_NAMES
+        from brainstack.tools import MEMORY_TOOLS, TOOL_NAMES
 
-        if value not in TOOL_NAMES:
-            raise ValueError(f"unknown tool {value!r}; skills may call: {sorted(TOOL_NAMES)}")
+        if value not in TOOL_NAMES - MEMORY_TOOLS:
+            raise ValueError(f"unknown tool {value!r}; skills may call: {sorted(TOOL_NAMES - MEMORY_TOOLS)}")
         return value
 
 

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
-__all__ = ["TOOL_NAMES", "get_tools"]
+    from brainstack.memory.gateway import MemoryGateway
+    from brainstack.memory.knowledge import Passage
 
-TOOL_NAMES = frozenset({"calculator"})
+__all__ = ["MEMORY_TOOLS", "TOOL_NAMES", "format_passages", "get_tools"]
+
+TOOL_NAMES = frozenset({"calculator", "knowledge_search"})
+MEMORY_TOOLS = frozenset({"knowledge_search"})
+"""Tools that read the runtime's memory: an agent has them only with memory on
+(``BRAINSTACK_MEMORY``), and skills, which run without a runtime, may not call them."""
+KNOWLEDGE_SEARCH_K = 4
+"""Passages a ``knowledge_search`` call weighs (the relevant ones are returned)."""
 
 
-def get_tools(names: list[str]) -> list[BaseTool]:
-    """LangChain tools for the given names (validated against :data:`TOOL_NAMES`)."""
+def format_passages(passages: Sequence[Passage]) -> str:
+    """Passages as a tool result: each numbered, with its source to cite and its similarity."""
+    return "\n\n".join(
+        f"[{n}] {p.source} (chunk {p.chunk}, similarity {p.score:.2f})\n{p.text.strip()}"
+        for n, p in enumerate(passages, start=1)
+    )
+
+
+def get_tools(names: Iterable[str], *, memory: MemoryGateway | None = None) -> list[BaseTool]:
+    """LangChain tools for the given names (validated against :data:`TOOL_NAMES`). Without
+    ``memory``, the :data:`MEMORY_TOOLS` among them are left out."""
     from langchain_core.tools import tool
 
     from brainstack.errors import ConfigurationError
@@ -29,10 +48,34 @@ def get_tools(names: list[str]) -> list[BaseTool]:
             return f"error: {exc}"
 
     available: dict[str, BaseTool] = {"calculator": calculator}
-    unknown = [name for name in names if name not in available]
+    if memory is not None:
+        gateway = memory
+
+        @tool("knowledge_search")
+        async def knowledge_search(query: str) -> str:
+            """Search the team's documents (the knowledge base: policies, prices, runbooks, plans)
+            for passages about `query`, with the file each comes from, to quote and cite.
+            Passages already found for this task are in your instructions; search when you need
+            something else, in a few specific words."""
+            from brainstack.memory.gateway import relevant_passages
+
+            if not query.strip():
+                return "error: the query is empty; say what to look for"
+            found = await asyncio.to_thread(gateway.knowledge.search, query, KNOWLEDGE_SEARCH_K)
+            if not found:
+                empty = await asyncio.to_thread(gateway.knowledge.count) == 0
+                return "The knowledge base is empty." if empty else "No passage matches that query."
+            passages = relevant_passages(query, found)
+            if not passages:
+                return "No passage in the knowledge base is relevant to that query."
+            return format_passages(passages)
+
+        available["knowledge_search"] = knowledge_search
+    names = list(names)
+    unknown = [name for name in names if name not in TOOL_NAMES]
     if unknown:
         raise ConfigurationError(
-            f"Unknown tool(s) {unknown}; available: {sorted(available)}. "
+            f"Unknown tool(s) {unknown}; available: {sorted(TOOL_NAMES)}. "
             "Fix the tools: list in the agents file."
         )
-    return [available[name] for name in names]
+    return [available[name] for name in names if name in available]

@@ -77,6 +77,34 @@ def test_specialist_tool_call(runtime):
     assert result.answer == "17.5% of 2,340 is 409.5."
 
 
+def test_specialist_searches_the_knowledge_base(runtime, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "revenue.md").write_text(
+        "# Revenue recognition\n\nAnnual plans are paid up front and recognised monthly over the twelve "
+        "months of the contract; the unearned part sits in deferred revenue.\n",
+        encoding="utf-8",
+    )
+    runtime.memory.knowledge.add(docs)
+    with replay(ROOT / "knowledge_search.yaml") as cassette:
+        result = runtime.run("How should we account for deferred revenue on annual plans?")
+    assert result.route.target == "finance" and result.route.decided_by == "semantic"
+    (call,) = result.tool_calls
+    assert (call.tool, call.arguments) == ("knowledge_search", {"query": "annual plans revenue recognition"})
+    assert call.result.startswith(f"[1] {(docs / 'revenue.md').resolve()} (chunk 0, similarity 0.")
+    tool_messages = [m for m in cassette.played[1]["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == [call.result]
+    assert result.answer.endswith("(revenue.md).") and len(cassette.played) == 2
+
+
+def test_without_memory_the_specialists_are_not_offered_the_knowledge_base(tmp_path, cache_dir, embedder):
+    runtime = Runtime(replay_settings(tmp_path, cache_dir=cache_dir, memory=False), embedder=embedder)
+    with replay(ROOT / "tool_call.yaml") as cassette:
+        result = runtime.run("What is 17.5% of 2340?")
+    assert result.answer == "17.5% of 2,340 is 409.5."
+    assert [request["tools"] for request in cassette.played] == [["calculator"], ["calculator"]]
+
+
 def test_malformed_classifier_output_is_retried_once(runtime):
     with replay(ROOT / "malformed_classifier.yaml") as cassette:
         result = runtime.run("What time zone is Tokyo in?")

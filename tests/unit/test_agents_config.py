@@ -74,10 +74,10 @@ def test_default_specialist_is_complete(default: AgentsConfig, name: str) -> Non
 
 
 def test_default_tools(default: AgentsConfig) -> None:
-    assert default.agents["finance"].tools == ["calculator"]
-    assert default.agents["technical"].tools == ["calculator"]
-    assert default.agents["general"].tools == ["calculator"]
-    assert default.agents["marketing"].tools == []
+    assert default.agents["finance"].tools == ["calculator", "knowledge_search"]
+    assert default.agents["technical"].tools == ["calculator", "knowledge_search"]
+    assert default.agents["general"].tools == ["calculator", "knowledge_search"]
+    assert default.agents["marketing"].tools == ["knowledge_search"]
 
 
 def test_default_group_chat(default: AgentsConfig) -> None:
@@ -243,14 +243,17 @@ def test_unknown_tool(tmp_path: Path) -> None:
     assert str(tmp_path / "my_agents.yaml") in message
     assert "agents.helper.tools" in message  # the agent, by its field path
     assert "['web_search']" in message
-    assert "available: ['calculator']" in message
+    assert "available: ['calculator', 'knowledge_search']" in message
 
 
 def test_unknown_tool_names_the_field(tmp_path: Path) -> None:
     data = minimal()
     data["agents"]["helper"]["tools"] = ["web_search"]
     message = load_error(write(tmp_path, data))
-    assert "field agents.helper.tools: unknown tools ['web_search']; available: ['calculator']" in message
+    assert (
+        "field agents.helper.tools: unknown tools ['web_search']; "
+        "available: ['calculator', 'knowledge_search']" in message
+    )
     assert "(top level)" not in message
     assert "fix: use only the available tools" in message
 

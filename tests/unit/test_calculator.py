@@ -306,7 +306,7 @@ def test_format_number_of_large_non_integer() -> None:
 
 
 def test_tool_names() -> None:
-    assert sorted(TOOL_NAMES) == ["calculator"]
+    assert sorted(TOOL_NAMES) == ["calculator", "knowledge_search"]
     assert get_tools([]) == []
 
 
@@ -351,7 +351,7 @@ def test_unknown_tool_name_error_lists_the_available_tools() -> None:
         get_tools(["web_search"])
     assert not isinstance(caught.value, KeyError)
     assert "web_search" in str(caught.value)
-    assert "available: ['calculator']" in str(caught.value)
+    assert "available: ['calculator', 'knowledge_search']" in str(caught.value)
 
 
 @pytest.mark.parametrize(

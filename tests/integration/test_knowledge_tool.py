@@ -1,0 +1,78 @@
+"""The ``knowledge_search`` tool: the knowledge base's passages, with their source, for an agent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from brainstack.memory.gateway import MemoryGateway
+from brainstack.memory.skills import ToolStep
+from brainstack.tools import get_tools
+
+REVENUE = (
+    "# Revenue recognition\n\nAnnual plans are paid up front and recognised monthly over the twelve "
+    "months of the contract; the unearned part sits in deferred revenue.\n"
+)
+TRAVEL = "# Travel\n\nTrains are preferred for trips under four hours; flights are booked in economy.\n"
+
+
+@pytest.fixture
+def gateway(settings, embedder) -> MemoryGateway:
+    return MemoryGateway(settings, embedder=embedder)
+
+
+def search(gateway: MemoryGateway, query: str) -> str:
+    (tool,) = get_tools(["knowledge_search"], memory=gateway)
+    return str(asyncio.run(tool.ainvoke({"query": query})))
+
+
+def test_it_returns_the_relevant_passages_with_their_source(gateway, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "revenue.md").write_text(REVENUE, encoding="utf-8")
+    (docs / "travel.md").write_text(TRAVEL, encoding="utf-8")
+    gateway.knowledge.add(docs)
+    found = search(gateway, "how are annual plans recognised as revenue")
+    first, text = found.split("\n", 1)
+    assert first.startswith(f"[1] {(docs / 'revenue.md').resolve()} (chunk 0, similarity 0.")
+    assert "recognised monthly over the twelve months" in text
+    assert "travel.md" not in found  # not relevant to the query: left out
+
+
+def test_it_says_when_the_knowledge_base_is_empty_or_holds_nothing_relevant(gateway, tmp_path):
+    assert search(gateway, "deferred revenue") == "The knowledge base is empty."
+    (tmp_path / "travel.md").write_text(TRAVEL, encoding="utf-8")
+    gateway.knowledge.add(tmp_path / "travel.md")
+    assert search(gateway, "quantum chromodynamics lattice") == (
+        "No passage in the knowledge base is relevant to that query."
+    )
+    assert search(gateway, "   ").startswith("error: the query is empty")
+
+
+def test_an_agent_has_it_only_with_memory_on(gateway):
+    assert [tool.name for tool in get_tools(["calculator", "knowledge_search"])] == ["calculator"]
+    named = [tool.name for tool in get_tools(["calculator", "knowledge_search"], memory=gateway)]
+    assert named == ["calculator", "knowledge_search"]
+
+
+def test_a_skill_may_not_call_it():
+    """Skills run their tool steps without a runtime's memory."""
+    with pytest.raises(ValueError, match=r"skills may call: \['calculator'\]"):
+        ToolStep(kind="tool", tool="knowledge_search", arguments={"query": "refunds"})
+
+
+def test_a_backend_that_is_down_is_the_models_to_handle(settings, embedder, tmp_path):
+    """The tool fails with a clear BackendError; the specialist hands its message to the model."""
+    from brainstack.errors import BackendError
+
+    down = MemoryGateway(settings.model_copy(update={"chroma_url": "http://127.0.0.1:1"}), embedder=embedder)
+    (tool,) = get_tools(["knowledge_search"], memory=down)
+    with pytest.raises(BackendError):
+        asyncio.run(tool.ainvoke({"query": "refunds"}))
+
+
+def test_the_default_agents_offer_it():
+    from brainstack.config.agents import load_agents
+
+    assert all("knowledge_search" in spec.tools for spec in load_agents(None).agents.values())
