@@ -1262,7 +1262,10 @@ def _show(event: Event, out: TextIO, *, kept: bool = True) -> None:
             file=out,
         )
     elif isinstance(event, ToolCallEvent):
-        print(f"  · {event.agent} called {event.tool}({_args(event.arguments)}) → {event.result}", file=out)
+        print(
+            f"  · {event.agent} called {event.tool}({_args(event.arguments)}) → {_brief(event.result)}",
+            file=out,
+        )
     elif isinstance(event, GroupChatTurnEvent):
         print(f"  [{event.speaker}] {event.content}", file=out)
     elif isinstance(event, InterruptEvent):
@@ -1272,6 +1275,15 @@ def _show(event: Event, out: TextIO, *, kept: bool = True) -> None:
 
 def _args(arguments: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+
+
+def _brief(result: str, width: int = 160) -> str:
+    """A tool's result on one line of the progress: its first line, clipped, saying how much more
+    the agent got (``knowledge_search`` hands it whole passages; ``--json`` has them all)."""
+    lines = result.strip().splitlines() or [""]
+    first = lines[0] if len(lines[0]) <= width else lines[0][: width - 1] + "…"
+    more = len(lines) - 1
+    return first if not more else f"{first} … ({more} more line{'s' if more > 1 else ''})"
 
 
 def _first_sentence(text: str) -> str:

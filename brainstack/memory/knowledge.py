@@ -3,8 +3,9 @@
 ``add(path)`` ingests a file or a folder (Markdown and text). Each file is one LlamaIndex document
 whose id is its absolute path; its content hash is kept with its chunks, so re-adding an unchanged
 file writes nothing and a changed file replaces its chunks. ``search`` returns passages with
-their source, which the ``kb_search`` tool hands to the agents so they can cite them. A search
-ranks the passages by meaning and by keyword at once (see :meth:`KnowledgeBase.search`).
+their source, which recall and the ``knowledge_search`` tool hand to the agents so they can cite
+them. A search ranks the passages by meaning and by keyword at once (see
+:meth:`KnowledgeBase.search`).
 """
 
 from __future__ import annotations

@@ -72,3 +72,31 @@ def test_a_big_file_shows_its_chunks_every_two_seconds(capsys):
     now[0] = 111.0
     progress("/kb/small.md", 64, 128)
     assert capsys.readouterr().err == ""
+
+
+def test_a_tool_call_shows_its_result_on_one_line():
+    """A knowledge_search result is whole passages: the progress shows its first line and how
+    much more the agent got."""
+    import io
+
+    from brainstack.cli import _show
+    from brainstack.events import ToolCallEvent
+
+    def shown(result: str) -> str:
+        out = io.StringIO()
+        _show(
+            ToolCallEvent(agent="finance", tool="knowledge_search", arguments={"query": "q"}, result=result),
+            out,
+        )
+        return out.getvalue()
+
+    passages = (
+        "[1] /kb/revenue.md (chunk 0, similarity 0.62)\nAnnual plans...\n\n"
+        "[2] /kb/b.md (chunk 1, similarity 0.5)\nB"
+    )
+    assert shown(passages) == (
+        "  · finance called knowledge_search(query='q') → [1] /kb/revenue.md (chunk 0, similarity 0.62)"
+        " … (4 more lines)\n"
+    )
+    assert shown("409.5") == "  · finance called knowledge_search(query='q') → 409.5\n"
+    assert shown("x" * 500).endswith("x…\n") and len(shown("x" * 500)) < 250
