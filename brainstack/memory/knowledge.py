@@ -408,12 +408,21 @@ class KnowledgeBase:
                 found[hit.node.node_id] = _passage(hit.node.get_content(), hit.node.metadata, score)
         if mode == "dense":
             return list(found.values()), exhausted
-        index = self.keywords.index(self.collection, found)
-        matches = index.search(query, pool)
+        for attempt in range(2):
+            index = self.keywords.index(self.collection, found)
+            matches = index.search(query, pool)
+            missing = [chunk_id for chunk_id, _ in matches if chunk_id not in found]
+            got: dict[str, Any] = {"ids": []}
+            if missing:  # chunks only the keywords found: their cosine from their stored vectors
+                got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            if len(got["ids"]) == len(missing) or attempt:
+                break
+            # The index holds chunks deleted since it was checked (another process's `kb remove`
+            # or update, which it cannot see while the count is unchanged or for RECHECK_S):
+            # it is stale, and may lack their replacements; build it again and search again.
+            self.keywords.drop(self.collection.name, saved=True)
         exhausted = exhausted and len(matches) < pool
-        missing = [chunk_id for chunk_id, _ in matches if chunk_id not in found]
-        if missing:  # chunks only the keywords found: their cosine from their stored vectors
-            got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+        if got["ids"]:
             vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
             norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(vector)
             scores = vectors @ vector / np.maximum(norms, 1e-12)

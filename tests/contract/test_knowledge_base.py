@@ -722,3 +722,17 @@ def test_the_keyword_index_follows_adds_and_removes_and_is_shared_through_its_fo
     first.add(folder)  # another process's add: the second handle tops its index up
     second.keywords.expire()
     assert found(second, 22)
+
+
+def test_a_search_after_another_process_removed_the_only_matching_file_finds_nothing(kb, tmp_path):
+    """Another process's `kb remove` leaves this one's keyword index holding the file's chunks
+    (for RECHECK_S, or for good when as many chunks came back): a search whose only keyword
+    matches were those chunks raised (numpy cannot shape an empty read) instead of finding none."""
+    folder = _store_reports(tmp_path / "stores", range(1, 6))
+    kb.add(folder)
+    assert kb.search("store 0003", k=1, mode="keyword")[0].source.endswith("store-0003.md")
+    other = KnowledgeBase(kb.client, embedder=kb.embedder, collection=kb.collection.name)
+    other.remove(folder / "store-0003.md")
+    for mode in ("hybrid", "keyword"):  # (hybrid first: a keyword search counts the chunks)
+        found = kb.search("0003", k=4, mode=mode)
+        assert not any(p.source.endswith("store-0003.md") for p in found), mode
