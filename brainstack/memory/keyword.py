@@ -291,13 +291,19 @@ class CollectionKeywords:
     ``<collection name>.npz`` there (a cache: checked against the collection and topped up or
     rebuilt when stale), so a new process starts from it instead of reading every document.
     Another writer (another process) may add to or delete from a collection at any time;
-    :meth:`index` notices it as :meth:`index` says.
+    :meth:`index` notices it as :meth:`index` says. A writer that deletes or replaces documents
+    removes the saved file (:meth:`added`, :meth:`drop`): with ``index_dir``, a process whose
+    index was loaded from or saved to a file that has since gone or changed starts again from
+    the file (or builds the index again), as the collection's count cannot tell it (an update
+    that deleted as many documents as it added leaves it as it was).
     """
 
     def __init__(self, index_dir: str | Path | None = None) -> None:
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._indexes: dict[str, BM25Index] = {}
         self._checked: dict[str, float] = {}
+        self._stamps: dict[str, tuple[int, int, int] | None] = {}
+        """Each index's saved file as this process last loaded or saved it (None: there was none)."""
         self._lock = threading.RLock()
 
     def index(self, collection: Any, known: Collection[str] = ()) -> BM25Index:
@@ -321,6 +327,12 @@ class CollectionKeywords:
             if fresh:
                 assert index is not None
                 return index
+            if (
+                index is not None
+                and self.index_dir is not None
+                and self._stamp(name) != self._stamps.get(name)
+            ):
+                index = None  # another process deleted or replaced documents (or saved a newer index)
             if index is None:
                 index = self._load(name)
             size = int(collection.count())
@@ -362,6 +374,7 @@ class CollectionKeywords:
         with self._lock:
             self._indexes.pop(name, None)
             self._checked.pop(name, None)
+            self._stamps.pop(name, None)
             if saved and self.index_dir is not None:
                 (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
 
@@ -394,16 +407,27 @@ class CollectionKeywords:
                 return
             offset += PAGE
 
+    def _stamp(self, name: str) -> tuple[int, int, int] | None:
+        """Which version of collection ``name``'s saved file is there (None: none)."""
+        assert self.index_dir is not None
+        try:
+            stat = (self.index_dir / f"{name}.npz").stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
     def _load(self, name: str) -> BM25Index | None:
         if self.index_dir is None:
             return None
         path = self.index_dir / f"{name}.npz"
+        self._stamps[name] = self._stamp(name)
         try:
             return BM25Index.load(path)
         except FileNotFoundError:
             return None
         except Exception:  # a damaged or foreign file is only a cache miss
             path.unlink(missing_ok=True)
+            self._stamps[name] = None
             return None
 
     def _save(self, name: str, index: BM25Index) -> None:
@@ -411,3 +435,4 @@ class CollectionKeywords:
             return
         with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
             index.save(self.index_dir / f"{name}.npz")
+        self._stamps[name] = self._stamp(name)

@@ -736,3 +736,28 @@ def test_a_search_after_another_process_removed_the_only_matching_file_finds_not
     for mode in ("hybrid", "keyword"):  # (hybrid first: a keyword search counts the chunks)
         found = kb.search("0003", k=4, mode=mode)
         assert not any(p.source.endswith("store-0003.md") for p in found), mode
+
+
+def test_a_file_another_process_changed_is_found_by_its_new_words(kb, tmp_path):
+    """Another process's update of a file into as many chunks (a price edited) leaves the
+    collection's count as it was: this process's keyword index kept the old words for good
+    (a keyword search never found the new ones, nor a hybrid one whose dense candidates missed
+    the file). The other process drops the saved index; this one notices at its next check."""
+    folder = _store_reports(tmp_path / "stores", range(1, 6))
+    index_dir = tmp_path / "keyword-index"
+
+    def handle() -> KnowledgeBase:  # as another process opens it
+        return KnowledgeBase(
+            kb.client, embedder=kb.embedder, collection=kb.collection.name, index_dir=index_dir
+        )
+
+    this, other = handle(), handle()
+    this.add(folder)
+    assert this.search("denim", k=1, mode="keyword")
+    report = folder / "store-0003.md"
+    report.write_text(report.read_text(encoding="utf-8").replace("denim", "velvet"), encoding="utf-8")
+    assert other.add(folder).updated == [str(report.resolve())]
+    assert this.count() == 5  # as many chunks as before
+    this.keywords.expire()  # (RECHECK_S later)
+    found = this.search("velvet", k=1, mode="keyword")
+    assert found and found[0].source == str(report.resolve())
