@@ -61,9 +61,10 @@ def get_tools(names: Iterable[str], *, memory: MemoryGateway | None = None) -> l
 
             if not query.strip():
                 return "error: the query is empty; say what to look for"
-            found = await asyncio.to_thread(gateway.knowledge.search, query, KNOWLEDGE_SEARCH_K)
+            # (``gateway.knowledge`` too off the event loop: the first use opens the collection)
+            found = await asyncio.to_thread(lambda: gateway.knowledge.search(query, KNOWLEDGE_SEARCH_K))
             if not found:
-                empty = await asyncio.to_thread(gateway.knowledge.count) == 0
+                empty = await asyncio.to_thread(lambda: gateway.knowledge.count()) == 0
                 return "The knowledge base is empty." if empty else "No passage matches that query."
             passages = relevant_passages(query, found)
             if not passages:

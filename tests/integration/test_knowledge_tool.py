@@ -76,3 +76,22 @@ def test_the_default_agents_offer_it():
     from brainstack.config.agents import load_agents
 
     assert all("knowledge_search" in spec.tools for spec in load_agents(None).agents.values())
+
+
+def test_the_knowledge_base_is_opened_and_searched_off_the_event_loop():
+    """Opening the knowledge base (the Chroma client, the collection: network calls on a
+    server) ran on the event loop when recall had not opened it, holding up every other run."""
+    import threading
+    from types import SimpleNamespace
+
+    opened_on: list[threading.Thread] = []
+
+    class Gateway:
+        @property
+        def knowledge(self):
+            opened_on.append(threading.current_thread())
+            return SimpleNamespace(search=lambda query, k: [], count=lambda: 0)
+
+    (tool,) = get_tools(["knowledge_search"], memory=Gateway())  # type: ignore[arg-type]
+    assert asyncio.run(tool.ainvoke({"query": "refunds"})) == "The knowledge base is empty."
+    assert opened_on and threading.main_thread() not in opened_on
