@@ -136,7 +136,8 @@ class BM25Index:
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
         self.ids: list[str] = []
-        self._known: set[str] = set()
+        self._known: dict[str, int] = {}
+        """Each document's position in :attr:`ids` (its latest, were it added twice)."""
         self._lengths: list[int] = []
         self._postings: dict[str, tuple[list[int], list[int]]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -158,7 +159,7 @@ class BM25Index:
     def _add(self, doc_id: str, tokens: list[str]) -> None:
         index = len(self.ids)
         self.ids.append(doc_id)
-        self._known.add(doc_id)
+        self._known[doc_id] = index
         self._lengths.append(len(tokens))
         self._total += len(tokens)
         self._length_array = None
@@ -208,7 +209,7 @@ class BM25Index:
             k1, b = (float(v) for v in data["params"])
             index = cls(k1=k1, b=b)
             index.ids = data["ids"].tolist()
-            index._known = set(index.ids)
+            index._known = {doc_id: n for n, doc_id in enumerate(index.ids)}
             index._lengths = data["lengths"].tolist()
             index._total = int(sum(index._lengths))
             offsets, docs, tfs = data["offsets"].tolist(), data["docs"].tolist(), data["tfs"].tolist()
@@ -250,9 +251,33 @@ class BM25Index:
         with self._lock:
             return self._search(terms, k)
 
+    def scores(self, query: str, ids: Collection[str]) -> dict[str, float]:
+        """The scores of documents ``ids`` for ``query``, however they rank; those sharing no
+        term with it (or unknown) are left out."""
+        terms = set(tokenize(query))
+        with self._lock:
+            scores = self._scores(terms)
+            if scores is None:
+                return {}
+            found = {doc_id: float(scores[self._known[doc_id]]) for doc_id in ids if doc_id in self._known}
+        return {doc_id: score for doc_id, score in found.items() if score > 0}
+
     def _search(self, terms: set[str], k: int) -> list[tuple[str, float]]:
-        if not self.ids or k < 1:
+        scores = self._scores(terms) if k >= 1 else None
+        if scores is None:
             return []
+        hits = np.flatnonzero(scores > 0)
+        if hits.size == 0:
+            return []
+        if hits.size > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        order = sorted(hits.tolist(), key=lambda i: (-float(scores[i]), i))
+        return [(self.ids[i], float(scores[i])) for i in order]
+
+    def _scores(self, terms: set[str]) -> np.ndarray | None:
+        """Every document's score for ``terms`` (None when the index is empty)."""
+        if not self.ids:
+            return None
         n = len(self.ids)
         if self._length_array is None:
             self._length_array = np.asarray(self._lengths, dtype=np.float64)
@@ -266,13 +291,7 @@ class BM25Index:
             idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
             norm = tfs + self.k1 * (1 - self.b + self.b * self._length_array[docs] / average)
             scores[docs] += idf * tfs * (self.k1 + 1) / norm
-        hits = np.flatnonzero(scores > 0)
-        if hits.size == 0:
-            return []
-        if hits.size > k:
-            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
-        order = sorted(hits.tolist(), key=lambda i: (-float(scores[i]), i))
-        return [(self.ids[i], float(scores[i])) for i in order]
+        return scores
 
 
 def reciprocal_rank_fusion(*rankings: list[str], k: int = 60) -> list[tuple[str, float]]:

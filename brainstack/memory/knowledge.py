@@ -431,6 +431,9 @@ class KnowledgeBase:
             ):
                 found[chunk_id] = _passage(text or "", metadata or {}, score)
         keyword = dict(matches)
+        # Candidates by meaning outside the best keyword matches: scored by keyword all the same
+        # (0 would rank them by where the keyword pool was cut among chunks sharing most words).
+        keyword.update(index.scores(query, [chunk_id for chunk_id in found if chunk_id not in keyword]))
         for chunk_id in list(found):
             if chunk_id in keyword:
                 found[chunk_id] = dataclasses.replace(found[chunk_id], keyword=keyword[chunk_id])

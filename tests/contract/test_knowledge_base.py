@@ -761,3 +761,25 @@ def test_a_file_another_process_changed_is_found_by_its_new_words(kb, tmp_path):
     this.keywords.expire()  # (RECHECK_S later)
     found = this.search("velvet", k=1, mode="keyword")
     assert found and found[0].source == str(report.resolve())
+
+
+def test_a_hybrid_search_scores_every_candidate_on_both_rankings(kb, tmp_path):
+    """A candidate by meaning that was not among the best keyword matches scored 0 by keyword
+    though it holds the query's words (its `keyword` None): among reports that share most
+    words, which of them followed the named one was down to the keyword pool's cut, not the
+    fusion KEYWORD_WEIGHT documents."""
+    from brainstack.memory.knowledge import KEYWORD_WEIGHT
+
+    folder = _store_reports(tmp_path / "stores", range(1, 41))
+    kb.add(folder)
+    for question in ("late deliveries in week 12 at store 0005", "denim sizing returns at store 0017"):
+        cosine = {p.source: p.score for p in kb.search(question, k=40, mode="dense")}
+        keyword = {p.source: p.keyword or 0.0 for p in kb.search(question, k=40, mode="keyword")}
+        mass = kb.keywords.index(kb.collection).idf_mass(question)
+
+        def fused(source: str, cosine=cosine, keyword=keyword, mass=mass) -> float:
+            return (1 - KEYWORD_WEIGHT) * cosine[source] + KEYWORD_WEIGHT * keyword.get(source, 0.0) / mass
+
+        found = kb.search(question, k=4)
+        assert all(p.keyword == pytest.approx(keyword[p.source]) for p in found), question
+        assert [p.source for p in found] == sorted(cosine, key=fused, reverse=True)[:4], question

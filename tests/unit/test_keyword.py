@@ -238,3 +238,10 @@ def test_searches_and_adds_from_several_threads_take_turns():
         sys.setswitchinterval(before)
     assert not errors, f"{len(errors)} failed searches, first: {errors[0]!r}"
     assert len(index) > 500 and index.search("extra600", 1)[0][0] == "d600"
+
+
+def test_scores_of_named_documents_match_their_search_scores_however_they_rank():
+    index = _index("pricing churn", "pricing", "database outage", "pricing pricing pricing")
+    ranked = dict(index.search("pricing", k=10))
+    assert index.scores("pricing", ["d1", "d3", "d2", "unknown"]) == {"d1": ranked["d1"], "d3": ranked["d3"]}
+    assert index.scores("pricing", []) == {} and BM25Index().scores("pricing", ["d0"]) == {}
