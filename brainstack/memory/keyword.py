@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -311,18 +312,18 @@ class CollectionKeywords:
     rebuilt when stale), so a new process starts from it instead of reading every document.
     Another writer (another process) may add to or delete from a collection at any time;
     :meth:`index` notices it as :meth:`index` says. A writer that deletes or replaces documents
-    removes the saved file (:meth:`added`, :meth:`drop`): with ``index_dir``, a process whose
-    index was loaded from or saved to a file that has since gone or changed starts again from
-    the file (or builds the index again), as the collection's count cannot tell it (an update
-    that deleted as many documents as it added leaves it as it was).
+    removes the saved file and marks the change in ``<collection name>.deleted`` beside it
+    (:meth:`added`, :meth:`drop`): with ``index_dir``, a process whose index predates the mark
+    starts again from the saved file (or builds the index again), as the collection's count
+    cannot tell it (an update that deleted as many documents as it added leaves it as it was).
     """
 
     def __init__(self, index_dir: str | Path | None = None) -> None:
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._indexes: dict[str, BM25Index] = {}
         self._checked: dict[str, float] = {}
-        self._stamps: dict[str, tuple[int, int, int] | None] = {}
-        """Each index's saved file as this process last loaded or saved it (None: there was none)."""
+        self._marks: dict[str, str] = {}
+        """Each index's deletion mark as it was when this process loaded or built it."""
         self._lock = threading.RLock()
 
     def index(self, collection: Any, known: Collection[str] = ()) -> BM25Index:
@@ -346,13 +347,10 @@ class CollectionKeywords:
             if fresh:
                 assert index is not None
                 return index
-            if (
-                index is not None
-                and self.index_dir is not None
-                and self._stamp(name) != self._stamps.get(name)
-            ):
-                index = None  # another process deleted or replaced documents (or saved a newer index)
+            if index is not None and self._mark(name) != self._marks.get(name, ""):
+                index = None  # another process deleted or replaced documents since it was read
             if index is None:
+                self._marks[name] = self._mark(name)  # (before reading: a deletion from now on is seen)
                 index = self._load(name)
             size = int(collection.count())
             self._checked[name] = time.monotonic()
@@ -393,9 +391,12 @@ class CollectionKeywords:
         with self._lock:
             self._indexes.pop(name, None)
             self._checked.pop(name, None)
-            self._stamps.pop(name, None)
+            self._marks.pop(name, None)
             if saved and self.index_dir is not None:
                 (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # (a read-only folder: other processes wait RECHECK_S)
+                    self.index_dir.mkdir(parents=True, exist_ok=True)
+                    (self.index_dir / f"{name}.deleted").write_text(uuid.uuid4().hex, encoding="ascii")
 
     def expire(self) -> None:
         """Make every index check its collection at its next use, as if :data:`RECHECK_S` had
@@ -426,27 +427,26 @@ class CollectionKeywords:
                 return
             offset += PAGE
 
-    def _stamp(self, name: str) -> tuple[int, int, int] | None:
-        """Which version of collection ``name``'s saved file is there (None: none)."""
-        assert self.index_dir is not None
+    def _mark(self, name: str) -> str:
+        """Collection ``name``'s deletion mark: another one each time a writer deleted or replaced
+        documents ("" before any, or without ``index_dir``)."""
+        if self.index_dir is None:
+            return ""
         try:
-            stat = (self.index_dir / f"{name}.npz").stat()
-        except OSError:
-            return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            return (self.index_dir / f"{name}.deleted").read_text(encoding="ascii")
+        except (OSError, ValueError):
+            return ""
 
     def _load(self, name: str) -> BM25Index | None:
         if self.index_dir is None:
             return None
         path = self.index_dir / f"{name}.npz"
-        self._stamps[name] = self._stamp(name)
         try:
             return BM25Index.load(path)
         except FileNotFoundError:
             return None
         except Exception:  # a damaged or foreign file is only a cache miss
             path.unlink(missing_ok=True)
-            self._stamps[name] = None
             return None
 
     def _save(self, name: str, index: BM25Index) -> None:
@@ -454,4 +454,3 @@ class CollectionKeywords:
             return
         with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
             index.save(self.index_dir / f"{name}.npz")
-        self._stamps[name] = self._stamp(name)

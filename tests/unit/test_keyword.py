@@ -245,3 +245,50 @@ def test_scores_of_named_documents_match_their_search_scores_however_they_rank()
     ranked = dict(index.search("pricing", k=10))
     assert index.scores("pricing", ["d1", "d3", "d2", "unknown"]) == {"d1": ranked["d1"], "d3": ranked["d3"]}
     assert index.scores("pricing", []) == {} and BM25Index().scores("pricing", ["d0"]) == {}
+
+
+class _Collection:
+    """A Chroma collection as CollectionKeywords reads it (count, and get by ids or by page)."""
+
+    def __init__(self, docs: dict[str, str]) -> None:
+        self.name, self.docs = "kb-test", dict(docs)
+
+    def count(self) -> int:
+        return len(self.docs)
+
+    def get(self, ids=None, include=(), limit=None, offset=0):
+        keys = [i for i in ids if i in self.docs] if ids is not None else list(self.docs)[offset:][:limit]
+        return {"ids": keys, "documents": [self.docs[k] for k in keys] if "documents" in include else None}
+
+
+def test_another_processs_deletion_is_seen_though_the_count_is_unchanged(tmp_path, monkeypatch):
+    """An update into as many documents left a process's index with the old words for good."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line", "b": "stock room"})
+    this, other = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    assert this.index(collection).search("denim", 1)[0][0] == "a"
+    other.index(collection)  # another process, with the index loaded
+    del collection.docs["a"]
+    collection.docs["a2"] = "velvet line"  # as many documents as before
+    other.drop(collection.name, saved=True)
+    this.expire()
+    assert [doc for doc, _ in this.index(collection).search("velvet denim", 5)] == ["a2"]
+
+
+def test_another_processs_top_up_does_not_make_this_one_reload(tmp_path, monkeypatch):
+    """Only a deletion sends a process back to the saved file: additions are topped up."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line", "b": "stock room"})
+    this, other = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    this.index(collection)
+    collection.docs["c"] = "velvet line"
+    other.index(collection)  # tops the saved index up and saves it
+    loads: list[object] = []
+    real_load = BM25Index.load
+    monkeypatch.setattr(
+        BM25Index, "load", classmethod(lambda cls, path: loads.append(path) or real_load(path))
+    )
+    this.expire()
+    assert this.index(collection).search("velvet", 1)[0][0] == "c" and not loads
