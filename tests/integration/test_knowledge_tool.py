@@ -70,6 +70,13 @@ def test_a_backend_that_is_down_is_the_models_to_handle(settings, embedder, tmp_
     (tool,) = get_tools(["knowledge_search"], memory=down)
     with pytest.raises(BackendError):
         asyncio.run(tool.ainvoke({"query": "refunds"}))
+    from types import SimpleNamespace
+
+    from brainstack.agents.specialist import Specialist
+
+    agent = SimpleNamespace(tools={"knowledge_search": tool})
+    told = asyncio.run(Specialist._call_tool(agent, "knowledge_search", {"query": "refunds"}))  # type: ignore[arg-type]
+    assert told.startswith("error: BackendError: ")
 
 
 def test_the_default_agents_offer_it():
