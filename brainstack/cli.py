@@ -1280,7 +1280,7 @@ def _args(arguments: dict[str, Any]) -> str:
 def _brief(result: str, width: int = 160) -> str:
     """A tool's result on one line of the progress: its first line, clipped, saying how much more
     the agent got (``knowledge_search`` hands it whole passages; ``--json`` has them all)."""
-    lines = result.strip().splitlines() or [""]
+    lines = [line for line in result.strip().splitlines() if line.strip()] or [""]
     first = lines[0] if len(lines[0]) <= width else lines[0][: width - 1] + "…"
     more = len(lines) - 1
     return first if not more else f"{first} … ({more} more line{'s' if more > 1 else ''})"

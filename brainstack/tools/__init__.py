@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,9 +24,11 @@ KNOWLEDGE_SEARCH_K = 4
 
 
 def format_passages(passages: Sequence[Passage]) -> str:
-    """Passages as a tool result: each numbered, with its source to cite and its similarity."""
+    """Passages as a tool result: each numbered, with its file to cite and its similarity. The
+    file is named as recall names it in the prompt, without its folders (which tell the model
+    nothing it should cite, and may name a user or a private path)."""
     return "\n\n".join(
-        f"[{n}] {p.source} (chunk {p.chunk}, similarity {p.score:.2f})\n{p.text.strip()}"
+        f"[{n}] {Path(p.source).name} (chunk {p.chunk}, similarity {p.score:.2f})\n{p.text.strip()}"
         for n, p in enumerate(passages, start=1)
     )
 

@@ -96,7 +96,7 @@ def test_a_tool_call_shows_its_result_on_one_line():
     )
     assert shown(passages) == (
         "  · finance called knowledge_search(query='q') → [1] /kb/revenue.md (chunk 0, similarity 0.62)"
-        " … (4 more lines)\n"
+        " … (3 more lines)\n"
     )
     assert shown("409.5") == "  · finance called knowledge_search(query='q') → 409.5\n"
     assert shown("x" * 500).endswith("x…\n") and len(shown("x" * 500)) < 250
