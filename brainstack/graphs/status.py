@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-__all__ = ["RunStatus", "due_nodes", "run_status"]
+__all__ = ["RunStatus", "cancelled", "due_nodes", "run_status"]
 
 RunStatus = Literal["completed", "awaiting_approval", "unfinished"]
 
@@ -53,6 +53,13 @@ def due_nodes(checkpoint: Mapping[str, Any]) -> list[str]:
         if last is None or version > last:
             due.append(node)
     return sorted(due)
+
+
+def cancelled(error: object) -> bool:
+    """Whether ``error``, the value of an ``__error__`` write (the exception, or its ``repr`` once
+    saved: ``"CancelledError()"``), says the task was cancelled rather than failed."""
+    name = error.partition("(")[0].strip() if isinstance(error, str) else type(error).__name__
+    return name.rpartition(".")[2] == "CancelledError"
 
 
 def run_status(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | None) -> RunStatus:

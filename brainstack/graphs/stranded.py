@@ -66,11 +66,13 @@ def cut_short(pending_writes: Any, tasks: Mapping[str, str], builder: Any) -> li
     ``branch:to:`` write thus looks done, and the run goes nowhere from it: it ends with no answer.
     Such a task of ``builder`` (the ``StateGraph``) that has a node after it must run again.
     """
+    from brainstack.graphs.status import cancelled as was_cancelled
+
     cancelled: set[str] = set()
     written: dict[str, list[str]] = {}
     for task_id, channel, value in pending_writes:
         if channel == "__error__":
-            if "CancelledError" in (value if isinstance(value, str) else type(value).__name__):
+            if was_cancelled(value):
                 cancelled.add(task_id)
         elif not channel.startswith("__"):
             written.setdefault(task_id, []).append(channel)

@@ -83,6 +83,7 @@ def _builder():
         ([("t1", "x", 1), ("t1", "branch:to:b", None), ("t1", "__error__", "CancelledError()")], []),
         ([("t1", "__error__", "CancelledError()")], []),  # nothing written: LangGraph runs it again
         ([("t1", "x", 1), ("t1", "__error__", "ValueError('bad')")], []),  # failed, not cancelled
+        ([("t1", "x", 1), ("t1", "__error__", "ValueError('CancelledError()')")], []),  # (its message)
         ([("t1", "x", 1)], []),  # finished
         ([("t3", "x", 1), ("t3", "__error__", "CancelledError()")], []),  # c: nothing after it to lose
     ],
