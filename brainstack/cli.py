@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser(
         "resume",
-        help="continue a thread's unfinished run: answer its approval request, or go on after a crash",
+        help="continue a thread's unfinished run: answer its approval request, or go on after a crash "
+        "or an error",
     )
     resume.add_argument("--thread", required=True, help="thread id")
     decision = resume.add_mutually_exclusive_group()

@@ -171,7 +171,7 @@ class Checkpoint(_Value):
     """The user whose run wrote it."""
 
 
-ThreadStatus = Literal["completed", "running", "awaiting_approval", "unfinished"]
+ThreadStatus = Literal["completed", "running", "awaiting_approval", "failed", "unfinished"]
 """What a thread's last run is doing (:attr:`ThreadInfo.status`)."""
 
 
@@ -191,10 +191,11 @@ class ThreadInfo(_Value):
     status: ThreadStatus
     """What the thread's last run (by any user) is doing, from its latest checkpoint:
     ``completed`` (it ended), ``awaiting_approval`` (paused for a human decision: ``resume`` with
-    ``--approve|--reject|--edit``), ``running`` (under way: a process holds the thread's lease)
-    or ``unfinished`` (stopped part-way and nobody runs it: killed, stopped, closed or failed on
-    an error; ``resume`` goes on from its last checkpoint, and the thread refuses new tasks until
-    then)."""
+    ``--approve|--reject|--edit``), ``running`` (under way: a process holds the thread's lease),
+    ``failed`` (ended on an error, which the run raised as its ``RunError``: ``resume`` runs the
+    step that failed again, once its cause is fixed) or ``unfinished`` (stopped part-way without
+    an error and nobody runs it: killed, stopped or closed; ``resume`` goes on from its last
+    checkpoint). A ``failed`` or ``unfinished`` thread refuses new tasks until it is continued."""
 
 
 class ApprovalRequest(_Value):

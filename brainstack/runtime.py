@@ -60,6 +60,8 @@ __all__ = ["Runtime"]
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_STOPPED = frozenset({"unfinished", "failed"})
+"""The statuses a checkpoint gives a run that has not ended, which may be under way."""
 
 
 class Runtime:
@@ -875,22 +877,23 @@ class Runtime:
             raise translate(exc) from exc
 
     async def _running_or_stopped(self, saver: Any, threads: list[ThreadInfo]) -> list[ThreadInfo]:
-        """``threads`` with those whose checkpoints say ``unfinished`` told apart: a run under way
-        looks stopped part-way in its checkpoints, and its lease says it is not. (Only those are
-        asked: the other threads' runs have ended.) One whose lease is free is read again: its run
-        may have ended since its checkpoint was read, and a free lease means its last checkpoint
-        is written."""
+        """``threads`` with those whose checkpoints say ``unfinished`` or ``failed`` told apart: a
+        run under way looks stopped part-way in its checkpoints (a failed run being continued still
+        shows its error until the step that failed is done), and its lease says it is not. (Only
+        those are asked: the other threads' runs have ended.) One whose lease is free is read
+        again: its run may have ended since its checkpoint was read, and a free lease means its
+        last checkpoint is written."""
         from brainstack.graphs.status import run_status
 
         state = self._state()
         assert state.leases is not None
-        unfinished = [t.thread_id for t in threads if t.status == "unfinished"]
-        running = await state.leases.running(unfinished) if unfinished else set()
+        stopped = [t.thread_id for t in threads if t.status in _STOPPED]
+        running = await state.leases.running(stopped) if stopped else set()
         told = []
         for info in threads:
             if info.thread_id in running:
                 info = info.model_copy(update={"status": "running"})
-            elif info.status == "unfinished":
+            elif info.status in _STOPPED:
                 last = await saver.aget_tuple(
                     {"configurable": {"thread_id": info.thread_id, "checkpoint_ns": ""}}
                 )

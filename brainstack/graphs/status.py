@@ -1,5 +1,5 @@
-"""What a thread's latest checkpoint says about its last run: finished, paused for approval, or
-stopped part-way.
+"""What a thread's latest checkpoint says about its last run: finished, paused for approval,
+failed on an error, or stopped part-way.
 
 ``threads list`` shows it for every thread, so it is read from the checkpoint tuple the listing
 loads anyway, with no graph: ``StateSnapshot`` (``aget_state``) needs the compiled graph (its
@@ -12,8 +12,12 @@ saved data:
 - A node is due while a channel that triggers it (``branch:to:<node>``, or ``__start__`` for
   the input) holds a value whose version the node has not seen (``_algo._triggers``; see
   :func:`~brainstack.graphs.stranded.missing_nodes`). A due node, or a task that finished without
-  the checkpoint after its step, means the run stopped part-way: killed, stopped, closed, or
-  failed on an error. Continuing it goes on from there.
+  the checkpoint after its step, means the run stopped part-way: killed, stopped or closed.
+  Continuing it goes on from there.
+- A task that raised left an ``__error__`` write with the exception (its ``repr`` once saved;
+  ``langgraph.pregel._runner.PregelRunner.commit``): the run failed there, and continuing it runs
+  that task again. A cancelled task leaves one too, a ``CancelledError``: its run was stopped
+  (closed, or its stream closed), it did not fail.
 - Otherwise the last run has ended. Writes of the null task (a resume command sent to a finished
   thread, say) are input to a step that never ran, not a run.
 """
@@ -25,7 +29,7 @@ from typing import Any, Literal
 
 __all__ = ["RunStatus", "cancelled", "due_nodes", "run_status"]
 
-RunStatus = Literal["completed", "awaiting_approval", "unfinished"]
+RunStatus = Literal["completed", "awaiting_approval", "failed", "unfinished"]
 
 _NULL_TASK = "00000000-0000-0000-0000-000000000000"
 _CONTROL = frozenset({"__interrupt__", "__resume__", "__error__", "__error_source_node__"})
@@ -67,15 +71,20 @@ def run_status(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | No
     ``pending_writes`` (a ``CheckpointTuple``'s two fields)."""
     interrupted: set[str] = set()
     finished: set[str] = set()
-    for task_id, channel, _value in pending_writes or ():
+    failed = False
+    for task_id, channel, value in pending_writes or ():
         if task_id == _NULL_TASK:
             continue
         if channel == "__interrupt__":
             interrupted.add(task_id)
+        elif channel == "__error__":
+            failed = failed or not cancelled(value)
         elif channel not in _CONTROL:
-            finished.add(task_id)
+            finished.add(task_id)  # (a failed task may have saved part of its writes: failed wins)
     if interrupted - finished:
         return "awaiting_approval"
+    if failed:
+        return "failed"
     if finished or due_nodes(checkpoint):
         return "unfinished"
     return "completed"

@@ -9,7 +9,7 @@ import uuid
 import httpx2
 import pytest
 
-from brainstack import RunError, Runtime
+from brainstack import RunError, Runtime, UsageError
 
 DECISION = "Should we launch a freemium tier next quarter?"
 
@@ -24,7 +24,7 @@ def status(runtime: Runtime, user: str | None, thread_id: str) -> str:
     return listed.status
 
 
-def start_run(runtime: Runtime, task: str, **kwargs) -> tuple[threading.Thread, list[BaseException]]:
+def start_run(runtime: Runtime, task: str | None, **kwargs) -> tuple[threading.Thread, list[BaseException]]:
     """Run ``task`` in a thread of its own; the RunError of a Runtime closed mid-run is kept."""
     outcome: list[BaseException] = []
 
@@ -52,6 +52,23 @@ class Gate:
         self.started.set()
         await asyncio.to_thread(self.release.wait, 60)
         return self.model.handle(request)
+
+
+class Failing(Gate):
+    """The offline model behind a gate that answers HTTP 500 until ``failing`` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    async def handle(self, request):
+        if self.failing:
+            return httpx2.Response(500, json={"error": {"message": "the model server broke"}})
+        return await super().handle(request)
+
+
+def failing_model(request) -> httpx2.Response:
+    return httpx2.Response(500, json={"error": {"message": "the model server broke"}})
 
 
 def test_each_thread_is_listed_completed_awaiting_approval_running_or_unfinished(backend_settings, embedder):
@@ -92,6 +109,35 @@ def test_each_thread_is_listed_completed_awaiting_approval_running_or_unfinished
         stalled.close()
 
 
+def test_a_run_that_failed_on_an_error_is_listed_failed_until_it_is_continued(backend_settings, embedder):
+    """A run that failed (the model endpoint answered HTTP 500) is not one that was stopped: it
+    runs its failed step again once the cause is fixed. Continued, it is running, then completed."""
+    settings = backend_settings.model_copy(update={"model_max_retries": 0})
+    user, thread = unique("failed"), unique("failed")
+    model = Failing()
+    runtime = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(model.handle))
+    try:
+        with pytest.raises(RunError, match="HTTP 500"):
+            runtime.run("Write a tagline.", user_id=user, thread_id=thread, agent="marketing")
+        assert status(runtime, user, thread) == "failed"
+        assert status(runtime, None, thread) == "failed"  # every user's threads alike
+        with pytest.raises(UsageError, match="has an unfinished run"):
+            runtime.run("Another task.", user_id=user, thread_id=thread)  # refused, as the table says
+
+        model.failing = False  # the cause fixed: continuing runs the failed step again
+        worker, outcome = start_run(runtime, None, user_id=user, thread_id=thread)
+        assert model.started.wait(60)
+        assert status(runtime, user, thread) == "running"  # (its checkpoint still holds the error)
+        model.release.set()
+        worker.join(60)
+        assert not outcome
+        assert status(runtime, user, thread) == "completed"
+        assert runtime.messages(thread)[-1]["content"].startswith("[offline model")  # the answer
+    finally:
+        model.release.set()
+        runtime.close()
+
+
 def test_a_users_listing_shows_the_status_of_the_threads_last_run_by_anyone(backend_settings, embedder):
     """The listed checkpoint is the user's newest; another user may have run the thread since."""
     settings = backend_settings.model_copy(update={"approval": True})
@@ -111,18 +157,21 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(
 ):
     """The status is read from the saved checkpoint without the graph; LangGraph's state snapshot
     (next steps, tasks, interrupts) of each checkpoint of a thread's history must agree with it,
-    paused, stopped after each step, cut short mid-step and finished."""
+    paused, stopped after each step, cut short mid-step, failed and finished."""
     from brainstack.graphs.checkpointers import open_checkpointer
     from brainstack.graphs.status import run_status
 
     def expected(snapshot) -> str:
         if snapshot.interrupts:
             return "awaiting_approval"
+        if any(task.error and not str(task.error).startswith("CancelledError") for task in snapshot.tasks):
+            return "failed"
         return "unfinished" if snapshot.next or snapshot.tasks else "completed"
 
-    settings = backend_settings.model_copy(update={"approval": True})
+    settings = backend_settings.model_copy(update={"approval": True, "model_max_retries": 0})
     runtime = Runtime(settings, embedder=embedder)
     slow = Runtime(settings, embedder=embedder, transport=stalled_model.transport)
+    broken = Runtime(settings, embedder=embedder, transport=httpx2.MockTransport(failing_model))
     thread = unique("history")
     config = {"configurable": {"thread_id": thread}}
     try:
@@ -131,6 +180,11 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(
             await graph.ainvoke({"task": "What is 2 + 2?"}, config)
             await graph.ainvoke({"task": DECISION}, config)
             await graph.ainvoke({"task": "approve"}, config)  # no: a new task drops the approval
+            with pytest.raises(Exception, match="500"):
+                await broken.graph.compile(checkpointer=saver).ainvoke(
+                    {"task": "What is 17.5% of 2340?"}, config
+                )
+            await graph.ainvoke(None, config)  # continued: the failed step runs again
             stopped = slow.graph.compile(checkpointer=saver)
             run = asyncio.ensure_future(
                 stopped.ainvoke({"task": "Write a tagline.", "requested_agent": "marketing"}, config)
@@ -144,11 +198,12 @@ async def test_the_status_of_every_checkpoint_is_what_langgraph_makes_of_it(
                 saved = await saver.aget_tuple(snapshot.config)
                 seen.append(run_status(saved.checkpoint, saved.pending_writes))
                 assert seen[-1] == expected(snapshot), (snapshot.next, snapshot.tasks, snapshot.metadata)
-            assert {"completed", "awaiting_approval", "unfinished"} <= set(seen)
-            assert seen[0] == "unfinished"  # the cancelled run, the newest
+            assert {"completed", "awaiting_approval", "failed", "unfinished"} <= set(seen)
+            assert seen[0] == "unfinished"  # the cancelled run, the newest: stopped, not failed
     finally:
         runtime.close()
         slow.close()
+        broken.close()
 
 
 def test_a_run_that_ends_while_the_threads_are_listed_is_not_listed_unfinished(backend_settings, embedder):

@@ -1,0 +1,32 @@
+"""What a saved checkpoint's pending writes say about the last run, with no graph."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+# The route node ran and triggered ``a``, which has not finished: the run stopped before or in ``a``.
+DUE = {"channel_versions": {"branch:to:a": 2}, "channel_values": {"branch:to:a": None}, "versions_seen": {}}
+ENDED = {"channel_versions": {"answer": 3}, "channel_values": {"answer": "4"}, "versions_seen": {}}
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "writes", "status"),
+    [
+        (ENDED, [], "completed"),
+        (DUE, [], "unfinished"),  # killed: nothing saved of the step
+        (DUE, [("t1", "__error__", "OpenAIAPIError('Error code: 500 - boom')")], "failed"),
+        (DUE, [("t1", "__error__", ValueError("bad"))], "failed"),  # not yet serialized
+        (DUE, [("t1", "x", 1), ("t1", "__error__", "ValueError('bad')")], "failed"),  # part written
+        (DUE, [("t1", "__error__", "CancelledError()")], "unfinished"),  # stopped, not failed
+        (DUE, [("t1", "__error__", asyncio.CancelledError())], "unfinished"),
+        (DUE, [("t1", "__error__", "ValueError('a CancelledError()')")], "failed"),  # (its message)
+        (DUE, [("t1", "__interrupt__", [{"value": "?"}])], "awaiting_approval"),
+        (ENDED, [("00000000-0000-0000-0000-000000000000", "__error__", "ValueError('x')")], "completed"),
+    ],
+)
+def test_the_pending_writes_tell_a_failed_run_from_a_stopped_one(checkpoint, writes, status):
+    from brainstack.graphs.status import run_status
+
+    assert run_status(checkpoint, writes) == status
