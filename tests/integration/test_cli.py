@@ -937,6 +937,8 @@ def test_ctrl_c_while_the_model_answers_prints_one_line_and_exits_130(
         line,
     )
     assert found, line
+    (listed,) = json.loads(cli("threads", "list", "--json", env=env).stdout)
+    assert listed["status"] == "unfinished"  # stopped: it did not fail on an error
     slow_model.release.set()  # the model answers now: the command continues the run to its end
     resumed = cli("resume", "--thread", found.group(1), env=env)
     assert resumed.returncode == 0 and "409.5" in resumed.stdout, resumed.stderr

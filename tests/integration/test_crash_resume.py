@@ -96,6 +96,8 @@ def test_killed_mid_group_chat_resumes_with_one_answer_and_one_episode(
         last = runtime.history(thread)[0]
         assert last.next == ["group_chat"] and last.route == "group_chat"  # stopped inside the meeting
         assert runtime.memory.episodes.count("default") == 0
+        (listed,) = [t for t in runtime.threads() if t.thread_id == thread]
+        assert listed.status == "unfinished"  # killed: no error was saved, it did not fail
         with pytest.raises(Exception, match="stopped before group_chat"):
             runtime.run("A new question", thread_id=thread)
 
