@@ -437,6 +437,8 @@ class Runtime:
     async def _pending(self, thread_id: str) -> tuple[str | None, str | None]:
         """What the thread's last run is waiting for (``None`` when it finished or never ran), and
         the user whose run wrote the thread's last checkpoint."""
+        from brainstack.graphs.status import cancelled
+
         try:
             compiled = await self._compiled_graph()
             snapshot = await compiled.aget_state({"configurable": {"thread_id": thread_id}})
@@ -450,6 +452,9 @@ class Runtime:
         # Not "finished" if it stopped before a node this graph lacks, and not to be continued: the
         # graph would drop the step's result and end the run with no answer.
         await self._refuse_stranded(thread_id)
+        failed = [t.name for t in snapshot.tasks if t.error is not None and not cancelled(t.error)]
+        if failed:  # (as ``threads list`` says it: the error's RunError said why)
+            return f"failed in {', '.join(failed)}", owner
         if snapshot.next:
             return f"stopped before {', '.join(snapshot.next)}", owner
         if snapshot.tasks:

@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from brainstack import RunError, Runtime, UsageError
+from brainstack.errors import NotPausedError
 
 DECISION = "Should we launch a freemium tier next quarter?"
 
@@ -121,8 +122,10 @@ def test_a_run_that_failed_on_an_error_is_listed_failed_until_it_is_continued(ba
             runtime.run("Write a tagline.", user_id=user, thread_id=thread, agent="marketing")
         assert status(runtime, user, thread) == "failed"
         assert status(runtime, None, thread) == "failed"  # every user's threads alike
-        with pytest.raises(UsageError, match="has an unfinished run"):
+        with pytest.raises(UsageError, match=r"has an unfinished run \(failed in specialist_marketing\)"):
             runtime.run("Another task.", user_id=user, thread_id=thread)  # refused, as the table says
+        with pytest.raises(NotPausedError, match="its last run failed in specialist_marketing, so"):
+            runtime.run(thread_id=thread, resume="approve")
 
         model.failing = False  # the cause fixed: continuing runs the failed step again
         worker, outcome = start_run(runtime, None, user_id=user, thread_id=thread)
