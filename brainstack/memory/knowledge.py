@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import math
 import os
 import threading
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from brainstack.errors import translate
+from brainstack.memory._hnsw import HNSW, SEARCH_BREADTH, widen_search
 from brainstack.memory.keyword import CollectionKeywords
 
 if TYPE_CHECKING:
@@ -33,28 +33,14 @@ __all__ = ["SUFFIXES", "IngestReport", "KnowledgeBase", "Passage", "SearchMode"]
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 
-log = logging.getLogger(__name__)
-
 SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 MAX_FILE_BYTES = 5 * 1024 * 1024
-SEARCH_BREADTH = 1000
-"""HNSW ``ef_search`` of the collection: how many candidates a search weighs before it keeps the
-best. With Chroma's default (100) a search missed the chunk an exact search ranks first among
-many near-identical ones: recall@1 0.885-0.990 on 3,929 chunks of generated store reports,
-0.52-0.62 on 4,000 synthetic near-identical vectors (four runs); 1.000 and 0.99-1.00 with this
-breadth and :data:`HNSW`, for 1.0-1.4 ms more per HNSW query at p50 at that size
-(``benchmarks/bench_kb_search.py``, RESULTS.md)."""
 INSERT_BATCH = 64
 """Chunks embedded and stored at a time by :meth:`KnowledgeBase.add` (LlamaIndex's embedding
 batch), each batch reported to ``chunk_progress``."""
 SEARCH_POOL = 4
 """Candidates a search asks for per passage wanted: room for copies of one text (see
 :meth:`KnowledgeBase.search`)."""
-HNSW = {"space": "cosine", "ef_search": SEARCH_BREADTH, "max_neighbors": 32, "ef_construction": 200}
-"""A new collection's index. Twice Chroma's default links per chunk (``max_neighbors``) and a wider
-build (``ef_construction``) keep near-identical chunks reachable from each other; Chroma fixes
-both when it creates a collection, so one created earlier keeps its own (only its search breadth
-is widened, see :meth:`KnowledgeBase._widen_search`)."""
 KEYWORD_WEIGHT = 0.5
 """A hybrid search ranks a passage by ``(1 - KEYWORD_WEIGHT) * cosine + KEYWORD_WEIGHT * matched``,
 where ``matched`` is its BM25 score over the query's :meth:`~BM25Index.idf_mass` (about 1 for a
@@ -142,19 +128,9 @@ class KnowledgeBase:
         self._lock = threading.Lock()
 
     def _widen_search(self) -> None:
-        """Give a collection created with a narrower search (by an earlier version: Chroma's
-        default, 100) :data:`SEARCH_BREADTH`. Chroma keeps it with the collection and applies it
-        when it next loads the collection's index: in the next process that opens a local folder,
-        after a restart on a Chroma server. Failing to is no reason to fail: searches go on as
-        before, and the next process tries again."""
-        try:
-            hnsw = (self.collection.configuration or {}).get("hnsw")
-            if hnsw is not None and int(hnsw.get("ef_search") or 0) < SEARCH_BREADTH:
-                self.collection.modify(configuration={"hnsw": {"ef_search": SEARCH_BREADTH}})
-        except Exception as exc:
-            log.warning(
-                "the knowledge base keeps its narrower search breadth (%s: %s)", type(exc).__name__, exc
-            )
+        """Give a collection created with a narrower search :data:`SEARCH_BREADTH` (see
+        :func:`~brainstack.memory._hnsw.widen_search`)."""
+        widen_search(self.collection, SEARCH_BREADTH, "the knowledge base")
 
     @property
     def index(self) -> Any:
