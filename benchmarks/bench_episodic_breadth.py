@@ -1,18 +1,20 @@
 """Episodic search breadth: does Chroma's default HNSW ``ef_search`` (100) miss episodes an exact
-search finds, and what would the knowledge base's wider search (``knowledge.HNSW``) cost?
+search finds, and what does the wider search episodic memory shares with the knowledge base
+(``memory._hnsw``) cost?
 
 The knowledge base searches with ``ef_search`` 1000 because the default missed the best of many
 near-identical chunks (``bench_kb_search.py``). Episodic memory's synthetic episodes
 (``bench_memory.py``'s corpus: templates × vocabularies × unique ids, float32 MiniLM, its
 embedding cache) are near-identical in the same way. One user's episodes are stored at 10k, then
-100k, in three collections of the same local Chroma folder, one per HNSW configuration:
+100k, in three collections of the same local Chroma folder, one per HNSW configuration, each kept
+as made (the widening of narrower collections is turned off for the run):
 
-- **default**: what ``EpisodicMemory`` creates (``{"space": "cosine"}``: ``ef_search`` 100,
-  ``max_neighbors`` 16, ``ef_construction`` 100);
-- **ef_search 1000**: the same graph searched wider, what an existing collection would get from a
-  widening like ``KnowledgeBase._widen_search`` (set at creation here: Chroma applies a changed
-  ``ef_search`` only when it next loads the index);
-- **knowledge.HNSW**: what a new knowledge-base collection gets (``ef_search`` 1000,
+- **default**: what ``EpisodicMemory`` created before it shared the knowledge base's index
+  (``{"space": "cosine"}``: ``ef_search`` 100, ``max_neighbors`` 16, ``ef_construction`` 100);
+- **ef_search 1000**: the same graph searched wider, what such an existing collection gets from
+  ``_hnsw.widen_search`` (set at creation here: Chroma applies a changed ``ef_search`` only when it
+  next loads the index);
+- **HNSW**: what a new collection gets now (``_hnsw.HNSW``: ``ef_search`` 1000,
   ``max_neighbors`` 32, ``ef_construction`` 200).
 
 For each query (``bench_memory.make_queries``: 80 % name one episode, 20 % only a topic), in a
@@ -64,12 +66,12 @@ POOL = 20
 
 
 def variants() -> dict[str, dict[str, Any]]:
-    from brainstack.memory.knowledge import HNSW, SEARCH_BREADTH
+    from brainstack.memory._hnsw import HNSW, SEARCH_BREADTH
 
     return {
         "default": {"space": "cosine"},
         f"ef_search {SEARCH_BREADTH}": {"space": "cosine", "ef_search": SEARCH_BREADTH},
-        "knowledge.HNSW": dict(HNSW),
+        "HNSW (a new collection)": dict(HNSW),
     }
 
 
@@ -143,9 +145,11 @@ def measure(
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from brainstack.memory import episodic
     from brainstack.memory.embeddings import MiniLMEmbedder, QueryFastEmbedder, chroma_embedding_function
     from brainstack.memory.episodic import EpisodicMemory, open_chroma
 
+    episodic.SEARCH_BREADTH = 0  # each variant keeps the configuration it was made with
     began = time.perf_counter()
     float32 = MiniLMEmbedder(args.cache_dir)
     embedder = QueryFastEmbedder(float32, MiniLMEmbedder(args.cache_dir, quantized=True))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from brainstack.errors import BackendError, ConfigurationError, translate
+from brainstack.memory._hnsw import HNSW, SEARCH_BREADTH, widen_search
 from brainstack.memory.embeddings import query_embedding
 from brainstack.memory.keyword import CollectionKeywords, reciprocal_rank_fusion
 from brainstack.memory.pii import mask_pii, mask_value
@@ -271,7 +272,7 @@ class EpisodicMemory:
                         name,
                         embedding_function=self._function,
                         metadata={"brainstack": "episodes", "user_id": user_id},
-                        configuration={"hnsw": {"space": "cosine"}},
+                        configuration={"hnsw": dict(HNSW)},
                     )
                 else:
                     collection = self.client.get_collection(name, embedding_function=self._function)
@@ -279,6 +280,9 @@ class EpisodicMemory:
                 if not create and _is_not_found(exc):
                     return None
                 raise translate(exc, backend="chromadb") from exc
+            # A collection made by an earlier version searched with Chroma's default breadth,
+            # which missed a third of the exact top 20 among 100k near-identical episodes.
+            widen_search(collection, SEARCH_BREADTH, "episodic memory")
             self._collections[name] = collection
             return collection
 

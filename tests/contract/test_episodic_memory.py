@@ -26,6 +26,52 @@ def memory(request, tmp_path, embedder):
     return EpisodicMemory(client, embedder=embedder, namespace=f"t{uuid.uuid4().hex[:10]}")
 
 
+def test_a_new_users_collection_searches_wide(memory):
+    """As the knowledge base's: Chroma's default breadth missed a third of the exact top 20 among
+    100k episodes of one user (benchmarks/bench_episodic_breadth.py)."""
+    from brainstack.memory._hnsw import HNSW
+
+    memory.add("ada", "We decided to launch a freemium tier with strict usage limits.")
+    hnsw = memory.client.get_collection(memory.collection_name("ada")).configuration["hnsw"]
+    assert {key: hnsw[key] for key in HNSW} == HNSW  # ef_search 1000, max_neighbors 32
+
+
+def test_a_collection_made_by_an_earlier_version_is_widened_and_kept(memory, monkeypatch):
+    """Searched (not only written to), a user's collection made with Chroma's defaults gets the
+    wider search and keeps its episodes and its graph (Chroma applies the breadth when it next
+    loads the index: a new process, a restarted server)."""
+    monkeypatch.setattr(episodic, "HNSW", {"space": "cosine"})  # what earlier versions created
+    monkeypatch.setattr(episodic, "SEARCH_BREADTH", 0)
+    earlier = EpisodicMemory(memory.client, embedder=memory.embedder, namespace=memory.namespace)
+    first = earlier.add("ada", "We decided to launch a freemium tier with strict usage limits.")
+    name = memory.collection_name("ada")
+    assert memory.client.get_collection(name).configuration["hnsw"]["ef_search"] == 100
+    monkeypatch.undo()
+    now = EpisodicMemory(memory.client, embedder=memory.embedder, namespace=memory.namespace)
+    assert [e.id for e in now.search("ada", "what did we decide about a free plan?")] == [first]
+    hnsw = memory.client.get_collection(name).configuration["hnsw"]
+    assert hnsw["ef_search"] == episodic.SEARCH_BREADTH and hnsw["max_neighbors"] == 16
+    assert memory.client.get_collection(name).count() == 1
+
+
+def test_a_search_breadth_that_cannot_be_widened_is_no_error(memory, monkeypatch, caplog):
+    monkeypatch.setattr(episodic, "HNSW", {"space": "cosine"})
+    monkeypatch.setattr(episodic, "SEARCH_BREADTH", 0)
+    first = memory.add("ada", "We decided to launch a freemium tier with strict usage limits.")
+    monkeypatch.undo()
+    collection = memory.client.get_collection(memory.collection_name("ada"))
+
+    def refuse(**kwargs):
+        raise RuntimeError("read-only")
+
+    monkeypatch.setattr(collection, "modify", refuse)
+    monkeypatch.setattr(memory.client, "get_collection", lambda *args, **kwargs: collection)
+    reader = EpisodicMemory(memory.client, embedder=memory.embedder, namespace=memory.namespace)
+    with caplog.at_level("WARNING"):
+        assert [e.id for e in reader.search("ada", "what did we decide about a free plan?")] == [first]
+    assert "episodic memory keeps its narrower search breadth (RuntimeError: read-only)" in caplog.text
+
+
 def test_add_and_search(memory):
     first = memory.add(
         "ada", "We decided to launch a freemium tier with strict usage limits.", {"route": "group_chat"}
