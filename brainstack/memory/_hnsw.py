@@ -23,7 +23,8 @@ first among many near-identical ones: recall@1 0.885-0.990 on 3,929 chunks of ge
 reports, 0.52-0.62 on 4,000 synthetic near-identical vectors (four runs); 1.000 and 0.99-1.00 with
 this breadth and :data:`HNSW`, for 1.0-1.4 ms more per HNSW query at p50 at that size. Among
 100,000 near-identical episodes of one user, an episodic search's 20 dense candidates reached
-0.65-0.69 of the exact top 20 with the default, 0.98 with :data:`HNSW` (two runs)."""
+0.65-0.69 of the exact top 20 with the default, 0.97-0.98 with :data:`HNSW` (four runs), for
+2.4-2.5 ms more per search at p50."""
 HNSW = {"space": "cosine", "ef_search": SEARCH_BREADTH, "max_neighbors": 32, "ef_construction": 200}
 """A new collection's index. Twice Chroma's default links per vector (``max_neighbors``) and a
 wider build (``ef_construction``) keep near-identical vectors reachable from each other; Chroma
