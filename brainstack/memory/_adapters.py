@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
 
 from brainstack.errors import ConfigurationError
 from brainstack.memory.embeddings import (
@@ -29,8 +30,13 @@ from brainstack.memory.embeddings import (
 __all__ = ["BrainstackChromaEmbedding"]  # and BrainstackLlamaEmbedding, defined on first use
 
 
+@register_embedding_function
 class BrainstackChromaEmbedding(EmbeddingFunction[Documents]):
-    """Chroma embedding function; vectors are normalised, so cosine space is the natural one."""
+    """Chroma embedding function; vectors are normalised, so cosine space is the natural one.
+
+    Registered with Chroma, which otherwise learns it only when a collection is created with it:
+    a process that only opened existing collections could not read or change their configuration
+    ("Embedding function brainstack not found")."""
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder

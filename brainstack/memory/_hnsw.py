@@ -38,8 +38,8 @@ def widen_search(collection: Any, breadth: int, what: str) -> None:
     collection and applies it when it next loads the collection's index: in the next process that
     opens a local folder, after a restart on a Chroma server. Failing to is no reason to fail:
     searches go on as before, and the next process tries again (logged, naming ``what``)."""
-    try:
-        hnsw = (collection.configuration or {}).get("hnsw")
+    try:  # (the raw configuration: reading ``configuration`` rebuilds the embedding function)
+        hnsw = (collection.configuration_json or {}).get("hnsw")
         if hnsw is not None and int(hnsw.get("ef_search") or 0) < breadth:
             collection.modify(configuration={"hnsw": {"ef_search": breadth}})
     except Exception as exc:

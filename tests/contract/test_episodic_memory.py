@@ -54,6 +54,38 @@ def test_a_collection_made_by_an_earlier_version_is_widened_and_kept(memory, mon
     assert memory.client.get_collection(name).count() == 1
 
 
+SEARCHING = """
+import logging, sys
+from pathlib import Path
+from brainstack.memory import MiniLMEmbedder
+from brainstack.memory.episodic import EpisodicMemory, open_chroma
+logging.basicConfig(level=logging.WARNING)
+memory = EpisodicMemory(open_chroma(path=sys.argv[1]), embedder=MiniLMEmbedder(Path(sys.argv[2])))
+print(len(memory.search("ada", "what did we decide about a free plan?")))
+"""
+
+
+def test_a_process_that_only_searches_widens_an_earlier_collection(tmp_path, embedder, monkeypatch):
+    """Chroma learns the embedding function only when a collection is created with it: a new
+    process that only opened one (``memory search``, ``memory forget``) could not change its
+    configuration, and said so on every command ("Embedding function brainstack not found")."""
+    import subprocess
+    import sys
+
+    from brainstack.memory._hnsw import SEARCH_BREADTH
+
+    monkeypatch.setattr(episodic, "HNSW", {"space": "cosine"})  # what earlier versions created
+    monkeypatch.setattr(episodic, "SEARCH_BREADTH", 0)
+    earlier = EpisodicMemory(open_chroma(path=tmp_path / "chroma"), embedder=embedder)
+    earlier.add("ada", "We decided to launch a freemium tier with strict usage limits.")
+    name = earlier.collection_name("ada")
+    command = [sys.executable, "-c", SEARCHING, str(tmp_path / "chroma"), str(embedder.cache_dir)]
+    searched = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert (searched.returncode, searched.stdout, searched.stderr) == (0, "1\n", "")
+    widened = earlier.client.get_collection(name).configuration_json["hnsw"]
+    assert widened["ef_search"] == SEARCH_BREADTH
+
+
 def test_a_search_breadth_that_cannot_be_widened_is_no_error(memory, monkeypatch, caplog):
     monkeypatch.setattr(episodic, "HNSW", {"space": "cosine"})
     monkeypatch.setattr(episodic, "SEARCH_BREADTH", 0)

@@ -558,7 +558,7 @@ def test_a_search_breadth_that_cannot_be_widened_is_no_error(kb, embedder, monke
     def refuse(**kwargs):
         raise RuntimeError("read-only")
 
-    earlier = SimpleNamespace(configuration={"hnsw": {"ef_search": 100}}, modify=refuse)
+    earlier = SimpleNamespace(configuration_json={"hnsw": {"ef_search": 100}}, modify=refuse)
     monkeypatch.setattr(kb.client, "get_or_create_collection", lambda *args, **kwargs: earlier)
     with caplog.at_level("WARNING", logger="brainstack.memory.knowledge"):
         assert KnowledgeBase(kb.client, embedder=embedder).collection is earlier
