@@ -1025,6 +1025,8 @@ def _threads(args: argparse.Namespace) -> int:
                     f"{t.thread_id:<{ids}}  {t.updated_at[:19]}{who}  {t.status:<17}  "
                     f"{t.checkpoints:>4} checkpoint(s)  {task}"
                 )
+                if t.status == "failed" and t.error:  # why, under its row
+                    print(f"{'':<{ids}}  failed on: {t.error}")
             return 0
         return _delete_or_prune(runtime, args)
 

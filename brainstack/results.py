@@ -196,6 +196,9 @@ class ThreadInfo(_Value):
     step that failed again, once its cause is fixed) or ``unfinished`` (stopped part-way without
     an error and nobody runs it: killed, stopped or closed; ``resume`` goes on from its last
     checkpoint). A ``failed`` or ``unfinished`` thread refuses new tasks until it is continued."""
+    error: str | None = None
+    """For a ``failed`` thread, why: the error its last run saved, as the checkpoint holds it (the
+    exception's type and message, at most 300 characters)."""
 
 
 class ApprovalRequest(_Value):

@@ -844,7 +844,7 @@ class Runtime:
         import datetime as dt
 
         from brainstack.graphs.checkpointers import find_threads
-        from brainstack.graphs.status import run_status
+        from brainstack.graphs.status import run_error, run_status
 
         since = None if idle_days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=idle_days)
         threads = []
@@ -874,7 +874,8 @@ class Runtime:
                         checkpoints=checkpoints,
                         updated_at=updated,
                         last_task=task[:200] if isinstance(task, str) else None,
-                        status=run_status(last.checkpoint, last.pending_writes),
+                        status=(status := run_status(last.checkpoint, last.pending_writes)),
+                        error=run_error(last.pending_writes) if status == "failed" else None,
                     )
                 )
             return await self._running_or_stopped(saver, threads)
@@ -888,7 +889,7 @@ class Runtime:
         those are asked: the other threads' runs have ended.) One whose lease is free is read
         again: its run may have ended since its checkpoint was read, and a free lease means its
         last checkpoint is written."""
-        from brainstack.graphs.status import run_status
+        from brainstack.graphs.status import run_error, run_status
 
         state = self._state()
         assert state.leases is not None
@@ -897,15 +898,15 @@ class Runtime:
         told = []
         for info in threads:
             if info.thread_id in running:
-                info = info.model_copy(update={"status": "running"})
+                info = info.model_copy(update={"status": "running", "error": None})
             elif info.status in _STOPPED:
                 last = await saver.aget_tuple(
                     {"configurable": {"thread_id": info.thread_id, "checkpoint_ns": ""}}
                 )
                 if last is not None:
-                    info = info.model_copy(
-                        update={"status": run_status(last.checkpoint, last.pending_writes)}
-                    )
+                    status = run_status(last.checkpoint, last.pending_writes)
+                    error = run_error(last.pending_writes) if status == "failed" else None
+                    info = info.model_copy(update={"status": status, "error": error})
             told.append(info)
         return told
 

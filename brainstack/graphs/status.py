@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-__all__ = ["RunStatus", "cancelled", "due_nodes", "run_status"]
+__all__ = ["RunStatus", "cancelled", "due_nodes", "run_error", "run_status"]
 
 RunStatus = Literal["completed", "awaiting_approval", "failed", "unfinished"]
 
@@ -64,6 +64,17 @@ def cancelled(error: object) -> bool:
     saved: ``"CancelledError()"``), says the task was cancelled rather than failed."""
     name = error.partition("(")[0].strip() if isinstance(error, str) else type(error).__name__
     return name.rpartition(".")[2] == "CancelledError"
+
+
+def run_error(pending_writes: Iterable[Any] | None, limit: int = 300) -> str | None:
+    """Why the last run failed: the first error a task of it saved that is not a cancellation
+    (``"ModelError('The model endpoint … answered HTTP 500 …')"``), its first ``limit``
+    characters; None when it did not fail."""
+    for task_id, channel, value in pending_writes or ():
+        if task_id != _NULL_TASK and channel == "__error__" and not cancelled(value):
+            text = " ".join((value if isinstance(value, str) else repr(value)).split())
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return None
 
 
 def run_status(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | None) -> RunStatus:

@@ -129,6 +129,9 @@ def test_unreachable_endpoint_is_one_clear_line(env_home):
     }
     line = assert_one_clean_line(cli("run", "Write a tagline for our analytics product.", env=env), 1)
     assert "Cannot reach the model endpoint at http://127.0.0.1:9" in line
+    listed = cli("threads", "list", env=env_home).stdout.splitlines()  # the thread says why it failed
+    assert len(listed) == 2 and "  failed  " in listed[0], listed
+    assert listed[1].strip() == "failed on: OpenAIConnectionError('Connection error.')"
 
 
 def test_the_openai_provider_without_a_key_is_one_clear_line(env_home):

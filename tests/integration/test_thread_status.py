@@ -122,6 +122,8 @@ def test_a_run_that_failed_on_an_error_is_listed_failed_until_it_is_continued(ba
             runtime.run("Write a tagline.", user_id=user, thread_id=thread, agent="marketing")
         assert status(runtime, user, thread) == "failed"
         assert status(runtime, None, thread) == "failed"  # every user's threads alike
+        (listed,) = [t for t in runtime.threads(user) if t.thread_id == thread]
+        assert listed.error is not None and "500" in listed.error  # why, as the run saved it
         with pytest.raises(UsageError, match=r"has an unfinished run \(failed in specialist_marketing\)"):
             runtime.run("Another task.", user_id=user, thread_id=thread)  # refused, as the table says
         with pytest.raises(NotPausedError, match="its last run failed in specialist_marketing, so"):
@@ -131,10 +133,12 @@ def test_a_run_that_failed_on_an_error_is_listed_failed_until_it_is_continued(ba
         worker, outcome = start_run(runtime, None, user_id=user, thread_id=thread)
         assert model.started.wait(60)
         assert status(runtime, user, thread) == "running"  # (its checkpoint still holds the error)
+        assert [t.error for t in runtime.threads(user) if t.thread_id == thread] == [None]
         model.release.set()
         worker.join(60)
         assert not outcome
         assert status(runtime, user, thread) == "completed"
+        assert runtime.threads(user)[0].error is None
         assert runtime.messages(thread)[-1]["content"].startswith("[offline model")  # the answer
     finally:
         model.release.set()

@@ -30,3 +30,30 @@ def test_the_pending_writes_tell_a_failed_run_from_a_stopped_one(checkpoint, wri
     from brainstack.graphs.status import run_status
 
     assert run_status(checkpoint, writes) == status
+
+
+@pytest.mark.parametrize(
+    ("writes", "error"),
+    [
+        (
+            [("t1", "__error__", "OpenAIAPIError('Error code: 500 - boom')")],
+            "OpenAIAPIError('Error code: 500 - boom')",
+        ),
+        ([("t1", "__error__", ValueError("bad\n  input"))], "ValueError('bad\\n input')"),  # one line
+        ([("t1", "__error__", "CancelledError()"), ("t2", "__error__", "KeyError('k')")], "KeyError('k')"),
+        ([("t1", "__error__", "CancelledError()")], None),  # stopped, not failed
+        ([("00000000-0000-0000-0000-000000000000", "__error__", "ValueError('x')")], None),
+        ([("t1", "answer", "4")], None),
+    ],
+)
+def test_the_error_a_failed_run_saved_is_its_reason(writes, error):
+    from brainstack.graphs.status import run_error
+
+    assert run_error(writes) == error
+
+
+def test_a_long_error_is_cut_to_its_limit():
+    from brainstack.graphs.status import run_error
+
+    reason = run_error([("t1", "__error__", "RunError('" + "x" * 1000 + "')")])
+    assert reason is not None and len(reason) == 300 and reason.endswith("…")
