@@ -440,7 +440,7 @@ def breakdown(memory: Any, collection: Any, queries: Sequence[tuple[str, int | N
     """The parts of a hybrid search, timed one by one on the same queries (p50/p95 ms each)."""
     from brainstack.memory.pii import mask_pii
 
-    index = memory._keyword_index(collection, {})  # {}: no dense hits, so it counts and (re)builds
+    index = memory.keywords.index(collection, {})  # {}: no dense hits, so it counts and (re)builds
     parts: dict[str, list[float]] = {
         k: []
         for k in (
@@ -526,7 +526,7 @@ def search_latency(
             first_ms = ms_since(start)
             probe = EpisodicMemory(client, embedder=embedder)
             start = time.perf_counter()
-            probe._keyword_index(collection, {})
+            probe.keywords.index(collection, {})
             bm25_build_ms = ms_since(start)
             del probe
 
