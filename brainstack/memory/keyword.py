@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,11 @@ class BM25Index:
     Safe to share between threads: a search and an add (a run recalling while another run of
     the same process remembers) take turns; a search that read the document lengths before an
     add and a new term's postings after it failed with an ``IndexError``.
+
+    Documents can be removed, and adding an id again replaces its document: the old one is
+    marked deleted (scored 0, out of the average length and of each term's document frequency)
+    and its postings stay until deleted ones make up a quarter of the index, when the postings
+    are rewritten without them (in memory, with no need for the texts).
     """
 
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
@@ -144,10 +149,15 @@ class BM25Index:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._length_array: np.ndarray | None = None
         self._total = 0
+        self._deleted: set[int] = set()
+        """Positions in :attr:`ids` of removed or replaced documents."""
+        self._alive: np.ndarray | None = None
+        """Which positions hold a document (built when needed, while some are deleted)."""
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.ids)
+        """Documents held (removed and replaced ones not counted)."""
+        return len(self._known)
 
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._known
@@ -157,8 +167,57 @@ class BM25Index:
         with self._lock:
             self._add(doc_id, tokens)
 
+    def remove(self, doc_ids: Iterable[str]) -> int:
+        """Remove documents (ids the index does not hold are ignored); how many it held."""
+        with self._lock:
+            positions = [self._known.pop(doc_id) for doc_id in set(doc_ids) if doc_id in self._known]
+            for position in positions:
+                self._delete(position)
+            self._compact_if_needed()
+        return len(positions)
+
+    def _delete(self, position: int) -> None:
+        self._deleted.add(position)
+        self._alive = None
+        self._total -= self._lengths[position]
+
+    def _alive_mask(self) -> np.ndarray | None:
+        """Which positions hold a document; None while none is deleted (all do)."""
+        if not self._deleted:
+            return None
+        if self._alive is None or len(self._alive) != len(self.ids):
+            alive = np.ones(len(self.ids), dtype=bool)
+            alive[np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))] = False
+            self._alive = alive
+        return self._alive
+
+    def _frequency(self, docs: np.ndarray, alive: np.ndarray | None) -> int:
+        """How many documents held a term's postings ``docs`` name."""
+        return len(docs) if alive is None else int(np.count_nonzero(alive[docs]))
+
+    def _compact_if_needed(self) -> None:
+        """Rewrite the postings without deleted documents once they are a quarter of the index."""
+        if len(self._deleted) <= max(64, len(self.ids) // 4):
+            return
+        keep = [n for n in range(len(self.ids)) if n not in self._deleted]
+        moved = {old: new for new, old in enumerate(keep)}
+        self.ids = [self.ids[n] for n in keep]
+        self._lengths = [self._lengths[n] for n in keep]
+        self._known = {doc_id: n for n, doc_id in enumerate(self.ids)}
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for term, (docs, tfs) in self._postings.items():
+            kept = [(moved[d], f) for d, f in zip(docs, tfs, strict=True) if d in moved]
+            if kept:
+                postings[term] = ([d for d, _ in kept], [f for _, f in kept])
+        self._postings = postings
+        self._arrays.clear()
+        self._length_array = None
+        self._deleted, self._alive = set(), None
+
     def _add(self, doc_id: str, tokens: list[str]) -> None:
         index = len(self.ids)
+        if doc_id in self._known:  # added again: the new text replaces the old one
+            self._delete(self._known[doc_id])
         self.ids.append(doc_id)
         self._known[doc_id] = index
         self._lengths.append(len(tokens))
@@ -172,7 +231,8 @@ class BM25Index:
 
     # -- persistence -----------------------------------------------------------------------------
 
-    FORMAT = 1
+    FORMAT = 2
+    """2: with the deleted positions (1, before removal: read as having none)."""
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (NumPy ``.npz``, no pickle), atomically."""
@@ -183,7 +243,7 @@ class BM25Index:
             np.cumsum(sizes, out=offsets[1:])
             docs = np.fromiter((d for t in terms for d in self._postings[t][0]), np.int32, int(offsets[-1]))
             tfs = np.fromiter((f for t in terms for f in self._postings[t][1]), np.int32, int(offsets[-1]))
-            ids, lengths = list(self.ids), list(self._lengths)
+            ids, lengths, deleted = list(self.ids), list(self._lengths), sorted(self._deleted)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -198,6 +258,7 @@ class BM25Index:
                 offsets=offsets,
                 docs=docs,
                 tfs=tfs,
+                deleted=np.array(deleted, dtype=np.int64),
             )
         os.replace(tmp, path)
 
@@ -205,20 +266,25 @@ class BM25Index:
     def load(cls, path: str | Path) -> BM25Index:
         """Read an index written by :meth:`save`; ``ValueError`` when it is not one."""
         with np.load(path, allow_pickle=False) as data:
-            if int(data["format"][0]) != cls.FORMAT:
-                raise ValueError(f"{path}: keyword index format {int(data['format'][0])}, not {cls.FORMAT}")
+            version = int(data["format"][0])
+            if version not in (1, cls.FORMAT):
+                raise ValueError(f"{path}: keyword index format {version}, not {cls.FORMAT}")
             k1, b = (float(v) for v in data["params"])
             index = cls(k1=k1, b=b)
             index.ids = data["ids"].tolist()
-            index._known = {doc_id: n for n, doc_id in enumerate(index.ids)}
             index._lengths = data["lengths"].tolist()
-            index._total = int(sum(index._lengths))
+            deleted = set(data["deleted"].tolist()) if version >= 2 else set()
             offsets, docs, tfs = data["offsets"].tolist(), data["docs"].tolist(), data["tfs"].tolist()
             for n, term in enumerate(data["terms"].tolist()):
                 start, end = offsets[n], offsets[n + 1]
                 index._postings[term] = (docs[start:end], tfs[start:end])
-        if len(index._lengths) != len(index.ids) or len(index._known) != len(index.ids):
+        if len(index._lengths) != len(index.ids) or not all(0 <= n < len(index.ids) for n in deleted):
             raise ValueError(f"{path}: inconsistent keyword index")
+        # An id held twice (format 1 kept both) is its latest document; the earlier one is deleted.
+        index._known = {doc_id: n for n, doc_id in enumerate(index.ids) if n not in deleted}
+        deleted |= {n for n, doc_id in enumerate(index.ids) if index._known.get(doc_id) != n}
+        index._deleted = deleted
+        index._total = sum(length for n, length in enumerate(index._lengths) if n not in deleted)
         return index
 
     def _term(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -239,11 +305,12 @@ class BM25Index:
         terms = set(tokenize(query))
         mass = 0.0
         with self._lock:
-            n = len(self.ids)
+            n, alive = len(self._known), self._alive_mask()
             for term in terms:
-                postings = self._postings.get(term)
-                if postings is not None:
-                    mass += math.log(1 + (n - len(postings[0]) + 0.5) / (len(postings[0]) + 0.5))
+                arrays = self._term(term)
+                frequency = 0 if arrays is None else self._frequency(arrays[0], alive)
+                if frequency:
+                    mass += math.log(1 + (n - frequency + 0.5) / (frequency + 0.5))
         return mass
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -276,22 +343,29 @@ class BM25Index:
         return [(self.ids[i], float(scores[i])) for i in order]
 
     def _scores(self, terms: set[str]) -> np.ndarray | None:
-        """Every document's score for ``terms`` (None when the index is empty)."""
-        if not self.ids:
+        """Every position's score for ``terms``, 0 for deleted documents (None when the index
+        holds none)."""
+        n = len(self._known)
+        if not n:
             return None
-        n = len(self.ids)
         if self._length_array is None:
             self._length_array = np.asarray(self._lengths, dtype=np.float64)
         average = (self._total / n) or 1.0
-        scores = np.zeros(n, dtype=np.float64)
+        scores = np.zeros(len(self.ids), dtype=np.float64)
+        alive = self._alive_mask()
         for term in terms:
             arrays = self._term(term)
             if arrays is None:
                 continue
             docs, tfs = arrays
-            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
+            frequency = self._frequency(docs, alive)
+            if not frequency:
+                continue
+            idf = math.log(1 + (n - frequency + 0.5) / (frequency + 0.5))
             norm = tfs + self.k1 * (1 - self.b + self.b * self._length_array[docs] / average)
             scores[docs] += idf * tfs * (self.k1 + 1) / norm
+        if alive is not None:
+            scores[~alive] = 0.0
         return scores
 
 
@@ -312,10 +386,11 @@ class CollectionKeywords:
     rebuilt when stale), so a new process starts from it instead of reading every document.
     Another writer (another process) may add to or delete from a collection at any time;
     :meth:`index` notices it as :meth:`index` says. A writer that deletes or replaces documents
-    removes the saved file and marks the change in ``<collection name>.deleted`` beside it
-    (:meth:`added`, :meth:`drop`): with ``index_dir``, a process whose index predates the mark
-    starts again from the saved file (or builds the index again), as the collection's count
-    cannot tell it (an update that deleted as many documents as it added leaves it as it was).
+    takes them out of the saved index and marks the change in ``<collection name>.deleted`` beside
+    it (:meth:`added`, :meth:`removed`; :meth:`drop` removes the file with a deleted collection):
+    with ``index_dir``, a process whose index predates the mark starts again from the saved file
+    (or builds the index again, without one), as the collection's count cannot tell it (an
+    update that deleted as many documents as it added leaves it as it was).
     """
 
     def __init__(self, index_dir: str | Path | None = None) -> None:
@@ -369,20 +444,45 @@ class CollectionKeywords:
 
     def added(self, name: str, ids: Sequence[str], texts: Sequence[str], *, same_text: bool = False) -> None:
         """Documents just written to collection ``name`` by this process: an index in memory
-        takes them at once. One that replaced a document the index holds cannot take it (BM25
-        cannot drop a document's old words): the index is dropped, here and on disk, and built
-        again at the next search. With ``same_text`` (ids made from their text), a document the
-        index holds was written again unchanged and is skipped."""
+        takes them at once. One that replaced a document the index holds replaces it there too,
+        and the index is saved and the change marked (other processes could not tell it from
+        the count). With ``same_text`` (ids made from their text), a document the index holds
+        was written again unchanged and is skipped."""
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
                 return
-            if not same_text and any(doc_id in index for doc_id in ids):
-                self.drop(name, saved=True)
-                return
+            replaced = not same_text and any(doc_id in index for doc_id in ids)
             for doc_id, text in zip(ids, texts, strict=True):
-                if doc_id not in index:
+                if not (same_text and doc_id in index):
                     index.add(doc_id, text)
+            if replaced:
+                self._save(name, index)
+                self._changed(name)
+
+    def removed(self, name: str, ids: Collection[str]) -> None:
+        """Documents this process deleted from collection ``name``: taken out of its index (the
+        one in memory, or else the saved one), which is saved, and the change marked, so other
+        processes start again from the saved file instead of reading every document (a
+        rebuild: 3.2 s for 15,684 chunks)."""
+        with self._lock:
+            index = self._indexes.get(name)
+            if index is None:
+                index = self._load(name)
+            if index is not None:
+                index.remove(ids)
+                self._save(name, index)
+            self._changed(name)
+
+    def _changed(self, name: str) -> None:
+        """Mark that documents of ``name`` were deleted or replaced (see the class)."""
+        if self.index_dir is None:
+            return
+        with contextlib.suppress(OSError):  # (a read-only folder: other processes wait RECHECK_S)
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            (self.index_dir / f"{name}.deleted").write_text(uuid.uuid4().hex, encoding="ascii")
+        if name in self._indexes:  # this process's index has the change: no reload for it
+            self._marks[name] = self._mark(name)
 
     def drop(self, name: str, *, saved: bool = False) -> None:
         """Forget collection ``name``'s index in this process; with ``saved``, its file too (the
@@ -394,9 +494,7 @@ class CollectionKeywords:
             self._marks.pop(name, None)
             if saved and self.index_dir is not None:
                 (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # (a read-only folder: other processes wait RECHECK_S)
-                    self.index_dir.mkdir(parents=True, exist_ok=True)
-                    (self.index_dir / f"{name}.deleted").write_text(uuid.uuid4().hex, encoding="ascii")
+                self._changed(name)
 
     def expire(self) -> None:
         """Make every index check its collection at its next use, as if :data:`RECHECK_S` had

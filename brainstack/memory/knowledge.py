@@ -254,7 +254,7 @@ class KnowledgeBase:
                         stale = [chunk for chunk in found if chunk not in kept]
                         if stale:
                             self.collection.delete(ids=stale)
-                            self.keywords.drop(self.collection.name, saved=True)
+                            self.keywords.removed(self.collection.name, stale)
                 except Exception as exc:
                     raise translate(exc, backend="chromadb") from exc
             report.chunks += len(nodes)
@@ -295,8 +295,9 @@ class KnowledgeBase:
             chunks = self._chunks(under=path)
             try:
                 if chunks:
-                    self.collection.delete(ids=[i for ids in chunks.values() for i in ids])
-                    self.keywords.drop(self.collection.name, saved=True)
+                    deleted = [i for ids in chunks.values() for i in ids]
+                    self.collection.delete(ids=deleted)
+                    self.keywords.removed(self.collection.name, deleted)
             except Exception as exc:
                 raise translate(exc, backend="chromadb") from exc
         return {name: len(ids) for name, ids in sorted(chunks.items())}
@@ -395,8 +396,9 @@ class KnowledgeBase:
                 break
             # The index holds chunks deleted since it was checked (another process's `kb remove`
             # or update, which it cannot see while the count is unchanged or for RECHECK_S):
-            # it is stale, and may lack their replacements; build it again and search again.
-            self.keywords.drop(self.collection.name, saved=True)
+            # it is stale, and may lack their replacements. Start again from the saved index,
+            # which that process brought up to date (or from the collection), and search again.
+            self.keywords.drop(self.collection.name)
         exhausted = exhausted and len(matches) < pool
         if got["ids"]:
             vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)

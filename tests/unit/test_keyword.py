@@ -292,3 +292,62 @@ def test_another_processs_top_up_does_not_make_this_one_reload(tmp_path, monkeyp
     )
     this.expire()
     assert this.index(collection).search("velvet", 1)[0][0] == "c" and not loads
+
+
+# -- removal and replacement -----------------------------------------------------------------------
+
+
+def test_a_removed_document_is_neither_found_nor_counted():
+    index = BM25Index()
+    for doc_id, text in (("a", "alpha common"), ("b", "bravo common"), ("c", "charlie common")):
+        index.add(doc_id, text)
+    assert index.remove(["b", "not-there"]) == 1
+    assert len(index) == 2 and "b" not in index and "a" in index
+    assert index.search("bravo", 5) == []
+    assert [doc_id for doc_id, _ in index.search("common", 5)] == ["a", "c"]
+    assert index.scores("bravo common", ["a", "b"]).keys() == {"a"}
+    fresh = BM25Index()  # scored as if the removed one had never been there
+    fresh.add("a", "alpha common")
+    fresh.add("c", "charlie common")
+    assert dict(index.search("alpha common", 2)) == pytest.approx(dict(fresh.search("alpha common", 2)))
+    assert index.idf_mass("alpha common bravo") == pytest.approx(fresh.idf_mass("alpha common bravo"))
+
+
+def test_adding_an_id_again_replaces_its_words():
+    index = BM25Index()
+    index.add("a", "the old price was 49 euros")
+    index.add("b", "unrelated words")
+    index.add("a", "the new price is 59 euros")
+    assert len(index) == 2
+    assert index.search("49", 5) == []
+    assert [doc_id for doc_id, _ in index.search("59", 5)] == ["a"]
+
+
+def test_removals_survive_a_save_and_a_load(tmp_path):
+    index = BM25Index()
+    for n in range(10):
+        index.add(f"d{n}", f"word{n} shared")
+    index.remove(["d3"])
+    index.add("d4", "replaced shared")
+    index.save(tmp_path / "kw.npz")
+    loaded = BM25Index.load(tmp_path / "kw.npz")
+    assert len(loaded) == len(index) == 9 and "d3" not in loaded
+    assert loaded.search("word3", 5) == [] and loaded.search("word4", 5) == []
+    assert loaded.search("shared replaced", 3) == index.search("shared replaced", 3)
+
+
+def test_once_a_quarter_is_removed_the_index_scores_as_one_built_from_what_is_left():
+    texts = {f"d{n}": f"term{n % 7} term{n % 11} filler{n % 3} word{n}" for n in range(300)}
+    index, fresh = BM25Index(), BM25Index()
+    for doc_id, text in texts.items():
+        index.add(doc_id, text)
+    gone = [f"d{n}" for n in range(0, 300, 2)]  # half: past a quarter, the postings are rewritten
+    index.remove(gone)
+    for doc_id, text in texts.items():
+        if doc_id not in gone:
+            fresh.add(doc_id, text)
+    for query in ("term3 filler1", "term5 term10", "word7 filler2"):
+        got, want = index.search(query, 10), fresh.search(query, 10)
+        assert [d for d, _ in got] == [d for d, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want])
+    assert len(index.ids) == len(fresh.ids) == 150  # (the removed documents' postings are gone)
