@@ -315,32 +315,35 @@ class BM25Index:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best ``(id, score)`` pairs, best first; documents sharing no term are left out."""
-        terms = set(tokenize(query))
-        with self._lock:
-            return self._search(terms, k)
+        return self.search_scoring(query, k, ())[0]
 
     def scores(self, query: str, ids: Collection[str]) -> dict[str, float]:
         """The scores of documents ``ids`` for ``query``, however they rank; those sharing no
         term with it (or unknown) are left out."""
+        return self.search_scoring(query, 0, ids)[1]
+
+    def search_scoring(
+        self, query: str, k: int, ids: Collection[str]
+    ) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """:meth:`search` for the ``k`` best and :meth:`scores` of ``ids``, from one scoring of
+        every document (a hybrid search wants both)."""
         terms = set(tokenize(query))
         with self._lock:
             scores = self._scores(terms)
             if scores is None:
-                return {}
-            found = {doc_id: float(scores[self._known[doc_id]]) for doc_id in ids if doc_id in self._known}
-        return {doc_id: score for doc_id, score in found.items() if score > 0}
+                return [], {}
+            return self._best(scores, k), self._of(scores, ids)
 
-    def _search(self, terms: set[str], k: int) -> list[tuple[str, float]]:
-        scores = self._scores(terms) if k >= 1 else None
-        if scores is None:
-            return []
-        hits = np.flatnonzero(scores > 0)
-        if hits.size == 0:
-            return []
+    def _best(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
+        hits = np.flatnonzero(scores > 0) if k >= 1 else np.empty(0, dtype=np.int64)
         if hits.size > k:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         order = sorted(hits.tolist(), key=lambda i: (-float(scores[i]), i))
         return [(self.ids[i], float(scores[i])) for i in order]
+
+    def _of(self, scores: np.ndarray, ids: Collection[str]) -> dict[str, float]:
+        found = {doc_id: float(scores[self._known[doc_id]]) for doc_id in ids if doc_id in self._known}
+        return {doc_id: score for doc_id, score in found.items() if score > 0}
 
     def _scores(self, terms: set[str]) -> np.ndarray | None:
         """Every position's score for ``terms``, 0 for deleted documents (None when the index

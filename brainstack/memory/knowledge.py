@@ -387,7 +387,10 @@ class KnowledgeBase:
             return list(found.values()), exhausted
         for attempt in range(2):
             index = self.keywords.index(self.collection, found)
-            matches = index.search(query, pool)
+            # (candidates by meaning outside the best keyword matches are scored by keyword all
+            # the same: 0 would rank them by where the keyword pool was cut among chunks sharing
+            # most words)
+            matches, by_meaning = index.search_scoring(query, pool, list(found))
             missing = [chunk_id for chunk_id, _ in matches if chunk_id not in found]
             got: dict[str, Any] = {"ids": []}
             if missing:  # chunks only the keywords found: their cosine from their stored vectors
@@ -408,10 +411,7 @@ class KnowledgeBase:
                 got["ids"], got["documents"], got["metadatas"], scores.tolist(), strict=True
             ):
                 found[chunk_id] = _passage(text or "", metadata or {}, score)
-        keyword = dict(matches)
-        # Candidates by meaning outside the best keyword matches: scored by keyword all the same
-        # (0 would rank them by where the keyword pool was cut among chunks sharing most words).
-        keyword.update(index.scores(query, [chunk_id for chunk_id in found if chunk_id not in keyword]))
+        keyword = {**by_meaning, **dict(matches)}
         for chunk_id in list(found):
             if chunk_id in keyword:
                 found[chunk_id] = dataclasses.replace(found[chunk_id], keyword=keyword[chunk_id])
