@@ -844,7 +844,7 @@ class Runtime:
         import datetime as dt
 
         from brainstack.graphs.checkpointers import find_threads
-        from brainstack.graphs.status import run_error, run_status
+        from brainstack.graphs.status import last_run
 
         since = None if idle_days is None else dt.datetime.now(dt.UTC) - dt.timedelta(days=idle_days)
         threads = []
@@ -874,8 +874,7 @@ class Runtime:
                         checkpoints=checkpoints,
                         updated_at=updated,
                         last_task=task[:200] if isinstance(task, str) else None,
-                        status=(status := run_status(last.checkpoint, last.pending_writes)),
-                        error=run_error(last.pending_writes) if status == "failed" else None,
+                        **last_run(last.checkpoint, last.pending_writes),
                     )
                 )
             return await self._running_or_stopped(saver, threads)
@@ -889,7 +888,7 @@ class Runtime:
         those are asked: the other threads' runs have ended.) One whose lease is free is read
         again: its run may have ended since its checkpoint was read, and a free lease means its
         last checkpoint is written."""
-        from brainstack.graphs.status import run_error, run_status
+        from brainstack.graphs.status import last_run
 
         state = self._state()
         assert state.leases is not None
@@ -904,9 +903,7 @@ class Runtime:
                     {"configurable": {"thread_id": info.thread_id, "checkpoint_ns": ""}}
                 )
                 if last is not None:
-                    status = run_status(last.checkpoint, last.pending_writes)
-                    error = run_error(last.pending_writes) if status == "failed" else None
-                    info = info.model_copy(update={"status": status, "error": error})
+                    info = info.model_copy(update=last_run(last.checkpoint, last.pending_writes))
             told.append(info)
         return told
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-__all__ = ["RunStatus", "cancelled", "due_nodes", "run_error", "run_status"]
+__all__ = ["RunStatus", "cancelled", "due_nodes", "last_run", "run_error", "run_status"]
 
 RunStatus = Literal["completed", "awaiting_approval", "failed", "unfinished"]
 
@@ -99,3 +99,10 @@ def run_status(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | No
     if finished or due_nodes(checkpoint):
         return "unfinished"
     return "completed"
+
+
+def last_run(checkpoint: Mapping[str, Any], pending_writes: Iterable[Any] | None) -> dict[str, Any]:
+    """:func:`run_status` and, for a failed run, :func:`run_error`, as ``ThreadInfo``'s
+    ``status`` and ``error``."""
+    status = run_status(checkpoint, pending_writes)
+    return {"status": status, "error": run_error(pending_writes) if status == "failed" else None}

@@ -489,8 +489,7 @@ class CollectionKeywords:
 
     def drop(self, name: str, *, saved: bool = False) -> None:
         """Forget collection ``name``'s index in this process; with ``saved``, its file too (the
-        collection was deleted, or lost documents: a search would otherwise start from it and
-        have to rebuild anyway)."""
+        collection was deleted: documents it lost are taken out by :meth:`removed` instead)."""
         with self._lock:
             self._indexes.pop(name, None)
             self._checked.pop(name, None)
