@@ -558,18 +558,14 @@ def _show_memory(gateway: Any, args: argparse.Namespace) -> int:
 def _forget_preference(gateway: Any, args: argparse.Namespace) -> int:
     """Delete one stated preference of the user (as `memory show` lists it)."""
     from brainstack.errors import translate
-    from brainstack.memory.gateway import PREFERENCES_KEY, _comparable
 
     try:
-        stored = [str(p) for p in gateway.working.items("user", args.user).get(PREFERENCES_KEY) or []]
-        left = gateway.forget_preference(args.user, args.preference)
+        # (said as it was stored, not as typed: 'Short Answers' matched "short answers")
+        forgotten, left = gateway.forget_preference_as_stored(args.user, args.preference)
     except KeyError as exc:
         raise _usage(str(exc.args[0])) from None
     except Exception as exc:
         raise translate(exc) from exc
-    # Said as it was stored, not as typed ('Short Answers' matched "short answers").
-    wanted = _comparable(args.preference)
-    forgotten = next((p for p in stored if _comparable(p) == wanted), args.preference.strip())
     print(f"Forgot the preference {forgotten!r} of user {args.user!r} ({len(left)} left).")
     return 0
 

@@ -760,6 +760,11 @@ class MemoryGateway:
         """Delete a stated preference of the user (compared ignoring case, spacing, the quotes
         around it and a final full stop; every stored form of it goes); returns those left.
         ``KeyError`` naming the stored ones when it is not one."""
+        return self.forget_preference_as_stored(user_id, preference)[1]
+
+    def forget_preference_as_stored(self, user_id: str, preference: str) -> tuple[str, list[str]]:
+        """:meth:`forget_preference`, also returning the preference as it was stored (its first
+        stored form: 'short answers' for "Short Answers"), read in the same update."""
         wanted = _comparable(preference)
         found: list[str] = []
 
@@ -775,7 +780,7 @@ class MemoryGateway:
             raise KeyError(
                 f"User {user_id!r} has no stated preference {preference.strip()!r} (stored: {stored})."
             )
-        return left
+        return next(p for p in found if _comparable(p) == wanted), left
 
     def _update_working(
         self,
