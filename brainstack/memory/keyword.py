@@ -449,12 +449,21 @@ class CollectionKeywords:
         """Documents just written to collection ``name`` by this process: an index in memory
         takes them at once. One that replaced a document the index holds replaces it there too,
         and the index is saved and the change marked (other processes could not tell it from
-        the count). With ``same_text`` (ids made from their text), a document the index holds
-        was written again unchanged and is skipped."""
+        the count). Without an index in memory, the saved one is read to tell a replacement
+        (and then kept, as :meth:`index` would load it). With ``same_text`` (ids made from their
+        text), a document the index holds was written again unchanged and is skipped: nothing
+        is read for it."""
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                return
+                if same_text:
+                    return  # (an id's text never changes: no index can hold other words for it)
+                mark = self._mark(name)  # (before reading, as in index())
+                index = self._load(name)
+                if index is None or not any(doc_id in index for doc_id in ids):
+                    return  # (taken as new: an index of another process that took them since
+                    #  the last save still holds their old words until its next reload)
+                self._indexes[name], self._marks[name] = index, mark  # (checked at its next use)
             replaced = not same_text and any(doc_id in index for doc_id in ids)
             for doc_id, text in zip(ids, texts, strict=True):
                 if not (same_text and doc_id in index):

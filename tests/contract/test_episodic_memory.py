@@ -367,6 +367,19 @@ def test_a_stale_saved_index_gets_only_what_it_lacks(saved, monkeypatch):
     assert first.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == new[0]
 
 
+def test_an_episode_replaced_by_a_process_that_never_searched_is_seen_by_the_others(saved):
+    """A step run again after a crash, by a process that had not searched, writes its episode
+    again under its id: other processes' keyword indexes kept the words it replaced."""
+    first = saved()
+    [episode] = first.add_many("ada", [("the BLUEBIRD acquisition is on hold", None)])
+    first.add_many("ada", [(f"note {n} about pricing", None) for n in range(5)])
+    assert first.search("ada", "BLUEBIRD", k=1, mode="keyword")[0].id == episode  # (and saved)
+    saved().add("ada", "the KESTREL acquisition closed", episode_id=episode)
+    first.keywords.expire()  # past RECHECK_S
+    assert [hit.id for hit in first.search("ada", "KESTREL", k=3, mode="keyword")] == [episode]
+    assert first.search("ada", "BLUEBIRD", k=3, mode="keyword") == []
+
+
 def test_a_saved_index_of_forgotten_episodes_is_rebuilt(saved, tmp_path):
     first = saved()
     first.add_many("ada", [(f"old episode {n}", None) for n in range(5)])

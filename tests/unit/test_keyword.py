@@ -294,6 +294,34 @@ def test_another_processs_top_up_does_not_make_this_one_reload(tmp_path, monkeyp
     assert this.index(collection).search("velvet", 1)[0][0] == "c" and not loads
 
 
+def test_a_replacement_by_a_process_without_an_index_in_memory_is_seen_by_the_others(tmp_path):
+    """A replaced episode (a step run again after a crash, by a process that had not searched)
+    left every other process's index with the old words: the count did not change."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line", "b": "stock room"})
+    this, writer = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    assert this.index(collection).search("denim", 1)[0][0] == "a"  # (and saved)
+    collection.docs["a"] = "velvet line"
+    writer.added(collection.name, ["a"], ["velvet line"])
+    this.expire()
+    assert [doc for doc, _ in this.index(collection).search("velvet", 5)] == ["a"]
+    assert this.index(collection).search("denim", 5) == []
+
+
+def test_new_documents_from_a_process_without_an_index_mark_nothing(tmp_path):
+    """Only a replacement marks a change (others reload their index); new ids and same-text
+    writes read nothing more than the saved file's absence or the ids it holds."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line"})
+    CollectionKeywords(tmp_path).index(collection)
+    writer = CollectionKeywords(tmp_path)
+    writer.added(collection.name, ["b"], ["stock room"])
+    writer.added(collection.name, ["a"], ["denim line"], same_text=True)
+    assert not (tmp_path / f"{collection.name}.deleted").exists()
+
+
 # -- removal and replacement -----------------------------------------------------------------------
 
 
