@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import os
 import threading
@@ -25,6 +26,8 @@ import numpy as np
 from brainstack.errors import translate
 from brainstack.memory._hnsw import HNSW, SEARCH_BREADTH, widen_search
 from brainstack.memory.keyword import CollectionKeywords
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from brainstack.memory.embeddings import Embedder
@@ -261,7 +264,23 @@ class KnowledgeBase:
             (report.updated if stored is not None else report.added).append(source)
             if progress:
                 progress(source, "updated" if stored is not None else "added")
+        if (report.added or report.updated) and self.keywords.index_dir is not None:
+            self._save_keywords()
         return report
+
+    def _save_keywords(self) -> None:
+        """Bring the saved keyword index up to date with what was just stored, so that the next
+        process's first search (a run's recall, say) loads it instead of reading every chunk
+        (3.2 s at 15,684 chunks, against 40 ms): a saved index is topped up with the new chunks,
+        and only a collection without one is read whole, here, after its embedding took far
+        longer. A cache: when it fails, the chunks are stored all the same and the first search
+        builds it."""
+        try:
+            self.keywords.index(self.collection)
+        except Exception as exc:
+            log.warning(
+                "the keyword index was not saved (%s: %s); the next search builds it", type(exc).__name__, exc
+            )
 
     def _stored_hash(self, source: str) -> str | None:
         """The content hash stored with ``source``'s chunks (None: it has none), or ``"incomplete"``

@@ -822,3 +822,50 @@ def test_a_removal_or_an_update_is_taken_out_of_the_saved_index_not_rebuilt_from
     assert found(reader, "refurbishment") == ["store-0011.md"]
     assert found(handle(), "refurbishment") == ["store-0011.md"]  # a new process, from the file
     assert ["documents"] not in reads, reads  # no process read every chunk again
+
+
+def test_kb_add_saves_the_keyword_index_so_the_next_process_reads_no_chunk(kb, tmp_path, monkeypatch):
+    """`kb add` left the keyword index to the next process's first search (a run's recall),
+    which read every chunk to build it: 3.2 s at 15,684 chunks. The add saves it; a second
+    add tops the saved index up with its own chunks only."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    index_dir = tmp_path / "keyword-index"
+
+    def handle() -> KnowledgeBase:  # as another process opens it
+        name = kb.collection.name
+        return KnowledgeBase(kb.client, embedder=kb.embedder, collection=name, index_dir=index_dir)
+
+    reads: list[list[str]] = []
+    pages = CollectionKeywords._pages
+
+    def counted(collection, include):
+        reads.append(include)
+        return pages(collection, include)
+
+    monkeypatch.setattr(CollectionKeywords, "_pages", staticmethod(counted))
+    folder = _store_reports(tmp_path / "stores", range(1, 11))
+    handle().add(folder)  # a new collection: read once, at the end of the add
+    assert reads == [["documents"]] and (index_dir / f"{kb.collection.name}.npz").is_file()
+    reads.clear()
+    _store_reports(folder, range(11, 13))
+    handle().add(folder)  # the saved index, topped up (an id scan, then the new chunks)
+    assert ["documents"] not in reads, reads
+    reads.clear()
+    hits = handle().search("store 0012", k=1, mode="keyword")
+    assert Path(hits[0].source).name == "store-0012.md" and reads == []
+
+
+def test_a_keyword_index_that_cannot_be_saved_does_not_fail_the_add(kb, tmp_path, monkeypatch, caplog):
+    from brainstack.memory.keyword import CollectionKeywords
+
+    def down(self, collection, known=()):
+        raise ConnectionError("chroma went away")
+
+    base = KnowledgeBase(
+        kb.client, embedder=kb.embedder, collection=kb.collection.name, index_dir=tmp_path / "kw"
+    )
+    monkeypatch.setattr(CollectionKeywords, "index", down)
+    report = base.add(_store_reports(tmp_path / "stores", range(1, 3)))
+    assert len(report.added) == 2 and base.count() == 2
+    assert "the keyword index was not saved (ConnectionError: chroma went away)" in caplog.text
