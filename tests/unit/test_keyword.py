@@ -379,3 +379,36 @@ def test_once_a_quarter_is_removed_the_index_scores_as_one_built_from_what_is_le
         assert [d for d, _ in got] == [d for d, _ in want]
         assert [s for _, s in got] == pytest.approx([s for _, s in want])
     assert len(index.ids) == len(fresh.ids) == 150  # (the removed documents' postings are gone)
+
+
+def test_building_one_collections_index_does_not_hold_up_another_collections(tmp_path):
+    """One lock for every collection: a user's first search building its index from 100k
+    episodes (6.4 s) held up every other user's recall for as long."""
+    import threading
+
+    from brainstack.memory.keyword import CollectionKeywords
+
+    started, release = threading.Event(), threading.Event()
+
+    class _Slow(_Collection):
+        def get(self, *args, **kwargs):
+            started.set()
+            assert release.wait(10)
+            return super().get(*args, **kwargs)
+
+    slow, quick = _Slow({"a": "denim line"}), _Collection({"b": "stock room"})
+    slow.name = "kb-slow"
+    keywords = CollectionKeywords(tmp_path)
+    builder = threading.Thread(target=keywords.index, args=(slow,))
+    builder.start()
+    try:
+        assert started.wait(10)
+        done = threading.Event()
+        other = threading.Thread(target=lambda: keywords.index(quick) and done.set())
+        other.start()
+        assert done.wait(5), "the other collection waited for the build"
+        assert keywords.index(quick).search("stock", 1)[0][0] == "b"
+    finally:
+        release.set()
+        builder.join(10)
+    assert keywords.index(slow).search("denim", 1)[0][0] == "a"
