@@ -303,11 +303,16 @@ class BM25Index:
             self._arrays[term] = arrays
         return arrays
 
-    def idf_mass(self, query: str) -> float:
+    def idf_mass(self, query: str, *, unheld: bool = False) -> float:
         """The summed IDF of ``query``'s distinct terms that some document holds: about what a
         document of average length holding each of them once scores, so ``score / idf_mass`` says
         how much of what the query asks a document matches (0 when the index knows none of its
-        terms). Terms no document holds are left out: they do not tell documents apart."""
+        terms). Terms no document holds are left out: they do not tell documents apart.
+
+        With ``unheld``, they count too, at the IDF of a term no document holds (the highest):
+        ``score / idf_mass(query, unheld=True)`` says how much of the whole query a document
+        holds, what tells "error PAY-4099" in a table of other PAY codes (the rarest term held
+        nowhere) from "error PAY-4031" in it."""
         terms = set(tokenize(query))
         mass = 0.0
         with self._lock:
@@ -315,7 +320,7 @@ class BM25Index:
             for term in terms:
                 arrays = self._term(term)
                 frequency = 0 if arrays is None else self._frequency(arrays[0], alive)
-                if frequency:
+                if frequency or unheld:
                     mass += math.log(1 + (n - frequency + 0.5) / (frequency + 0.5))
         return mass
 

@@ -67,6 +67,12 @@ class Passage:
     keyword: float | None = None
     """The passage's BM25 score for the query, when it holds one of the query's words (see
     :data:`KEYWORD_WEIGHT`)."""
+    coverage: float | None = None
+    """How much of the query the passage holds by keyword, with :attr:`keyword`: that score over
+    the summed IDF of every term of the query, those no chunk holds included
+    (:meth:`~brainstack.memory.keyword.BM25Index.idf_mass` with ``unheld``); about 1 for a
+    passage holding each term once. Recall keeps a passage that names what a question names
+    though MiniLM scores it low (see :func:`~brainstack.memory.gateway.relevant_passages`)."""
 
 
 @dataclass
@@ -431,9 +437,12 @@ class KnowledgeBase:
             ):
                 found[chunk_id] = _passage(text or "", metadata or {}, score)
         keyword = {**by_meaning, **dict(matches)}
+        whole = index.idf_mass(query, unheld=True) or 1.0
         for chunk_id in list(found):
             if chunk_id in keyword:
-                found[chunk_id] = dataclasses.replace(found[chunk_id], keyword=keyword[chunk_id])
+                found[chunk_id] = dataclasses.replace(
+                    found[chunk_id], keyword=keyword[chunk_id], coverage=keyword[chunk_id] / whole
+                )
         if mode == "keyword":  # (a chunk deleted since the index saw it is not found)
             return [found[chunk_id] for chunk_id, _ in matches if chunk_id in found], exhausted
         mass = index.idf_mass(query) or 1.0

@@ -688,6 +688,22 @@ def test_a_passage_found_by_its_words_alone_carries_its_cosine_and_keyword_score
     assert only_words.source == passage.source and only_words.keyword == pytest.approx(passage.keyword)
 
 
+def test_a_passages_coverage_counts_the_words_of_the_query_no_chunk_holds(kb, docs):
+    """Coverage is the keyword score over the IDF of every term of the query: a question naming
+    a ticket no chunk holds is covered less by the chunk holding another ticket's words."""
+    kb.add(docs)
+    index = kb.keywords.index(kb.collection)
+    for question in ("What caused INC-4412?", "What caused INC-4499?"):
+        (found,) = kb.search(question, k=1)
+        assert found.source.endswith("incident.txt") and found.keyword is not None
+        assert found.coverage == pytest.approx(found.keyword / index.idf_mass(question, unheld=True))
+        (by_words,) = kb.search(question, k=1, mode="keyword")
+        assert by_words.coverage == pytest.approx(found.coverage)
+    held = kb.search("What caused INC-4412?", k=1)[0].coverage
+    assert held > 2 * kb.search("What caused INC-4499?", k=1)[0].coverage
+    assert all(p.coverage is None for p in kb.search("What caused INC-4412?", k=3, mode="dense"))
+
+
 def test_an_unknown_search_mode_is_refused(kb, docs):
     kb.add(docs)
     with pytest.raises(ValueError, match="hybrid, dense or keyword"):

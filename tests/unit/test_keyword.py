@@ -122,6 +122,17 @@ def test_longer_documents_are_penalised():
     assert flat.search("pricing", k=2)[0][1] == pytest.approx(flat.search("pricing", k=2)[1][1])
 
 
+def test_the_idf_mass_with_unheld_terms_counts_them_at_the_highest_idf():
+    index = _index("pay-4031 card declined", "pay-4002 card expired", "travel by train")
+    # "pay-4099" is "pay-4099", "pay" and "4099": only "pay" is held (by 2 of 3 documents)
+    held = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
+    nowhere = math.log(1 + (3 + 0.5) / 0.5)
+    assert index.idf_mass("pay-4099") == pytest.approx(held)
+    assert index.idf_mass("pay-4099", unheld=True) == pytest.approx(held + 2 * nowhere)
+    assert index.idf_mass("pay-4031", unheld=True) == pytest.approx(index.idf_mass("pay-4031"))
+    assert index.idf_mass("espresso", unheld=True) == pytest.approx(nowhere)
+
+
 def test_search_leaves_out_documents_sharing_no_term():
     index = _index("the billing api timed out", "we decided to launch freemium", "hiring plan for 2025")
     assert [doc for doc, _ in index.search("Deciding about the launch?", k=10)] == ["d1"]
