@@ -68,9 +68,15 @@ EPISODE_MIN_KEYWORD_DENSE = 0.15
 PASSAGE_MIN_SCORE = 0.4
 """A knowledge-base passage is recalled when its cosine similarity to the task reaches this, or
 (see :func:`relevant_passages`) when it shares a word with the task, scores at least
-``PASSAGE_MIN_KEYWORD_SCORE`` and is within ``PASSAGE_BEST_MARGIN`` of the best passage."""
+``PASSAGE_MIN_KEYWORD_SCORE`` and is within ``PASSAGE_BEST_MARGIN`` of the best passage, or when
+it is the best keyword match, holds at least ``PASSAGE_MIN_COVERAGE`` of the task and every word of
+it with a digit (an error code, a SKU, a version)."""
 PASSAGE_MIN_KEYWORD_SCORE = 0.25
 PASSAGE_BEST_MARGIN = 0.1
+PASSAGE_MIN_COVERAGE = 0.5
+"""Of :attr:`Passage.coverage <brainstack.memory.knowledge.Passage.coverage>`: how much of the
+task the best keyword match must hold to be recalled whatever its cosine. Chosen on the identifier
+set of ``benchmarks/bench_kb_search.py``: answers 0.68 and up, the rest 0.28 at most (both sets)."""
 EPISODES_AHEAD = 8
 """Episodes embedded ahead (:meth:`MemoryGateway.prefetch_episode`) and not yet written, at most
 (the oldest unclaimed go first)."""
@@ -123,8 +129,21 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
     knowledge base cannot answer mostly do not: it is kept down to ``PASSAGE_MIN_KEYWORD_SCORE``
     when it shares a word with the task (stemmed, without stop words: :func:`keyword.tokenize`)
     and is within ``PASSAGE_BEST_MARGIN`` of the best passage. On that set: 20 of 20 answers kept
-    instead of 13, no passage for 0 of 8 unanswerable questions, as before; 4 passages without the
-    answer let through instead of 2 (benchmarks/RESULTS.md).
+    instead of 13, no passage for 0 of 8 unanswerable questions, as before.
+
+    A question that names an error code, a SKU, a version, a person or a store number scores
+    lower still against the table or list that holds it, though a hybrid search ranks that
+    passage first: on the script's identifier set the cosine rule dropped the answer to 8 of 20
+    such questions (cosine 0.16-0.24). So the best keyword match of ``passages`` is also kept
+    when it holds at least ``PASSAGE_MIN_COVERAGE`` of the task (:attr:`Passage.coverage
+    <brainstack.memory.knowledge.Passage.coverage>`, which counts the task's words no chunk
+    holds, so "error PAY-4099" is not covered by a table of other PAY codes) and every word of
+    the task with a digit in it (a code, a version, a week: "4.15.0" shares its parts with every
+    other version). On that set: 20 of 20 answers kept instead of 12; its unanswerable
+    questions given a passage 5 of 8, as before (by cosine: the error table's chunks score
+    0.45-0.57 for "What does error PAY-4099 mean?"); on the handbook set nothing changes. The coverages that
+    decide were 0.68 and up for answers, 0.28 at most otherwise (benchmarks/RESULTS.md). Passages
+    from a search by meaning alone have no coverage and are kept by cosine only.
     """
     from brainstack.memory.keyword import tokenize
 
@@ -132,6 +151,8 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
         return []
     best = max(p.score for p in passages)
     words = set(tokenize(task))
+    numbers = {word for word in words if any(c.isdigit() for c in word)}
+    named = max(passages, key=lambda p: p.keyword or 0.0)
     return [
         p
         for p in passages
@@ -140,6 +161,7 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
             p.score >= max(PASSAGE_MIN_KEYWORD_SCORE, best - PASSAGE_BEST_MARGIN)
             and not words.isdisjoint(tokenize(p.text))
         )
+        or (p is named and (p.coverage or 0.0) >= PASSAGE_MIN_COVERAGE and numbers.issubset(tokenize(p.text)))
     ]
 
 

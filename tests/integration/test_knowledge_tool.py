@@ -50,6 +50,60 @@ def test_it_says_when_the_knowledge_base_is_empty_or_holds_nothing_relevant(gate
     assert search(gateway, "   ").startswith("error: the query is empty")
 
 
+DIRECTORY = """# Staff directory
+
+Internal extensions are dialled from any office phone; from outside, prefix +33 4 72 00.
+
+| Name | Team | Role | Extension | Office |
+|---|---|---|---|---|
+| Ingrid Vasquez | Payments | Engineering manager | 4417 | Lyon |
+| Tomasz Wierzbicki | Payments | Backend engineer | 4452 | Lyon |
+| Amara Nwosu | Inventory | Product manager | 4309 | Lille |
+| Lucien Marchetti | Stores | Regional manager, south | 4120 | Marseille |
+| Sofia Lindqvist | Security | Security lead | 4501 | Lyon |
+"""
+ERROR_CODES = """# Checkout error codes
+
+| Code | Meaning | What to do |
+|---|---|---|
+| PAY-4001 | Card number invalid | Ask the customer to enter the card again |
+| PAY-4002 | Card expired | Ask for another card |
+| PAY-4031 | Card declined by the issuer | Do not retry; the customer calls their bank |
+| PAY-5002 | Payment provider timeout | Retried three times; page payments on-call after 10 minutes |
+"""
+
+
+@pytest.fixture
+def tables(gateway, tmp_path):
+    docs = tmp_path / "tables"
+    docs.mkdir()
+    (docs / "directory.md").write_text(DIRECTORY, encoding="utf-8")
+    (docs / "error-codes.md").write_text(ERROR_CODES, encoding="utf-8")
+    (docs / "travel.md").write_text(TRAVEL, encoding="utf-8")
+    gateway.knowledge.add(docs)
+    return gateway
+
+
+def test_a_passage_naming_what_the_query_names_is_returned_though_its_similarity_is_low(tables):
+    """MiniLM scores "Which team is Amara Nwosu in?" under 0.25 against the table that answers
+    it, which the hybrid search ranks first by keyword: recall by cosine alone dropped it."""
+    (found,) = tables.knowledge.search("Which team is Amara Nwosu in?", k=1)
+    assert found.source.endswith("directory.md") and found.score < 0.25  # (what makes the case)
+    answer = search(tables, "Which team is Amara Nwosu in?")
+    assert "| Amara Nwosu | Inventory |" in answer and "travel.md" not in answer
+
+
+def test_a_name_no_document_holds_gets_no_passage(tables):
+    """The directory is the best keyword match of a question about someone it does not list (it
+    holds "extension"), but not by enough of the question to be recalled for it."""
+    from brainstack.memory.gateway import PASSAGE_MIN_COVERAGE
+
+    query = "What is Dmitri Okafor's extension?"
+    named = max(tables.knowledge.search(query, k=4), key=lambda p: p.keyword or 0.0)
+    assert named.source.endswith("directory.md") and named.coverage < PASSAGE_MIN_COVERAGE
+    assert search(tables, query) == "No passage in the knowledge base is relevant to that query."
+
+
 def test_an_agent_has_it_only_with_memory_on(gateway):
     assert [tool.name for tool in get_tools(["calculator", "knowledge_search"])] == ["calculator"]
     named = [tool.name for tool in get_tools(["calculator", "knowledge_search"], memory=gateway)]

@@ -67,6 +67,47 @@ def test_a_shared_stop_word_is_no_shared_word():
     assert relevant_passages("What is the parental leave policy?", [passage]) == []
 
 
+ERRORS = "| PAY-4031 | Card declined by the issuer | Do not retry; the customer calls their bank |"
+DIRECTORY = "| Amara Nwosu | Inventory | Product manager | 4309 | Lille |"
+ROTA = "| Week 48 | primary on-call: Oskar Haugen | secondary: Ingrid Vasquez |"
+
+
+def _matched(text: str, score: float, keyword: float, coverage: float) -> Passage:
+    return Passage(text=text, source="/kb/table.md", score=score, keyword=keyword, coverage=coverage)
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "coverage", "kept"),
+    [
+        # MiniLM scores a question naming a code or a person low against the table row holding it
+        ("What does error PAY-4031 mean?", ERRORS, 0.7, True),
+        ("Which team is Amara Nwosu in?", DIRECTORY, 1.1, True),
+        ("Which team is Amara Nwosu in?", DIRECTORY, 0.4, False),  # holds too little of the task
+        ("What does error PAY-4099 mean?", ERRORS, 0.7, False),  # not the code it names
+        ("Who is the primary on-call in week 52?", ROTA, 0.8, False),  # nor the week it names
+        ("Who is the primary on-call in week 48?", ROTA, 0.8, True),
+    ],
+)
+def test_the_best_keyword_match_holding_most_of_the_task_is_kept_whatever_its_cosine(
+    task, text, coverage, kept
+):
+    named = _matched(text, 0.18, 6.0, coverage)
+    other = _matched("Prices include VAT and every item can be returned within 30 days.", 0.2, 1.0, 0.1)
+    assert relevant_passages(task, [other, named]) == ([named] if kept else [])
+
+
+def test_only_the_best_keyword_match_is_kept_for_its_coverage():
+    first, second = _matched(ERRORS, 0.1, 6.0, 0.7), _matched(ERRORS + " ", 0.1, 5.0, 0.6)
+    assert relevant_passages("What does error PAY-4031 mean?", [second, first]) == [first]
+
+
+def test_passages_found_by_meaning_alone_are_kept_by_their_cosine_only():
+    """A search by meaning gives no keyword score nor coverage: the cosine rule alone decides."""
+    low = _passage(ERRORS, 0.18)
+    assert low.keyword is None and low.coverage is None
+    assert relevant_passages("What does error PAY-4031 mean?", [low]) == []
+
+
 # -- recent_messages ---------------------------------------------------------------------------
 
 
