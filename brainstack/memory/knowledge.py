@@ -419,7 +419,7 @@ class KnowledgeBase:
             missing = [chunk_id for chunk_id, _ in matches if chunk_id not in found]
             got: dict[str, Any] = {"ids": []}
             if missing:  # chunks only the keywords found: their cosine from their stored vectors
-                got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+                got = self._stored(missing)
             if len(got["ids"]) == len(missing) or attempt:
                 break
             # The index holds chunks deleted since it was checked (another process's `kb remove`
@@ -452,6 +452,34 @@ class KnowledgeBase:
             return (1 - KEYWORD_WEIGHT) * passage.score + KEYWORD_WEIGHT * matched
 
         return sorted(found.values(), key=fused, reverse=True), exhausted
+
+    def _stored(self, ids: list[str]) -> dict[str, Any]:
+        """Chunks ``ids`` as Chroma's ``get`` gives them, with their documents, metadata and
+        vectors (fewer when some were deleted).
+
+        In local mode each process keeps its own vector index, which lacks the chunks another
+        process stored until this one writes to the collection (README), while the keyword
+        index, topped up from the collection's documents, has them: reading their vectors then
+        raises ("Error finding id"). They are embedded again from their stored text and metadata,
+        as LlamaIndex embedded them (the same vector, with the same embedder)."""
+        try:
+            return dict(self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"]))
+        except Exception:
+            got = dict(self.collection.get(ids=ids, include=["documents", "metadatas"]))  # (raises if down)
+        from llama_index.core.schema import MetadataMode
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        from brainstack.memory.embeddings import llamaindex_embedding
+
+        texts = [
+            metadata_dict_to_node(dict(metadata or {}), text=text or "").get_content(
+                metadata_mode=MetadataMode.EMBED
+            )
+            for text, metadata in zip(got["documents"], got["metadatas"], strict=True)
+        ]
+        embed = llamaindex_embedding(self.embedder)
+        got["embeddings"] = embed.get_text_embedding_batch(texts) if texts else []
+        return got
 
     def count(self) -> int:
         """Chunks stored."""

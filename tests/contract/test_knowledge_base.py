@@ -885,3 +885,49 @@ def test_a_keyword_index_that_cannot_be_saved_does_not_fail_the_add(kb, tmp_path
     report = base.add(_store_reports(tmp_path / "stores", range(1, 3)))
     assert len(report.added) == 2 and base.count() == 2
     assert "the keyword index was not saved (ConnectionError: chroma went away)" in caplog.text
+
+
+_ADD_IN_ANOTHER_PROCESS = """
+import sys
+from brainstack.memory import MiniLMEmbedder
+from brainstack.memory.episodic import open_chroma
+from brainstack.memory.knowledge import KnowledgeBase
+
+chroma, cache, name, index_dir, path = sys.argv[1:]
+client, embedder = open_chroma(path=chroma), MiniLMEmbedder(cache)
+KnowledgeBase(client, embedder=embedder, collection=name, index_dir=index_dir).add(path)
+"""
+
+
+def test_a_file_another_process_added_is_found_by_its_words_in_every_mode(
+    request, kb, tmp_path, embedder, cache_dir
+):
+    """In local mode each process keeps its own vector index, which lacks the chunks another
+    process stored until this one writes to the collection: the keyword index is topped up
+    with them, and reading their vectors for their cosine raised ("Error finding id"), so every
+    keyword or hybrid search that matched one failed with a BackendError (a long-lived worker,
+    after a `kb add` from the CLI), where a dense search only missed them."""
+    import subprocess
+
+    from brainstack.memory.embeddings import query_embedding
+
+    if request.node.callspec.params["kb"] != "local":
+        pytest.skip("a Chroma server keeps one vector index for every client")
+    folder = _store_reports(tmp_path / "stores", range(1, 6))
+    index_dir = tmp_path / "keyword-index"
+    this = KnowledgeBase(kb.client, embedder=embedder, collection=kb.collection.name, index_dir=index_dir)
+    this.add(folder)
+    assert this.search("denim", k=1, mode="keyword")  # this process's index, in memory
+    report = tmp_path / "new" / "quokka.md"
+    report.parent.mkdir()
+    report.write_text("# Quokka\n\nThe quokka programme's reference is QUOKKA-9902.\n", encoding="utf-8")
+    args = [tmp_path / "chroma", cache_dir, kb.collection.name, index_dir, report]
+    subprocess.run([sys.executable, "-c", _ADD_IN_ANOTHER_PROCESS, *map(str, args)], check=True, timeout=120)
+    this.keywords.expire()  # (RECHECK_S later)
+    cosine = embedder.embed([f"name: quokka.md\nchunk: 0\n\n{report.read_text()}"])  # as LlamaIndex embeds it
+    query = query_embedding(embedder, "QUOKKA-9902 reference")
+    expected = float(cosine[0] @ query / np.linalg.norm(cosine[0]) / np.linalg.norm(query))
+    for mode in ("keyword", "hybrid"):
+        found = this.search("QUOKKA-9902 reference", k=1, mode=mode)
+        assert [p.source for p in found] == [str(report.resolve())], mode
+        assert found[0].score == pytest.approx(expected, abs=1e-4), mode
