@@ -151,6 +151,7 @@ class GroupChat:
         return {
             "answer": decision,
             "active_agent": self.name,
+            "model": self.provider.name,  # (a failed run continued by another process may have another)
             "transcript": transcript,
             "speakers": [*state.get("speakers", []), *(t["speaker"] for t in transcript)],
             "usage": add_usage(state.get("usage") or {}, usage),

@@ -135,6 +135,7 @@ class Specialist:
         update: dict[str, Any] = {
             "answer": answer,
             "active_agent": self.name,
+            "model": self._provider.name,  # (a failed run continued by another process may have another)
             "speakers": [*state.get("speakers", []), self.name],
             "tool_calls": [*state.get("tool_calls", []), *records],
             "usage": add_usage(state.get("usage") or {}, usage),

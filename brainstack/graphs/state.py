@@ -49,6 +49,8 @@ class RouterState(TypedDict, total=False):
     timings: dict[str, float]
     review: dict[str, Any]
     model: str
+    """The provider that answered (``openai``, ``offline``, ``local``): set when the run starts,
+    and again by the node that answers, as a failed run may be continued with another."""
     thread_id: str
     memory: dict[str, Any]
     """A :class:`~brainstack.results.MemoryRecall` as a dict (what recall found)."""

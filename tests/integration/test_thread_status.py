@@ -242,3 +242,31 @@ def test_a_run_that_ends_while_the_threads_are_listed_is_not_listed_unfinished(b
         gate.release.set()
         for each in (runtime, other, stalled):
             each.close()
+
+
+def test_a_failed_run_continued_with_another_model_is_the_answering_models(settings, embedder, port_factory):
+    """A run that failed on its model endpoint and was continued with the offline model (the
+    cause "fixed" by unsetting the key, as the error says) kept the model its first process had:
+    the result said `openai` for the offline model's answer, and remember, which learns and
+    reinforces no skill from an offline answer, counted it as a success of the skill it recalled
+    (skills are shared by every user)."""
+    from pydantic import SecretStr
+
+    thread = unique("moved")
+    broken = settings.model_copy(
+        update={
+            "provider": "openai",
+            "openai_base_url": f"http://127.0.0.1:{port_factory()}/v1",  # nothing listens there
+            "openai_api_key": SecretStr("sk-test-not-a-real-key"),
+            "model_max_retries": 0,
+        }
+    )
+    with Runtime(broken, embedder=embedder) as runtime, pytest.raises(RunError, match="Cannot reach"):
+        runtime.run(DECISION, thread_id=thread, agent="group_chat")
+    with Runtime(settings, embedder=embedder) as runtime:
+        assert runtime.threads()[0].status == "failed"
+        result = runtime.run(thread_id=thread)
+        assert result.status == "completed" and result.answer
+        assert result.model == "offline"
+        assert result.memory.skills and result.remembered.skill is None
+        assert runtime.memory.skills.success_count(result.memory.skills[0].name) == 0
