@@ -745,6 +745,8 @@ def _kb(args: argparse.Namespace) -> int:
     if args.action == "add":
         from pathlib import Path
 
+        if not args.path.strip():  # Path("") is the current folder: all of it would be added
+            raise _usage("The path is empty: pass the file or folder to add.")
         root = Path(args.path).expanduser()
         if not root.exists():
             raise _usage(f"{args.path} does not exist")

@@ -314,6 +314,25 @@ def test_kb_add_of_a_fifo_is_one_clear_line(env_home, tmp_path):
     assert line == f"brainstack: {fifo} is not a regular file or a folder"
 
 
+def test_kb_add_of_an_empty_path_is_refused_not_the_current_folder(env_home, tmp_path):
+    """`kb add ""` (a script's unset variable: `kb add "$DOCS"`) ingested the folder it ran in,
+    every text file under it, into the knowledge base every user shares; `kb remove ""` was
+    already refused for naming the current folder."""
+    (tmp_path / "private.md").write_text("# Notes\n\nMy salary is 91,000 euros.\n")
+    for path in ("", "  "):
+        done = subprocess.run(
+            [BRAINSTACK, "kb", "add", path],
+            env=env_home,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        line = assert_one_clean_line(done, 2)
+        assert line == "brainstack: The path is empty: pass the file or folder to add."
+    assert cli("kb", "list", env=env_home).stdout == ""
+
+
 def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
