@@ -899,9 +899,7 @@ KnowledgeBase(client, embedder=embedder, collection=name, index_dir=index_dir).a
 """
 
 
-def test_a_file_another_process_added_is_found_by_its_words_in_every_mode(
-    request, kb, tmp_path, embedder, cache_dir
-):
+def test_a_file_another_process_added_is_found_by_its_words_in_every_mode(tmp_path, embedder, cache_dir):
     """In local mode each process keeps its own vector index, which lacks the chunks another
     process stored until this one writes to the collection: the keyword index is topped up
     with them, and reading their vectors for their cosine raised ("Error finding id"), so every
@@ -911,8 +909,8 @@ def test_a_file_another_process_added_is_found_by_its_words_in_every_mode(
 
     from brainstack.memory.embeddings import query_embedding
 
-    if request.node.callspec.params["kb"] != "local":
-        pytest.skip("a Chroma server keeps one vector index for every client")
+    # (local only: a Chroma server keeps one vector index for every client)
+    kb = KnowledgeBase(open_chroma(path=tmp_path / "chroma"), embedder=embedder, collection="kb-local")
     folder = _store_reports(tmp_path / "stores", range(1, 6))
     index_dir = tmp_path / "keyword-index"
     this = KnowledgeBase(kb.client, embedder=embedder, collection=kb.collection.name, index_dir=index_dir)
