@@ -278,10 +278,15 @@ class BM25Index:
             k1, b = (float(v) for v in data["params"])
             index = cls(k1=k1, b=b)
             index.ids = data["ids"].tolist()
-            index._lengths = data["lengths"].tolist()
+            lengths, terms = data["lengths"], data["terms"].tolist()
+            index._lengths = lengths.tolist()
             deleted = set(data["deleted"].tolist()) if version >= 2 else set()
-            offsets, docs, tfs = data["offsets"].tolist(), data["docs"].tolist(), data["tfs"].tolist()
-            for n, term in enumerate(data["terms"].tolist()):
+            arrays = data["offsets"], data["docs"], data["tfs"]  # (each read once: a read decompresses)
+            _check_postings(
+                path, *arrays, terms=len(terms), lengths=lengths, documents=len(index.ids), k1=k1, b=b
+            )
+            offsets, docs, tfs = (array.tolist() for array in arrays)
+            for n, term in enumerate(terms):
                 start, end = offsets[n], offsets[n + 1]
                 index._postings[term] = (docs[start:end], tfs[start:end])
         if len(index._lengths) != len(index.ids) or not all(0 <= n < len(index.ids) for n in deleted):
@@ -381,6 +386,37 @@ class BM25Index:
         if alive is not None:
             scores[~alive] = 0.0
         return scores
+
+
+def _check_postings(
+    path: str | Path,
+    offsets: np.ndarray,
+    docs: np.ndarray,
+    tfs: np.ndarray,
+    *,
+    terms: int,
+    lengths: np.ndarray,
+    documents: int,
+    k1: float,
+    b: float,
+) -> None:
+    """``ValueError`` unless a saved index's postings fit its documents: a file that loads but
+    points past them (written by hand, or damaged in a way the format cannot tell) failed every
+    search that read the term (``IndexError``) until it was deleted by hand."""
+    fits = (
+        math.isfinite(k1)
+        and k1 >= 0
+        and 0 <= b <= 1
+        and len(offsets) == terms + 1
+        and len(docs) == len(tfs)
+        and (len(offsets) == 0 or (offsets[0] == 0 and offsets[-1] == len(docs)))
+        and bool(np.all(np.diff(offsets) >= 0))
+        and bool(np.all((docs >= 0) & (docs < documents)))
+        and bool(np.all(np.isfinite(tfs) & (tfs > 0)))
+        and bool(np.all(np.isfinite(lengths) & (lengths >= 0)))
+    )
+    if not fits:
+        raise ValueError(f"{path}: inconsistent keyword index")
 
 
 def reciprocal_rank_fusion(*rankings: list[str], k: int = 60) -> list[tuple[str, float]]:
@@ -576,7 +612,8 @@ class CollectionKeywords:
         except FileNotFoundError:
             return None
         except Exception:  # a damaged or foreign file is only a cache miss
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a folder in its place: no saving either)
+                path.unlink(missing_ok=True)
             return None
 
     def _save(self, name: str, index: BM25Index) -> None:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from brainstack.memory.keyword import STOPWORDS, BM25Index, reciprocal_rank_fusion, stem, tokenize
@@ -439,3 +440,51 @@ def test_a_long_index_build_is_logged_a_short_one_is_not(tmp_path, monkeypatch, 
     assert "building the keyword index" not in caplog.text
     CollectionKeywords(tmp_path / "big").index(_Collection({"a": "denim", "b": "stock", "c": "room"}))
     assert "building the keyword index of kb-test from its 3 documents" in caplog.text
+
+
+def _resaved(path, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda a: {"docs": a["docs"] + 1000},  # postings past the documents
+        lambda a: {"params": np.array([np.nan, 0.75])},
+        lambda a: {"offsets": a["offsets"][::-1].copy()},
+        lambda a: {"tfs": -a["tfs"]},
+    ],
+    ids=["docs past the end", "NaN parameter", "offsets backwards", "negative frequencies"],
+)
+def test_a_saved_index_that_loads_but_does_not_fit_is_rebuilt(tmp_path, damage):
+    """A file that loads but points past its documents failed every search (IndexError) until
+    it was deleted by hand; a NaN parameter found nothing for good."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line", "b": "stock room"})
+    CollectionKeywords(tmp_path).index(collection)  # saved
+    path = tmp_path / f"{collection.name}.npz"
+    with np.load(path, allow_pickle=False) as data:
+        _resaved(path, **damage({key: data[key] for key in data.files}))
+    with pytest.raises(ValueError, match="inconsistent keyword index"):
+        BM25Index.load(path)
+    assert CollectionKeywords(tmp_path).index(collection).search("denim", 5)[0][0] == "a"
+    assert BM25Index.load(path).search("stock", 1)[0][0] == "b"  # (and saved again, whole)
+
+
+@pytest.mark.parametrize("blocker", ["folder", "file for a folder"])
+def test_a_saved_index_path_that_cannot_be_a_file_costs_only_the_saving(tmp_path, blocker):
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line"})
+    if blocker == "folder":
+        (tmp_path / f"{collection.name}.npz").mkdir()
+        keywords = CollectionKeywords(tmp_path)
+    else:
+        (tmp_path / "index").write_text("not a folder")
+        keywords = CollectionKeywords(tmp_path / "index")
+    assert keywords.index(collection).search("denim", 1)[0][0] == "a"
+    assert CollectionKeywords(keywords.index_dir).index(collection).search("denim", 1)[0][0] == "a"
