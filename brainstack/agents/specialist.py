@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from brainstack.errors import BackendError
 from brainstack.graphs.state import RouterState, add_usage
 from brainstack.tools import get_tools
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
@@ -153,5 +157,13 @@ class Specialist:
             return f"error: no tool named {name!r}; available: {sorted(self.tools)}"
         try:
             return str(await tool.ainvoke(args))
+        except BackendError as exc:
+            # The operator's remedy (the server's address, the command that starts it) is not the
+            # model's to pass on to the user: it gets what failed, the operator the whole error.
+            log.warning("%s's tool %s failed: %s", self.name, name, exc)
+            return (
+                f"error: {type(exc).__name__}: a service this tool needs is unavailable; answer "
+                "without it, and say that this could not be looked up"
+            )
         except Exception as exc:  # a tool's failure is the model's to handle, not the run's
             return f"error: {type(exc).__name__}: {exc}"

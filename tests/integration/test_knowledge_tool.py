@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -116,8 +117,8 @@ def test_a_skill_may_not_call_it():
         ToolStep(kind="tool", tool="knowledge_search", arguments={"query": "refunds"})
 
 
-def test_a_backend_that_is_down_is_the_models_to_handle(settings, embedder, tmp_path):
-    """The tool fails with a clear BackendError; the specialist hands its message to the model."""
+def test_a_backend_that_is_down_is_the_models_to_handle(settings, embedder, tmp_path, caplog):
+    """The tool fails with a clear BackendError; the specialist tells the model what failed."""
     from brainstack.errors import BackendError
 
     down = MemoryGateway(settings.model_copy(update={"chroma_url": "http://127.0.0.1:1"}), embedder=embedder)
@@ -128,9 +129,14 @@ def test_a_backend_that_is_down_is_the_models_to_handle(settings, embedder, tmp_
 
     from brainstack.agents.specialist import Specialist
 
-    agent = SimpleNamespace(tools={"knowledge_search": tool})
-    told = asyncio.run(Specialist._call_tool(agent, "knowledge_search", {"query": "refunds"}))  # type: ignore[arg-type]
-    assert told.startswith("error: BackendError: ")
+    agent = SimpleNamespace(name="finance", tools={"knowledge_search": tool})
+    with caplog.at_level(logging.WARNING, logger="brainstack"):
+        told = asyncio.run(Specialist._call_tool(agent, "knowledge_search", {"query": "refunds"}))  # type: ignore[arg-type]
+    assert told.startswith("error: BackendError: a service this tool needs is unavailable")
+    # (the operator's remedy, with the server's address, goes to the log, not to the model: QA
+    # saw a model repeat "Start it (`chroma run --path DIR …`)" to the user)
+    assert "127.0.0.1" not in told and "chroma run" not in told
+    assert "finance's tool knowledge_search failed: " in caplog.text and "127.0.0.1:1" in caplog.text
 
 
 def test_the_default_agents_offer_it():
