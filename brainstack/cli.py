@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("query", help="what to look for (the meaning and the keywords)")
     search.add_argument("--user", default="default", help="user id (default: %(default)s)")
-    search.add_argument("-k", type=int, default=5, help="how many episodes (default: %(default)s)")
+    search.add_argument("-k", type=int, default=5, help="how many episodes, 1-1000 (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="print the episodes as JSON")
     show = memory_commands.add_parser("show", help="what is kept about a user: preferences, episodes")
     show.add_argument("--user", default="default", help="user id (default: %(default)s)")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kb_search = kb_commands.add_parser("search", help="search the knowledge base")
     kb_search.add_argument("query", help="what to look for")
-    kb_search.add_argument("-k", type=int, default=4, help="how many passages (default: %(default)s)")
+    kb_search.add_argument("-k", type=int, default=4, help="how many passages, 1-1000 (default: %(default)s)")
     kb_search.add_argument(
         "--mode",
         choices=("hybrid", "dense", "keyword"),
@@ -659,8 +659,10 @@ def _confirmed(yes: bool, question: Callable[[], str]) -> bool:
 def _check_search(args: argparse.Namespace) -> None:
     if not args.query.strip():  # it would match nothing, or anything
         raise _usage("The query is empty: pass the words to search for.")
-    if args.k < 1:
-        raise _usage("-k must be at least 1")
+    from brainstack.memory._hnsw import SEARCH_BREADTH
+
+    if not 1 <= args.k <= SEARCH_BREADTH:  # (a huge one was an OverflowError from the store)
+        raise _usage(f"-k must be between 1 and {SEARCH_BREADTH}")
 
 
 def _skills(args: argparse.Namespace) -> int:

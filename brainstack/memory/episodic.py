@@ -140,7 +140,14 @@ def open_chroma(*, path: str | Path | None = None, url: str | None = None) -> An
         # collections already exists", "database is locked"): they open it one at a time.
         from brainstack.memory._filelock import exclusive
 
-        with exclusive(Path(path) / OPEN_LOCK):
+        with contextlib.ExitStack() as opening:
+            try:
+                opening.enter_context(exclusive(Path(path) / OPEN_LOCK))
+            except OSError as exc:  # a read-only folder or file system: its lock file cannot be made
+                raise ConfigurationError(
+                    f"Cannot open the memory folder {path}: {exc.strerror or exc}. Set BRAINSTACK_HOME "
+                    "to a writable folder."
+                ) from exc
             try:
                 return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             except Exception:
@@ -414,8 +421,8 @@ class EpisodicMemory:
 
     def search(self, user_id: str, query: str, k: int = 5, *, mode: SearchMode = "hybrid") -> list[Episode]:
         """The ``k`` episodes of ``user_id`` most relevant to ``query``, best first."""
-        if k < 1:
-            raise ValueError("k must be at least 1")
+        if not 1 <= k <= SEARCH_BREADTH:  # (no search weighs more candidates than that)
+            raise ValueError(f"k must be between 1 and {SEARCH_BREADTH}")
         if mode not in ("hybrid", "dense", "keyword"):
             raise ValueError(f"mode must be hybrid, dense or keyword, not {mode!r}")
         if not query.strip():

@@ -368,8 +368,8 @@ class KnowledgeBase:
         remove`` and a changed file's update delete them, :meth:`_stored_hash` counts them), so
         removing one of two files that share a text must not take it from the other.
         """
-        if k < 1:
-            raise ValueError("k must be at least 1")
+        if not 1 <= k <= SEARCH_BREADTH:  # (no search weighs more candidates than that)
+            raise ValueError(f"k must be between 1 and {SEARCH_BREADTH}")
         if mode not in ("hybrid", "dense", "keyword"):
             raise ValueError(f"mode must be hybrid, dense or keyword, not {mode!r}")
         if not query.strip() or (stored := self.count()) == 0:

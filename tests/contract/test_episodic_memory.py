@@ -291,7 +291,8 @@ def test_int8_queries_against_float32_episodes_keep_retrieval_quality(tmp_path, 
     [
         (lambda m: m.add("ada", "   "), "non-empty text"),
         (lambda m: m.add("", "text"), "user_id"),
-        (lambda m: m.search("ada", "q", k=0), "k must be"),
+        (lambda m: m.search("ada", "q", k=0), "k must be between 1 and 1000"),
+        (lambda m: m.search("ada", "q", k=10**20), "k must be between 1 and 1000"),
         (lambda m: m.search("ada", "q", mode="fuzzy"), "mode"),
     ],
 )

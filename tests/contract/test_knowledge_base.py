@@ -122,8 +122,9 @@ def test_search_returns_the_passage_with_its_source_and_score(kb, docs):
     assert [p.source for p in incident] == [str((docs / "sub" / "incident.txt").resolve())]
     assert len(kb.search("pricing", k=1)) == 1
     assert kb.search("   ") == []
-    with pytest.raises(ValueError, match="k must be"):
-        kb.search("pricing", k=0)
+    for k in (0, 1001, 10**20):  # (the last was an OverflowError from the store)
+        with pytest.raises(ValueError, match="k must be between 1 and 1000"):
+            kb.search("pricing", k=k)
 
 
 def test_the_score_is_the_cosine_similarity(kb, docs, embedder):

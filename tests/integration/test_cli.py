@@ -1190,6 +1190,31 @@ def test_memory_commands_with_a_home_that_is_a_file_say_so(env_home, tmp_path, c
     assert "BRAINSTACK_HOME" in line
 
 
+@pytest.mark.parametrize("command", [("memory", "show"), ("kb", "list"), ("doctor",)])
+def test_memory_commands_whose_folder_cannot_be_written_say_so(env_home, tmp_path, command):
+    """A read-only BRAINSTACK_HOME (QA: a read-only mount) said "The run failed: OSError: [Errno
+    30] Read-only file system: '…/chroma/.brainstack-open.lock'" for commands that run nothing,
+    and named no setting. As root, permissions cannot make it read-only here: the lock file's
+    place is taken by a folder, which fails the same open."""
+    from brainstack.memory.episodic import OPEN_LOCK
+
+    home = tmp_path / "home"
+    (home / "chroma" / OPEN_LOCK).mkdir(parents=True)
+    result = cli(*command, env={**env_home, "BRAINSTACK_HOME": str(home)})
+    text = result.stdout + result.stderr
+    assert f"Cannot open the memory folder {home / 'chroma'}: Is a directory" in text
+    assert "Set BRAINSTACK_HOME to a writable folder" in text and "The run failed" not in text
+    assert "Traceback" not in text and result.returncode != 0
+
+
+@pytest.mark.parametrize("command", [("memory", "search", "pricing"), ("kb", "search", "refunds")])
+@pytest.mark.parametrize("k", ["0", "1001", "99999999999999999999"])
+def test_a_search_k_out_of_range_is_a_usage_error(env_home, command, k):
+    """A huge -k was "The run failed: OverflowError: …" from the store (QA)."""
+    line = assert_one_clean_line(cli(*command, "-k", k, env=env_home), 2)
+    assert "-k must be between 1 and 1000" in line
+
+
 @pytest.mark.parametrize("command", [("memory", "search", "  "), ("kb", "search", "")])
 def test_an_empty_search_query_is_a_usage_error(env_home, command):
     line = assert_one_clean_line(cli(*command, env=env_home), 2)
