@@ -96,8 +96,13 @@ class ToolStep(_Strict):
     def _known_tool(cls, value: str) -> str:
         from brainstack.tools import MEMORY_TOOLS, TOOL_NAMES
 
-        if value not in TOOL_NAMES - MEMORY_TOOLS:
-            raise ValueError(f"unknown tool {value!r}; skills may call: {sorted(TOOL_NAMES - MEMORY_TOOLS)}")
+        allowed = sorted(TOOL_NAMES - MEMORY_TOOLS)
+        if value in MEMORY_TOOLS:  # (it exists: "unknown" sent the author looking for a typo)
+            raise ValueError(
+                f"{value!r} needs a runtime's memory, which skills run without; skills may call: {allowed}"
+            )
+        if value not in TOOL_NAMES:
+            raise ValueError(f"unknown tool {value!r}; skills may call: {allowed}")
         return value
 
 

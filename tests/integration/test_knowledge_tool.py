@@ -113,7 +113,9 @@ def test_an_agent_has_it_only_with_memory_on(gateway):
 
 def test_a_skill_may_not_call_it():
     """Skills run their tool steps without a runtime's memory."""
-    with pytest.raises(ValueError, match=r"skills may call: \['calculator'\]"):
+    with pytest.raises(
+        ValueError, match=r"'knowledge_search' needs a runtime's memory, .*skills may call: \['calculator'\]"
+    ):
         ToolStep(kind="tool", tool="knowledge_search", arguments={"query": "refunds"})
 
 
