@@ -160,6 +160,9 @@ class BM25Index:
         self._alive: np.ndarray | None = None
         """Which positions hold a document (built when needed, while some are deleted)."""
         self._lock = threading.Lock()
+        self.source = ""
+        """The id of the collection this index was built from ("" when unknown), saved with it:
+        a collection deleted and created again under its name is another one."""
 
     def __len__(self) -> int:
         """Documents held (removed and replaced ones not counted)."""
@@ -265,6 +268,7 @@ class BM25Index:
                 docs=docs,
                 tfs=tfs,
                 deleted=np.array(deleted, dtype=np.int64),
+                source=np.array([self.source], dtype=np.str_),
             )
         os.replace(tmp, path)
 
@@ -281,6 +285,7 @@ class BM25Index:
             lengths, terms = data["lengths"], data["terms"].tolist()
             index._lengths = lengths.tolist()
             deleted = set(data["deleted"].tolist()) if version >= 2 else set()
+            index.source = str(data["source"][0]) if "source" in data.files else ""  # (added later)
             arrays = data["offsets"], data["docs"], data["tfs"]  # (each read once: a read decompresses)
             _check_postings(
                 path, *arrays, terms=len(terms), lengths=lengths, documents=len(index.ids), k1=k1, b=b
@@ -468,9 +473,11 @@ class CollectionKeywords:
         ``known`` is empty (nothing to compare). A stale index gets only the documents it lacks
         (one id scan, then their documents); it is rebuilt when documents went away.
         """
-        name = collection.name
+        name, source = collection.name, str(getattr(collection, "id", "") or "")
         with self._locked(name):
             index = self._indexes.get(name)
+            if index is not None and index.source != source:
+                index = None  # the collection was deleted and created again (a user forgotten)
             fresh = (
                 index is not None
                 and known
@@ -485,6 +492,10 @@ class CollectionKeywords:
             if index is None:
                 self._marks[name] = self._mark(name)  # (before reading: a deletion from now on is seen)
                 index = self._load(name)
+                if index is not None and index.source not in ("", source):
+                    index = None  # saved from a collection of that name since deleted
+                elif index is not None:
+                    index.source = source  # (a file saved before sources were)
             size = int(collection.count())
             self._checked[name] = time.monotonic()
             # As many documents as the collection is not enough when ``known`` names one the
@@ -498,6 +509,7 @@ class CollectionKeywords:
                 index = BM25Index()
                 for doc_id, doc in self._pages(collection, ["documents"]):
                     index.add(doc_id, doc or "")
+                index.source = source
             self._indexes[name] = index
             self._save(name, index)
             return index
@@ -554,15 +566,19 @@ class CollectionKeywords:
             self._marks[name] = self._mark(name)
 
     def drop(self, name: str, *, saved: bool = False) -> None:
-        """Forget collection ``name``'s index in this process; with ``saved``, its file too (the
-        collection was deleted: documents it lost are taken out by :meth:`removed` instead)."""
+        """Forget collection ``name``'s index in this process; with ``saved``, its files too: the
+        collection was deleted (documents it lost are taken out by :meth:`removed` instead), and
+        nothing is left that names it (a forgotten user's). Another process's index of it is
+        not used again: a collection created again under the name has another id
+        (:attr:`BM25Index.source`)."""
         with self._locked(name):
             self._indexes.pop(name, None)
             self._checked.pop(name, None)
             self._marks.pop(name, None)
             if saved and self.index_dir is not None:
-                (self.index_dir / f"{name}.npz").unlink(missing_ok=True)
-                self._changed(name)
+                for suffix in (".npz", ".deleted"):
+                    with contextlib.suppress(OSError):  # (as _save: a read-only folder)
+                        (self.index_dir / f"{name}{suffix}").unlink(missing_ok=True)
 
     def expire(self) -> None:
         """Make every index check its collection at its next use, as if :data:`RECHECK_S` had

@@ -389,6 +389,7 @@ def test_a_saved_index_of_forgotten_episodes_is_rebuilt(saved, tmp_path):
     stale = path.read_bytes()
     first.forget("ada")
     assert not path.exists()
+    assert list((tmp_path / "kw").iterdir()) == []  # (no file names the forgotten user's collection)
     path.write_bytes(stale)  # e.g. another process saved it just before the forget
     fresh = first.add("ada", "only this one remains")
     found = saved().search("ada", "episode remains", k=10, mode="keyword")

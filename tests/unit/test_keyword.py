@@ -283,7 +283,8 @@ def test_another_processs_deletion_is_seen_though_the_count_is_unchanged(tmp_pat
     other.index(collection)  # another process, with the index loaded
     del collection.docs["a"]
     collection.docs["a2"] = "velvet line"  # as many documents as before
-    other.drop(collection.name, saved=True)
+    other.removed(collection.name, ["a"])
+    other.added(collection.name, ["a2"], ["velvet line"])
     this.expire()
     assert [doc for doc, _ in this.index(collection).search("velvet denim", 5)] == ["a2"]
 
@@ -488,3 +489,27 @@ def test_a_saved_index_path_that_cannot_be_a_file_costs_only_the_saving(tmp_path
         keywords = CollectionKeywords(tmp_path / "index")
     assert keywords.index(collection).search("denim", 1)[0][0] == "a"
     assert CollectionKeywords(keywords.index_dir).index(collection).search("denim", 1)[0][0] == "a"
+
+
+def test_a_collection_deleted_and_created_again_is_indexed_anew_and_its_files_go(tmp_path):
+    """A forgotten user's collection left a `<collection>.deleted` file naming it (QA: a trace
+    of the user after `memory forget`); without the mark, another process must still not take
+    its index of the deleted collection for the new one's, as many documents as it holds."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    old = _Collection({"a": "denim line", "b": "stock room"})
+    old.id = "first"
+    this, other = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    assert this.index(old).search("denim", 1)[0][0] == "a"
+    other.index(old)
+    other.drop(old.name, saved=True)  # `memory forget` in the other process
+    assert list(tmp_path.iterdir()) == []
+    new = _Collection({"c": "velvet line", "d": "till roll"})  # as many documents
+    new.id = "second"
+    this.expire()
+    assert this.index(new).search("denim", 5) == []
+    assert [doc for doc, _ in this.index(new).search("velvet", 5)] == ["c"]
+    other.index(old)  # a stale file of the deleted collection, saved after the forget...
+    assert [doc for doc, _ in CollectionKeywords(tmp_path).index(new).search("velvet", 5)] == [
+        "c"
+    ]  # ...is not used
