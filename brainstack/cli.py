@@ -795,7 +795,7 @@ def _kb(args: argparse.Namespace) -> int:
             return 0
         removed = kb.remove_all(args.path)
         for source, chunks in removed.items():
-            print(f"  removed   {source} ({chunks} chunk(s))", file=sys.stderr)
+            print(f"  removed   {source} ({chunk_count(chunks)})", file=sys.stderr)
         print(f"Knowledge base: removed {len(removed)} file(s) ({chunk_count(kb.count())} left).")
         return 0
     _check_search(args)

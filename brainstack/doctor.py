@@ -40,6 +40,7 @@ def check(settings: Settings | None = None) -> list[Check]:
     then (with memory on) working memory, episodic memory, the knowledge base and skills."""
     from brainstack.config import Settings
     from brainstack.memory.gateway import MemoryGateway
+    from brainstack.memory.knowledge import chunk_count
 
     settings = settings or Settings.from_env()
     gateway = MemoryGateway(settings)
@@ -52,7 +53,7 @@ def check(settings: Settings | None = None) -> list[Check]:
         parts += [
             ("working memory", lambda: _working(gateway)),
             ("episodic memory", lambda: _episodic(gateway)),
-            ("knowledge base", lambda: f"{gateway.knowledge.count()} chunk(s)"),
+            ("knowledge base", lambda: chunk_count(gateway.knowledge.count())),
             ("skills", lambda: _skills(gateway)),
         ]
     results = []

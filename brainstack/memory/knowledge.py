@@ -215,7 +215,7 @@ class KnowledgeBase:
                 why = "empty file, nothing to index"
                 if stored is not None:
                     removed = self.remove(file)
-                    why += f" (its {removed} earlier chunk(s) were removed)"
+                    why += f" (its earlier {chunk_count(removed)} removed)"
                 report.skipped.append((source, why))
                 if progress:
                     progress(source, "skipped")

@@ -345,7 +345,7 @@ def test_kb_remove_deletes_a_folders_files_from_the_knowledge_base(env_home, tmp
     assert "The path is empty" in line
     done = cli("kb", "remove", str(docs), "--yes", env=env_home)
     assert done.returncode == 0, done.stderr
-    assert f"  removed   {docs / 'refunds.md'} (1 chunk(s))" in done.stderr
+    assert f"  removed   {docs / 'refunds.md'} (1 chunk)" in done.stderr
     assert done.stdout == "Knowledge base: removed 1 file(s) (1 chunk left).\n"
     assert cli("kb", "list", env=env_home).stdout.splitlines() == [str(tmp_path / "pricing.md")]
     again = cli("kb", "remove", str(docs), env=env_home)  # nothing to remove: nothing to ask
