@@ -24,6 +24,7 @@ saved data:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -66,13 +67,20 @@ def cancelled(error: object) -> bool:
     return name.rpartition(".")[2] == "CancelledError"
 
 
+_ON_THREAD = re.compile(
+    r" (?:The run's progress is saved on thread '[^']*'|Run again with thread '[^']*' once it is back)\."
+)
+"""The sentences of a run error that name its thread (see :func:`brainstack.errors.translate`)."""
+
+
 def run_error(pending_writes: Iterable[Any] | None, limit: int = 300) -> str | None:
     """Why the last run failed: the first error a task of it saved that is not a cancellation
-    (``"ModelError('The model endpoint … answered HTTP 500 …')"``), its first ``limit``
+    (``"ModelError('The model endpoint … answered HTTP 500 …')"``), without the sentence saying
+    that its thread keeps its progress (it is said beside the thread), its first ``limit``
     characters; None when it did not fail."""
     for task_id, channel, value in pending_writes or ():
         if task_id != _NULL_TASK and channel == "__error__" and not cancelled(value):
-            text = " ".join((value if isinstance(value, str) else repr(value)).split())
+            text = _ON_THREAD.sub("", " ".join((value if isinstance(value, str) else repr(value)).split()))
             return text if len(text) <= limit else text[: limit - 1] + "…"
     return None
 

@@ -57,3 +57,16 @@ def test_a_long_error_is_cut_to_its_limit():
 
     reason = run_error([("t1", "__error__", "RunError('" + "x" * 1000 + "')")])
     assert reason is not None and len(reason) == 300 and reason.endswith("…")
+
+
+def test_the_sentence_naming_the_thread_is_left_out():
+    """The listing shows the error under the thread's row: a group chat's failure repeated
+    "The run's progress is saved on thread 'fail2'" inside a 330-character line (QA)."""
+    from brainstack.errors import translate
+    from brainstack.graphs.status import run_error
+
+    for cause in (RuntimeError("boom"), ConnectionError("refused")):
+        error = translate(cause, thread_id="fail2", backend="chromadb")
+        assert "'fail2'" in str(error)
+        reason = run_error([("t1", "__error__", repr(error))])
+        assert reason is not None and "fail2" not in reason and reason.startswith(type(error).__name__)
