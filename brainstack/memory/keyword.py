@@ -115,17 +115,43 @@ def stem(word: str) -> str:
     return word
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+"""A run of Chinese, Japanese (kana) or Korean characters: written without spaces between
+words (Korean between phrases), so a run is no word."""
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-case, stemmed word tokens without stop words; ``INC-4412`` is kept whole and also split."""
-    tokens = []
-    for token in _TOKEN.findall(text.lower()):
+    """Lower-case, stemmed word tokens without stop words; ``INC-4412`` is kept whole and also
+    split. Chinese, Japanese and Korean text becomes overlapping character pairs (a single
+    character alone), as search engines index it: a whole run was one token, so ``返金`` never
+    matched ``返金ポリシー``."""
+    text = text.lower()
+    cjk = not text.isascii() and _CJK.search(text) is not None  # (once for the text: most hold none)
+    tokens: list[str] = []
+    for token in _TOKEN.findall(text):
         if token in STOPWORDS:
+            continue
+        if cjk and _CJK.search(token):
+            _add_cjk(tokens, token)
             continue
         tokens.append(stem(token))
         parts = re.split(r"[._'-]", token)
         if len(parts) > 1:
             tokens.extend(stem(p) for p in parts if p and p not in STOPWORDS)
     return tokens
+
+
+def _add_cjk(tokens: list[str], token: str) -> None:
+    """Append a token holding CJK characters: each CJK run's character pairs, the rest as words."""
+    start = 0
+    for run in _CJK.finditer(token):
+        if run.start() > start:
+            tokens.extend(tokenize(token[start : run.start()]))
+        chars = run.group()
+        tokens.extend(chars[i : i + 2] for i in range(max(len(chars) - 1, 1)))
+        start = run.end()
+    if start < len(token):
+        tokens.extend(tokenize(token[start:]))
 
 
 class BM25Index:
@@ -240,8 +266,10 @@ class BM25Index:
 
     # -- persistence -----------------------------------------------------------------------------
 
-    FORMAT = 2
-    """2: with the deleted positions (1, before removal: read as having none)."""
+    FORMAT = 3
+    """3: CJK text as character pairs (a file of 2 or 1 is read unless it holds a CJK term,
+    which :func:`tokenize` no longer makes); 2: with the deleted positions (1, before removal:
+    read as having none)."""
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (NumPy ``.npz``, no pickle), atomically."""
@@ -277,12 +305,14 @@ class BM25Index:
         """Read an index written by :meth:`save`; ``ValueError`` when it is not one."""
         with np.load(path, allow_pickle=False) as data:
             version = int(data["format"][0])
-            if version not in (1, cls.FORMAT):
+            if version not in (1, 2, cls.FORMAT):
                 raise ValueError(f"{path}: keyword index format {version}, not {cls.FORMAT}")
             k1, b = (float(v) for v in data["params"])
             index = cls(k1=k1, b=b)
             index.ids = data["ids"].tolist()
             lengths, terms = data["lengths"], data["terms"].tolist()
+            if version < 3 and any(_CJK.search(term) for term in terms):  # (whole CJK runs)
+                raise ValueError(f"{path}: keyword index of CJK text tokenized before format 3")
             index._lengths = lengths.tolist()
             deleted = set(data["deleted"].tolist()) if version >= 2 else set()
             index.source = str(data["source"][0]) if "source" in data.files else ""  # (added later)

@@ -930,3 +930,16 @@ def test_a_file_another_process_added_is_found_by_its_words_in_every_mode(tmp_pa
         found = this.search("QUOKKA-9902 reference", k=1, mode=mode)
         assert [p.source for p in found] == [str(report.resolve())], mode
         assert found[0].score == pytest.approx(expected, abs=1e-4), mode
+
+
+def test_a_word_of_cjk_text_is_found_by_keyword(kb, tmp_path):
+    """A run of CJK characters was one token, so 返金 (refund) found nothing in 返金ポリシー."""
+    folder = tmp_path / "ja"
+    folder.mkdir()
+    (folder / "refunds.md").write_text(
+        "# 返金ポリシー\n\n購入から三十日以内は全額返金します。\n", encoding="utf-8"
+    )
+    (folder / "shipping.md").write_text("# 配送\n\n通常は三営業日以内に発送します。\n", encoding="utf-8")
+    kb.add(folder)
+    found = kb.search("返金", k=2, mode="keyword")
+    assert [Path(p.source).name for p in found] == ["refunds.md"]

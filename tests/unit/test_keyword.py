@@ -214,6 +214,47 @@ def test_non_ascii_words_stay_whole():
     assert [doc for doc, _ in index.search("Zürich", k=5)] == ["d1"]
 
 
+def test_cjk_text_is_indexed_as_character_pairs():
+    """A run of CJK characters was one token: 返金 (refund) never matched 返金ポリシー (refund
+    policy), nor a Korean or Chinese word inside a longer run (QA)."""
+    assert tokenize("返金ポリシー") == ["返金", "金ポ", "ポリ", "リシ", "シー"]
+    assert tokenize("返") == ["返"] and tokenize("INC-4412の返金") == [
+        "inc-4412",
+        "inc",
+        "4412",
+        "の返",
+        "返金",
+    ]
+    index = _index("返金ポリシーは三十日です", "配送について", "환불 정책은 30일입니다", "退款政策")
+    assert [doc for doc, _ in index.search("返金", k=5)] == ["d0"]
+    assert [doc for doc, _ in index.search("환불", k=5)] == ["d2"]
+    assert [doc for doc, _ in index.search("退款", k=5)] == ["d3"]
+
+
+@pytest.mark.parametrize("cjk", [True, False])
+def test_an_index_saved_before_cjk_pairs_is_rebuilt_only_when_it_holds_cjk_text(tmp_path, cjk):
+    index = _index("返金ポリシー" if cjk else "refund policy", "delivery times")
+    path = tmp_path / "old.npz"
+    index.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["format"] = np.array([2])
+    if cjk:  # (as format 2 tokenized it: the whole run one term)
+        terms = ["返金ポリシー", *tokenize("delivery times")]
+        arrays.update(
+            terms=np.array(terms, dtype=np.str_),
+            offsets=np.array([0, 1, 2, 3]),
+            docs=np.array([0, 1, 1]),
+            tfs=np.array([1, 1, 1]),
+        )
+    np.savez(path, **arrays)
+    if cjk:
+        with pytest.raises(ValueError, match="CJK"):
+            BM25Index.load(path)
+    else:
+        assert [doc for doc, _ in BM25Index.load(path).search("refund", k=5)] == ["d0"]
+
+
 def test_searches_and_adds_from_several_threads_take_turns():
     """A run recalling while another run of the process remembers: a search that read the
     document lengths before an add and a new term's postings after it raised IndexError."""
