@@ -165,7 +165,7 @@ def subjects() -> list[Subject]:
             "memory documents, knowledge base, queries",
             tokenize,
             UNBOUNDED_SIZES,
-            runs(("", "a-", "-"), ("", "a.", "_"), "1.", "_a", "a"),
+            runs(("", "a-", "-"), ("", "a.", "_"), "1.", "_a", "a", "返a", "返"),
         ),
         Subject(
             "testing.cassette.scrub",
