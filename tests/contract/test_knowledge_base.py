@@ -802,14 +802,28 @@ def test_a_hybrid_search_scores_every_candidate_on_both_rankings(kb, tmp_path):
         assert [p.source for p in found] == sorted(cosine, key=fused, reverse=True)[:4], question
 
 
+def _collection_reads(monkeypatch) -> list[list[str]]:
+    """What each read of a whole collection by a keyword index asked for, as the reads happen
+    (``["documents"]``: every chunk's text, to build the index)."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    reads: list[list[str]] = []
+    pages = CollectionKeywords._pages
+
+    def counted(collection, include):
+        reads.append(include)
+        return pages(collection, include)
+
+    monkeypatch.setattr(CollectionKeywords, "_pages", staticmethod(counted))
+    return reads
+
+
 def test_a_removal_or_an_update_is_taken_out_of_the_saved_index_not_rebuilt_from_every_chunk(
     kb, tmp_path, monkeypatch
 ):
     """A removed file or a changed one sent every process back to reading every chunk (3.2 s for
     15,684): the process that deletes takes the chunks out of the saved index instead, and the
     others start again from it."""
-    from brainstack.memory.keyword import CollectionKeywords
-
     folder = _store_reports(tmp_path / "stores", range(1, 21))
     index_dir = tmp_path / "keyword-index"
 
@@ -823,14 +837,7 @@ def test_a_removal_or_an_update_is_taken_out_of_the_saved_index_not_rebuilt_from
     writer, reader = handle(), handle()
     writer.add(folder)
     assert found(reader, "store 0017") == ["store-0017.md"]  # the reader builds and saves the index
-    reads: list[list[str]] = []
-    pages = CollectionKeywords._pages
-
-    def counted(collection, include):
-        reads.append(include)
-        return pages(collection, include)
-
-    monkeypatch.setattr(CollectionKeywords, "_pages", staticmethod(counted))
+    reads = _collection_reads(monkeypatch)
     writer.remove(folder / "store-0017.md")  # a process with no index in memory: `kb remove`
     (folder / "store-0011.md").write_text("## Store 0011\\n\\nClosed for refurbishment in week 12.\\n")
     writer.add(folder / "store-0011.md")  # an update: new chunks in, old ones out
@@ -845,22 +852,13 @@ def test_kb_add_saves_the_keyword_index_so_the_next_process_reads_no_chunk(kb, t
     """`kb add` left the keyword index to the next process's first search (a run's recall),
     which read every chunk to build it: 3.2 s at 15,684 chunks. The add saves it; a second
     add tops the saved index up with its own chunks only."""
-    from brainstack.memory.keyword import CollectionKeywords
-
     index_dir = tmp_path / "keyword-index"
 
     def handle() -> KnowledgeBase:  # as another process opens it
         name = kb.collection.name
         return KnowledgeBase(kb.client, embedder=kb.embedder, collection=name, index_dir=index_dir)
 
-    reads: list[list[str]] = []
-    pages = CollectionKeywords._pages
-
-    def counted(collection, include):
-        reads.append(include)
-        return pages(collection, include)
-
-    monkeypatch.setattr(CollectionKeywords, "_pages", staticmethod(counted))
+    reads = _collection_reads(monkeypatch)
     folder = _store_reports(tmp_path / "stores", range(1, 11))
     handle().add(folder)  # a new collection: read once, at the end of the add
     assert reads == [["documents"]] and (index_dir / f"{kb.collection.name}.npz").is_file()
