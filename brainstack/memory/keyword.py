@@ -25,6 +25,9 @@ RECHECK_S = 5.0
 """How long a collection's keyword index is trusted without counting the collection again."""
 PAGE = 5000
 """Rows per Chroma ``get`` when reading a collection for its keyword index."""
+LOCK = ".lock"
+"""The file in an index folder that processes lock while they change a saved index (it names no
+collection)."""
 BUILD_NOTICE = 5000
 """A collection of this many documents or more has its index build logged (INFO): about a
 second of reading (3.2 s for 15,684 chunks), where a search otherwise just waits."""
@@ -475,7 +478,9 @@ class CollectionKeywords:
     it (:meth:`added`, :meth:`removed`; :meth:`drop` removes the file with a deleted collection):
     with ``index_dir``, a process whose index predates the mark starts again from the saved file
     (or builds the index again, without one), as the collection's count cannot tell it (an
-    update that deleted as many documents as it added leaves it as it was).
+    update that deleted as many documents as it added leaves it as it was). Writers change the
+    saved index and its mark holding the folder's lock (:data:`LOCK`), starting from the saved
+    file when its mark is newer than their index, so one's change is never saved over another's.
     """
 
     def __init__(self, index_dir: str | Path | None = None) -> None:
@@ -551,39 +556,78 @@ class CollectionKeywords:
         the count). Without an index in memory, the saved one is read to tell a replacement
         (and then kept, as :meth:`index` would load it). With ``same_text`` (ids made from their
         text), a document the index holds was written again unchanged and is skipped: nothing
-        is read for it."""
+        is read for it.
+
+        A replacement is made to the saved index as it now is: an index in memory that predates
+        another process's change (its mark) is set aside for the saved one, else saving it would
+        bring back the words that process replaced, for every process (the count is unchanged)."""
         with self._locked(name):
             index = self._indexes.get(name)
-            if index is None:
-                if same_text:
-                    return  # (an id's text never changes: no index can hold other words for it)
-                mark = self._mark(name)  # (before reading, as in index())
-                index = self._load(name)
-                if index is None or not any(doc_id in index for doc_id in ids):
-                    return  # (taken as new: an index of another process that took them since
-                    #  the last save still holds their old words until its next reload)
-                self._indexes[name], self._marks[name] = index, mark  # (checked at its next use)
-            replaced = not same_text and any(doc_id in index for doc_id in ids)
-            for doc_id, text in zip(ids, texts, strict=True):
-                if not (same_text and doc_id in index):
+            if index is None and same_text:
+                return  # (an id's text never changes: no index can hold other words for it)
+            if index is not None and (same_text or not any(doc_id in index for doc_id in ids)):
+                for doc_id, text in zip(ids, texts, strict=True):
+                    if not (same_text and doc_id in index):
+                        index.add(doc_id, text)
+                return
+            held = index is not None
+            with self._saving():
+                index = self._current(name)
+                if index is None:
+                    return
+                # (ids the saved index lacks are taken as new: an index of another process that
+                # took them since the last save still holds their old words until its next reload)
+                replaced = any(doc_id in index for doc_id in ids)
+                if not (replaced or held):  # (read only to tell: not kept, as before)
+                    self._indexes.pop(name, None)
+                    self._marks.pop(name, None)
+                    return
+                for doc_id, text in zip(ids, texts, strict=True):
                     index.add(doc_id, text)
-            if replaced:
-                self._save(name, index)
-                self._changed(name)
+                if replaced:
+                    self._write(name, index)
+                    self._changed(name)
 
     def removed(self, name: str, ids: Collection[str]) -> None:
         """Documents this process deleted from collection ``name``: taken out of its index (the
-        one in memory, or else the saved one), which is saved, and the change marked, so other
-        processes start again from the saved file instead of reading every document (a
-        rebuild: 3.2 s for 15,684 chunks)."""
-        with self._locked(name):
-            index = self._indexes.get(name)
-            if index is None:
-                index = self._load(name)
+        one in memory, or else the saved one, as for :meth:`added`), which is saved, and the
+        change marked, so other processes start again from the saved file instead of reading
+        every document (a rebuild: 3.2 s for 15,684 chunks)."""
+        with self._locked(name), self._saving():
+            index = self._current(name)
             if index is not None:
                 index.remove(ids)
-                self._save(name, index)
+                self._write(name, index)
             self._changed(name)
+
+    def _current(self, name: str) -> BM25Index | None:
+        """Collection ``name``'s index to change and save (with :meth:`_saving` held): the one in
+        memory unless another process changed the saved one since it was read, else the saved
+        one (kept in memory: checked against the collection at its next use)."""
+        mark = self._mark(name)  # (before reading, as in index())
+        index = self._indexes.get(name)
+        if index is not None and mark == self._marks.get(name, ""):
+            return index
+        self._indexes.pop(name, None)
+        self._checked.pop(name, None)
+        index = self._load(name)
+        if index is not None:
+            self._indexes[name], self._marks[name] = index, mark
+        return index
+
+    @contextlib.contextmanager
+    def _saving(self) -> Iterator[None]:
+        """Hold the index folder's lock, so that another process's read, change and save of a
+        saved index and its mark do not interleave with this one's (the later save would undo
+        the earlier change). A folder where it cannot be made (read-only) is saved to by none."""
+        with contextlib.ExitStack() as stack:
+            if self.index_dir is not None:
+                from brainstack.memory._filelock import exclusive
+
+                with contextlib.suppress(OSError):
+                    self.index_dir.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(exclusive(self.index_dir / LOCK))
+            yield
 
     def _changed(self, name: str) -> None:
         """Mark that documents of ``name`` were deleted or replaced (see the class)."""
@@ -663,6 +707,15 @@ class CollectionKeywords:
             return None
 
     def _save(self, name: str, index: BM25Index) -> None:
+        """Save the index :meth:`index` made unless another process changed the saved one since
+        this one's was read (its mark): this one may lack that change, which saving it would undo."""
+        if self.index_dir is None:
+            return
+        with self._saving():
+            if self._mark(name) == self._marks.get(name, ""):
+                self._write(name, index)
+
+    def _write(self, name: str, index: BM25Index) -> None:
         if self.index_dir is None:
             return
         with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later

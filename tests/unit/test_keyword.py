@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from brainstack.memory.keyword import STOPWORDS, BM25Index, reciprocal_rank_fusion, stem, tokenize
+from brainstack.memory.keyword import LOCK, STOPWORDS, BM25Index, reciprocal_rank_fusion, stem, tokenize
 
 # -- tokenize ----------------------------------------------------------------------------------
 
@@ -363,6 +363,50 @@ def test_a_replacement_by_a_process_without_an_index_in_memory_is_seen_by_the_ot
     assert this.index(collection).search("denim", 5) == []
 
 
+def test_a_replacement_by_a_process_whose_index_predates_anothers_keeps_both(tmp_path):
+    """Two processes replacing episodes one after the other: the second saved its index, read
+    before the first's replacement, over the first's file and marked it as its own, so every
+    process (the first too, reloading) kept the replaced words for good (the count is unchanged)."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    collection = _Collection({"a": "denim line", "b": "stock room", "c": "till roll"})
+    this, other = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    this.index(collection)
+    other.index(collection)
+    collection.docs["a"] = "velvet line"
+    other.added(collection.name, ["a"], ["velvet line"])
+    collection.docs["b"] = "cash desk"
+    this.added(collection.name, ["b"], ["cash desk"])  # (its index still holds a's old words)
+    for process in (this, other, CollectionKeywords(tmp_path)):
+        process.expire()
+        index = process.index(collection)
+        assert index.search("denim", 5) == [] and index.search("stock", 5) == []
+        assert sorted(doc for doc, _ in index.search("velvet cash", 5)) == ["a", "b"]
+
+
+def test_an_index_read_before_anothers_change_is_not_saved_over_it(tmp_path):
+    """A process topping its index up while another replaced a document saved its index, with
+    the old words, over the other's file: every process loading it kept them for good."""
+    from brainstack.memory.keyword import CollectionKeywords
+
+    class Replaced(_Collection):
+        def get(self, ids=None, include=(), limit=None, offset=0):
+            if ids is not None and "c" in ids and self.docs["a"] == "denim line":
+                self.docs["a"] = "velvet line"  # the other process's replacement, mid top-up
+                other.added(self.name, ["a"], ["velvet line"])
+            return super().get(ids, include, limit, offset)
+
+    collection = Replaced({"a": "denim line", "b": "stock room"})
+    this, other = CollectionKeywords(tmp_path), CollectionKeywords(tmp_path)
+    other.index(collection)
+    collection.docs["c"] = "till roll"
+    this.index(collection)  # loads the saved index, tops c up
+    fresh = CollectionKeywords(tmp_path).index(collection)
+    assert fresh.search("denim", 5) == [] and fresh.search("velvet", 5)[0][0] == "a"
+    this.expire()
+    assert this.index(collection).search("denim", 5) == []
+
+
 def test_new_documents_from_a_process_without_an_index_mark_nothing(tmp_path):
     """Only a replacement marks a change (others reload their index); new ids and same-text
     writes read nothing more than the saved file's absence or the ids it holds."""
@@ -544,7 +588,7 @@ def test_a_collection_deleted_and_created_again_is_indexed_anew_and_its_files_go
     assert this.index(old).search("denim", 1)[0][0] == "a"
     other.index(old)
     other.drop(old.name, saved=True)  # `memory forget` in the other process
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir() if path.name != LOCK] == []
     new = _Collection({"c": "velvet line", "d": "till roll"})  # as many documents
     new.id = "second"
     this.expire()
