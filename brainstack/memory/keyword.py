@@ -499,7 +499,7 @@ class CollectionKeywords:
         with self._lock:
             return self._locks.setdefault(name, threading.RLock())
 
-    def index(self, collection: Any, known: Collection[str] = ()) -> BM25Index:
+    def index(self, collection: Any, known: Collection[str] = (), *, save: bool = False) -> BM25Index:
         """The BM25 index of ``collection``, brought up to date when another writer changed it.
 
         ``known``: ids the caller just found in the collection (a dense search's). Counting a
@@ -507,6 +507,9 @@ class CollectionKeywords:
         a document the index lacks, when the index is older than :data:`RECHECK_S`, or when
         ``known`` is empty (nothing to compare). A stale index gets only the documents it lacks
         (one id scan, then their documents); it is rebuilt when documents went away.
+
+        ``save``: save it even when it was up to date, for the next process (documents this
+        process wrote are taken into its index in memory, and saved only with a change).
         """
         name, source = collection.name, str(getattr(collection, "id", "") or "")
         with self._locked(name):
@@ -537,6 +540,8 @@ class CollectionKeywords:
             # index lacks: it may hold as many others (a saved index of deleted documents).
             if index is not None and len(index) == size and all(doc_id in index for doc_id in known):
                 self._indexes[name] = index
+                if save:
+                    self._save(name, index)
                 return index
             if index is None or len(index) > size or not self._top_up(collection, index):
                 if size >= BUILD_NOTICE:  # (seconds: say why the search waits; the CLI shows it)

@@ -282,7 +282,8 @@ class KnowledgeBase:
         longer. A cache: when it fails, the chunks are stored all the same and the first search
         builds it."""
         try:
-            self.keywords.index(self.collection)
+            # (saved too when this process's index in memory took the chunks as they were stored)
+            self.keywords.index(self.collection, save=True)
         except Exception as exc:
             log.warning(
                 "the keyword index was not saved (%s: %s); the next search builds it", type(exc).__name__, exc

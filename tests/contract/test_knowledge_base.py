@@ -871,10 +871,28 @@ def test_kb_add_saves_the_keyword_index_so_the_next_process_reads_no_chunk(kb, t
     assert Path(hits[0].source).name == "store-0012.md" and reads == []
 
 
+def test_kb_add_by_a_process_that_searched_before_saves_the_keyword_index(kb, tmp_path, monkeypatch):
+    """A process with the index in memory (it searched) took the added chunks into it and, the
+    count then matching, did not save it: the next process read every chunk id again."""
+    from brainstack.memory.keyword import BM25Index
+
+    index_dir = tmp_path / "keyword-index"
+    handle = KnowledgeBase(
+        kb.client, embedder=kb.embedder, collection=kb.collection.name, index_dir=index_dir
+    )
+    folder = _store_reports(tmp_path / "stores", range(1, 4))
+    handle.add(folder)
+    handle.search("store 0002", k=1, mode="keyword")  # (its index in memory)
+    _store_reports(folder, range(4, 6))
+    handle.add(folder)
+    saved = BM25Index.load(index_dir / f"{kb.collection.name}.npz")
+    assert len(saved) == kb.count()
+
+
 def test_a_keyword_index_that_cannot_be_saved_does_not_fail_the_add(kb, tmp_path, monkeypatch, caplog):
     from brainstack.memory.keyword import CollectionKeywords
 
-    def down(self, collection, known=()):
+    def down(self, collection, known=(), save=False):
         raise ConnectionError("chroma went away")
 
     base = KnowledgeBase(
