@@ -67,8 +67,12 @@ def cancelled(error: object) -> bool:
     return name.rpartition(".")[2] == "CancelledError"
 
 
+_THREAD = r"""(?:\\?'.*?\\?'|"[^"]*")"""
+"""A thread id as the error names it (``repr``: ``'t1'``, or ``"it's"``), within the ``repr`` of
+the error, where a message holding a double quote has its single quotes escaped (``\\'t1\\'``)."""
 _ON_THREAD = re.compile(
-    r" (?:The run's progress is saved on thread '[^']*'|Run again with thread '[^']*' once it is back)\."
+    rf" (?:The run\\?'s progress is saved on thread {_THREAD}"
+    rf"|Run again with thread {_THREAD} once it is back)\."
 )
 """The sentences of a run error that name its thread (see :func:`brainstack.errors.translate`)."""
 

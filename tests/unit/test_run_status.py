@@ -70,3 +70,24 @@ def test_the_sentence_naming_the_thread_is_left_out():
         assert "'fail2'" in str(error)
         reason = run_error([("t1", "__error__", repr(error))])
         assert reason is not None and "fail2" not in reason and reason.startswith(type(error).__name__)
+
+
+def test_the_sentence_naming_the_thread_is_left_out_however_the_error_is_quoted():
+    """A message holding a double quote (an endpoint's JSON body) is saved in a ``repr`` that
+    escapes its single quotes (``run\\'s``), and a thread id holding one is named in double
+    quotes: the sentence stayed in both."""
+    from brainstack.errors import ModelError, translate
+    from brainstack.graphs.status import run_error
+
+    errors = [
+        translate(RuntimeError('upstream said "overloaded"'), thread_id="fail2"),
+        translate(ModelError('HTTP 500: {"error": "overloaded"}'), thread_id="fail2"),
+        translate(RuntimeError("boom"), thread_id="ada's"),
+        translate(ConnectionError('refused "x"'), thread_id="ada's", backend="chromadb"),
+    ]
+    for error in errors:
+        if isinstance(error, ModelError):  # (already a brainstack error: its message as made)
+            error = ModelError(f"{error} The run's progress is saved on thread 'fail2'.")
+        assert "fail2" in repr(error) or "ada" in repr(error)
+        reason = run_error([("t1", "__error__", repr(error))])
+        assert reason is not None and "fail2" not in reason and "ada" not in reason, reason
