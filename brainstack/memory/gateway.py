@@ -69,8 +69,8 @@ PASSAGE_MIN_SCORE = 0.4
 """A knowledge-base passage is recalled when its cosine similarity to the task reaches this, or
 (see :func:`relevant_passages`) when it shares a word with the task, scores at least
 ``PASSAGE_MIN_KEYWORD_SCORE`` and is within ``PASSAGE_BEST_MARGIN`` of the best passage, or when
-it is the best keyword match, holds at least ``PASSAGE_MIN_COVERAGE`` of the task and every word of
-it with a digit (an error code, a SKU, a version)."""
+it is the best keyword match, holds at least ``PASSAGE_MIN_COVERAGE`` of the task, two of its words
+at least and every word of it with a digit (an error code, a SKU, a version)."""
 PASSAGE_MIN_KEYWORD_SCORE = 0.25
 PASSAGE_BEST_MARGIN = 0.1
 PASSAGE_MIN_COVERAGE = 0.5
@@ -139,7 +139,9 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
     <brainstack.memory.knowledge.Passage.coverage>`, which counts the task's words no chunk
     holds, so "error PAY-4099" is not covered by a table of other PAY codes) and every word of
     the task with a digit in it (a code, a version, a week: "4.15.0" shares its parts with every
-    other version). On that set: 20 of 20 answers kept instead of 12; its unanswerable
+    other version), and two of the task's words at least: a task of one word ("thanks") holds
+    all of itself in any chunk that has the word, which names nothing (every answer the clause
+    keeps on the set holds 2-5). On that set: 20 of 20 answers kept instead of 12; its unanswerable
     questions given a passage 5 of 8, as before (by cosine: the error table's chunks score
     0.45-0.57 for "What does error PAY-4099 mean?"); on the handbook set nothing changes. The coverages that
     decide were 0.68 and up for answers, 0.28 at most otherwise (benchmarks/RESULTS.md). Passages
@@ -153,6 +155,11 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
     words = set(tokenize(task))
     numbers = {word for word in words if any(c.isdigit() for c in word)}
     named = max(passages, key=lambda p: p.keyword or 0.0)
+
+    def names_the_task(p: Passage) -> bool:  # (two words at least: one word is no name)
+        held = words.intersection(tokenize(p.text))
+        return (p.coverage or 0.0) >= PASSAGE_MIN_COVERAGE and numbers <= held and len(held) >= 2
+
     return [
         p
         for p in passages
@@ -161,7 +168,7 @@ def relevant_passages(task: str, passages: Sequence[Passage]) -> list[Passage]:
             p.score >= max(PASSAGE_MIN_KEYWORD_SCORE, best - PASSAGE_BEST_MARGIN)
             and not words.isdisjoint(tokenize(p.text))
         )
-        or (p is named and (p.coverage or 0.0) >= PASSAGE_MIN_COVERAGE and numbers.issubset(tokenize(p.text)))
+        or (p is named and names_the_task(p))
     ]
 
 

@@ -96,6 +96,16 @@ def test_the_best_keyword_match_holding_most_of_the_task_is_kept_whatever_its_co
     assert relevant_passages(task, [other, named]) == ([named] if kept else [])
 
 
+@pytest.mark.parametrize("task", ["thanks", "Thanks!", "refunds"])
+def test_a_task_of_one_word_is_not_named_by_the_chunk_that_holds_it(task):
+    """One word held is all of a one-word task (coverage about 1): the clause kept whichever
+    chunk had the word, whatever its cosine ("thanks" kept a chunk thanking a supplier)."""
+    named = _matched("Thanks to our supplier, refunds now take 3 days.", 0.1, 2.0, 1.0)
+    assert relevant_passages(task, [named]) == []
+    assert relevant_passages(f"{task} policy", [named]) == []  # (the second word is not held)
+    assert relevant_passages(f"{task} supplier", [named]) == [named]
+
+
 def test_only_the_best_keyword_match_is_kept_for_its_coverage():
     first, second = _matched(ERRORS, 0.1, 6.0, 0.7), _matched(ERRORS + " ", 0.1, 5.0, 0.6)
     assert relevant_passages("What does error PAY-4031 mean?", [second, first]) == [first]
