@@ -118,9 +118,13 @@ def stem(word: str) -> str:
     return word
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
-"""A run of Chinese, Japanese (kana) or Korean characters: written without spaces between
-words (Korean between phrases), so a run is no word."""
+_CJK = re.compile(
+    "[\u1100-\u11ff\u3005-\u3007\u3021-\u3029\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]+"
+)
+"""A run of Chinese, Japanese or Korean characters (ideographs with their rarer extensions and
+marks such as 々, kana, half-width katakana, Hangul and its letters): written without spaces
+between words (Korean between phrases), so a run is no word."""
 
 
 def tokenize(text: str) -> list[str]:
@@ -269,9 +273,10 @@ class BM25Index:
 
     # -- persistence -----------------------------------------------------------------------------
 
-    FORMAT = 3
-    """3: CJK text as character pairs (a file of 2 or 1 is read unless it holds a CJK term,
-    which :func:`tokenize` no longer makes); 2: with the deleted positions (1, before removal:
+    FORMAT = 4
+    """4: the CJK class with its marks, half-width katakana and rarer ideographs; 3: CJK text as
+    character pairs (a file of 3 or less is read unless it holds a CJK term, which
+    :func:`tokenize` now makes otherwise); 2: with the deleted positions (1, before removal:
     read as having none)."""
 
     def save(self, path: str | Path) -> None:
@@ -308,14 +313,14 @@ class BM25Index:
         """Read an index written by :meth:`save`; ``ValueError`` when it is not one."""
         with np.load(path, allow_pickle=False) as data:
             version = int(data["format"][0])
-            if version not in (1, 2, cls.FORMAT):
+            if version not in (1, 2, 3, cls.FORMAT):
                 raise ValueError(f"{path}: keyword index format {version}, not {cls.FORMAT}")
             k1, b = (float(v) for v in data["params"])
             index = cls(k1=k1, b=b)
             index.ids = data["ids"].tolist()
             lengths, terms = data["lengths"], data["terms"].tolist()
-            if version < 3 and any(_CJK.search(term) for term in terms):  # (whole CJK runs)
-                raise ValueError(f"{path}: keyword index of CJK text tokenized before format 3")
+            if version < cls.FORMAT and any(_CJK.search(term) for term in terms):
+                raise ValueError(f"{path}: keyword index of CJK text tokenized before format {cls.FORMAT}")
             index._lengths = lengths.tolist()
             deleted = set(data["deleted"].tolist()) if version >= 2 else set()
             index.source = str(data["source"][0]) if "source" in data.files else ""  # (added later)

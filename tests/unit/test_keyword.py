@@ -231,14 +231,23 @@ def test_cjk_text_is_indexed_as_character_pairs():
     assert [doc for doc, _ in index.search("退款", k=5)] == ["d3"]
 
 
+def test_cjk_marks_half_width_kana_and_rarer_ideographs_are_paired_too():
+    """々 (the iteration mark), half-width katakana and ideographs beyond the basic block were
+    left out of the pairs: 様々 split after 様, ｶﾀｶﾅ stayed one token (review)."""
+    assert tokenize("様々な") == ["様々", "々な"]
+    assert tokenize("ｶﾀｶﾅ") == ["ｶﾀ", "ﾀｶ", "ｶﾅ"]
+    assert tokenize("𠮷野家") == ["𠮷野", "野家"]
+
+
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("cjk", [True, False])
-def test_an_index_saved_before_cjk_pairs_is_rebuilt_only_when_it_holds_cjk_text(tmp_path, cjk):
+def test_an_index_saved_before_cjk_pairs_is_rebuilt_only_when_it_holds_cjk_text(tmp_path, cjk, version):
     index = _index("返金ポリシー" if cjk else "refund policy", "delivery times")
     path = tmp_path / "old.npz"
     index.save(path)
     with np.load(path, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
-    arrays["format"] = np.array([2])
+    arrays["format"] = np.array([version])
     if cjk:  # (as format 2 tokenized it: the whole run one term)
         terms = ["返金ポリシー", *tokenize("delivery times")]
         arrays.update(
