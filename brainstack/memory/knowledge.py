@@ -463,10 +463,14 @@ class KnowledgeBase:
         index, topped up from the collection's documents, has them: reading their vectors then
         raises ("Error finding id"). They are embedded again from their stored text and metadata,
         as LlamaIndex embedded them (the same vector, with the same embedder)."""
+        from brainstack.errors import _is_transport_error
+
         try:
             return dict(self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"]))
-        except Exception:
-            got = dict(self.collection.get(ids=ids, include=["documents", "metadatas"]))  # (raises if down)
+        except Exception as exc:
+            if _is_transport_error(exc):  # (a server that is down or hangs: asking again waits again)
+                raise
+            got = dict(self.collection.get(ids=ids, include=["documents", "metadatas"]))
         from llama_index.core.schema import MetadataMode
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 

@@ -959,3 +959,24 @@ def test_a_word_of_cjk_text_is_found_by_keyword(kb, tmp_path):
     kb.add(folder)
     found = kb.search("返金", k=2, mode="keyword")
     assert [Path(p.source).name for p in found] == ["refunds.md"]
+
+
+def test_a_server_that_is_down_is_asked_once_for_the_vectors_of_keyword_matches(kb, tmp_path, monkeypatch):
+    """Reading the vectors of chunks only the keywords found falls back to embedding them again
+    when Chroma cannot find them (another local process's chunks), not when the server is down
+    or hangs: that asked it a second time, and waited a second timeout."""
+    folder = _store_reports(tmp_path / "stores", range(1, 4))
+    kb.add(folder)
+    asked: list[list[str]] = []
+    real_get = kb.collection.get
+
+    def down(*args, **kwargs):
+        if "embeddings" in (kwargs.get("include") or []) or asked:
+            asked.append(list(kwargs.get("include") or []))
+            raise ConnectionError("connection refused")
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(kb.collection, "get", down)
+    with pytest.raises(ConnectionError):
+        kb._stored(["some-chunk"])
+    assert asked == [["documents", "metadatas", "embeddings"]]
