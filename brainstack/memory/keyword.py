@@ -313,6 +313,8 @@ class BM25Index:
         """Read an index written by :meth:`save`; ``ValueError`` when it is not one."""
         with np.load(path, allow_pickle=False) as data:
             version = int(data["format"][0])
+            if version > cls.FORMAT:
+                raise NewerFormatError(f"{path}: keyword index format {version}, newer than {cls.FORMAT}")
             if version not in (1, 2, 3, cls.FORMAT):
                 raise ValueError(f"{path}: keyword index format {version}, not {cls.FORMAT}")
             k1, b = (float(v) for v in data["params"])
@@ -429,6 +431,10 @@ class BM25Index:
         if alive is not None:
             scores[~alive] = 0.0
         return scores
+
+
+class NewerFormatError(ValueError):
+    """A saved keyword index written by a newer version of brainstack."""
 
 
 def _check_postings(
@@ -709,7 +715,7 @@ class CollectionKeywords:
         path = self.index_dir / f"{name}.npz"
         try:
             return BM25Index.load(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NewerFormatError):  # (a newer version's file is left to it)
             return None
         except Exception:  # a damaged or foreign file is only a cache miss
             with contextlib.suppress(OSError):  # (a folder in its place: no saving either)
@@ -726,7 +732,14 @@ class CollectionKeywords:
                 self._write(name, index)
 
     def _write(self, name: str, index: BM25Index) -> None:
+        """Save ``index`` as collection ``name``'s, unless a newer version of brainstack saved
+        that file (workers of two versions on one folder during an upgrade): each would otherwise
+        replace the other's file with one the other cannot read, and rebuild it, in turn."""
         if self.index_dir is None:
             return
+        path = self.index_dir / f"{name}.npz"
+        with contextlib.suppress(Exception), np.load(path, allow_pickle=False) as data:
+            if int(data["format"][0]) > BM25Index.FORMAT:
+                return
         with contextlib.suppress(OSError):  # a read-only or full disk only costs a rebuild later
-            index.save(self.index_dir / f"{name}.npz")
+            index.save(path)

@@ -607,3 +607,25 @@ def test_a_collection_deleted_and_created_again_is_indexed_anew_and_its_files_go
     assert [doc for doc, _ in CollectionKeywords(tmp_path).index(new).search("velvet", 5)] == [
         "c"
     ]  # ...is not used
+
+
+def test_a_newer_versions_saved_index_is_neither_deleted_nor_overwritten(tmp_path):
+    """Workers of two versions on one folder (a rolling upgrade): the older one deleted the newer
+    one's file as damaged and saved its own, which the newer one could not read either, so both
+    rebuilt it in turn. The older one now builds its index in memory and leaves the file alone."""
+    from brainstack.memory.keyword import CollectionKeywords, NewerFormatError
+
+    collection = _Collection({"a": "denim line", "b": "stock room"})
+    CollectionKeywords(tmp_path).index(collection)
+    path = tmp_path / f"{collection.name}.npz"
+    _resaved(path, format=np.array([BM25Index.FORMAT + 1]))
+    newer = path.read_bytes()
+    with pytest.raises(NewerFormatError):
+        BM25Index.load(path)
+    older = CollectionKeywords(tmp_path)
+    assert older.index(collection).search("denim", 1)[0][0] == "a"  # (built from the collection)
+    collection.docs["a"] = "velvet line"
+    older.added(collection.name, ["a"], ["velvet line"])  # a replacement: saved, were it its file
+    older.removed(collection.name, ["b"])
+    assert path.read_bytes() == newer
+    assert older.index(collection).search("velvet", 1)[0][0] == "a"
