@@ -217,7 +217,7 @@ def translate(
                 thread_id=thread_id,
             )
     found = _backend_of(exc)
-    if found is None and backend is not None and _is_transport_error(exc):
+    if found is None and backend is not None and is_transport_error(exc):
         found = _BACKENDS[backend]
     if found is not None:
         name, setting = found
@@ -318,7 +318,7 @@ def _backend_of(exc: BaseException) -> tuple[str, str] | None:
     return _BACKENDS.get(module)
 
 
-def _is_transport_error(exc: BaseException) -> bool:
+def is_transport_error(exc: BaseException) -> bool:
     """An HTTP client's failure to reach or hear from a server (httpx's and httpx2's
     ``TransportError`` family), or the OS's own."""
     return isinstance(exc, ConnectionError | TimeoutError) or any(

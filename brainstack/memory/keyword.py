@@ -334,7 +334,7 @@ class BM25Index:
             for n, term in enumerate(terms):
                 start, end = offsets[n], offsets[n + 1]
                 index._postings[term] = (docs[start:end], tfs[start:end])
-        if len(index._lengths) != len(index.ids) or not all(0 <= n < len(index.ids) for n in deleted):
+        if not all(0 <= n < len(index.ids) for n in deleted):
             raise ValueError(f"{path}: inconsistent keyword index")
         # An id held twice (format 1 kept both) is its latest document; the earlier one is deleted.
         index._known = {doc_id: n for n, doc_id in enumerate(index.ids) if n not in deleted}
@@ -456,9 +456,11 @@ def _check_postings(
         math.isfinite(k1)
         and k1 >= 0
         and 0 <= b <= 1
+        and len(lengths) == documents
         and len(offsets) == terms + 1
         and len(docs) == len(tfs)
-        and (len(offsets) == 0 or (offsets[0] == 0 and offsets[-1] == len(docs)))
+        and offsets[0] == 0
+        and offsets[-1] == len(docs)
         and bool(np.all(np.diff(offsets) >= 0))
         and bool(np.all((docs >= 0) & (docs < documents)))
         and bool(np.all(np.isfinite(tfs) & (tfs > 0)))

@@ -131,15 +131,12 @@ class KnowledgeBase:
             )
         except Exception as exc:
             raise translate(exc, backend="chromadb") from exc
-        self._widen_search()
+        widen_search(
+            self.collection, SEARCH_BREADTH, "the knowledge base"
+        )  # (one made by an earlier version)
         self.keywords = CollectionKeywords(index_dir)
         self._index: Any = None
         self._lock = threading.Lock()
-
-    def _widen_search(self) -> None:
-        """Give a collection created with a narrower search :data:`SEARCH_BREADTH` (see
-        :func:`~brainstack.memory._hnsw.widen_search`)."""
-        widen_search(self.collection, SEARCH_BREADTH, "the knowledge base")
 
     @property
     def index(self) -> Any:
@@ -463,12 +460,12 @@ class KnowledgeBase:
         index, topped up from the collection's documents, has them: reading their vectors then
         raises ("Error finding id"). They are embedded again from their stored text and metadata,
         as LlamaIndex embedded them (the same vector, with the same embedder)."""
-        from brainstack.errors import _is_transport_error
+        from brainstack.errors import is_transport_error
 
         try:
             return dict(self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"]))
         except Exception as exc:
-            if _is_transport_error(exc):  # (a server that is down or hangs: asking again waits again)
+            if is_transport_error(exc):  # (a server that is down or hangs: asking again waits again)
                 raise
             got = dict(self.collection.get(ids=ids, include=["documents", "metadatas"]))
         from llama_index.core.schema import MetadataMode
